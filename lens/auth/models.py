@@ -1,0 +1,70 @@
+"""Technicians and the groups that carry their permissions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from flask_login import UserMixin
+from sqlalchemy import JSON, ForeignKey, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from lens import features
+from lens.extensions import db
+from lens.timeutil import now_utc
+
+ROLE_TECHNICIAN = "technician"
+ROLE_ADMIN = "admin"
+
+
+class TechnicianGroup(db.Model):
+    """A group of technicians and the features its members may use."""
+
+    __tablename__ = "technician_group"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(80), unique=True)
+    permissions: Mapped[list[str]] = mapped_column(JSON, default=lambda: sorted(features.ALL))
+    technicians: Mapped[list[Technician]] = relationship(back_populates="group")
+
+    def permission_set(self) -> frozenset[str]:
+        """The group's permitted features as a set."""
+        return frozenset(self.permissions or ())
+
+
+class Technician(UserMixin, db.Model):
+    """A person who runs support sessions (an admin is a technician with more rights)."""
+
+    __tablename__ = "technician"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(120))
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(20), default=ROLE_TECHNICIAN)
+    group_id: Mapped[int | None] = mapped_column(ForeignKey("technician_group.id"))
+    active: Mapped[bool] = mapped_column(default=True)
+    password_change_required: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(default=now_utc)
+
+    group: Mapped[TechnicianGroup | None] = relationship(back_populates="technicians")
+
+    @property
+    def is_active(self) -> bool:  # Flask-Login refuses inactive accounts
+        return self.active
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == ROLE_ADMIN
+
+    def set_password(self, password: str, method: str = "scrypt") -> None:
+        """Store a salted hash of password."""
+        self.password_hash = generate_password_hash(password, method=method)
+
+    def check_password(self, password: str) -> bool:
+        """Whether password matches the stored hash."""
+        return check_password_hash(self.password_hash, password)
+
+    def group_permissions(self) -> frozenset[str] | None:
+        """The group's permissions, or None when the technician has no group (no limits)."""
+        return self.group.permission_set() if self.group else None

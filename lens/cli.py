@@ -1,0 +1,106 @@
+"""`flask lens …`: set-up and maintenance for operators."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from datetime import timedelta
+
+import click
+from email_validator import EmailNotValidError, validate_email
+from flask import current_app
+from flask.cli import with_appcontext
+from sqlalchemy import func, select
+
+from lens.auth.models import ROLE_ADMIN, ROLE_TECHNICIAN, Technician
+from lens.extensions import db
+from lens.sessions import lifecycle
+from lens.timeutil import now_utc
+
+lens_cli = click.Group("lens", help="Lens set-up and maintenance.")
+
+
+def _email(value: str) -> str:
+    try:
+        return validate_email(value, check_deliverability=False).normalized.lower()
+    except EmailNotValidError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
+def add_technician(name: str, email: str, role: str, password: str | None) -> tuple[Technician, str]:
+    """Create a technician; without a password, make a one-time one to change at log-in."""
+    email = _email(email)
+    if db.session.scalar(select(Technician).where(func.lower(Technician.email) == email)):
+        raise click.ClickException(f"a technician with e-mail {email} already exists")
+    one_time = password is None
+    password = password or secrets.token_urlsafe(12)
+    technician = Technician(name=name, email=email, role=role, password_change_required=one_time)
+    technician.set_password(password, current_app.config["LENS_PASSWORD_METHOD"])
+    db.session.add(technician)
+    db.session.commit()
+    return technician, password
+
+
+def _create(name: str, email: str, role: str, password: str | None) -> None:
+    technician, secret = add_technician(name, email, role, password)
+    click.echo(f"Created {role} {technician.name} <{technician.email}>.")
+    if password is None:
+        click.echo(f"One-time password: {secret}  (to be changed at first log-in)")
+
+
+@lens_cli.command("init")
+@click.option("--admin-email", default="admin@lens.example", show_default=True)
+@click.option("--admin-name", default="Administrator", show_default=True)
+@with_appcontext
+def init_command(admin_email: str, admin_name: str) -> None:
+    """Create or upgrade the database; create the first admin if there is none."""
+    from flask_migrate import upgrade
+
+    upgrade()
+    if db.session.scalar(select(Technician).where(Technician.role == ROLE_ADMIN)) is None:
+        _create(admin_name, admin_email, ROLE_ADMIN, None)
+    else:
+        click.echo("Database is up to date; an administrator exists.")
+
+
+@lens_cli.command("create-technician")
+@click.option("--name", required=True)
+@click.option("--email", required=True)
+@click.option("--password", default=None, help="Leave out to print a one-time password.")
+@with_appcontext
+def create_technician_command(name: str, email: str, password: str | None) -> None:
+    """Add a technician."""
+    _create(name, email, ROLE_TECHNICIAN, password)
+
+
+@lens_cli.command("create-admin")
+@click.option("--name", required=True)
+@click.option("--email", required=True)
+@click.option("--password", default=None, help="Leave out to print a one-time password.")
+@with_appcontext
+def create_admin_command(name: str, email: str, password: str | None) -> None:
+    """Add an administrator."""
+    _create(name, email, ROLE_ADMIN, password)
+
+
+def sweep_once() -> int:
+    """Expire unused PINs and close stalled joins; commit; return how many changed."""
+    validity = timedelta(minutes=current_app.config["LENS_PIN_VALIDITY_MINUTES"])
+    count = lifecycle.expire_due_sessions(db.session, now_utc(), connect_timeout=validity)
+    db.session.commit()
+    return count
+
+
+@lens_cli.command("sweep")
+@click.option("--every", type=int, default=0, help="Repeat every N seconds (0: once).")
+@with_appcontext
+def sweep_command(every: int) -> None:
+    """Expire sessions whose PIN validity has passed."""
+    while True:
+        count = sweep_once()
+        if count or not every:
+            click.echo(f"expired or closed {count} session(s)")
+        if not every:
+            return
+        db.session.remove()
+        time.sleep(every)

@@ -1,0 +1,72 @@
+"""Settings, read in one place: environment variables over safe defaults."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+
+def _read_or_create_secret(path: Path) -> str:
+    """Return the secret stored at path, creating it (mode 0600) on first use."""
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(48)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(value)
+    return value
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise RuntimeError(f"{name} must be a whole number, got {raw!r}") from exc
+
+
+def load_settings(instance_path: str, env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Build the Flask config from the environment and the instance folder."""
+    env = os.environ if env is None else env
+    instance = Path(instance_path)
+    secret_key = env.get("SECRET_KEY") or _read_or_create_secret(instance / "secret_key")
+    redis_url = env.get("REDIS_URL", "")
+    settings: dict[str, Any] = {
+        "SECRET_KEY": secret_key,
+        "SQLALCHEMY_DATABASE_URI": env.get("DATABASE_URL") or f"sqlite:///{instance / 'lens.db'}",
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        "REDIS_URL": redis_url,
+        "RATELIMIT_STORAGE_URI": env.get("LENS_RATELIMIT_STORAGE_URI")
+        or (redis_url if redis_url else "memory://"),
+        "RATELIMIT_HEADERS_ENABLED": True,
+        "LENS_PIN_VALIDITY_MINUTES": _int(env, "LENS_PIN_VALIDITY_MINUTES", 20),
+        "LENS_LOGIN_RATE_LIMIT": env.get("LENS_LOGIN_RATE_LIMIT", "10 per minute"),
+        "LENS_PIN_RATE_LIMIT": env.get("LENS_PIN_RATE_LIMIT", "10 per minute;50 per hour"),
+        "LENS_PIN_VALUE_RATE_LIMIT": env.get("LENS_PIN_VALUE_RATE_LIMIT", "5 per 10 minutes"),
+        "LENS_BASE_URL": env.get("LENS_BASE_URL", "").rstrip("/"),
+        "LENS_PASSWORD_METHOD": env.get("LENS_PASSWORD_METHOD", "scrypt"),
+        "LENS_SWEEP_SECONDS": _int(env, "LENS_SWEEP_SECONDS", 30),
+        "LENS_START_SWEEPER": env.get("LENS_START_SWEEPER", "0") == "1",
+        "LENS_CUSTOM_FIELDS": [
+            label.strip()
+            for label in env.get("LENS_CUSTOM_FIELDS", "Custom field").split(",")
+            if label.strip()
+        ],
+        "LENS_ICE_SERVERS": json.loads(env.get("LENS_ICE_SERVERS", "[]")),
+        "BABEL_DEFAULT_LOCALE": "en",
+        "LENS_LANGUAGES": ("en", "nl"),
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": env.get("LENS_SECURE_COOKIES", "0") == "1",
+        "REMEMBER_COOKIE_SECURE": env.get("LENS_SECURE_COOKIES", "0") == "1",
+        "WTF_CSRF_TIME_LIMIT": None,
+        "SOCK_SERVER_OPTIONS": {"ping_interval": 25},
+    }
+    return settings

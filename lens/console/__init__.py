@@ -1,0 +1,1 @@
+"""The two consoles: Technician Console and Web Console."""

@@ -1,0 +1,1 @@
+"""The customer side: the pages a phone opens."""

@@ -1,0 +1,128 @@
+"""The customer's pages on the phone: PIN, link, tutorial, permission, EULA, status."""
+
+from __future__ import annotations
+
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+
+from lens.customer.forms import PinForm
+from lens.customer.identity import device_key, joined_session, remember_joined
+from lens.customer.live import stream_status
+from lens.errors import session_error_message
+from lens.extensions import db, limiter, sock
+from lens.sessions import lifecycle
+from lens.sessions.errors import SessionError
+from lens.sessions.models import SessionState
+from lens.timeutil import now_utc
+
+bp = Blueprint("customer", __name__)
+
+STEPS = ("tutorial", "permission", "eula")
+
+
+def _pin_limit() -> str:
+    return current_app.config["LENS_PIN_RATE_LIMIT"]
+
+
+def _pin_value_limit() -> str:
+    return current_app.config["LENS_PIN_VALUE_RATE_LIMIT"]
+
+
+def _pin_key() -> str:
+    return "pin:" + "".join(ch for ch in request.form.get("pin", "") if ch.isdigit())[:6]
+
+
+def _failed(response) -> bool:
+    return response.status_code != 303
+
+
+@bp.route("/", methods=["GET", "POST"])
+@limiter.limit(_pin_limit, methods=["POST"], deduct_when=_failed)
+@limiter.limit(_pin_value_limit, methods=["POST"], key_func=_pin_key, deduct_when=_failed)
+def start():
+    """The start page: type the PIN the technician gave you."""
+    form = PinForm()
+    error = None
+    if form.validate_on_submit():
+        try:
+            lens_session = lifecycle.join_by_pin(db.session, form.pin.data, device_key(), now_utc())
+        except SessionError as exc:
+            db.session.commit()  # keep an expiry the attempt discovered
+            error = session_error_message(exc)
+        else:
+            db.session.commit()
+            remember_joined(lens_session)
+            return redirect(url_for("customer.session_page"), 303)
+    status = 422 if (error or form.errors) else 200
+    return render_template("customer/start.html", form=form, error=error), status
+
+
+@bp.get("/j/<token>")
+@limiter.limit(_pin_limit)
+def join_link(token: str):
+    """A join link from an SMS, an e-mail or a chat."""
+    try:
+        lens_session = lifecycle.join_by_token(db.session, token[:128], device_key(), now_utc())
+    except SessionError as exc:
+        db.session.commit()
+        return render_template("customer/ended.html", message=session_error_message(exc)), 410
+    db.session.commit()
+    remember_joined(lens_session)
+    return redirect(url_for("customer.session_page"), 303)
+
+
+def _own_session_or_ended():
+    lens_session = joined_session()
+    if lens_session is None or not lens_session.is_live:
+        return None, (render_template("customer/ended.html", s=lens_session), 410)
+    return lens_session, None
+
+
+@bp.get("/c")
+def session_page():
+    """The customer's session page; its step follows the session's state."""
+    lens_session, ended = _own_session_or_ended()
+    if ended:
+        return ended
+    return render_template("customer/session.html", s=lens_session)
+
+
+@bp.get("/c/step/<step>")
+def step(step: str):
+    """One step of the join flow, as a partial."""
+    if step not in STEPS:
+        abort(404)
+    lens_session, ended = _own_session_or_ended()
+    if ended:
+        return ended
+    if lens_session.state != SessionState.CONNECTING:
+        return render_template("customer/_status.html", s=lens_session, oob=False)
+    return render_template(f"customer/_{step}.html", s=lens_session)
+
+
+@bp.post("/c/accept")
+def accept():
+    """Accept the licence agreement: the technician's list shows the customer as connected."""
+    lens_session, ended = _own_session_or_ended()
+    if ended:
+        return ended
+    lifecycle.accept_eula(db.session, lens_session, now_utc())
+    db.session.commit()
+    return render_template("customer/_status.html", s=lens_session, oob=False)
+
+
+@sock.route("/c/ws", bp=bp)
+def live(ws):
+    """Push the status screen whenever the session's state changes."""
+    lens_session = joined_session()
+    if lens_session is None:
+        ws.close(1008, "no session")
+        return
+    stream_status(ws, lens_session.id)

@@ -1,0 +1,69 @@
+"""Error pages and the messages for refused actions; HTMX requests get a partial."""
+
+from __future__ import annotations
+
+from flask import Flask, render_template, request
+from flask_babel import gettext as _
+from flask_wtf.csrf import CSRFError
+
+from lens.sessions.errors import SessionError
+
+
+def session_error_message(error: SessionError) -> str:
+    """A clear, translated sentence for a refused session action."""
+    code = error.code
+    if code == "one_active_session":
+        return _(
+            "You already have an active session. End it or put it on hold before you start "
+            "another one."
+        )
+    if code == "not_your_session":
+        return _("This session belongs to another technician.")
+    if code == "invalid_transition":
+        return _("This is not possible in the session's current state.")
+    if code == "pin_not_valid":
+        return _("That PIN is not valid. Check the six digits or ask your technician for a new one.")
+    if code == "link_not_valid":
+        return _("This link is no longer valid. Ask your technician for a new one.")
+    if code == "other_device":
+        return _("This link has already been opened on another device.")
+    return _("This action was refused.")
+
+
+def render_error(status: int, message: str):
+    """The error page, or its message alone for an HTMX request."""
+    if request.headers.get("HX-Request"):
+        response = render_template("_message.html", message=message, level="error")
+        return response, status, {"HX-Retarget": "#messages", "HX-Reswap": "innerHTML",
+                                  "Vary": "HX-Request"}
+    return render_template("error.html", message=message, status=status), status, {
+        "Vary": "HX-Request"
+    }
+
+
+def register(app: Flask) -> None:
+    """Install the handlers."""
+
+    @app.errorhandler(SessionError)
+    def session_refused(error: SessionError):
+        return render_error(409, session_error_message(error))
+
+    @app.errorhandler(CSRFError)
+    def csrf_failed(error: CSRFError):
+        return render_error(400, _("The form has expired. Reload the page and try again."))
+
+    @app.errorhandler(403)
+    def forbidden(error):
+        return render_error(403, _("You are not allowed to do this."))
+
+    @app.errorhandler(404)
+    def not_found(error):
+        return render_error(404, _("This page does not exist."))
+
+    @app.errorhandler(429)
+    def too_many(error):
+        return render_error(429, _("Too many attempts. Wait a moment and try again."))
+
+    @app.errorhandler(500)
+    def server_error(error):
+        return render_error(500, _("Something went wrong on our side. Try again."))

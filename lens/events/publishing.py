@@ -1,0 +1,67 @@
+"""Publish a change for every Lens session touched by a commit.
+
+The domain only writes rows; this listener turns committed changes into bus messages so
+that no caller can forget to notify the open consoles and customer pages.
+"""
+
+from __future__ import annotations
+
+from flask import current_app, has_app_context
+from sqlalchemy import event, inspect
+from sqlalchemy.orm import Session
+
+from lens.sessions.models import LensSession, SessionEvent
+
+_KEY = "lens.touched"
+
+
+def technician_topic(technician_id: int) -> str:
+    return f"technician:{technician_id}"
+
+
+def session_topic(session_id: int) -> str:
+    return f"session:{session_id}"
+
+
+def _after_flush(session: Session, flush_context: object) -> None:
+    """Note the sessions a flush touched (after it, so that new rows have their ids)."""
+    touched: dict[int, set[int]] = session.info.setdefault(_KEY, {})
+    for obj in list(session.new) + list(session.dirty):
+        if isinstance(obj, LensSession) and obj.id is not None:
+            technicians = touched.setdefault(obj.id, set())
+            history = inspect(obj).attrs.technician_id.history
+            technicians.update(t for t in (*history.deleted, obj.technician_id) if t)
+        elif isinstance(obj, SessionEvent) and obj.lens_session is not None:
+            owner = obj.lens_session
+            if owner.id is not None:
+                touched.setdefault(owner.id, set()).add(owner.technician_id)
+
+
+def _publish(session: Session) -> None:
+    touched = session.info.pop(_KEY, None)
+    if not touched or not has_app_context():
+        return
+    bus = current_app.extensions["lens.events"]
+    for session_id, technician_ids in touched.items():
+        message = {"type": "session", "session_id": session_id}
+        bus.publish(session_topic(session_id), message)
+        for technician_id in technician_ids:
+            bus.publish(technician_topic(technician_id), message)
+
+
+def _forget(session: Session) -> None:
+    session.info.pop(_KEY, None)
+
+
+_installed = False
+
+
+def install() -> None:
+    """Listen on every SQLAlchemy session once per process."""
+    global _installed
+    if _installed:
+        return
+    event.listen(Session, "after_flush", _after_flush)
+    event.listen(Session, "after_commit", _publish)
+    event.listen(Session, "after_rollback", _forget)
+    _installed = True

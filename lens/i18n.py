@@ -1,0 +1,41 @@
+"""Language: from the browser, switchable, remembered in a cookie."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from flask import Blueprint, current_app, redirect, request
+
+bp = Blueprint("i18n", __name__)
+
+COOKIE = "lens_lang"
+
+
+def select_locale() -> str | None:
+    """The chosen language, else the browser's best match."""
+    languages = current_app.config["LENS_LANGUAGES"]
+    chosen = request.cookies.get(COOKIE)
+    if chosen in languages:
+        return chosen
+    return request.accept_languages.best_match(languages)
+
+
+def safe_next(target: str | None, fallback: str) -> str:
+    """A local path to go on to; anything pointing off-site becomes fallback."""
+    if not target:
+        return fallback
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return fallback
+    if "\\" in target:
+        return fallback
+    return target
+
+
+@bp.get("/lang/<code>")
+def switch_language(code: str):
+    """Remember the chosen language and go back."""
+    response = redirect(safe_next(request.args.get("next"), "/"))
+    if code in current_app.config["LENS_LANGUAGES"]:
+        response.set_cookie(COOKIE, code, max_age=365 * 24 * 3600, samesite="Lax")
+    return response

@@ -1,0 +1,1 @@
+"""The Lens session: models, lifecycle and its errors."""

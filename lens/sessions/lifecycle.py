@@ -1,0 +1,309 @@
+"""The session lifecycle: every transition is one function that writes a SessionEvent.
+
+Plain Python over the models: no Flask request, WebSocket or aiortc in here. Callers pass
+the SQLAlchemy session and the current time; functions flush but never commit, except
+where the database itself must decide (the one-active rule).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from lens.auth.models import Technician
+from lens.sessions.errors import (
+    InvalidTransition,
+    LinkNotValid,
+    NotYourSession,
+    OneActiveSession,
+    OtherDevice,
+    PinNotValid,
+)
+from lens.sessions.models import (
+    HANDLING_STATES,
+    LIVE_STATES,
+    Channel,
+    LensSession,
+    SessionEvent,
+    SessionState,
+)
+
+S = SessionState
+
+# Which state each action may leave from, and where it goes.
+TRANSITIONS: dict[str, tuple[frozenset[str], str]] = {
+    "join": (frozenset({S.CREATED}), S.CONNECTING),
+    "accept": (frozenset({S.CONNECTING}), S.WAITING),
+    "start": (frozenset({S.WAITING}), S.ACTIVE),
+    "hold": (frozenset({S.ACTIVE}), S.ON_HOLD),
+    "resume": (frozenset({S.ON_HOLD}), S.ACTIVE),
+    "end": (frozenset(LIVE_STATES), S.CLOSED),
+    "expire": (frozenset({S.CREATED}), S.EXPIRED),
+}
+
+PIN_ATTEMPTS = 50
+
+
+def technician_actor(technician: Technician) -> str:
+    """The log's name for a technician."""
+    return f"technician:{technician.id}"
+
+
+def device_fingerprint(device_key: str) -> str:
+    """What the database keeps of a customer's device key: its hash."""
+    return hashlib.sha256(device_key.encode()).hexdigest()
+
+
+def _transition(
+    db: Session,
+    lens_session: LensSession,
+    action: str,
+    *,
+    actor: str,
+    now: datetime,
+    detail: str | None = None,
+) -> None:
+    sources, target = TRANSITIONS[action]
+    if lens_session.state not in sources:
+        raise InvalidTransition(action, lens_session.state)
+    lens_session.state = target
+    if target in (S.CLOSED, S.EXPIRED):
+        lens_session.pin = None
+        lens_session.ended_at = now
+    record_event(db, lens_session, action, actor=actor, now=now, detail=detail)
+
+
+def record_event(
+    db: Session,
+    lens_session: LensSession,
+    kind: str,
+    *,
+    actor: str,
+    now: datetime,
+    detail: str | None = None,
+) -> SessionEvent:
+    """Append one line to the session's log."""
+    event = SessionEvent(lens_session=lens_session, kind=kind, actor=actor, at=now, detail=detail)
+    db.add(event)
+    return event
+
+
+def _new_pin(db: Session) -> str:
+    for _ in range(PIN_ATTEMPTS):
+        pin = f"{secrets.randbelow(10**6):06d}"
+        if db.scalar(select(LensSession.id).where(LensSession.pin == pin)) is None:
+            return pin
+    raise RuntimeError("no free PIN found; too many live sessions")
+
+
+def _new_public_id(db: Session) -> str:
+    while True:
+        public_id = str(1_000_000 + secrets.randbelow(9_000_000))
+        if db.scalar(select(LensSession.id).where(LensSession.public_id == public_id)) is None:
+            return public_id
+
+
+def create_session(
+    db: Session,
+    *,
+    technician: Technician,
+    console: str,
+    customer_name: str,
+    channel: str = Channel.PIN,
+    phone: str | None = None,
+    email: str | None = None,
+    ticket_id: str | None = None,
+    custom_fields: Mapping[str, Any] | None = None,
+    pin_validity: timedelta,
+    now: datetime,
+) -> LensSession:
+    """Create a session with a fresh PIN and join token, both valid for pin_validity."""
+    lens_session = LensSession(
+        public_id=_new_public_id(db),
+        customer_name=customer_name,
+        phone=phone or None,
+        email=email or None,
+        ticket_id=ticket_id or None,
+        custom_fields=dict(custom_fields or {}),
+        technician=technician,
+        console=console,
+        channel=channel,
+        pin=_new_pin(db),
+        pin_expires_at=now + pin_validity,
+        join_token=secrets.token_urlsafe(32),
+        state=S.CREATED,
+        created_at=now,
+    )
+    db.add(lens_session)
+    actor = technician_actor(technician)
+    record_event(db, lens_session, "created", actor=actor, now=now, detail=customer_name)
+    record_event(db, lens_session, "pin_issued", actor=actor, now=now, detail=lens_session.pin)
+    db.flush()
+    return lens_session
+
+
+def _join(db: Session, lens_session: LensSession, device_key: str, via: str, now: datetime) -> None:
+    lens_session.customer_device = device_fingerprint(device_key)
+    lens_session.connected_at = now
+    lens_session.pin = None  # single use
+    _transition(db, lens_session, "join", actor="customer", now=now, detail=via)
+    db.flush()
+
+
+def join_by_pin(db: Session, pin: str, device_key: str, now: datetime) -> LensSession:
+    """The customer typed a PIN: bind the session to their device and use the PIN up."""
+    pin = pin.strip()
+    if len(pin) != 6 or not pin.isdigit():
+        raise PinNotValid("a PIN is six digits")
+    lens_session = db.scalar(select(LensSession).where(LensSession.pin == pin).with_for_update())
+    if lens_session is None:
+        raise PinNotValid("unknown PIN")
+    if lens_session.pin_expires_at <= now:
+        expire_session(db, lens_session, now)
+        raise PinNotValid("expired PIN")
+    _join(db, lens_session, device_key, "pin", now)
+    return lens_session
+
+
+def join_by_token(db: Session, token: str, device_key: str, now: datetime) -> LensSession:
+    """The customer opened a join link; a link works on one device only."""
+    lens_session = db.scalar(select(LensSession).where(LensSession.join_token == token))
+    if lens_session is None or not token:
+        raise LinkNotValid("unknown link")
+    if lens_session.customer_device is not None:
+        if lens_session.customer_device != device_fingerprint(device_key):
+            raise OtherDevice("this link was opened on another device")
+        if not lens_session.is_live:
+            raise LinkNotValid("session over")
+        return lens_session  # the same phone opening its link again
+    if lens_session.state != S.CREATED:
+        raise LinkNotValid("session over")
+    if lens_session.pin_expires_at <= now:
+        expire_session(db, lens_session, now)
+        raise LinkNotValid("expired link")
+    _join(db, lens_session, device_key, "link", now)
+    return lens_session
+
+
+def customer_session(db: Session, session_id: int, device_key: str) -> LensSession | None:
+    """The session this device joined, or None: a device key opens only its own session."""
+    lens_session = db.get(LensSession, session_id)
+    if lens_session is None or lens_session.customer_device != device_fingerprint(device_key):
+        return None
+    return lens_session
+
+
+def accept_eula(db: Session, lens_session: LensSession, now: datetime) -> LensSession:
+    """The customer accepted the licence: the session waits for the technician."""
+    lens_session.accepted_at = now
+    _transition(db, lens_session, "accept", actor="customer", now=now)
+    db.flush()
+    return lens_session
+
+
+def _check_owner(lens_session: LensSession, technician: Technician) -> None:
+    if lens_session.technician_id != technician.id:
+        raise NotYourSession("this session belongs to another technician")
+
+
+def active_session_of(db: Session, technician: Technician) -> LensSession | None:
+    """The technician's session in hand (active or on hold), if any."""
+    return db.scalar(
+        select(LensSession).where(
+            LensSession.technician_id == technician.id,
+            LensSession.state.in_(HANDLING_STATES),
+        )
+    )
+
+
+def start_session(
+    db: Session, lens_session: LensSession, technician: Technician, now: datetime
+) -> LensSession:
+    """The technician picks the waiting session up; one active session each.
+
+    Commits, so that the database's partial unique index has the last word when two
+    Start requests race past the check below.
+    """
+    _check_owner(lens_session, technician)
+    current = active_session_of(db, technician)
+    if current is not None and current.id != lens_session.id:
+        raise OneActiveSession(current.public_id)
+    lens_session.started_at = now
+    _transition(db, lens_session, "start", actor=technician_actor(technician), now=now)
+    try:
+        db.commit()
+    except IntegrityError as exc:
+        db.rollback()
+        raise OneActiveSession("another session became active") from exc
+    return lens_session
+
+
+def hold_session(
+    db: Session, lens_session: LensSession, technician: Technician, now: datetime
+) -> LensSession:
+    """Put the active session on hold."""
+    _check_owner(lens_session, technician)
+    _transition(db, lens_session, "hold", actor=technician_actor(technician), now=now)
+    db.flush()
+    return lens_session
+
+
+def resume_session(
+    db: Session, lens_session: LensSession, technician: Technician, now: datetime
+) -> LensSession:
+    """Take the session off hold."""
+    _check_owner(lens_session, technician)
+    _transition(db, lens_session, "resume", actor=technician_actor(technician), now=now)
+    db.flush()
+    return lens_session
+
+
+def end_session(
+    db: Session,
+    lens_session: LensSession,
+    *,
+    actor: str,
+    reason: str,
+    now: datetime,
+    technician: Technician | None = None,
+) -> LensSession:
+    """Close a live session (technician, customer or a time-out)."""
+    if technician is not None:
+        _check_owner(lens_session, technician)
+    lens_session.end_reason = reason
+    _transition(db, lens_session, "end", actor=actor, now=now, detail=reason)
+    db.flush()
+    return lens_session
+
+
+def expire_session(db: Session, lens_session: LensSession, now: datetime) -> LensSession:
+    """The PIN validity passed before the customer came."""
+    lens_session.end_reason = "expired"
+    _transition(db, lens_session, "expire", actor="system", now=now)
+    db.flush()
+    return lens_session
+
+
+def expire_due_sessions(db: Session, now: datetime, connect_timeout: timedelta) -> int:
+    """Expire unused PINs and close joins that never reached Accept; return how many."""
+    count = 0
+    unused = select(LensSession).where(
+        LensSession.state == S.CREATED, LensSession.pin_expires_at <= now
+    )
+    for lens_session in db.scalars(unused):
+        expire_session(db, lens_session, now)
+        count += 1
+    stalled = select(LensSession).where(
+        LensSession.state == S.CONNECTING, LensSession.connected_at <= now - connect_timeout
+    )
+    for lens_session in db.scalars(stalled):
+        end_session(db, lens_session, actor="system", reason="timeout", now=now)
+        count += 1
+    return count
