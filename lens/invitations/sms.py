@@ -63,8 +63,11 @@ class TwilioSmsBackend:
         self.client = Client(account_sid, auth_token, http_client=TwilioHttpClient(timeout=timeout))
         if api_base_url:
             # The Messages API lives on the "api" domain; pointing it elsewhere serves
-            # regional gateways, proxies and the tests' local stand-in.
+            # gateways, proxies and the tests' local stand-in. TWILIO_EDGE/TWILIO_REGION
+            # would rewrite that host name as if it were *.twilio.com, so they are off.
             self.client.api.base_url = api_base_url.rstrip("/")
+            self.client.edge = None
+            self.client.region = None
 
     def send(self, to: str, body: str, session_public_id: str) -> None:
         """POST the message to Twilio; raise InvitationSendError on any failure."""

@@ -39,7 +39,7 @@ def http_stub() -> Iterator[HttpStub]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler_for(stub))
     server.daemon_threads = True
     stub.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         yield stub
