@@ -30,5 +30,7 @@ def normalise_phone(raw: str, default_region: str) -> str:
     if not phonenumbers.is_possible_number(number):
         raise InvalidPhoneNumber("This phone number has the wrong number of digits.")
     if not phonenumbers.is_valid_number(number):
-        raise InvalidPhoneNumber("This phone number does not exist; check the country code.")
+        raise InvalidPhoneNumber(
+            "This is not a valid phone number; check the digits and the country code."
+        )
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
