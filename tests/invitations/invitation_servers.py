@@ -24,6 +24,16 @@ class RecordingHandler:
 
     def __init__(self) -> None:
         self.envelopes: list[Envelope] = []
+        self.rcpt_reply: str | None = None
+
+    async def handle_RCPT(
+        self, server: object, session: object, envelope: Envelope, address: str, options: list
+    ) -> str:
+        """Accept the recipient, or answer rcpt_reply when a test sets one."""
+        if self.rcpt_reply:
+            return self.rcpt_reply
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: object, session: object, envelope: Envelope) -> str:
         """Keep the message; smtplib returns only after this 250 reply."""
@@ -39,8 +49,8 @@ class SmtpServer:
     handler: RecordingHandler
 
 
-def make_mail_app(port: int) -> Flask:
-    """A minimal Flask app whose Flask-Mail sends to 127.0.0.1:port."""
+def make_mail_app(port: int, mail: Mail | None = None) -> Flask:
+    """A minimal Flask app whose Flask-Mail (mail, bound here) sends to 127.0.0.1:port."""
     app = Flask(__name__)
     app.config.update(
         MAIL_SERVER="127.0.0.1",
@@ -50,7 +60,7 @@ def make_mail_app(port: int) -> Flask:
         MAIL_DEFAULT_SENDER=("Lens Support", "support@lens.example.com"),
         MAIL_SUPPRESS_SEND=False,
     )
-    Mail(app)
+    (mail or Mail()).init_app(app)
     return app
 
 

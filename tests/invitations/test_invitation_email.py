@@ -183,8 +183,8 @@ def test_send_email_delivers_multipart_with_the_join_link(smtp_server: SmtpServe
 
 
 def test_send_email_cannot_be_used_for_header_injection(smtp_server: SmtpServer) -> None:
-    app = make_mail_app(smtp_server.port)
-    mail = Mail(app)
+    mail = Mail()
+    app = make_mail_app(smtp_server.port, mail)
     invitation = compose_invitation(
         "Eve\r\nBcc: victim@example.org", JOIN_URL, "123456", 15, technician_name="Tom"
     )
@@ -200,15 +200,29 @@ def test_send_email_cannot_be_used_for_header_injection(smtp_server: SmtpServer)
 
 
 def test_send_with_timeout_runs_send_email_in_a_worker(smtp_server: SmtpServer) -> None:
-    app = make_mail_app(smtp_server.port)
+    mail = Mail()  # unbound, as in lens.extensions; the worker finds the app via current_app
+    app = make_mail_app(smtp_server.port, mail)
     invitation = compose_invitation("Jan", JOIN_URL, "123456", 15, technician_name="Tom")
     with app.app_context():
-        mail = current_app.extensions["mail"]
         outcome = send_with_timeout(
             lambda: send_email(mail, None, "jan@example.com", invitation, 5), timeout=5
         )
     assert outcome.ok, outcome.error
-    assert text_links(received(smtp_server).get_body(("plain",)).get_content()) == [JOIN_URL]
+    text_part = received(smtp_server).get_body(("plain",))
+    assert text_part is not None
+    assert text_links(text_part.get_content()) == [JOIN_URL]
+
+
+def test_smtp_refusal_carries_the_server_reply(smtp_server: SmtpServer) -> None:
+    smtp_server.handler.rcpt_reply = "550 5.1.1 No such user here"
+    app = make_mail_app(smtp_server.port)
+    invitation = compose_invitation("Jan", JOIN_URL, "123456", 15, technician_name="Tom")
+    with app.app_context(), pytest.raises(InvitationSendError) as caught:
+        send_email(current_app.extensions["mail"], None, "nobody@example.com", invitation, 5)
+    assert caught.value.message == (
+        "The e-mail server refused the address: 550 5.1.1 No such user here"
+    )
+    assert smtp_server.handler.envelopes == []
 
 
 def test_refused_smtp_connection_fails_quickly() -> None:
