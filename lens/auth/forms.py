@@ -15,7 +15,7 @@ class LoginForm(FlaskForm):
 class PasswordForm(FlaskForm):
     password = PasswordField(_l("New password"), validators=[DataRequired(), Length(12, 200)])
     confirm = PasswordField(
-        _l("Repeat new password"),
+        _l("Confirm password"),
         validators=[DataRequired(), EqualTo("password", message=_l("The passwords differ."))],
     )
     submit = SubmitField(_l("Save password"))

@@ -27,3 +27,10 @@
   document.addEventListener("htmx:oobAfterSwap", () => { tick(); markSelected(); });
   document.addEventListener("DOMContentLoaded", () => { tick(); setInterval(tick, 1000); });
 })();
+
+// A message belongs to the action that caused it: clear it when the next one starts.
+document.addEventListener("htmx:beforeRequest", (event) => {
+  if (event.detail.elt && event.detail.elt.closest && event.detail.elt.closest("[ws-connect]") && !event.detail.requestConfig) return;
+  const messages = document.getElementById("messages");
+  if (messages) messages.replaceChildren();
+});

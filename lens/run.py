@@ -1,0 +1,99 @@
+"""The run command: web (gunicorn, HTTPS) and the media sidecar, restarted if it dies.
+
+`python -m lens.run` — what `bin/run` starts. Stops both cleanly on Ctrl-C or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from lens import ROOT
+
+log = logging.getLogger("lens.run")
+
+RESTART_DELAY = 1.0
+
+
+def _instance_path() -> str:
+    return os.environ.get("LENS_INSTANCE_PATH") or str(ROOT / "instance")
+
+
+def prepare() -> None:
+    """Create or upgrade the database and the first admin (printed once)."""
+    subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "app", "lens", "init"], cwd=ROOT, check=True
+    )
+
+
+def web_command(cert: Path, key: Path) -> list[str]:
+    bind = f"{os.environ.get('LENS_HOST', '0.0.0.0')}:{os.environ.get('LENS_PORT', '8443')}"
+    return [
+        sys.executable, "-m", "gunicorn", "app:create_app()",
+        "--bind", bind,
+        "--worker-class", "gthread",
+        "--workers", os.environ.get("LENS_WEB_WORKERS", "1"),
+        "--threads", os.environ.get("LENS_WEB_THREADS", "64"),
+        "--certfile", str(cert), "--keyfile", str(key),
+        "--access-logfile", "-",
+        "--graceful-timeout", "5",
+    ]  # fmt: skip
+
+
+def sidecar_command() -> list[str]:
+    return [sys.executable, "-m", "lens.media"]
+
+
+def main() -> int:
+    """Start everything, watch the sidecar, stop on a signal."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s lens.run %(message)s")
+    from lens.tls import ensure_certificate
+
+    prepare()
+    cert, key = ensure_certificate(_instance_path())
+    env = dict(os.environ, LENS_START_SWEEPER="1", LENS_SECURE_COOKIES="1")
+    if os.environ.get("LENS_SMS_BACKEND", "log") == "log":
+        log.info("SMS backend: log (development) - text messages are written to this log, not sent")
+    web = subprocess.Popen(web_command(cert, key), cwd=ROOT, env=env)
+    sidecar = subprocess.Popen(sidecar_command(), cwd=ROOT, env=env)
+    port = os.environ.get("LENS_PORT", "8443")
+    log.info("Lens is up: https://localhost:%s/console (customers: https://<this host>:%s/)",
+             port, port)
+
+    stopping = False
+
+    def stop(signum, frame):  # noqa: ARG001
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        while not stopping:
+            if web.poll() is not None:
+                log.error("web process exited with %s; stopping", web.returncode)
+                break
+            if sidecar.poll() is not None:
+                log.warning("media sidecar exited with %s; restarting", sidecar.returncode)
+                time.sleep(RESTART_DELAY)
+                sidecar = subprocess.Popen(sidecar_command(), cwd=ROOT, env=env)
+            time.sleep(0.2)
+    finally:
+        for process in (web, sidecar):
+            if process.poll() is None:
+                process.terminate()
+        for process in (web, sidecar):
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+    return 0 if stopping else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
