@@ -29,8 +29,7 @@
 })();
 
 // A message belongs to the action that caused it: clear it when the next one starts.
-document.addEventListener("htmx:beforeRequest", (event) => {
-  if (event.detail.elt && event.detail.elt.closest && event.detail.elt.closest("[ws-connect]") && !event.detail.requestConfig) return;
+document.addEventListener("htmx:beforeRequest", () => {
   const messages = document.getElementById("messages");
   if (messages) messages.replaceChildren();
 });
