@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -107,3 +108,121 @@ def console(client: FlaskClient, technician: int) -> Console:
     con = Console(client)
     assert con.login("tess@example.com").status_code == 302
     return con
+
+
+# --- Web tests: customers' phones, a second technician, a real server -----------------
+
+
+class Customer:
+    """A customer's phone, through its own test client (its own cookie jar and address)."""
+
+    def __init__(self, client: FlaskClient, remote_addr: str = "198.51.100.7") -> None:
+        self.client = client
+        self.client.environ_base["REMOTE_ADDR"] = remote_addr
+        self._token = ""
+
+    @property
+    def token(self) -> str:
+        if not self._token:
+            self._token = csrf_from(self.client.get("/").text)
+        return self._token
+
+    def join(self, pin: str):
+        return self.client.post("/", data={"pin": pin, "csrf_token": self.token})
+
+    def open_link(self, join_token: str):
+        return self.client.get(f"/j/{join_token}")
+
+    def accept(self):
+        headers = {"HX-Request": "true", "X-CSRFToken": self.token}
+        return self.client.post("/c/accept", headers=headers)
+
+
+@pytest.fixture
+def make_customer(app: Flask):
+    """Build customers, each on a new phone (new cookie jar)."""
+
+    def make(remote_addr: str = "198.51.100.7") -> Customer:
+        return Customer(app.test_client(), remote_addr)
+
+    return make
+
+
+@pytest.fixture
+def customer(make_customer) -> Customer:
+    return make_customer()
+
+
+@pytest.fixture
+def other_console(app: Flask) -> Console:
+    """A second technician, logged in on a browser of their own."""
+    add_technician(app, "Otto Other", "otto@example.com")
+    con = Console(app.test_client())
+    assert con.login("otto@example.com").status_code == 302
+    return con
+
+
+class SubscriptionWatch:
+    """Lets a test wait until a WebSocket handler has subscribed to a bus topic."""
+
+    def __init__(self, bus) -> None:
+        self._condition = threading.Condition()
+        self._topics: list[str] = []
+        subscribe = bus.subscribe
+
+        def watched(topics):
+            topics = list(topics)
+            subscription = subscribe(topics)
+            with self._condition:
+                self._topics.extend(topics)
+                self._condition.notify_all()
+            return subscription
+
+        bus.subscribe = watched
+
+    def wait_for(self, topic: str, timeout: float = 5.0) -> bool:
+        with self._condition:
+            return self._condition.wait_for(lambda: topic in self._topics, timeout)
+
+
+@pytest.fixture
+def subscriptions(app: Flask) -> SubscriptionWatch:
+    return SubscriptionWatch(app.extensions["lens.events"])
+
+
+@pytest.fixture
+def http_server(app: Flask) -> Iterator[str]:
+    """The app on a free loopback port, threaded (each WebSocket holds a thread)."""
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join(timeout=5)
+
+
+@pytest.fixture
+def blank_app(tmp_path, monkeypatch) -> Iterator[Flask]:
+    """An app on an empty database file: no tables until `flask lens init` migrates it."""
+    monkeypatch.setenv("LENS_INSTANCE_PATH", str(tmp_path / "blank-instance"))
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    database = tmp_path / "blank.db"
+    database.touch()
+    app = create_app(
+        {
+            "TESTING": True,
+            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{database}",
+            "LENS_PASSWORD_METHOD": "pbkdf2:sha256:1",
+            "LENS_EVENT_BUS": InProcessBus(),
+            "RATELIMIT_STORAGE_URI": "memory://",
+        }
+    )
+    with app.app_context():
+        limiter.reset()
+    yield app
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
