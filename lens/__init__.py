@@ -62,6 +62,14 @@ def register_extensions(app: Flask) -> None:
     )
     publishing.install()
 
+    from lens.signaling.control import MediaControl
+
+    app.extensions["lens.media"] = app.config.get("LENS_MEDIA_CONTROL") or MediaControl(
+        app.config["LENS_MEDIA_URL"],
+        app.config["LENS_MEDIA_SECRET"],
+        app.config["LENS_MEDIA_TIMEOUT"],
+    )
+
     from flask_babel import get_locale
 
     app.jinja_env.globals["get_locale"] = get_locale

@@ -27,7 +27,9 @@ def _email(value: str) -> str:
         raise click.BadParameter(str(exc)) from exc
 
 
-def add_technician(name: str, email: str, role: str, password: str | None) -> tuple[Technician, str]:
+def add_technician(
+    name: str, email: str, role: str, password: str | None
+) -> tuple[Technician, str]:
     """Create a technician; without a password, make a one-time one to change at log-in."""
     email = _email(email)
     if db.session.scalar(select(Technician).where(func.lower(Technician.email) == email)):

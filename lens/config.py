@@ -16,7 +16,10 @@ def _read_or_create_secret(path: Path) -> str:
         return path.read_text().strip()
     path.parent.mkdir(parents=True, exist_ok=True)
     value = secrets.token_urlsafe(48)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process (the sidecar) made it first
+        return path.read_text().strip()
     with os.fdopen(fd, "w") as fh:
         fh.write(value)
     return value
@@ -60,6 +63,11 @@ def load_settings(instance_path: str, env: Mapping[str, str] | None = None) -> d
             if label.strip()
         ],
         "LENS_ICE_SERVERS": json.loads(env.get("LENS_ICE_SERVERS", "[]")),
+        "LENS_MEDIA_URL": env.get("LENS_MEDIA_URL")
+        or f"http://127.0.0.1:{env.get('LENS_MEDIA_PORT', '8765')}",
+        "LENS_MEDIA_SECRET": env.get("LENS_MEDIA_SECRET")
+        or _read_or_create_secret(instance / "media-secret"),
+        "LENS_MEDIA_TIMEOUT": float(env.get("LENS_MEDIA_TIMEOUT", "10")),
         "BABEL_DEFAULT_LOCALE": "en",
         "LENS_LANGUAGES": ("en", "nl"),
         "SESSION_COOKIE_HTTPONLY": True,

@@ -22,7 +22,9 @@ def session_error_message(error: SessionError) -> str:
     if code == "invalid_transition":
         return _("This is not possible in the session's current state.")
     if code == "pin_not_valid":
-        return _("That PIN is not valid. Check the six digits or ask your technician for a new one.")
+        return _(
+            "That PIN is not valid. Check the six digits or ask your technician for a new one."
+        )
     if code == "link_not_valid":
         return _("This link is no longer valid. Ask your technician for a new one.")
     if code == "other_device":
@@ -34,11 +36,16 @@ def render_error(status: int, message: str):
     """The error page, or its message alone for an HTMX request."""
     if request.headers.get("HX-Request"):
         response = render_template("_message.html", message=message, level="error")
-        return response, status, {"HX-Retarget": "#messages", "HX-Reswap": "innerHTML",
-                                  "Vary": "HX-Request"}
-    return render_template("error.html", message=message, status=status), status, {
-        "Vary": "HX-Request"
-    }
+        return (
+            response,
+            status,
+            {"HX-Retarget": "#messages", "HX-Reswap": "innerHTML", "Vary": "HX-Request"},
+        )
+    return (
+        render_template("error.html", message=message, status=status),
+        status,
+        {"Vary": "HX-Request"},
+    )
 
 
 def register(app: Flask) -> None:

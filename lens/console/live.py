@@ -25,9 +25,8 @@ def render_changes(technician: Technician, session_id: int | None) -> str:
     lens_session = db.session.get(LensSession, session_id) if session_id else None
     if lens_session is not None and lens_session.technician_id == technician.id:
         features = allowed_features(lens_session.console, technician.group_permissions())
-        html += render_template(
-            "console/_session_detail.html", s=lens_session, features=features, oob=True
-        )
+        for partial in ("console/_session_head.html", "console/_session_log.html"):
+            html += render_template(partial, s=lens_session, features=features, oob=True)
     return html
 
 

@@ -22,8 +22,10 @@ from lens.console.queries import sessions_for_list
 from lens.extensions import db, sock
 from lens.features import allowed_features
 from lens.sessions import lifecycle
-from lens.sessions.models import Channel, LensSession
+from lens.sessions.models import HANDLING_STATES, Channel, LensSession
+from lens.signaling.relay import answer_offers, media_control, stop_media
 from lens.timeutil import now_utc
+
 
 def get_own_session(session_id: int) -> LensSession:
     """The signed-in technician's session, or 404/403."""
@@ -121,7 +123,17 @@ def make_console_blueprint(console: str, url_prefix: str) -> Blueprint:
             technician=current_user,
         )
         db.session.commit()
+        stop_media(lens_session.id)
         return render_detail(lens_session)
+
+    @sock.route("/sessions/<int:session_id>/media", bp=bp)
+    def media(ws, session_id: int):
+        """Signaling for the technician's leg: the customer's video and audio, the mic back."""
+        lens_session = get_own_session(session_id)
+        if lens_session.state not in HANDLING_STATES:
+            ws.close(1008, "session not active")
+            return
+        answer_offers(ws, lambda offer: media_control().subscriber_offer(session_id, offer))
 
     @sock.route("/ws", bp=bp)
     def live(ws):

@@ -17,14 +17,28 @@ from lens.customer.identity import device_key, joined_session, remember_joined
 from lens.customer.live import stream_status
 from lens.errors import session_error_message
 from lens.extensions import db, limiter, sock
+from lens.features import allowed_features
 from lens.sessions import lifecycle
 from lens.sessions.errors import SessionError
-from lens.sessions.models import SessionState
+from lens.sessions.models import LensSession, SessionState
+from lens.signaling.relay import answer_offers, media_control
 from lens.timeutil import now_utc
 
 bp = Blueprint("customer", __name__)
 
 STEPS = ("tutorial", "permission", "eula")
+MEDIA_STATES = frozenset({SessionState.WAITING, SessionState.ACTIVE, SessionState.ON_HOLD})
+
+
+def customer_left(session_id: int) -> None:
+    """The phone's signaling socket closed (tab closed, connection lost): log it."""
+    db.session.rollback()
+    lens_session = db.session.get(LensSession, session_id)
+    if lens_session is not None and lens_session.state in MEDIA_STATES:
+        lifecycle.record_event(
+            db.session, lens_session, "customer_disconnected", actor="customer", now=now_utc()
+        )
+        db.session.commit()
 
 
 def _pin_limit() -> str:
@@ -116,6 +130,23 @@ def accept():
     lifecycle.accept_eula(db.session, lens_session, now_utc())
     db.session.commit()
     return render_template("customer/_status.html", s=lens_session, oob=False)
+
+
+@sock.route("/c/media", bp=bp)
+def media(ws):
+    """Signaling for the phone's leg, prepared on the waiting screen so that Start is quick."""
+    lens_session = joined_session()
+    if lens_session is None or lens_session.state not in MEDIA_STATES:
+        ws.close(1008, "no session to stream")
+        return
+    session_id = lens_session.id
+    features = allowed_features(lens_session.console, lens_session.technician.group_permissions())
+    try:
+        answer_offers(
+            ws, lambda offer: media_control().publisher_offer(session_id, offer, features)
+        )
+    finally:
+        customer_left(session_id)
 
 
 @sock.route("/c/ws", bp=bp)

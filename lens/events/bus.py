@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import queue
 import threading
@@ -36,10 +37,8 @@ class _QueueSubscription:
                 self._queue.put_nowait(message)
                 return
             except queue.Full:
-                try:
+                with contextlib.suppress(queue.Empty):
                     self._queue.get_nowait()
-                except queue.Empty:
-                    pass
 
     def get(self, timeout: float) -> Message | None:
         try:

@@ -1,0 +1,1 @@
+"""WebRTC signaling between the browsers and the media sidecar."""

@@ -1,0 +1,75 @@
+"""Carry a browser's SDP offers to the sidecar over a WebSocket and send the answers back.
+
+Non-trickle: the browser sends its offer once ICE gathering is complete, the sidecar answers
+with its own candidates inside. JSON messages, one per frame:
+  browser → web  {"type": "offer", "sdp": "..."}
+  web → browser  {"type": "answer", "sdp": "..."}
+  web → browser  {"type": "error", "reason": "unavailable" | "refused" | "bad_message"}
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from flask import current_app
+
+from lens.signaling.control import MediaControl, MediaRefused, MediaUnavailable
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE = 64 * 1024
+Answerer = Callable[[dict[str, str]], dict[str, str]]
+
+
+def media_control() -> MediaControl:
+    """The app's sidecar client."""
+    return current_app.extensions["lens.media"]
+
+
+def parse_offer(raw: Any) -> dict[str, str] | None:
+    """The offer in a browser's message, or None for anything else."""
+    if not isinstance(raw, str) or len(raw) > MAX_MESSAGE:
+        return None
+    try:
+        message = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(message, dict) or message.get("type") != "offer":
+        return None
+    sdp = message.get("sdp")
+    if not isinstance(sdp, str) or not sdp.startswith("v=0"):
+        return None
+    return {"type": "offer", "sdp": sdp}
+
+
+def answer_offers(ws, answer: Answerer) -> None:
+    """Until the socket closes, answer each offer; report errors without closing."""
+    while ws.connected:
+        raw = ws.receive(timeout=30)
+        if raw is None:
+            continue
+        offer = parse_offer(raw)
+        if offer is None:
+            ws.send(json.dumps({"type": "error", "reason": "bad_message"}))
+            continue
+        try:
+            reply = answer(offer)
+        except MediaUnavailable as exc:
+            log.warning("media sidecar unavailable: %s", exc)
+            reply = {"type": "error", "reason": "unavailable"}
+        except MediaRefused as exc:
+            reply = {"type": "error", "reason": "refused", "message": str(exc)}
+        else:
+            reply = {"type": "answer", "sdp": reply["sdp"]}
+        ws.send(json.dumps(reply))
+
+
+def stop_media(session_id: int) -> None:
+    """Tear the session's media down; a sidecar that is down has nothing to tear down."""
+    try:
+        media_control().close(session_id)
+    except (MediaUnavailable, MediaRefused) as exc:
+        log.warning("could not close media of session %s: %s", session_id, exc)
