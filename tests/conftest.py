@@ -226,3 +226,10 @@ def blank_app(tmp_path, monkeypatch) -> Iterator[Flask]:
     with app.app_context():
         db.session.remove()
         db.engine.dispose()
+
+
+@pytest.fixture
+def db_session(app: Flask):
+    """The database session inside an app context, for tests that call the domain."""
+    with app.app_context():
+        yield db.session
