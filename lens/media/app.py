@@ -1,0 +1,207 @@
+"""The sidecar's HTTP control API: an aiohttp app built by make_app(config)."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from aiortc import RTCSessionDescription
+
+from lens.media import passthrough
+from lens.media.config import MediaConfig
+from lens.media.sessions import PUBLISHER, SUBSCRIBER, MediaSessions, SessionError
+
+logger = logging.getLogger(__name__)
+
+SESSIONS = web.AppKey("sessions", MediaSessions)
+CONFIG = web.AppKey("config", MediaConfig)
+CODECS = web.AppKey("codecs", passthrough.CodecCounter)
+SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+OPEN_PATHS = frozenset({"/healthz"})
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def make_app(config: MediaConfig) -> web.Application:
+    """Build the sidecar: control routes, bearer-secret auth, shutdown that closes all."""
+    app = web.Application(middlewares=[require_secret, json_errors])
+    app[CONFIG] = config
+    app[SESSIONS] = MediaSessions(config.ice_servers)
+    app[CODECS] = passthrough.count_codecs()
+    app.add_routes(
+        [
+            web.get("/healthz", healthz),
+            web.get("/metrics", metrics),
+            web.post("/sessions/{sid}/publisher", post_publisher),
+            web.post("/sessions/{sid}/subscriber", post_subscriber),
+            web.post("/sessions/{sid}/hold", post_hold),
+            web.post("/sessions/{sid}/resume", post_resume),
+            web.get("/sessions/{sid}", get_session),
+            web.delete("/sessions/{sid}", delete_session),
+        ]
+    )
+    app.on_shutdown.append(close_sessions)
+    return app
+
+
+async def close_sessions(app: web.Application) -> None:
+    await app[SESSIONS].close_all()
+
+
+@web.middleware
+async def require_secret(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every route but /healthz needs `Authorization: Bearer <secret>`."""
+    if request.path not in OPEN_PATHS:
+        expected = f"Bearer {request.app[CONFIG].secret}".encode()
+        given = request.headers.get("Authorization", "").encode()
+        if not hmac.compare_digest(given, expected):
+            return web.json_response({"error": "unauthorized"}, status=401)
+    return await handler(request)
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Domain refusals become JSON errors with their status."""
+    try:
+        return await handler(request)
+    except SessionError as exc:
+        return web.json_response({"error": str(exc)}, status=exc.status)
+
+
+def session_id(request: web.Request) -> str:
+    sid = request.match_info["sid"]
+    if not SESSION_ID.match(sid):
+        raise SessionError("invalid session id", 400)
+    return sid
+
+
+def existing_session(request: web.Request) -> Any:
+    """The session named in the URL, or a 404."""
+    session = request.app[SESSIONS].get(session_id(request))
+    if session is None:
+        raise SessionError("no such session", 404)
+    return session
+
+
+async def read_offer(request: web.Request) -> tuple[RTCSessionDescription, dict[str, Any]]:
+    """Parse `{"sdp": ..., "type": "offer"}` from the body, or refuse with 400."""
+    try:
+        body = await request.json()
+    except ValueError as exc:
+        raise SessionError("body must be JSON", 400) from exc
+    if (
+        not isinstance(body, dict)
+        or body.get("type") != "offer"
+        or not isinstance(body.get("sdp"), str)
+    ):
+        raise SessionError('body must be {"sdp": "...", "type": "offer"}', 400)
+    return RTCSessionDescription(sdp=body["sdp"], type="offer"), body
+
+
+def answer_json(answer: RTCSessionDescription) -> web.Response:
+    return web.json_response({"sdp": answer.sdp, "type": answer.type})
+
+
+async def post_publisher(request: web.Request) -> web.Response:
+    """The phone's offer (video + audio out, technician audio in) → the answer."""
+    sid = session_id(request)
+    offer, body = await read_offer(request)
+    session_features = body.get("features", [])
+    if not isinstance(session_features, list) or not all(
+        isinstance(f, str) for f in session_features
+    ):
+        raise SessionError("features must be a list of names", 400)
+    session = request.app[SESSIONS].get_or_create(sid)
+    answer = await session.connect_publisher(offer, frozenset(session_features))
+    return answer_json(answer)
+
+
+async def post_subscriber(request: web.Request) -> web.Response:
+    """The technician's offer (video + audio in, technician audio out) → the answer."""
+    sid = session_id(request)
+    offer, _ = await read_offer(request)
+    session = request.app[SESSIONS].get_or_create(sid)
+    return answer_json(await session.connect_subscriber(offer))
+
+
+async def post_hold(request: web.Request) -> web.Response:
+    """Stop forwarding the phone's media (needs the "hold" feature)."""
+    session = existing_session(request)
+    session.hold()
+    return web.json_response({"on_hold": session.on_hold})
+
+
+async def post_resume(request: web.Request) -> web.Response:
+    """Forward the phone's media again (needs the "hold" feature)."""
+    session = existing_session(request)
+    session.resume()
+    return web.json_response({"on_hold": session.on_hold})
+
+
+async def get_session(request: web.Request) -> web.Response:
+    """Both legs' state: connection, codecs, frames and bytes, resolution."""
+    return web.json_response(existing_session(request).state())
+
+
+async def delete_session(request: web.Request) -> web.Response:
+    """Tear down both legs of the session."""
+    if not await request.app[SESSIONS].close(session_id(request)):
+        raise SessionError("no such session", 404)
+    return web.json_response({"deleted": True})
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """Liveness, no auth."""
+    return web.json_response({"status": "ok", "sessions": len(request.app[SESSIONS])})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text exposition of the relay's counters."""
+    sessions = request.app[SESSIONS]
+    codecs = request.app[CODECS]
+    legs = {PUBLISHER: 0, SUBSCRIBER: 0}
+    connected = {PUBLISHER: 0, SUBSCRIBER: 0}
+    for session in sessions:
+        for role, leg in ((PUBLISHER, session.publisher), (SUBSCRIBER, session.subscriber)):
+            if leg is not None:
+                legs[role] += 1
+                connected[role] += leg.pc.connectionState == "connected"
+    lines = [
+        "# HELP lens_media_sessions Live media sessions.",
+        "# TYPE lens_media_sessions gauge",
+        f"lens_media_sessions {len(sessions)}",
+        "# HELP lens_media_legs Peer connections by role.",
+        "# TYPE lens_media_legs gauge",
+        *(f'lens_media_legs{{role="{r}"}} {n}' for r, n in legs.items()),
+        "# HELP lens_media_legs_connected Connected peer connections by role.",
+        "# TYPE lens_media_legs_connected gauge",
+        *(f'lens_media_legs_connected{{role="{r}"}} {n}' for r, n in connected.items()),
+    ]
+    by_kind = sessions.totals.by_kind
+    for name, attribute, help_text in (
+        ("frames_forwarded_total", "frames_forwarded", "Encoded frames forwarded."),
+        ("bytes_forwarded_total", "bytes_forwarded", "Encoded payload bytes forwarded."),
+        ("frames_dropped_total", "frames_dropped", "Frames dropped (backlog, gap, hold-resume)."),
+        ("keyframes_forwarded_total", "keyframes_forwarded", "Keyframes forwarded."),
+    ):
+        lines += [f"# HELP lens_media_{name} {help_text}", f"# TYPE lens_media_{name} counter"]
+        lines += [
+            f'lens_media_{name}{{kind="{kind}"}} {getattr(stats, attribute)}'
+            for kind, stats in by_kind.items()
+        ]
+    lines += [
+        "# HELP lens_media_keyframe_requests_total PLIs sent to phones.",
+        "# TYPE lens_media_keyframe_requests_total counter",
+        f"lens_media_keyframe_requests_total {sessions.totals.keyframe_requests}",
+        "# HELP lens_media_encoders_created_total Encoders aiortc created in this process.",
+        "# TYPE lens_media_encoders_created_total counter",
+        f"lens_media_encoders_created_total {codecs.encoders}",
+        "# HELP lens_media_decoders_created_total Decoders aiortc created in this process.",
+        "# TYPE lens_media_decoders_created_total counter",
+        f"lens_media_decoders_created_total {codecs.decoders}",
+    ]
+    return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")

@@ -1,0 +1,55 @@
+"""The sidecar's settings, read from the environment in one place."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class MediaConfig:
+    """Where the sidecar listens, the control API secret, and the ICE servers."""
+
+    secret: str
+    host: str = "127.0.0.1"
+    port: int = 8765
+    ice_servers: list[dict[str, Any]] = field(default_factory=list)
+
+
+def load_config(environ: Mapping[str, str] | None = None) -> MediaConfig:
+    """Build the config from LENS_MEDIA_* / LENS_ICE_SERVERS / LENS_INSTANCE_PATH."""
+    env = os.environ if environ is None else environ
+    secret = env.get("LENS_MEDIA_SECRET") or read_or_create_secret(
+        Path(env.get("LENS_INSTANCE_PATH") or "instance") / "media-secret"
+    )
+    ice_servers = json.loads(env.get("LENS_ICE_SERVERS") or "[]")
+    if not isinstance(ice_servers, list) or not all(isinstance(s, dict) for s in ice_servers):
+        raise ValueError("LENS_ICE_SERVERS must be a JSON list of RTCIceServer objects")
+    return MediaConfig(
+        secret=secret,
+        host=env.get("LENS_MEDIA_HOST") or "127.0.0.1",
+        port=int(env.get("LENS_MEDIA_PORT") or 8765),
+        ice_servers=ice_servers,
+    )
+
+
+def read_or_create_secret(path: Path) -> str:
+    """The shared secret in `path`, made (32 random bytes, mode 0600) if missing."""
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(32)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process made it first
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as file:
+        file.write(secret + "\n")
+    return secret

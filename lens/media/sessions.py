@@ -1,0 +1,362 @@
+"""Lens media sessions: a phone (publisher) leg and a technician (subscriber) leg, relayed."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiortc import (
+    RTCBundlePolicy,
+    RTCConfiguration,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCRtpReceiver,
+    RTCRtpTransceiver,
+    RTCSessionDescription,
+    sdp,
+)
+from aiortc.jitterbuffer import JitterFrame
+from aiortc.rtcrtpparameters import RTCRtpCodecCapability, RTCRtpCodecParameters
+
+from lens import features
+from lens.media import passthrough
+from lens.media.relay import ForwardedTrack, RelayTotals
+
+logger = logging.getLogger(__name__)
+
+PUBLISHER = "publisher"
+SUBSCRIBER = "subscriber"
+KEYFRAME_REQUEST_INTERVAL = 0.5  # seconds: at most one PLI upstream per interval
+VIDEO_CODEC_PREFERENCE = ("video/vp8", "video/h264")
+AUDIO_CODEC_PREFERENCE = ("audio/opus",)
+
+
+class SessionError(Exception):
+    """A control request the session refuses; `status` is the HTTP status to answer."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class Leg:
+    """One peer connection of a session, and what flows through it."""
+
+    role: str
+    pc: RTCPeerConnection
+    transceivers: dict[str, RTCRtpTransceiver] = field(default_factory=dict)
+    codecs: dict[str, RTCRtpCodecParameters] = field(default_factory=dict)
+    outgoing: dict[str, ForwardedTrack] = field(default_factory=dict)
+    frames_received: dict[str, int] = field(default_factory=lambda: {"video": 0, "audio": 0})
+    bytes_received: dict[str, int] = field(default_factory=lambda: {"video": 0, "audio": 0})
+    created_at: float = field(default_factory=time.monotonic)
+
+    def receiver(self, kind: str) -> RTCRtpReceiver | None:
+        transceiver = self.transceivers.get(kind)
+        return transceiver.receiver if transceiver else None
+
+    def state(self) -> dict[str, Any]:
+        """JSON-ready view of the leg."""
+        media = {}
+        for kind in ("video", "audio"):
+            codec = self.codecs.get(kind)
+            track = self.outgoing.get(kind)
+            media[kind] = {
+                "codec": codec.mimeType if codec else None,
+                "frames_received": self.frames_received[kind],
+                "bytes_received": self.bytes_received[kind],
+                "frames_forwarded": track.stats.frames_forwarded if track else 0,
+                "bytes_forwarded": track.stats.bytes_forwarded if track else 0,
+                "frames_dropped": track.stats.frames_dropped if track else 0,
+                "keyframes_forwarded": track.stats.keyframes_forwarded if track else 0,
+            }
+            if kind == "video" and track and track.resolution:
+                media[kind]["resolution"] = list(track.resolution)
+        return {
+            "connection_state": self.pc.connectionState,
+            "ice_connection_state": self.pc.iceConnectionState,
+            **media,
+        }
+
+
+def offered_kinds(offer: RTCSessionDescription) -> set[str]:
+    """The media kinds an SDP offer carries, or a 400 if it cannot be read."""
+    try:
+        return {media.kind for media in sdp.SessionDescription.parse(offer.sdp).media}
+    except Exception as exc:
+        raise SessionError(f"unreadable SDP offer: {exc}", 400) from exc
+
+
+def _preferred(kind: str, mime_types: tuple[str, ...]) -> list[RTCRtpCodecCapability]:
+    capabilities = RTCRtpReceiver.getCapabilities(kind).codecs
+    chosen = [c for mime in mime_types for c in capabilities if c.mimeType.lower() == mime]
+    if kind == "video":
+        chosen += [c for c in capabilities if c.mimeType.lower() == "video/rtx"]
+    return chosen
+
+
+class LensMediaSession:
+    """The media of one Lens session: forwards the phone's media to the technician and back."""
+
+    def __init__(self, sid: str, totals: RelayTotals, ice_servers: list[dict[str, Any]]) -> None:
+        self.sid = sid
+        self.features: frozenset[str] = frozenset()
+        self.on_hold = False
+        self.publisher: Leg | None = None
+        self.subscriber: Leg | None = None
+        self.keyframe_requests = 0
+        self.created_at = time.monotonic()
+        self._totals = totals
+        self._ice_servers = ice_servers
+        self._last_keyframe_request = float("-inf")
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._closed = False
+
+    # ----- legs -------------------------------------------------------------------------
+
+    async def connect_publisher(
+        self, offer: RTCSessionDescription, session_features: frozenset[str]
+    ) -> RTCSessionDescription:
+        """Answer the phone's offer; a new phone leg replaces the old one (reconnect)."""
+        self.features = session_features
+        offered = offered_kinds(offer)
+        leg = self._new_leg(PUBLISHER)
+        self._add_transceivers(
+            leg,
+            offered,
+            video=("recvonly", VIDEO_CODEC_PREFERENCE),
+            audio=("sendrecv", AUDIO_CODEC_PREFERENCE),
+        )
+        for kind in leg.transceivers:
+            self._divert(leg, kind, self._from_phone)
+        answer = await self._answer(leg, offer)
+        old, self.publisher = self.publisher, leg
+        if old is not None:
+            self._spawn(self._close_leg(old))
+        if self.subscriber is not None:
+            for track in self.subscriber.outgoing.values():
+                track.source_changed()
+        return answer
+
+    async def connect_subscriber(self, offer: RTCSessionDescription) -> RTCSessionDescription:
+        """Answer the technician's offer; a new technician leg replaces the old one."""
+        offered = offered_kinds(offer)
+        leg = self._new_leg(SUBSCRIBER)
+        phone_video = self.publisher.codecs.get("video") if self.publisher else None
+        self._add_transceivers(
+            leg,
+            offered,
+            # only the phone's codec can be forwarded without transcoding
+            video=(
+                "sendonly",
+                (phone_video.mimeType.lower(),) if phone_video else VIDEO_CODEC_PREFERENCE,
+            ),
+            audio=("sendrecv", AUDIO_CODEC_PREFERENCE),
+        )
+        if "audio" in leg.transceivers:
+            self._divert(leg, "audio", self._from_technician)
+        answer = await self._answer(leg, offer)
+        old, self.subscriber = self.subscriber, leg
+        if old is not None:
+            self._spawn(self._close_leg(old))
+        return answer
+
+    def hold(self) -> None:
+        """Stop forwarding the phone's media to the technician."""
+        self._require(features.HOLD)
+        self.on_hold = True
+
+    def resume(self) -> None:
+        """Forward the phone's media again, starting from a fresh keyframe."""
+        self._require(features.HOLD)
+        if self.on_hold:
+            self.on_hold = False
+            if self.subscriber is not None:
+                for track in self.subscriber.outgoing.values():
+                    track.resync()
+
+    async def close(self) -> None:
+        """Tear down both legs and every task this session started."""
+        self._closed = True
+        legs = [leg for leg in (self.publisher, self.subscriber) if leg is not None]
+        self.publisher = self.subscriber = None
+        await asyncio.gather(*(self._close_leg(leg) for leg in legs), return_exceptions=True)
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def state(self) -> dict[str, Any]:
+        """JSON-ready view of the session and both legs."""
+        return {
+            "session": self.sid,
+            "features": sorted(self.features),
+            "on_hold": self.on_hold,
+            "keyframe_requests": self.keyframe_requests,
+            PUBLISHER: self.publisher.state() if self.publisher else None,
+            SUBSCRIBER: self.subscriber.state() if self.subscriber else None,
+        }
+
+    @property
+    def empty(self) -> bool:
+        return self.publisher is None and self.subscriber is None
+
+    # ----- forwarding -------------------------------------------------------------------
+
+    def _from_phone(
+        self, leg: Leg, kind: str, codec: RTCRtpCodecParameters, frame: JitterFrame
+    ) -> None:
+        if leg is not self.publisher or self.on_hold or self.subscriber is None:
+            return
+        track = self.subscriber.outgoing.get(kind)
+        if track is not None:
+            track.offer(codec, frame)
+
+    def _from_technician(
+        self, leg: Leg, kind: str, codec: RTCRtpCodecParameters, frame: JitterFrame
+    ) -> None:
+        if leg is not self.subscriber or self.publisher is None:
+            return
+        track = self.publisher.outgoing.get(kind)
+        if track is not None:
+            track.offer(codec, frame)
+
+    def request_keyframe(self) -> None:
+        """Ask the phone for a keyframe (PLI), at most once per KEYFRAME_REQUEST_INTERVAL."""
+        now = time.monotonic()
+        if self.publisher is None or now - self._last_keyframe_request < KEYFRAME_REQUEST_INTERVAL:
+            return
+        receiver = self.publisher.receiver("video")
+        if receiver is None or passthrough.media_ssrc(receiver) is None:
+            return
+        self._last_keyframe_request = now
+        self.keyframe_requests += 1
+        self._totals.keyframe_requests += 1
+        self._spawn(passthrough.send_pli(receiver))
+
+    # ----- plumbing ---------------------------------------------------------------------
+
+    def _new_leg(self, role: str) -> Leg:
+        if self._closed:
+            raise SessionError("session is closed", 409)
+        configuration = RTCConfiguration(
+            iceServers=[RTCIceServer(**server) for server in self._ice_servers],
+            bundlePolicy=RTCBundlePolicy.MAX_BUNDLE,
+        )
+        leg = Leg(role=role, pc=RTCPeerConnection(configuration))
+
+        @leg.pc.on("connectionstatechange")
+        def on_connection_state() -> None:
+            state = leg.pc.connectionState
+            logger.info("session %s %s leg: %s", self.sid, role, state)
+            if state in ("failed", "closed"):
+                self._spawn(self._drop_leg(leg))
+            elif state == "connected" and role == SUBSCRIBER:
+                self.request_keyframe()  # the technician's decoder starts from a keyframe
+
+        return leg
+
+    def _add_transceivers(
+        self, leg: Leg, offered: set[str], **wanted: tuple[str, tuple[str, ...]]
+    ) -> None:
+        """One transceiver per kind the offer carries, made before the offer is applied
+        so its receiver can be diverted and its codecs restricted."""
+        for kind, (direction, codecs) in wanted.items():
+            if kind in offered:
+                transceiver = leg.pc.addTransceiver(kind, direction=direction)
+                transceiver.setCodecPreferences(_preferred(kind, codecs))
+                leg.transceivers[kind] = transceiver
+
+    def _divert(self, leg: Leg, kind: str, route: Any) -> None:
+        def on_frame(codec: RTCRtpCodecParameters, frame: JitterFrame) -> None:
+            leg.frames_received[kind] += 1
+            leg.bytes_received[kind] += len(frame.data)
+            route(leg, kind, codec, frame)
+
+        tap = passthrough.FrameTap(on_frame, on_end=lambda: None)
+        passthrough.divert_receiver(leg.transceivers[kind].receiver, kind, tap)
+
+    async def _answer(self, leg: Leg, offer: RTCSessionDescription) -> RTCSessionDescription:
+        try:
+            await leg.pc.setRemoteDescription(offer)
+            for kind, transceiver in leg.transceivers.items():
+                codec = passthrough.negotiated_codec(transceiver)
+                if codec is None:
+                    continue
+                leg.codecs[kind] = codec
+                if transceiver.direction in ("sendonly", "sendrecv"):
+                    track = ForwardedTrack(kind, codec, self.request_keyframe, self._totals)
+                    transceiver.sender.replaceTrack(track)
+                    passthrough.install_packer(transceiver.sender, codec)
+                    if kind == "video":
+                        passthrough.on_keyframe_request(transceiver.sender, self.request_keyframe)
+                    leg.outgoing[kind] = track
+            await leg.pc.setLocalDescription(await leg.pc.createAnswer())
+        except Exception as exc:
+            await self._close_leg(leg)
+            raise SessionError(f"cannot answer the {leg.role} offer: {exc}", 400) from exc
+        return leg.pc.localDescription
+
+    async def _drop_leg(self, leg: Leg) -> None:
+        if self.publisher is leg:
+            self.publisher = None
+        if self.subscriber is leg:
+            self.subscriber = None
+        await self._close_leg(leg)
+
+    async def _close_leg(self, leg: Leg) -> None:
+        for track in leg.outgoing.values():
+            track.stop()
+        await leg.pc.close()
+
+    def _require(self, feature: str) -> None:
+        if feature not in self.features:
+            raise SessionError(f"the session's feature set does not include {feature!r}", 403)
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+class MediaSessions:
+    """The sidecar's registry of live sessions, created by the first leg posted."""
+
+    def __init__(self, ice_servers: list[dict[str, Any]]) -> None:
+        self.totals = RelayTotals()
+        self._ice_servers = ice_servers
+        self._sessions: dict[str, LensMediaSession] = {}
+
+    def get(self, sid: str) -> LensMediaSession | None:
+        return self._sessions.get(sid)
+
+    def get_or_create(self, sid: str) -> LensMediaSession:
+        session = self._sessions.get(sid)
+        if session is None:
+            session = LensMediaSession(sid, self.totals, self._ice_servers)
+            self._sessions[sid] = session
+        return session
+
+    async def close(self, sid: str) -> bool:
+        """Tear down one session; False if it did not exist."""
+        session = self._sessions.pop(sid, None)
+        if session is None:
+            return False
+        await session.close()
+        return True
+
+    async def close_all(self) -> None:
+        sessions = list(self._sessions.values())
+        self._sessions.clear()
+        await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
+
+    def __iter__(self):
+        return iter(list(self._sessions.values()))
+
+    def __len__(self) -> int:
+        return len(self._sessions)

@@ -1,0 +1,178 @@
+"""The media sidecar with real aiortc peers: forwarding, keyframes, auth, hold, teardown."""
+
+from __future__ import annotations
+
+import pytest
+from aiortc import RTCPeerConnection
+
+from lens.media import passthrough
+from lens.media.app import CODECS
+from lens.media.testing import (
+    EncodedClip,
+    MediaPeer,
+    start_phone,
+    start_technician,
+    wait_until,
+)
+
+pytestmark = pytest.mark.media
+
+
+async def close_peers(*peers: MediaPeer | RTCPeerConnection) -> None:
+    for peer in peers:
+        await (peer.pc if isinstance(peer, MediaPeer) else peer).close()
+
+
+def test_healthz_is_open_and_everything_else_needs_the_secret(with_sidecar):
+    async def scenario(sidecar):
+        async with sidecar.http.get(sidecar.base_url + "/healthz") as resp:
+            assert resp.status == 200
+        offer = {"sdp": "v=0", "type": "offer"}
+        for method, path, headers in [
+            ("GET", "/metrics", {}),
+            ("GET", "/sessions/s1", {"Authorization": "Bearer wrong"}),
+            ("POST", "/sessions/s1/publisher", {}),
+            ("POST", "/sessions/s1/subscriber", {"Authorization": sidecar.secret}),
+            ("DELETE", "/sessions/s1", {"Authorization": "Bearer " + sidecar.secret[:-1]}),
+        ]:
+            url = sidecar.base_url + path
+            async with sidecar.http.request(method, url, headers=headers, json=offer) as resp:
+                assert resp.status == 401, (method, path)
+                assert (await resp.json()) == {"error": "unauthorized"}
+        async with sidecar.http.get(sidecar.base_url + "/metrics", headers=sidecar.auth) as r:
+            assert r.status == 200
+
+    with_sidecar(scenario)
+
+
+def test_forwards_the_phones_encoded_frames_unchanged(with_sidecar, vp8_clip, opus_clip):
+    async def scenario(sidecar):
+        phone = await start_phone(
+            sidecar.http, sidecar.base_url, sidecar.secret, "s1", vp8_clip, opus_clip
+        )
+        tech = await start_technician(
+            sidecar.http, sidecar.base_url, sidecar.secret, "s1", opus_clip
+        )
+        video = tech.received["video"]
+        await video.wait_for(45, timeout=10)
+        await tech.received["audio"].wait_for(10, timeout=5)
+        await phone.received["audio"].wait_for(10, timeout=5)
+
+        # the subscriber's join reached the phone as a keyframe request
+        assert phone.sending["video"].keyframe_requests >= 1
+        # every frame is a published frame, byte for byte, in the published order
+        # (a keyframe request restarts the phone's clip at its keyframe, index 0)
+        index = {digest: i for i, digest in enumerate(vp8_clip.digests)}
+        order = [index[digest] for digest in video.digests]
+        assert order[0] == 0
+        for previous, current in zip(order, order[1:], strict=False):
+            assert current in ((previous + 1) % len(vp8_clip.frames), 0), order
+        assert video.keyframes >= 1 and video.codec == "video/vp8"
+        assert set(tech.received["audio"].digests) <= set(opus_clip.digests)
+        assert set(phone.received["audio"].digests) <= set(opus_clip.digests)
+
+        # nothing in this process encoded or decoded anything
+        codecs = sidecar.app[CODECS]
+        assert (codecs.encoders, codecs.decoders) == (0, 0)
+        status, state = await sidecar.call("GET", "/sessions/s1")
+        assert status == 200
+        forwarded = state["subscriber"]["video"]
+        assert forwarded["codec"] == "video/VP8"
+        assert forwarded["frames_forwarded"] >= 45
+        assert forwarded["resolution"] == [640, 480]
+        assert state["publisher"]["audio"]["frames_forwarded"] >= 10
+        async with sidecar.http.get(sidecar.base_url + "/metrics", headers=sidecar.auth) as r:
+            metrics = await r.text()
+        assert "lens_media_encoders_created_total 0" in metrics
+        assert "lens_media_decoders_created_total 0" in metrics
+        assert "lens_media_sessions 1" in metrics
+        await close_peers(phone, tech)
+
+    with_sidecar(scenario)
+
+
+def test_a_keyframe_request_from_the_technician_reaches_the_phone(with_sidecar, vp8_clip):
+    async def scenario(sidecar):
+        phone = await start_phone(sidecar.http, sidecar.base_url, sidecar.secret, "s1", vp8_clip)
+        tech = await start_technician(sidecar.http, sidecar.base_url, sidecar.secret, "s1")
+        await tech.received["video"].wait_for(5, timeout=10)
+        video = phone.sending["video"]
+        # wait out the rate limit that follows the join's own keyframe request
+        target = video.sent + 20
+        await wait_until(lambda: video.sent >= target, 5)
+        before = video.keyframe_requests
+        technician_video = tech.pc.getTransceivers()[0].receiver
+        assert await passthrough.send_pli(technician_video)
+        await wait_until(lambda: video.keyframe_requests > before, 5)
+        status, state = await sidecar.call("GET", "/sessions/s1")
+        assert state["keyframe_requests"] >= 2
+        await close_peers(phone, tech)
+
+    with_sidecar(scenario)
+
+
+def test_hold_is_refused_without_the_hold_feature(with_sidecar, vp8_clip):
+    async def scenario(sidecar):
+        phone = await start_phone(
+            sidecar.http, sidecar.base_url, sidecar.secret, "s1", vp8_clip, features=["chat"]
+        )
+        for action in ("hold", "resume"):
+            status, body = await sidecar.call("POST", f"/sessions/s1/{action}")
+            assert status == 403
+            assert "hold" in body["error"]
+        status, state = await sidecar.call("GET", "/sessions/s1")
+        assert state["on_hold"] is False
+        await close_peers(phone)
+
+    with_sidecar(scenario)
+
+
+def test_hold_stops_the_phones_media_and_resume_restarts_it(with_sidecar, vp8_clip: EncodedClip):
+    async def scenario(sidecar):
+        phone = await start_phone(
+            sidecar.http, sidecar.base_url, sidecar.secret, "s1", vp8_clip, features=["hold"]
+        )
+        tech = await start_technician(sidecar.http, sidecar.base_url, sidecar.secret, "s1")
+        video = tech.received["video"]
+        await video.wait_for(15, timeout=10)
+
+        status, body = await sidecar.call("POST", "/sessions/s1/hold")
+        assert (status, body) == (200, {"on_hold": True})
+        held_at = len(video.digests)
+        sent = phone.sending["video"]
+        target = sent.sent + 20
+        await wait_until(lambda: sent.sent >= target, 5)
+        # at most the frames already in flight when hold was pressed
+        assert len(video.digests) <= held_at + 2
+
+        keyframes = video.keyframes
+        status, body = await sidecar.call("POST", "/sessions/s1/resume")
+        assert (status, body) == (200, {"on_hold": False})
+        await video.wait_for(held_at + 15, timeout=10)
+        assert video.keyframes > keyframes  # the technician restarts from a keyframe
+        await close_peers(phone, tech)
+
+    with_sidecar(scenario)
+
+
+def test_delete_tears_down_both_legs(with_sidecar, vp8_clip):
+    async def scenario(sidecar):
+        phone = await start_phone(sidecar.http, sidecar.base_url, sidecar.secret, "s1", vp8_clip)
+        tech = await start_technician(sidecar.http, sidecar.base_url, sidecar.secret, "s1")
+        await tech.received["video"].wait_for(5, timeout=10)
+
+        status, body = await sidecar.call("DELETE", "/sessions/s1")
+        assert (status, body) == (200, {"deleted": True})
+        status, _ = await sidecar.call("GET", "/sessions/s1")
+        assert status == 404
+        status, _ = await sidecar.call("DELETE", "/sessions/s1")
+        assert status == 404
+        await wait_until(
+            lambda: {phone.pc.connectionState, tech.pc.connectionState} <= {"closed", "failed"},
+            10,
+        )
+        async with sidecar.http.get(sidecar.base_url + "/metrics", headers=sidecar.auth) as r:
+            assert "lens_media_sessions 0" in await r.text()
+        await close_peers(phone, tech)
+
+    with_sidecar(scenario)
