@@ -1,0 +1,281 @@
+"""The customer's phone: PIN and link joins, the join steps, rate limits, whose session."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from lens.extensions import db
+from lens.sessions import lifecycle
+from lens.sessions.models import LensSession
+from lens.timeutil import now_utc
+
+WRONG_PIN = "That PIN is not valid"
+
+
+def session_by_pin(app, pin: str) -> LensSession:
+    with app.app_context():
+        lens_session = db.session.scalar(select(LensSession).where(LensSession.pin == pin))
+        assert lens_session is not None
+        db.session.expunge(lens_session)
+        return lens_session
+
+
+def state_of(app, session_id: int) -> str:
+    with app.app_context():
+        return db.session.get(LensSession, session_id).state
+
+
+def invite(app, console) -> tuple[str, LensSession]:
+    """A new session from the console: its PIN and the session."""
+    pin = console.create_session("Jane Customer")["pin"]
+    return pin, session_by_pin(app, pin)
+
+
+# --- PIN join and the join steps ---------------------------------------------------------
+
+
+def test_pin_join_redirects_to_the_session_page(app, console, customer):
+    pin, lens_session = invite(app, console)
+    page = customer.client.get("/")
+    assert page.status_code == 200
+    assert 'name="pin"' in page.text
+
+    response = customer.join(pin)
+
+    assert response.status_code == 303
+    assert response.headers["Location"] == "/c"
+    assert state_of(app, lens_session.id) == "connecting"
+    session_page = customer.client.get("/c")
+    assert session_page.status_code == 200
+    assert 'data-step="tutorial"' in session_page.text
+
+
+def test_join_steps_render_with_their_buttons(app, console, customer):
+    pin, _ = invite(app, console)
+    customer.join(pin)
+    headers = {"HX-Request": "true"}
+    for step, buttons in [
+        ("tutorial", ["Skip", "OK"]),
+        ("permission", ["OK"]),
+        ("eula", ["Accept"]),
+    ]:
+        response = customer.client.get(f"/c/step/{step}", headers=headers)
+        assert response.status_code == 200, step
+        assert f'data-step="{step}"' in response.text
+        assert "<html" not in response.text  # a partial for HTMX
+        for label in buttons:
+            assert f">{label}</button>" in response.text, (step, label)
+    assert customer.client.get("/c/step/other", headers=headers).status_code == 404
+
+
+def test_accept_makes_the_session_wait_and_the_console_shows_it(app, console, customer):
+    pin, lens_session = invite(app, console)
+    customer.join(pin)
+    assert "Customer connected" not in console.client.get("/console/").text
+
+    response = customer.accept()
+
+    assert response.status_code == 200
+    assert 'data-screen="waiting"' in response.text
+    assert "Waiting for your technician" in response.text
+    assert state_of(app, lens_session.id) == "waiting"
+    rows = console.client.get("/console/").text
+    assert f'id="session-row-{lens_session.id}"' in rows
+    assert "Customer connected" in rows
+    # after accepting, the steps show the status screen rather than the licence again
+    step = customer.client.get("/c/step/eula", headers={"HX-Request": "true"})
+    assert 'data-screen="waiting"' in step.text
+
+
+def test_accept_twice_is_refused_with_409(app, console, customer):
+    pin, lens_session = invite(app, console)
+    customer.join(pin)
+    assert customer.accept().status_code == 200
+    again = customer.accept()
+    assert again.status_code == 409
+    assert "not possible in the session" in again.text
+    assert state_of(app, lens_session.id) == "waiting"
+
+
+def test_wrong_pin_is_422_with_a_clear_message(app, console, customer):
+    pin, lens_session = invite(app, console)
+    wrong = "000000" if pin != "000000" else "111111"
+    response = customer.join(wrong)
+    assert response.status_code == 422
+    assert WRONG_PIN in response.text
+    assert state_of(app, lens_session.id) == "created"
+
+
+def test_pin_join_without_csrf_token_is_refused(app, console, customer):
+    pin, lens_session = invite(app, console)
+    response = customer.client.post("/", data={"pin": pin})
+    assert response.status_code == 400
+    assert state_of(app, lens_session.id) == "created"
+
+
+def test_used_pin_is_refused_on_another_phone(app, console, customer, make_customer):
+    pin, _ = invite(app, console)
+    assert customer.join(pin).status_code == 303
+    response = make_customer("198.51.100.99").join(pin)
+    assert response.status_code == 422
+    assert WRONG_PIN in response.text
+
+
+def test_expired_pin_is_refused_and_the_expiry_is_kept(app, console, customer):
+    pin, lens_session = invite(app, console)
+    with app.app_context():
+        stored = db.session.get(LensSession, lens_session.id)
+        stored.pin_expires_at = now_utc() - timedelta(seconds=1)
+        db.session.commit()
+    response = customer.join(pin)
+    assert response.status_code == 422
+    assert WRONG_PIN in response.text
+    assert state_of(app, lens_session.id) == "expired"
+
+
+# --- Rate limits -------------------------------------------------------------------------
+
+
+def test_failed_pins_are_limited_per_address(app, console, make_customer):
+    app.config["LENS_PIN_RATE_LIMIT"] = "3 per minute"
+    pin, lens_session = invite(app, console)
+    guesser = make_customer("203.0.113.5")
+    wrong_pins = [f"{n:06d}" for n in range(1, 6) if f"{n:06d}" != pin][:4]
+    statuses = [guesser.join(wrong).status_code for wrong in wrong_pins]
+    assert statuses[:3] == [422, 422, 422]
+    assert statuses[3] == 429
+    # the limit holds even for the right PIN, from that address
+    assert guesser.join(pin).status_code == 429
+    assert state_of(app, lens_session.id) == "created"
+    # another address is not affected
+    assert make_customer("203.0.113.6").join(pin).status_code == 303
+
+
+def test_failed_attempts_on_one_pin_are_limited_across_addresses(app, console, make_customer):
+    app.config["LENS_PIN_VALUE_RATE_LIMIT"] = "2 per minute"
+    _, lens_session = invite(app, console)
+    target = "999999" if lens_session.pin != "999999" else "888888"
+    statuses = [make_customer(f"203.0.113.{n}").join(target).status_code for n in range(10, 13)]
+    assert statuses == [422, 422, 429]
+    # other PINs are still tried normally
+    assert make_customer("203.0.113.20").join(lens_session.pin).status_code == 303
+
+
+def test_successful_joins_do_not_count_towards_the_limit(app, console, customer):
+    app.config["LENS_PIN_RATE_LIMIT"] = "1 per minute"
+    for _ in range(2):
+        pin, _ = invite(app, console)
+        assert customer.join(pin).status_code == 303
+
+
+# --- Join links --------------------------------------------------------------------------
+
+
+def test_join_link_opens_the_session(app, console, customer):
+    _, lens_session = invite(app, console)
+    response = customer.open_link(lens_session.join_token)
+    assert response.status_code == 303
+    assert response.headers["Location"] == "/c"
+    assert state_of(app, lens_session.id) == "connecting"
+    assert 'data-step="tutorial"' in customer.client.get("/c").text
+
+
+def test_join_link_works_on_one_device_only(app, console, customer, make_customer):
+    _, lens_session = invite(app, console)
+    assert customer.open_link(lens_session.join_token).status_code == 303
+
+    other = make_customer("198.51.100.8").open_link(lens_session.join_token)
+    assert other.status_code == 410
+    assert "already been opened on another device" in other.text
+
+    again = customer.open_link(lens_session.join_token)
+    assert again.status_code == 303
+    assert customer.client.get("/c").status_code == 200
+    assert state_of(app, lens_session.id) == "connecting"
+
+
+def test_unknown_link_is_410(customer):
+    response = customer.open_link("no-such-token")
+    assert response.status_code == 410
+    assert "no longer valid" in response.text
+
+
+def test_link_of_an_ended_session_is_410(app, console, customer):
+    _, lens_session = invite(app, console)
+    customer.open_link(lens_session.join_token)
+    assert console.post(f"/sessions/{lens_session.id}/end").status_code == 200
+    response = customer.open_link(lens_session.join_token)
+    assert response.status_code == 410
+    assert "no longer valid" in response.text
+
+
+# --- A device opens its own session only ------------------------------------------------
+
+
+def test_no_session_page_without_a_join(customer):
+    response = customer.client.get("/c")
+    assert response.status_code == 410
+    assert "No session found" in response.text
+    assert customer.client.get("/c/step/eula").status_code == 410
+    assert customer.accept().status_code == 410
+
+
+def test_a_customer_cookie_opens_only_its_own_session(app, console, make_customer):
+    pin_a, session_a = invite(app, console)
+    pin_b, session_b = invite(app, console)
+    phone_a = make_customer("198.51.100.1")
+    phone_b = make_customer("198.51.100.2")
+    assert phone_a.join(pin_a).status_code == 303
+    assert phone_b.join(pin_b).status_code == 303
+
+    # Phone A points its signed cookie at B's session; its device key does not match B's.
+    with phone_a.client.session_transaction() as cookie:
+        cookie["lens_joined"] = session_b.id
+    page = phone_a.client.get("/c")
+    assert page.status_code == 410
+    assert "No session found" in page.text
+    assert phone_a.client.get("/c/step/tutorial").status_code == 410
+    assert phone_a.accept().status_code == 410
+    assert state_of(app, session_b.id) == "connecting"
+
+    assert phone_b.accept().status_code == 200
+    assert state_of(app, session_b.id) == "waiting"
+    assert state_of(app, session_a.id) == "connecting"
+
+
+def test_ended_session_shows_the_ended_screen(app, console, customer):
+    pin, lens_session = invite(app, console)
+    customer.join(pin)
+    console.post(f"/sessions/{lens_session.id}/end")
+    page = customer.client.get("/c")
+    assert page.status_code == 410
+    assert "The session has ended" in page.text
+    assert customer.accept().status_code == 410
+    assert state_of(app, lens_session.id) == "closed"
+
+
+def test_expired_link_shows_why_it_cannot_be_opened(app, console, customer):
+    _, lens_session = invite(app, console)
+    with app.app_context():
+        later = now_utc() + timedelta(hours=1)
+        assert lifecycle.expire_due_sessions(db.session, later, timedelta(minutes=20)) == 1
+        db.session.commit()
+    page = customer.open_link(lens_session.join_token)
+    assert page.status_code == 410
+    assert "This session cannot be opened" in page.text
+    assert "no longer valid" in page.text
+    assert state_of(app, lens_session.id) == "expired"
+
+
+def test_stalled_join_swept_shows_the_ended_screen(app, console, customer):
+    pin, lens_session = invite(app, console)
+    customer.join(pin)
+    with app.app_context():
+        later = now_utc() + timedelta(hours=1)
+        assert lifecycle.expire_due_sessions(db.session, later, timedelta(minutes=20)) == 1
+        db.session.commit()
+    page = customer.client.get("/c")
+    assert page.status_code == 410
+    assert "The session has ended" in page.text
