@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -57,3 +58,38 @@ def shots(tmp_path) -> Path:
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         return SCREENSHOTS
     return tmp_path
+
+
+@pytest.fixture
+def sidecar(app) -> Iterator[str]:
+    """The media sidecar as its own process on a free loopback port, wired into the app."""
+    import secrets
+    import socket
+    import subprocess
+    import sys
+
+    import requests
+
+    from lens.signaling.control import MediaControl
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    secret = secrets.token_urlsafe(16)
+    env = dict(os.environ, LENS_MEDIA_PORT=str(port), LENS_MEDIA_SECRET=secret)
+    process = subprocess.Popen([sys.executable, "-m", "lens.media"], env=env)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            if requests.get(url + "/healthz", timeout=1).ok:
+                break
+        except requests.ConnectionError:
+            pass
+        assert process.poll() is None, "the sidecar exited"
+        assert time.monotonic() < deadline, "the sidecar did not come up"
+        time.sleep(0.1)
+    app.extensions["lens.media"] = MediaControl(url, secret, timeout=10)
+    yield url
+    process.terminate()
+    process.wait(timeout=10)

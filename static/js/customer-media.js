@@ -1,0 +1,77 @@
+// The phone's side of the media. The connection is prepared on the waiting screen with empty
+// senders, so no media leaves the phone; Start puts the camera and microphone on the senders.
+(function () {
+  "use strict";
+  const lens = (window.lensCustomer = window.lensCustomer || { stream: null });
+  let peer = null;
+  let video = null;
+  let audio = null;
+
+  function root() { return document.querySelector(".customer-session"); }
+
+  function label(name) {
+    const state = document.getElementById("media-state");
+    if (!state) return;
+    state.textContent = state.dataset[name] || name;
+    state.dataset.state = name;
+  }
+
+  function prepare() {
+    const el = root();
+    peer = new LensPeer({
+      signal: el.dataset.signal,
+      iceServers: JSON.parse(el.dataset.ice || "[]"),
+      setup: (pc) => {
+        video = pc.addTransceiver("video", { direction: "sendonly" });
+        audio = pc.addTransceiver("audio", { direction: "sendrecv" });
+        const remote = document.getElementById("technician-audio");
+        pc.addEventListener("track", (event) => {
+          remote.srcObject = new MediaStream([event.track]);
+        });
+        if (lens.sending) send(true); // rebuilt after a loss while active
+      },
+      onState: label,
+    }).start();
+    lens.peer = peer;
+  }
+
+  function send(on) {
+    lens.sending = on;
+    if (!video || !audio) return;
+    const stream = lens.stream;
+    video.sender.replaceTrack(on && stream ? stream.getVideoTracks()[0] || null : null);
+    audio.sender.replaceTrack(on && stream ? stream.getAudioTracks()[0] || null : null);
+    const controls = document.getElementById("phone-controls");
+    if (controls) controls.hidden = !on;
+  }
+
+  function follow() {
+    const screen = document.querySelector("#step [data-screen]");
+    if (!screen || !root()) return;
+    const state = screen.dataset.screen;
+    root().dataset.screen = state;
+    if (state === "closed" || state === "expired") {
+      if (peer) peer.close();
+      peer = null;
+      send(false);
+      return;
+    }
+    if (!peer) prepare();
+    if (state === "active" && lens.stream) send(true);
+    else if (state === "active") document.addEventListener("lens:camera", () => send(true), { once: true });
+    else send(false);
+  }
+
+  document.addEventListener("click", (event) => {
+    const mute = event.target.closest("#mute-phone");
+    if (!mute || !lens.stream) return;
+    const muted = mute.getAttribute("aria-pressed") !== "true";
+    lens.stream.getAudioTracks().forEach((t) => (t.enabled = !muted));
+    mute.setAttribute("aria-pressed", String(muted));
+    mute.textContent = muted ? mute.dataset.unmute : mute.dataset.mute;
+  });
+
+  document.addEventListener("htmx:afterSettle", follow);
+  document.addEventListener("htmx:oobAfterSwap", follow);
+  document.addEventListener("DOMContentLoaded", follow);
+})();

@@ -1,0 +1,118 @@
+// Shared WebRTC plumbing for both sides: a peer connection negotiated with the media sidecar
+// through the web process's signaling WebSocket (non-trickle: the offer carries every
+// candidate), rebuilt when the connection is lost.
+(function () {
+  "use strict";
+
+  function wsUrl(path) {
+    if (/^wss?:\/\//.test(path)) return path; // url_for gives WebSocket routes a full URL
+    return (location.protocol === "https:" ? "wss://" : "ws://") + location.host + path;
+  }
+
+  function gatheringComplete(pc) {
+    if (pc.iceGatheringState === "complete") return Promise.resolve();
+    return new Promise((resolve) => {
+      const check = () => {
+        if (pc.iceGatheringState === "complete") {
+          pc.removeEventListener("icegatheringstatechange", check);
+          resolve();
+        }
+      };
+      pc.addEventListener("icegatheringstatechange", check);
+      setTimeout(resolve, 3000); // use what was gathered rather than wait forever
+    });
+  }
+
+  class LensPeer {
+    // options: signal (path), iceServers, setup(pc) adds transceivers/tracks,
+    // onState(name) with "connecting" | "connected" | "lost" | "restored"
+    constructor(options) {
+      this.options = options;
+      this.pc = null;
+      this.ws = null;
+      this.closed = false;
+      this.everConnected = false;
+      this.retryTimer = null;
+    }
+
+    start() {
+      this.closed = false;
+      this.connect();
+      return this;
+    }
+
+    state(name) {
+      if (this.options.onState) this.options.onState(name);
+    }
+
+    async connect() {
+      if (this.closed) return;
+      this.state(this.everConnected ? "lost" : "connecting");
+      const pc = new RTCPeerConnection({ iceServers: this.options.iceServers || [] });
+      this.pc = pc;
+      await this.options.setup(pc);
+      pc.addEventListener("connectionstatechange", () => {
+        if (pc !== this.pc) return;
+        if (pc.connectionState === "connected") {
+          this.state(this.everConnected ? "restored" : "connected");
+          this.everConnected = true;
+        } else if (pc.connectionState === "failed" || pc.connectionState === "disconnected") {
+          this.retry(pc.connectionState === "failed" ? 0 : 2000);
+        }
+      });
+      await pc.setLocalDescription(await pc.createOffer());
+      await gatheringComplete(pc);
+      try {
+        const answer = await this.exchange(pc.localDescription.sdp);
+        if (pc !== this.pc) return;
+        await pc.setRemoteDescription(answer);
+      } catch (error) {
+        this.retry(2000);
+      }
+    }
+
+    exchange(sdp) {
+      return new Promise((resolve, reject) => {
+        const ws = this.openSocket();
+        const send = () => ws.send(JSON.stringify({ type: "offer", sdp: sdp }));
+        ws.onmessage = (event) => {
+          const message = JSON.parse(event.data);
+          if (message.type === "answer") resolve({ type: "answer", sdp: message.sdp });
+          else reject(new Error(message.reason || "error"));
+        };
+        ws.onclose = () => reject(new Error("signaling closed"));
+        if (ws.readyState === WebSocket.OPEN) send();
+        else ws.addEventListener("open", send, { once: true });
+      });
+    }
+
+    openSocket() {
+      if (this.ws && this.ws.readyState <= WebSocket.OPEN) return this.ws;
+      this.ws = new WebSocket(wsUrl(this.options.signal));
+      return this.ws;
+    }
+
+    retry(delay) {
+      if (this.closed || this.retryTimer) return;
+      this.state("lost");
+      this.retryTimer = setTimeout(() => {
+        this.retryTimer = null;
+        const old = this.pc;
+        // wait a little for a "disconnected" connection to come back by itself
+        if (old && old.connectionState === "connected") return;
+        if (old) old.close();
+        this.connect();
+      }, delay);
+    }
+
+    close() {
+      this.closed = true;
+      clearTimeout(this.retryTimer);
+      if (this.pc) this.pc.close();
+      if (this.ws) this.ws.close();
+      this.pc = null;
+    }
+  }
+
+  window.LensPeer = LensPeer;
+})();
