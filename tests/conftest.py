@@ -233,3 +233,22 @@ def db_session(app: Flask):
     """The database session inside an app context, for tests that call the domain."""
     with app.app_context():
         yield db.session
+
+
+@pytest.fixture
+def ws_connect(http_server: str):
+    """Open WebSockets to the live server as a browser with the given cookies; closed after."""
+    from simple_websocket import Client
+
+    opened = []
+
+    def connect(path: str, cookies) -> Client:
+        cookie = "; ".join(f"{c.name}={c.value}" for c in cookies)
+        ws = Client.connect(f"ws://{http_server}{path}", headers={"Cookie": cookie})
+        opened.append(ws)
+        return ws
+
+    yield connect
+    for ws in opened:
+        if ws.connected:
+            ws.close()

@@ -1,0 +1,163 @@
+"""Live updates over real WebSockets: the console's list and the customer's status screen."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+import requests
+from simple_websocket import ConnectionClosed
+from simple_websocket import ConnectionError as HandshakeRefused
+from sqlalchemy import select
+
+from lens.extensions import db
+from lens.sessions.models import LensSession
+from tests.conftest import PASSWORD, add_technician, csrf_from
+
+BOUND = 5.0  # seconds a pushed change may take to reach an open page
+
+
+class Browser:
+    """A browser talking to the live server over HTTP."""
+
+    def __init__(self, base: str) -> None:
+        self.base = f"http://{base}"
+        self.http = requests.Session()
+        self.token = ""
+
+    def get(self, path: str) -> requests.Response:
+        return self.http.get(self.base + path, allow_redirects=False, timeout=10)
+
+    def post(self, path: str, data: dict | None = None) -> requests.Response:
+        headers = {"HX-Request": "true", "X-CSRFToken": self.token}
+        return self.http.post(
+            self.base + path, data=data or {}, headers=headers, allow_redirects=False, timeout=10
+        )
+
+    def log_in(self, email: str) -> Browser:
+        self.token = csrf_from(self.get("/login").text)
+        response = self.http.post(
+            self.base + "/login",
+            data={"email": email, "password": PASSWORD, "csrf_token": self.token},
+            allow_redirects=False,
+            timeout=10,
+        )
+        assert response.status_code == 302, response.text
+        self.token = csrf_from(self.get("/console/").text)
+        return self
+
+    def create_session(self, name: str) -> str:
+        response = self.post("/console/sessions", {"name": name})
+        assert response.status_code == 201, response.text
+        return re.search(r'data-pin="(\d{6})"', response.text).group(1)
+
+    def join(self, pin: str) -> None:
+        self.token = csrf_from(self.get("/").text)
+        response = self.http.post(
+            self.base + "/",
+            data={"pin": pin, "csrf_token": self.token},
+            allow_redirects=False,
+            timeout=10,
+        )
+        assert response.status_code == 303, response.text
+
+
+def receive_until(ws, needle: str, deadline: float) -> str | None:
+    """The first message containing needle, or None when the deadline passes first."""
+    while (left := deadline - time.monotonic()) > 0:
+        message = ws.receive(timeout=left)
+        if message is None:
+            return None
+        if needle in message:
+            return message
+    return None
+
+
+def session_id_of(app, pin: str) -> int:
+    with app.app_context():
+        return db.session.scalar(select(LensSession.id).where(LensSession.pin == pin))
+
+
+def test_console_list_receives_the_connected_customer(
+    app, technician, http_server, ws_connect, subscriptions
+):
+    tech = Browser(http_server).log_in("tess@example.com")
+    pin = tech.create_session("Jane Live")
+    session_id = session_id_of(app, pin)
+    ws = ws_connect("/console/ws", tech.http.cookies)
+    assert subscriptions.wait_for(f"technician:{technician}"), "console socket never subscribed"
+
+    phone = Browser(http_server)
+    phone.join(pin)
+    began = time.monotonic()
+    accepted = phone.post("/c/accept")
+    assert accepted.status_code == 200
+
+    message = receive_until(ws, "Customer connected", began + BOUND)
+    elapsed = time.monotonic() - began
+
+    assert message is not None, f"no row with 'Customer connected' within {BOUND} s"
+    assert elapsed < BOUND
+    assert 'id="session-rows" hx-swap-oob="true"' in message
+    row = re.search(rf'<tr id="session-row-{session_id}".*?</tr>', message, re.S)
+    assert row, message
+    assert 'data-state="waiting"' in row.group(0)
+    assert "Jane Live" in row.group(0)
+
+
+def test_console_socket_carries_only_own_sessions(
+    app, technician, http_server, ws_connect, subscriptions
+):
+    other_id = add_technician(app, "Otto Other", "otto@example.com")
+    tess = Browser(http_server).log_in("tess@example.com")
+    otto = Browser(http_server).log_in("otto@example.com")
+    ws = ws_connect("/console/ws", otto.http.cookies)
+    assert subscriptions.wait_for(f"technician:{other_id}")
+
+    Browser(http_server).join(tess.create_session("Tess Customer"))
+    otto.create_session("Otto Customer")
+
+    # Messages arrive in order: had Tess's changes reached Otto, they would come first.
+    first = ws.receive(timeout=BOUND)
+    assert first is not None
+    assert "Otto Customer" in first
+    assert "Tess Customer" not in first
+
+
+def test_customer_status_becomes_active_when_the_technician_starts(
+    app, technician, http_server, ws_connect, subscriptions
+):
+    tech = Browser(http_server).log_in("tess@example.com")
+    pin = tech.create_session("Jane Live")
+    session_id = session_id_of(app, pin)
+    phone = Browser(http_server)
+    phone.join(pin)
+    assert phone.post("/c/accept").status_code == 200
+    ws = ws_connect("/c/ws", phone.http.cookies)
+    assert subscriptions.wait_for(f"session:{session_id}"), "customer socket never subscribed"
+
+    began = time.monotonic()
+    assert tech.post(f"/console/sessions/{session_id}/start").status_code == 200
+    message = receive_until(ws, "Session active", began + BOUND)
+
+    assert message is not None, f"no 'Session active' within {BOUND} s"
+    assert time.monotonic() - began < BOUND
+    assert 'data-screen="active"' in message
+    assert 'hx-swap-oob="true"' in message
+
+
+def test_customer_socket_without_a_session_is_closed(http_server, ws_connect):
+    phone = Browser(http_server)
+    phone.get("/")  # a cookie, but no session joined
+    ws = ws_connect("/c/ws", phone.http.cookies)
+    with pytest.raises(ConnectionClosed) as closed:
+        ws.receive(timeout=BOUND)
+    assert closed.value.reason == 1008
+    assert closed.value.message == "no session"
+
+
+def test_console_socket_refuses_a_browser_that_is_not_logged_in(http_server, ws_connect):
+    with pytest.raises(HandshakeRefused) as refused:
+        ws_connect("/console/ws", requests.Session().cookies)
+    assert refused.value.status_code == 401
