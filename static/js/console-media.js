@@ -13,13 +13,19 @@
 
   async function startMedia(area) {
     const video = area.querySelector(".remote-video");
+    const session = { area: area, mic: null, statsTimer: null, peer: null };
+    current = session; // claimed before the await, so a second settle does not start twice
     let mic = null;
     try {
       mic = await navigator.mediaDevices.getUserMedia({ audio: true, video: false });
     } catch (error) {
       mic = null; // listen only: the technician has no microphone
     }
-    const session = { area: area, mic: mic, statsTimer: null };
+    session.mic = mic;
+    if (current !== session) { // stopped while asking for the microphone
+      if (mic) mic.getTracks().forEach((t) => t.stop());
+      return;
+    }
     session.peer = new LensPeer({
       signal: area.dataset.signal,
       iceServers: JSON.parse(area.dataset.ice || "[]"),
@@ -37,7 +43,6 @@
     }).start();
     session.statsTimer = setInterval(() => showStats(session), 1000);
     wireControls(session);
-    current = session;
   }
 
   async function showStats(session) {
@@ -72,7 +77,7 @@
   function stopMedia() {
     if (!current) return;
     clearInterval(current.statsTimer);
-    current.peer.close();
+    if (current.peer) current.peer.close();
     if (current.mic) current.mic.getTracks().forEach((t) => t.stop());
     current = null;
   }
