@@ -60,36 +60,56 @@ def shots(tmp_path) -> Path:
     return tmp_path
 
 
+class Sidecar:
+    """The media sidecar as its own process on a fixed loopback port; can be killed and restarted."""
+
+    def __init__(self) -> None:
+        import secrets
+        import socket
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.secret = secrets.token_urlsafe(16)
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = None
+
+    def start(self) -> None:
+        import subprocess
+        import sys
+
+        import requests
+
+        env = dict(os.environ, LENS_MEDIA_PORT=str(self.port), LENS_MEDIA_SECRET=self.secret)
+        self.process = subprocess.Popen([sys.executable, "-m", "lens.media"], env=env)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if requests.get(self.url + "/healthz", timeout=1).ok:
+                    return
+            except requests.ConnectionError:
+                pass
+            assert self.process.poll() is None, "the sidecar exited"
+            assert time.monotonic() < deadline, "the sidecar did not come up"
+            time.sleep(0.1)
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+
 @pytest.fixture
-def sidecar(app) -> Iterator[str]:
-    """The media sidecar as its own process on a free loopback port, wired into the app."""
-    import secrets
-    import socket
-    import subprocess
-    import sys
-
-    import requests
-
+def sidecar(app) -> Iterator[Sidecar]:
+    """A running sidecar wired into the app."""
     from lens.signaling.control import MediaControl
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    secret = secrets.token_urlsafe(16)
-    env = dict(os.environ, LENS_MEDIA_PORT=str(port), LENS_MEDIA_SECRET=secret)
-    process = subprocess.Popen([sys.executable, "-m", "lens.media"], env=env)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            if requests.get(url + "/healthz", timeout=1).ok:
-                break
-        except requests.ConnectionError:
-            pass
-        assert process.poll() is None, "the sidecar exited"
-        assert time.monotonic() < deadline, "the sidecar did not come up"
-        time.sleep(0.1)
-    app.extensions["lens.media"] = MediaControl(url, secret, timeout=10)
-    yield url
-    process.terminate()
-    process.wait(timeout=10)
+    media = Sidecar()
+    media.start()
+    app.extensions["lens.media"] = MediaControl(media.url, media.secret, timeout=10)
+    yield media
+    media.stop()

@@ -35,6 +35,20 @@ TRACK_LIVE = """(selector) => {
 }"""
 
 
+LOST = "Connection lost. Reconnecting…"
+
+
+def assert_frame_rate(page, minimum: float) -> None:
+    """Frames keep arriving for several seconds at >= minimum fps."""
+    page.wait_for_function(f"({FRAMES})() > 10", timeout=10000)
+    first = page.evaluate(FRAMES)
+    start = page.evaluate("performance.now()")
+    page.wait_for_timeout(3000)  # a measured window, not a wait for a condition
+    frames = page.evaluate(FRAMES) - first
+    seconds = (page.evaluate("performance.now()") - start) / 1000
+    assert frames / seconds >= minimum, f"{frames} frames in {seconds:.1f} s"
+
+
 def test_start_shows_live_video_and_audio(app, technician, live_server, sidecar, browser):
     tech_context = browser.new_context(viewport={"width": 1280, "height": 800}, locale="en-US")
     tech = tech_context.new_page()
@@ -44,7 +58,6 @@ def test_start_shows_live_video_and_audio(app, technician, live_server, sidecar,
     tech.get_by_role("button", name="Log in").click()
     pin = create_pin(tech, "Media Customer")
     phone_context, phone = customer_joins(browser, live_server, pin)
-    phone.on("console", lambda m: print("PHONE", m.text))
 
     # prepared in advance: connected to the sidecar, yet nothing sent before Start
     phone.wait_for_function(PHONE_READY, timeout=15000)
@@ -54,17 +67,19 @@ def test_start_shows_live_video_and_audio(app, technician, live_server, sidecar,
     row.get_by_role("button", name="Start").click()
     expect(tech.locator(".media-state")).to_have_text("Connected", timeout=15000)
 
-    # frames keep arriving for several seconds at >= 20 fps
-    tech.wait_for_function(f"({FRAMES})() > 10", timeout=10000)
-    first = tech.evaluate(FRAMES)
-    start = tech.evaluate("performance.now()")
-    tech.wait_for_timeout(3000)  # a measured window, not a wait for a condition
-    frames = tech.evaluate(FRAMES) - first
-    seconds = (tech.evaluate("performance.now()") - start) / 1000
-    assert frames / seconds >= 20, f"{frames} frames in {seconds:.1f} s"
+    assert_frame_rate(tech, minimum=20)
     assert tech.evaluate(TRACK_LIVE, ".remote-video")
     phone.wait_for_function(TRACK_LIVE, arg="#technician-audio", timeout=10000)
     assert phone.evaluate(SENDER_BYTES) > 0
+
+    # the sidecar dies mid-session: both pages say so, and come back on the same session
+    sidecar.kill()
+    expect(tech.locator(".media-state")).to_have_text(LOST, timeout=20000)
+    expect(phone.locator("#media-state")).to_have_text(LOST, timeout=20000)
+    sidecar.start()
+    expect(tech.locator(".media-state")).to_have_text("Connection restored", timeout=30000)
+    expect(phone.locator("#media-state")).to_have_text("Connection restored", timeout=30000)
+    assert_frame_rate(tech, minimum=20)
 
     for context in (phone_context, tech_context):
         context.close()
