@@ -17,7 +17,9 @@ from lens import ROOT
 
 log = logging.getLogger("lens.run")
 
-RESTART_DELAY = 1.0
+RESTART_DELAY = 0.5
+MAX_RESTART_DELAY = 30.0
+STABLE_AFTER = 30.0  # a sidecar that ran this long restarts at once again
 
 
 def _instance_path() -> str:
@@ -61,6 +63,8 @@ def main() -> int:
         log.info("SMS backend: log (development) - text messages are written to this log, not sent")
     web = subprocess.Popen(web_command(cert, key), cwd=ROOT, env=env)
     sidecar = subprocess.Popen(sidecar_command(), cwd=ROOT, env=env)
+    sidecar_started = time.monotonic()
+    delay = RESTART_DELAY
     port = os.environ.get("LENS_PORT", "8443")
     log.info("Lens is up: https://localhost:%s/console (customers: https://<this host>:%s/)",
              port, port)
@@ -79,9 +83,15 @@ def main() -> int:
                 log.error("web process exited with %s; stopping", web.returncode)
                 break
             if sidecar.poll() is not None:
-                log.warning("media sidecar exited with %s; restarting", sidecar.returncode)
-                time.sleep(RESTART_DELAY)
+                if time.monotonic() - sidecar_started > STABLE_AFTER:
+                    delay = RESTART_DELAY
+                log.warning(
+                    "media sidecar exited with %s; restarting in %.1f s", sidecar.returncode, delay
+                )
+                time.sleep(delay)
+                delay = min(delay * 2, MAX_RESTART_DELAY)  # back off from a crash loop
                 sidecar = subprocess.Popen(sidecar_command(), cwd=ROOT, env=env)
+                sidecar_started = time.monotonic()
             time.sleep(0.2)
     finally:
         for process in (web, sidecar):

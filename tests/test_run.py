@@ -1,0 +1,99 @@
+"""The run command: web over HTTPS and the sidecar, which is restarted when it dies."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+# the run command's certificate is self-signed by design
+pytestmark = pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until(check, seconds: float, what: str):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            result = check()
+            if result:
+                return result
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def sidecar_pid(parent: int) -> int | None:
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == parent and b"lens.media" in cmdline:
+            return int(entry.name)
+    return None
+
+
+@pytest.fixture
+def running(tmp_path):
+    web_port, media_port = free_port(), free_port()
+    env = dict(
+        os.environ,
+        LENS_INSTANCE_PATH=str(tmp_path / "instance"),
+        LENS_HOST="127.0.0.1",
+        LENS_PORT=str(web_port),
+        LENS_MEDIA_PORT=str(media_port),
+        LENS_WEB_THREADS="8",
+    )
+    env.pop("DATABASE_URL", None)
+    env.pop("REDIS_URL", None)
+    log = open(tmp_path / "run.log", "w+")  # noqa: SIM115 - closed below
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lens.run"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    yield process, web_port, media_port, tmp_path
+    if process.poll() is None:
+        process.kill()
+        process.wait(timeout=10)
+    log.close()
+
+
+def test_run_serves_https_and_restarts_the_sidecar(running):
+    process, web_port, media_port, tmp_path = running
+    web = f"https://127.0.0.1:{web_port}"
+    media = f"http://127.0.0.1:{media_port}"
+    wait_until(lambda: requests.get(web + "/healthz", verify=False, timeout=2).ok, 60, "web")
+    wait_until(lambda: requests.get(media + "/healthz", timeout=2).ok, 60, "sidecar")
+    assert (tmp_path / "instance" / "tls-cert.pem").exists()
+    output = (tmp_path / "run.log").read_text()
+    assert "One-time password:" in output
+
+    first = wait_until(lambda: sidecar_pid(process.pid), 10, "sidecar pid")
+    os.kill(first, signal.SIGKILL)
+    second = wait_until(
+        lambda: (pid := sidecar_pid(process.pid)) and pid != first and pid, 30, "a new sidecar"
+    )
+    assert second != first
+    wait_until(lambda: requests.get(media + "/healthz", timeout=2).ok, 30, "restarted sidecar")
+
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=20) == 0
+    assert sidecar_pid(process.pid) is None
