@@ -20,25 +20,13 @@ from lens.extensions import db, limiter, sock
 from lens.features import allowed_features
 from lens.sessions import lifecycle
 from lens.sessions.errors import SessionError
-from lens.sessions.models import LensSession, SessionState
-from lens.signaling.relay import answer_offers, media_control
+from lens.sessions.models import SessionState
+from lens.signaling.relay import MEDIA_STATES, media_control, serve_leg
 from lens.timeutil import now_utc
 
 bp = Blueprint("customer", __name__)
 
 STEPS = ("tutorial", "permission", "eula")
-MEDIA_STATES = frozenset({SessionState.WAITING, SessionState.ACTIVE, SessionState.ON_HOLD})
-
-
-def customer_left(session_id: int) -> None:
-    """The phone's signaling socket closed (tab closed, connection lost): log it."""
-    db.session.rollback()
-    lens_session = db.session.get(LensSession, session_id)
-    if lens_session is not None and lens_session.state in MEDIA_STATES:
-        lifecycle.record_event(
-            db.session, lens_session, "customer_disconnected", actor="customer", now=now_utc()
-        )
-        db.session.commit()
 
 
 def _pin_limit() -> str:
@@ -141,12 +129,11 @@ def media(ws):
         return
     session_id = lens_session.id
     features = allowed_features(lens_session.console, lens_session.technician.group_permissions())
-    try:
-        answer_offers(
-            ws, lambda offer: media_control().publisher_offer(session_id, offer, features)
-        )
-    finally:
-        customer_left(session_id)
+
+    def answer(offer: dict[str, str]) -> dict[str, str]:
+        return media_control().publisher_offer(session_id, offer, features)
+
+    serve_leg(ws, session_id, "customer", answer)
 
 
 @sock.route("/c/ws", bp=bp)

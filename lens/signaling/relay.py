@@ -16,7 +16,11 @@ from typing import Any
 
 from flask import current_app
 
+from lens.extensions import db
+from lens.sessions import lifecycle
+from lens.sessions.models import LensSession, SessionState
 from lens.signaling.control import MediaControl, MediaRefused, MediaUnavailable
+from lens.timeutil import now_utc
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +47,37 @@ def parse_offer(raw: Any) -> dict[str, str] | None:
     if not isinstance(sdp, str) or not sdp.startswith("v=0"):
         return None
     return {"type": "offer", "sdp": sdp}
+
+
+MEDIA_STATES = frozenset({SessionState.WAITING, SessionState.ACTIVE, SessionState.ON_HOLD})
+
+
+def log_media(session_id: int, kind: str, actor: str) -> None:
+    """Write a media event to a live session's log (not once the session has ended)."""
+    db.session.rollback()  # a long-lived socket: read the session as it is now
+    lens_session = db.session.get(LensSession, session_id)
+    if lens_session is not None and lens_session.state in MEDIA_STATES:
+        lifecycle.record_event(db.session, lens_session, kind, actor=actor, now=now_utc())
+        db.session.commit()
+
+
+def serve_leg(ws, session_id: int, actor: str, answer: Answerer) -> None:
+    """Signaling for one leg: answer offers, log the first connection and the socket's end."""
+    connected = False
+
+    def answer_and_log(offer: dict[str, str]) -> dict[str, str]:
+        nonlocal connected
+        reply = answer(offer)
+        if not connected:
+            connected = True
+            log_media(session_id, "media_connected", actor)
+        return reply
+
+    try:
+        answer_offers(ws, answer_and_log)
+    finally:
+        if connected:
+            log_media(session_id, "media_closed", actor)
 
 
 def answer_offers(ws, answer: Answerer) -> None:
