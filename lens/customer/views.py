@@ -12,6 +12,8 @@ from flask import (
     url_for,
 )
 
+from lens.controls.channel import serve as serve_controls
+from lens.controls.messages import CUSTOMER
 from lens.customer.forms import PinForm
 from lens.customer.identity import device_key, joined_session, remember_joined
 from lens.customer.live import stream_status
@@ -134,6 +136,17 @@ def media(ws):
         return media_control().publisher_offer(session_id, offer, features)
 
     serve_leg(ws, session_id, "customer", answer)
+
+
+@sock.route("/c/controls", bp=bp)
+def controls(ws):
+    """The phone's control socket: chat, camera paused, what the phone can do."""
+    lens_session = joined_session()
+    if lens_session is None or not lens_session.is_live:
+        ws.close(1008, "no session")
+        return
+    allowed = allowed_features(lens_session.console, lens_session.technician.group_permissions())
+    serve_controls(ws, lens_session.id, CUSTOMER, "customer", allowed)
 
 
 @sock.route("/c/ws", bp=bp)

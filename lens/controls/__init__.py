@@ -1,0 +1,1 @@
+"""Live controls between the technician and the phone: chat, freeze, drawing, camera."""

@@ -1,0 +1,134 @@
+"""The control channel over flask-sock: each side's socket, relayed through the event bus.
+
+A message from one side is checked (lens.controls.messages), handled (a handler may store
+it, e.g. chat), logged as a SessionEvent, and published on the session's control topic;
+each side's socket passes on what is meant for it. Several web processes work alike with
+the Redis bus.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from flask import current_app
+from flask_babel import gettext as _
+
+from lens.controls.messages import CUSTOMER, TECHNICIAN, ControlRefused, parse
+from lens.extensions import db
+from lens.sessions import lifecycle
+from lens.sessions.models import LIVE_STATES, LensSession
+from lens.timeutil import now_utc
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[LensSession, str, dict[str, Any]], dict[str, Any]]
+HANDLERS: dict[str, Handler] = {}
+# what each side receives of what the other (or the same) side sent
+DELIVER: dict[str, Callable[[str, str], bool]] = {
+    TECHNICIAN: lambda sender, kind: sender == CUSTOMER or kind in ECHOED,
+    CUSTOMER: lambda sender, kind: sender == TECHNICIAN or kind in ECHOED,
+}
+ECHOED: set[str] = set()  # kinds both sides see (chat), whoever sent them
+
+
+def on_control(name: str, echo: bool = False):
+    """Register the handler that stores or acts on one kind of message."""
+
+    def register(handler: Handler) -> Handler:
+        HANDLERS[name] = handler
+        if echo:
+            ECHOED.add(name)
+        return handler
+
+    return register
+
+
+def controls_topic(session_id: int) -> str:
+    return f"controls:{session_id}"
+
+
+def refusal_text(reason: str) -> str:
+    if reason == "not_allowed":
+        return _("This tool is not available in this session.")
+    if reason == "session_over":
+        return _("The session has ended.")
+    return _("That message could not be sent.")
+
+
+class _Socket:
+    """Sends from two threads (the reader's replies and the bus forwarder) one at a time."""
+
+    def __init__(self, ws) -> None:
+        self.ws = ws
+        self._lock = threading.Lock()
+
+    def send(self, message: dict[str, Any]) -> None:
+        with self._lock:
+            self.ws.send(json.dumps(message))
+
+
+def serve(ws, session_id: int, side: str, actor: str, allowed: frozenset[str]) -> None:
+    """Run one side's control socket until it closes."""
+    app = current_app._get_current_object()
+    bus = app.extensions["lens.events"]
+    subscription = bus.subscribe([controls_topic(session_id)])
+    socket = _Socket(ws)
+    stop = threading.Event()
+
+    def forward() -> None:
+        while not stop.is_set():
+            message = subscription.get(timeout=1.0)
+            if message and DELIVER[side](message.get("from", ""), message.get("type", "")):
+                try:
+                    socket.send(message)
+                except Exception:  # the socket closed under us; the reader notices too
+                    stop.set()
+
+    forwarder = threading.Thread(target=forward, name=f"controls-{side}-{session_id}", daemon=True)
+    forwarder.start()
+    try:
+        while ws.connected:
+            raw = ws.receive(timeout=30)
+            if raw is None:
+                continue
+            try:
+                message = handle(session_id, side, actor, allowed, raw)
+            except ControlRefused as exc:
+                socket.send(
+                    {"type": "error", "reason": exc.reason, "message": refusal_text(exc.reason)}
+                )
+                continue
+            bus.publish(controls_topic(session_id), message)
+    finally:
+        stop.set()
+        forwarder.join(timeout=2)
+        subscription.close()
+        db.session.remove()
+
+
+def handle(
+    session_id: int, side: str, actor: str, allowed: frozenset[str], raw: Any
+) -> dict[str, Any]:
+    """Check, store and log one message; return what to publish."""
+    kind, payload = parse(raw, side, allowed)
+    db.session.rollback()  # read the session as it is now
+    lens_session = db.session.get(LensSession, session_id)
+    if lens_session is None or lens_session.state not in LIVE_STATES:
+        raise ControlRefused("session_over")
+    handler = HANDLERS.get(kind)
+    if handler is not None:
+        payload = handler(lens_session, actor, payload)
+    lifecycle.record_event(
+        db.session,
+        lens_session,
+        kind,
+        actor=actor,
+        now=now_utc(),
+        detail=json.dumps(payload, ensure_ascii=False)[:500],
+    )
+    db.session.commit()
+    return {"type": kind, "from": side, **payload}
