@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import secrets
 import threading
@@ -487,3 +488,54 @@ def test_expire_due_sessions_expires_pins_and_closes_stalled_joins(db_session, t
     assert stalled.end_reason == "timeout"
     assert (fresh.state, joining.state, waiting.state) == ("created", "connecting", "waiting")
     assert lifecycle.expire_due_sessions(db.session, NOW, connect_timeout=timeout) == 0
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: join_by_pin relies on SELECT ... FOR UPDATE, which SQLite ignores, and the "
+    "UPDATE in _join is not conditional on the PIN still being unused; two joins that read "
+    "the PIN before either writes both succeed and the later device silently takes the session",
+)
+def test_concurrent_joins_with_one_pin_admit_only_one_device(app, technician, monkeypatch):
+    with app.app_context():
+        lens_session = new_session(tech(technician))
+        db.session.commit()
+        pin, session_id = lens_session.pin, lens_session.id
+    barrier = threading.Barrier(2)
+    join = lifecycle._join
+
+    def join_after_both_read(*args, **kwargs):
+        # Both phones have read the unused PIN. (A fix that serialises the reads makes one
+        # phone wait for the other here; the barrier then breaks, which is fine.)
+        with contextlib.suppress(threading.BrokenBarrierError):
+            barrier.wait(timeout=2)
+        return join(*args, **kwargs)
+
+    monkeypatch.setattr(lifecycle, "_join", join_after_both_read)
+    outcomes: dict[str, str] = {}
+
+    def type_pin(device: str) -> None:
+        with app.app_context():
+            try:
+                lifecycle.join_by_pin(db.session, pin, device, NOW)
+                db.session.commit()
+                outcomes[device] = "joined"
+            except PinNotValid:
+                outcomes[device] = "refused"
+            except Exception as exc:  # reported below
+                outcomes[device] = repr(exc)
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=type_pin, args=(d,)) for d in (PHONE, OTHER_PHONE)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    assert sorted(outcomes.values()) == ["joined", "refused"], outcomes
+    with app.app_context():
+        stored = db.session.get(LensSession, session_id)
+        (winner,) = [device for device, outcome in outcomes.items() if outcome == "joined"]
+        assert stored.customer_device == lifecycle.device_fingerprint(winner)
+        assert [event.kind for event in stored.events].count("join") == 1
