@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
+from lens.auth.models import Technician
 from lens.extensions import db
 from lens.sessions.models import LensSession
 from tests.conftest import PASSWORD, Console, add_technician, csrf_from
@@ -60,6 +61,18 @@ def test_inactive_technician_cannot_log_in(app, client):
     assert response.status_code == 200
     assert "Wrong e-mail or password." in response.text
     assert client.get("/console/").status_code == 302
+
+
+def test_deactivating_a_logged_in_technician_locks_them_out(app, console, technician):
+    assert console.client.get("/console/").status_code == 200
+    with app.app_context():
+        db.session.get(Technician, technician).active = False
+        db.session.commit()
+    response = console.client.get("/console/")
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("/login")
+    assert console.post("/sessions", {"name": "Ann"}).status_code == 302
+    assert session_count(app) == 0
 
 
 def test_login_is_rate_limited(app, client, technician):

@@ -99,6 +99,26 @@ def test_accept_twice_is_refused_with_409(app, console, customer):
     assert state_of(app, lens_session.id) == "waiting"
 
 
+def test_accept_without_csrf_token_is_refused(app, console, customer):
+    pin, lens_session = invite(app, console)
+    customer.join(pin)
+    response = customer.client.post("/c/accept", headers={"HX-Request": "true"})
+    assert response.status_code == 400
+    assert state_of(app, lens_session.id) == "connecting"
+
+
+def test_refusal_without_htmx_is_a_full_error_page(app, console, customer):
+    pin, _ = invite(app, console)
+    customer.join(pin)
+    customer.accept()
+    response = customer.client.post("/c/accept", headers={"X-CSRFToken": customer.token})
+    assert response.status_code == 409
+    assert "<html" in response.text
+    assert "not possible in the session" in response.text
+    assert "HX-Retarget" not in response.headers
+    assert "HX-Request" in response.headers["Vary"]
+
+
 def test_wrong_pin_is_422_with_a_clear_message(app, console, customer):
     pin, lens_session = invite(app, console)
     wrong = "000000" if pin != "000000" else "111111"
