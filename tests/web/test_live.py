@@ -161,3 +161,28 @@ def test_console_socket_refuses_a_browser_that_is_not_logged_in(http_server, ws_
     with pytest.raises(HandshakeRefused) as refused:
         ws_connect("/console/ws", requests.Session().cookies)
     assert refused.value.status_code == 401
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: lens.customer.live.stream_status promises to stop 'when the session ends' but "
+    "loops while the socket is open; an ended customer page keeps a server thread and its "
+    "bus subscription until the phone closes the page",
+)
+def test_customer_socket_closes_once_the_session_has_ended(
+    app, technician, http_server, ws_connect, subscriptions
+):
+    tech = Browser(http_server).log_in("tess@example.com")
+    pin = tech.create_session("Jane Live")
+    session_id = session_id_of(app, pin)
+    phone = Browser(http_server)
+    phone.join(pin)
+    assert phone.post("/c/accept").status_code == 200
+    ws = ws_connect("/c/ws", phone.http.cookies)
+    assert subscriptions.wait_for(f"session:{session_id}")
+
+    assert tech.post(f"/console/sessions/{session_id}/end").status_code == 200
+    ended = receive_until(ws, "The session has ended", time.monotonic() + BOUND)
+    assert ended is not None
+    with pytest.raises(ConnectionClosed):
+        ws.receive(timeout=BOUND)
