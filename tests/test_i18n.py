@@ -35,6 +35,8 @@ KEYWORDS = {
 PLACEHOLDER = re.compile(
     r"%(?:\((\w+)\))?[-#0 +]*(?:\d+|\*)?(?:\.(?:\d+|\*))?([diouxXeEfFgGcrsa%])"
 )
+# A str.format field as the invitation texts use them: {technician}, {pin}; "{{" is literal.
+FIELD = re.compile(r"(?<!\{)\{(\w*)\}(?!\})")
 NO_ID = object()
 
 
@@ -93,7 +95,10 @@ def strings_of(message: Message) -> list[str]:
 
 
 def placeholders(text: str) -> Counter:
-    return Counter((name, "%" if kind == "%" else kind) for name, kind in PLACEHOLDER.findall(text))
+    """The %-placeholders and {fields} of a text, counted: a translation must keep them."""
+    found = Counter(PLACEHOLDER.findall(text))
+    found.update(("{" + name + "}", "") for name in FIELD.findall(text))
+    return found
 
 
 def test_babel_cfg_extracts_lens_and_templates_only():
