@@ -1,0 +1,74 @@
+"""Real PostgreSQL and Redis for the scale-out path (the local servers of this machine kind)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from lens import create_app
+from lens.extensions import db, limiter
+
+POSTGRES = os.environ.get(
+    "LENS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+REDIS = os.environ.get("LENS_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def _reachable_postgres() -> bool:
+    try:
+        with create_engine(POSTGRES).connect() as connection:
+            connection.execute(text("SELECT 1"))
+        return True
+    except Exception:
+        return False
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database, dropped afterwards."""
+    if not _reachable_postgres():
+        pytest.fail(f"PostgreSQL is not reachable at {POSTGRES} (set LENS_TEST_POSTGRES_URL)")
+    name = f"lens_test_{secrets.token_hex(4)}"
+    admin = create_engine(POSTGRES, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    yield make_url(POSTGRES).set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def redis_url() -> str:
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS).ping()
+    except redis.RedisError:
+        pytest.fail(f"Redis is not reachable at {REDIS} (set LENS_TEST_REDIS_URL)")
+    return REDIS
+
+
+def make_app(tmp_path, monkeypatch, database_url: str, redis_url: str = ""):
+    """An app as a scaled-out web process would run it: settings from the environment."""
+    monkeypatch.setenv("LENS_INSTANCE_PATH", str(tmp_path / "instance"))
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    if redis_url:
+        monkeypatch.setenv("REDIS_URL", redis_url)
+    else:
+        monkeypatch.delenv("REDIS_URL", raising=False)
+    app = create_app({"TESTING": True, "LENS_PASSWORD_METHOD": "pbkdf2:sha256:1"})
+    with app.app_context():
+        limiter.reset()
+    return app
+
+
+def dispose(app) -> None:
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
