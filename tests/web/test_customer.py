@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select
 
 from lens.extensions import db
@@ -117,6 +118,23 @@ def test_refusal_without_htmx_is_a_full_error_page(app, console, customer):
     assert "not possible in the session" in response.text
     assert "HX-Retarget" not in response.headers
     assert "HX-Request" in response.headers["Vary"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: the console shows the PIN as '123 456' and the PIN field allows 7 characters, "
+    "but join_by_pin only strips the ends and requires exactly six digits, so a customer who "
+    "types the PIN as shown is told it is not valid",
+)
+def test_pin_typed_as_shown_with_a_space_joins(app, console, customer):
+    created = console.create_session("Jane Customer")
+    pin = created["pin"]
+    lens_session = session_by_pin(app, pin)
+    shown = f"{pin[:3]} {pin[3:]}"
+    assert f">{shown}</p>" in created["response"].text  # what the technician reads out
+    response = customer.join(shown)
+    assert response.status_code == 303
+    assert state_of(app, lens_session.id) == "connecting"
 
 
 def test_wrong_pin_is_422_with_a_clear_message(app, console, customer):
