@@ -166,12 +166,16 @@ class ReceivedMedia:
     arrival: list[float] = field(default_factory=list)
     keyframes: int = 0
     codec: str | None = None
+    on_digest: Callable[[bytes, float], None] | None = None
     _waiters: list[tuple[int, asyncio.Future[None]]] = field(default_factory=list)
 
     def add(self, codec: RTCRtpCodecParameters, frame: JitterFrame) -> None:
         self.codec = codec.mimeType.lower()
-        self.digests.append(frame_digest(frame.data))
-        self.arrival.append(time.perf_counter())
+        digest, now = frame_digest(frame.data), time.perf_counter()
+        self.digests.append(digest)
+        self.arrival.append(now)
+        if self.on_digest is not None:
+            self.on_digest(digest, now)
         if self.kind == "video" and is_keyframe(self.codec, frame.data):
             self.keyframes += 1
         for count, waiter in list(self._waiters):
@@ -251,7 +255,7 @@ async def start_phone(
         http, f"{base_url}/sessions/{sid}/publisher", secret, pc, {"features": features or []}
     )
     await pc.setRemoteDescription(answer)
-    _pack_only(pc)
+    pack_only(pc)
     passthrough.on_keyframe_request(video_tx.sender, video_track.request_keyframe)
     return MediaPeer(pc, received, sending)
 
@@ -263,24 +267,26 @@ async def start_technician(
     sid: str,
     audio: EncodedClip | None = None,
 ) -> MediaPeer:
-    """A technician: video recvonly + audio sendrecv, recording encoded frames."""
+    """A technician: video recvonly + audio sendrecv (recvonly without a clip), recording."""
     pc = peer_connection()
     received = {"video": ReceivedMedia("video")}
     tap_receiver(pc.addTransceiver("video", direction="recvonly"), received["video"])
     sending = {}
+    received["audio"] = ReceivedMedia("audio")
     if audio is not None:
         audio_track = ReplayTrack(audio)
         sending["audio"] = audio_track
-        received["audio"] = ReceivedMedia("audio")
         tap_receiver(pc.addTransceiver(audio_track, direction="sendrecv"), received["audio"])
+    else:  # a technician without a microphone still hears the phone
+        tap_receiver(pc.addTransceiver("audio", direction="recvonly"), received["audio"])
     answer = await post_offer(http, f"{base_url}/sessions/{sid}/subscriber", secret, pc)
     await pc.setRemoteDescription(answer)
-    _pack_only(pc)
+    pack_only(pc)
     return MediaPeer(pc, received, sending)
 
 
-def _pack_only(pc: RTCPeerConnection) -> None:
-    # the test peers send pre-encoded frames: no encoder anywhere in the process
+def pack_only(pc: RTCPeerConnection) -> None:
+    """Let `pc`'s senders packetize pre-encoded frames without creating encoders."""
     for transceiver in pc.getTransceivers():
         codec = passthrough.negotiated_codec(transceiver)
         if codec is not None and transceiver.sender.track is not None:
