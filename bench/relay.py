@@ -1,0 +1,306 @@
+"""Relay benchmark: Lens sidecar vs direct peer-to-peer vs aiortc MediaRelay vs Janus.
+
+    .venv/bin/python bench/relay.py            # the full run, about 6 minutes
+    .venv/bin/python bench/relay.py --quick    # levels 1 and 5 only
+
+Each relay runs as its own process and is measured from /proc: CPU time over a fixed
+window and peak RSS (VmHWM), at 1, 5, 10 and 20 concurrent sessions (a fresh server per
+level). A session is a phone sending pre-encoded 640x480@30 VP8 (~1 Mbps) + Opus and a
+technician receiving both. Load-generator peers run in two worker processes.
+
+Measured per system and level: server CPU (% of one core, total and per session), peak
+RSS, frames lost (video frames sent in the window that did not arrive), one-way frame
+latency p50/p95 (matched by payload hash; the relay-added latency is the relay's minus
+the direct path's at the same level), and start→first frame (technician's offer posted →
+first video frame received, the phone already streaming).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from janus_videoroom import write_config  # noqa: E402
+from load import worker_main  # noqa: E402
+
+from lens.media.testing import encode_opus_clip, encode_vp8_clip  # noqa: E402
+
+WORKERS = 2
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def proc_peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def wait_http(url: str, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+class Server:
+    """A relay process under test."""
+
+    def __init__(self, system: str, workdir: Path) -> None:
+        self.system = system
+        self.port = free_port()
+        self.secret = secrets.token_urlsafe(16)
+        log = open(workdir / f"{system}.log", "ab")  # noqa: SIM115 - lives with the process
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        if system == "lens":
+            env |= {"LENS_MEDIA_PORT": str(self.port), "LENS_MEDIA_SECRET": self.secret}
+            command = [sys.executable, "-m", "lens.media"]
+            self.url = f"http://127.0.0.1:{self.port}"
+            health = self.url + "/healthz"
+        elif system == "mediarelay":
+            command = [
+                sys.executable,
+                str(ROOT / "bench" / "transcoding_relay.py"),
+                str(self.port),
+                self.secret,
+            ]
+            self.url = f"http://127.0.0.1:{self.port}"
+            health = self.url + "/healthz"
+        else:
+            config = workdir / "janus"
+            write_config(config, self.port)
+            command = ["janus", "-F", str(config)]
+            self.url = f"http://127.0.0.1:{self.port}/janus"
+            health = self.url + "/info"
+        self.process = subprocess.Popen(command, env=env, cwd=workdir, stdout=log, stderr=log)
+        wait_http(health)
+
+    def metrics(self) -> str:
+        request = urllib.request.Request(
+            self.url + "/metrics", headers={"Authorization": f"Bearer {self.secret}"}
+        )
+        with urllib.request.urlopen(request, timeout=5) as resp:
+            return resp.read().decode()
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGINT if self.system != "janus" else signal.SIGTERM)
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def ask(workers: list[Any], message: tuple[str, Any], expect: str) -> list[Any]:
+    for conn in workers:
+        conn.send(message)
+    replies = []
+    for conn in workers:
+        kind, payload = conn.recv()
+        if kind != expect:
+            raise RuntimeError(f"worker: {kind} {payload}")
+        replies.append(payload)
+    return replies
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
+
+
+def run_level(
+    system: str, sessions: int, workers: list[Any], workdir: Path, warmup: float, window: float
+) -> dict[str, Any]:
+    server = None if system == "direct" else Server(system, workdir)
+    target = {
+        "system": system,
+        "url": server.url if server else "",
+        "secret": server.secret if server else "",
+    }
+    sids = [f"{system}-{sessions}-{i}" for i in range(sessions)]
+    busy = [w for i, w in enumerate(workers) if i < sessions]
+    try:
+        for i, conn in enumerate(busy):
+            conn.send(("start", {**target, "sids": sids[i :: len(busy)]}))
+        for conn in busy:
+            kind, payload = conn.recv()
+            if kind != "ready":
+                raise RuntimeError(f"{system} x{sessions}: {payload}")
+        time.sleep(warmup)
+        cpu0 = proc_cpu_seconds(server.process.pid) if server else 0.0
+        t0 = time.monotonic()
+        ask(busy, ("mark", None), "marked")
+        time.sleep(window)
+        cpu1 = proc_cpu_seconds(server.process.pid) if server else 0.0
+        elapsed = time.monotonic() - t0
+        replies = ask(busy, ("end", None), "stats")
+        result = summarize(system, sessions, replies, elapsed)
+        if server:
+            result["cpu_total"] = 100 * (cpu1 - cpu0) / elapsed
+            result["cpu_per_session"] = result["cpu_total"] / sessions
+            result["peak_rss_mb"] = proc_peak_rss_mb(server.process.pid)
+            if system == "lens":
+                metrics = server.metrics()
+                result["codecs"] = [
+                    line
+                    for line in metrics.splitlines()
+                    if line.startswith(("lens_media_encoders", "lens_media_decoders"))
+                ]
+        ask(busy, ("stop", target), "stopped")
+        return result
+    finally:
+        if server:
+            server.stop()
+
+
+def summarize(system: str, sessions: int, replies: list[Any], elapsed: float) -> dict[str, Any]:
+    stats = [s for reply in replies for s in reply["sessions"]]
+    sent = sum(s["sent"] for s in stats)
+    received = sum(s["received"] for s in stats)
+    latencies = [x * 1000 for s in stats for x in s["latencies"]]
+    first = [s["first_frame"] * 1000 for s in stats if s["first_frame"] is not None]
+    return {
+        "system": system,
+        "sessions": sessions,
+        "sent": sent,
+        "received": received,
+        "lost_pct": 100 * max(0, sent - received) / sent if sent else float("nan"),
+        "fps": received / elapsed / sessions,
+        "latency_p50": percentile(latencies, 0.5),
+        "latency_p95": percentile(latencies, 0.95),
+        "first_frame_p50": percentile(first, 0.5),
+        "first_frame_max": max(first) if first else float("nan"),
+        "loadgen_cpu": 100 * sum(r["cpu"] for r in replies) / elapsed,
+    }
+
+
+def print_table(results: list[dict[str, Any]]) -> None:
+    direct = {r["sessions"]: r for r in results if r["system"] == "direct"}
+    lens = {r["sessions"]: r for r in results if r["system"] == "lens"}
+    header = (
+        "| system | sessions | server CPU % core | per session | peak RSS MB | fps/session "
+        "| lost % | latency p50/p95 ms | added p50/p95 ms | start→first frame p50/max ms "
+        "| vs Lens CPU | load-gen CPU % |"
+    )
+    print(header)
+    print("|---" * 12 + "|")
+    for r in results:
+        base = direct.get(r["sessions"])
+        added = "–"
+        if base and r["system"] != "direct" and r["latency_p50"] == r["latency_p50"]:
+            p50 = r["latency_p50"] - base["latency_p50"]
+            p95 = r["latency_p95"] - base["latency_p95"]
+            added = f"{p50:.1f} / {p95:.1f}"
+        per = r.get("cpu_per_session")
+        per_text = f"{per:.2f}" if per is not None else "–"
+        ratio = "–"
+        if per is not None and r["sessions"] in lens and r["system"] != "lens":
+            ratio = f"{per / lens[r['sessions']]['cpu_per_session']:.2f}×"
+        print(
+            f"| {r['system']} | {r['sessions']} "
+            f"| {r.get('cpu_total', float('nan')):.1f} | {per_text} "
+            f"| {r.get('peak_rss_mb', float('nan')):.0f} | {r['fps']:.1f} | {r['lost_pct']:.2f} "
+            f"| {r['latency_p50']:.1f} / {r['latency_p95']:.1f} | {added} "
+            f"| {r['first_frame_p50']:.0f} / {r['first_frame_max']:.0f} | {ratio} "
+            f"| {r['loadgen_cpu']:.0f} |"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="levels 1 and 5 only")
+    parser.add_argument("--levels", default="1,5,10,20")
+    parser.add_argument("--mediarelay-levels", default="1,5")
+    parser.add_argument("--systems", default="direct,lens,janus,mediarelay")
+    parser.add_argument("--warmup", type=float, default=3.0)
+    parser.add_argument("--window", type=float, default=10.0)
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+    levels = [1, 5] if args.quick else [int(x) for x in args.levels.split(",")]
+    mediarelay_levels = [int(x) for x in args.mediarelay_levels.split(",")]
+    systems = args.systems.split(",")
+    if "janus" in systems and shutil.which("janus") is None:
+        print("janus not installed: skipped")
+        systems.remove("janus")
+
+    started = time.monotonic()
+    video = encode_vp8_clip(seconds=10.0, keyframe_every=300)
+    audio = encode_opus_clip(seconds=1.0)
+    bitrate = sum(map(len, video.frames)) * 8 / 10 / 1e6
+    print(f"clip: {len(video.frames)} VP8 frames 640x480@30, {bitrate:.2f} Mbps; Opus 20 ms")
+    context = multiprocessing.get_context("fork")
+    workers, processes = [], []
+    for _ in range(WORKERS):
+        parent, child = context.Pipe()
+        process = context.Process(target=worker_main, args=(child, video, audio), daemon=True)
+        process.start()
+        workers.append(parent)
+        processes.append(process)
+
+    results = []
+    with tempfile.TemporaryDirectory(prefix="lens-bench-") as tmp:
+        try:
+            for system in systems:
+                for sessions in levels:
+                    if system == "mediarelay" and sessions not in mediarelay_levels:
+                        continue
+                    result = run_level(
+                        system, sessions, workers, Path(tmp), args.warmup, args.window
+                    )
+                    results.append(result)
+                    print(
+                        f"  {system:10} x{sessions:<2} cpu/session "
+                        f"{result.get('cpu_per_session', float('nan')):5.2f}%  lost "
+                        f"{result['lost_pct']:.2f}%  p95 {result['latency_p95']:.1f} ms  "
+                        f"{result.get('codecs', '')}",
+                        flush=True,
+                    )
+        finally:
+            for conn in workers:
+                conn.send(("quit", None))
+            for process in processes:
+                process.join(5)
+    print()
+    print_table(results)
+    print(f"\nwhole run: {time.monotonic() - started:.0f} s on {os.cpu_count()} cores")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
