@@ -22,7 +22,7 @@ def select_locale() -> str | None:
 
 def safe_next(target: str | None, fallback: str) -> str:
     """A local path to go on to; anything pointing off-site becomes fallback."""
-    if not target:
+    if not target or any(ord(ch) < 32 or ord(ch) == 127 for ch in target):
         return fallback
     parts = urlsplit(target)
     if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):

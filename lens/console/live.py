@@ -35,6 +35,10 @@ def stream_session_changes(ws, technician: Technician) -> None:
     bus = current_app.extensions["lens.events"]
     subscription = bus.subscribe([technician_topic(technician.id)])
     try:
+        # first the list as it is now: a change between the page's render and the
+        # subscription above would otherwise be missed
+        db.session.rollback()
+        ws.send(render_changes(technician, None))
         while ws.connected:
             message = subscription.get(timeout=WAIT_SECONDS)
             if message is None:

@@ -28,6 +28,15 @@ from lens.timeutil import now_utc
 
 bp = Blueprint("customer", __name__)
 
+SOCKETS = frozenset({"/c/ws", "/c/media", "/c/controls"})
+
+
+@bp.before_request
+def refuse_sockets_without_a_session():
+    """A phone's sockets open only for the session it joined: refused before the upgrade."""
+    if request.path in SOCKETS and joined_session() is None:
+        abort(403)
+
 STEPS = ("tutorial", "permission", "eula")
 
 

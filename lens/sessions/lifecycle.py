@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -149,17 +149,35 @@ def create_session(
     return lens_session
 
 
-def _join(db: Session, lens_session: LensSession, device_key: str, via: str, now: datetime) -> None:
-    lens_session.customer_device = device_fingerprint(device_key)
-    lens_session.connected_at = now
-    lens_session.pin = None  # single use
-    _transition(db, lens_session, "join", actor="customer", now=now, detail=via)
+def _join(db: Session, lens_session: LensSession, device_key: str, via: str, now: datetime) -> bool:
+    """Claim the session for this device; False when another join got there first.
+
+    One conditional UPDATE, so that two devices racing with the same PIN or link cannot
+    both win, on SQLite (which ignores FOR UPDATE) as on PostgreSQL.
+    """
+    sources, target = TRANSITIONS["join"]
+    claimed = db.execute(
+        update(LensSession)
+        .where(LensSession.id == lens_session.id, LensSession.state.in_(sources))
+        .values(
+            state=target,
+            customer_device=device_fingerprint(device_key),
+            connected_at=now,
+            pin=None,  # single use
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if claimed.rowcount != 1:
+        return False
+    db.refresh(lens_session)
+    record_event(db, lens_session, "join", actor="customer", now=now, detail=via)
     db.flush()
+    return True
 
 
 def join_by_pin(db: Session, pin: str, device_key: str, now: datetime) -> LensSession:
     """The customer typed a PIN: bind the session to their device and use the PIN up."""
-    pin = pin.strip()
+    pin = "".join(pin.split())  # "123 456", as the console shows it, is the same PIN
     if len(pin) != 6 or not pin.isdigit():
         raise PinNotValid("a PIN is six digits")
     lens_session = db.scalar(select(LensSession).where(LensSession.pin == pin).with_for_update())
@@ -168,7 +186,8 @@ def join_by_pin(db: Session, pin: str, device_key: str, now: datetime) -> LensSe
     if lens_session.pin_expires_at <= now:
         expire_session(db, lens_session, now)
         raise PinNotValid("expired PIN")
-    _join(db, lens_session, device_key, "pin", now)
+    if not _join(db, lens_session, device_key, "pin", now):
+        raise PinNotValid("PIN already used")
     return lens_session
 
 
@@ -188,7 +207,8 @@ def join_by_token(db: Session, token: str, device_key: str, now: datetime) -> Le
     if lens_session.pin_expires_at <= now:
         expire_session(db, lens_session, now)
         raise LinkNotValid("expired link")
-    _join(db, lens_session, device_key, "link", now)
+    if not _join(db, lens_session, device_key, "link", now):
+        raise OtherDevice("this link was just opened on another device")
     return lens_session
 
 

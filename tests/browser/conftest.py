@@ -61,7 +61,7 @@ def shots(tmp_path) -> Path:
 
 
 class Sidecar:
-    """The media sidecar as its own process on a fixed loopback port; can be killed and restarted."""
+    """The media sidecar in its own process on a fixed loopback port: killed, restarted."""
 
     def __init__(self) -> None:
         import secrets

@@ -490,12 +490,6 @@ def test_expire_due_sessions_expires_pins_and_closes_stalled_joins(db_session, t
     assert lifecycle.expire_due_sessions(db.session, NOW, connect_timeout=timeout) == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: join_by_pin relies on SELECT ... FOR UPDATE, which SQLite ignores, and the "
-    "UPDATE in _join is not conditional on the PIN still being unused; two joins that read "
-    "the PIN before either writes both succeed and the later device silently takes the session",
-)
 def test_concurrent_joins_with_one_pin_admit_only_one_device(app, technician, monkeypatch):
     with app.app_context():
         lens_session = new_session(tech(technician))
