@@ -70,6 +70,10 @@ def register_extensions(app: Flask) -> None:
         app.config["LENS_MEDIA_TIMEOUT"],
     )
 
+    from lens.invitations import setup as invitations
+
+    invitations.init_app(app)
+
     from flask_babel import get_locale
 
     app.jinja_env.globals["get_locale"] = get_locale

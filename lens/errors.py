@@ -69,6 +69,8 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(429)
     def too_many(error):
+        if getattr(error, "response", None) is not None:
+            return error.response  # the limited view's own answer (the New session dialog)
         return render_error(429, _("Too many attempts. Wait a moment and try again."))
 
     @app.errorhandler(500)

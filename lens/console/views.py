@@ -6,24 +6,31 @@ from datetime import timedelta
 
 from flask import (
     Blueprint,
+    Response,
     abort,
     current_app,
     g,
+    make_response,
     redirect,
     render_template,
     request,
     url_for,
 )
+from flask_babel import gettext as _
 from flask_login import current_user
 
-from lens.console.forms import custom_values, new_session_form
+from lens.console.forms import NewSessionForm, custom_values, new_session_form
+from lens.console.invite import InviteResult, invite, join_qr, join_url
 from lens.console.live import stream_session_changes
 from lens.console.queries import sessions_for_list
-from lens.extensions import db, sock
+from lens.controls.channel import serve as serve_controls
+from lens.controls.messages import TECHNICIAN
+from lens.extensions import db, limiter, sock
 from lens.features import allowed_features
+from lens.invitations import create_session_once
 from lens.sessions import lifecycle
 from lens.sessions.models import HANDLING_STATES, Channel, LensSession
-from lens.signaling.relay import answer_offers, media_control, stop_media
+from lens.signaling.relay import media_control, serve_leg, stop_media
 from lens.timeutil import now_utc
 
 
@@ -43,6 +50,71 @@ def render_detail(lens_session: LensSession):
     return render_template(
         "console/_session_detail.html", s=lens_session, features=features, oob=False
     )
+
+
+def dialog_form() -> NewSessionForm:
+    """The New session form, bound to the request, with the configured extra fields."""
+    config = current_app.config
+    return new_session_form(config["LENS_CUSTOM_FIELDS"], config["LENS_DEFAULT_PHONE_REGION"])
+
+
+def render_dialog(
+    form: NewSessionForm,
+    created: LensSession | None = None,
+    result: InviteResult | None = None,
+    *,
+    repeated: bool = False,
+    refusal: str | None = None,
+) -> str:
+    """The New session dialog: the form (with its errors), or what the submit made."""
+    return render_template(
+        "console/_new_session.html",
+        form=form,
+        created=created,
+        invitation=result.invitation if result else None,
+        mailto=result.mailto if result else None,
+        join_url=join_url(created) if created else None,
+        join_qr=join_qr(created) if created and form.channel.data == Channel.LINK else None,
+        repeated=repeated,
+        refusal=refusal,
+    )
+
+
+def _invite_limit() -> str:
+    return current_app.config["LENS_INVITE_RATE_LIMIT"]
+
+
+def _technician_key() -> str:
+    """Sending is limited per technician, whichever console or address they use."""
+    return f"technician:{current_user.get_id()}" if current_user.is_authenticated else "anonymous"
+
+
+def _not_a_send() -> bool:
+    return request.method != "POST" or not dialog_form().sends
+
+
+def _new_session_created(response) -> bool:
+    return response.status_code == 201
+
+
+def _too_many_sends(limit) -> Response:
+    """The dialog again, saying why nothing was sent."""
+    message = _(
+        "You have sent too many invitations in a short time. Wait a few minutes, or create "
+        "a PIN and read it to the customer."
+    )
+    return make_response(render_dialog(dialog_form(), refusal=message), 429)
+
+
+# Shared by both consoles' create views, so a technician has one allowance, not one per console.
+invite_limit = limiter.shared_limit(
+    _invite_limit,
+    scope="invitation-send",
+    key_func=_technician_key,
+    exempt_when=_not_a_send,
+    deduct_when=_new_session_created,
+    on_breach=_too_many_sends,
+)
 
 
 def make_console_blueprint(console: str, url_prefix: str) -> Blueprint:
@@ -72,31 +144,37 @@ def make_console_blueprint(console: str, url_prefix: str) -> Blueprint:
     @bp.get("/sessions/new")
     def new_session():
         """The New session dialog."""
-        form = new_session_form(current_app.config["LENS_CUSTOM_FIELDS"])
-        return render_template("console/_new_session.html", form=form, created=None)
+        return render_dialog(dialog_form())
 
     @bp.post("/sessions")
+    @invite_limit
     def create_session():
-        """Create PIN: a new session whose PIN the dialog then shows."""
-        labels = current_app.config["LENS_CUSTOM_FIELDS"]
-        form = new_session_form(labels)
+        """Create PIN, Send SMS, Send email or Create link: a new session and its invitation."""
+        form = dialog_form()
         if not form.validate_on_submit():
-            return render_template("console/_new_session.html", form=form, created=None), 422
-        created = lifecycle.create_session(
+            return render_dialog(form), 422
+        lens_session, created = create_session_once(
             db.session,
+            request_key=form.request_key.data,
             technician=current_user,
             console=console,
             customer_name=form.name.data.strip(),
-            channel=Channel.PIN,
+            channel=form.channel.data,
             phone=form.phone.data,
             email=form.email.data,
             ticket_id=form.ticket_id.data,
-            custom_fields=custom_values(form, labels),
+            custom_fields=custom_values(form, current_app.config["LENS_CUSTOM_FIELDS"]),
             pin_validity=timedelta(minutes=current_app.config["LENS_PIN_VALIDITY_MINUTES"]),
             now=now_utc(),
         )
+        if lens_session.technician_id != current_user.id:
+            abort(403)
+        if not created:  # the same form again (a double click): show, never send twice
+            last = lens_session.invitations[-1] if lens_session.invitations else None
+            return render_dialog(form, lens_session, InviteResult(last), repeated=True), 200
+        result = invite(lens_session, lens_session.pin, form)
         db.session.commit()
-        return render_template("console/_new_session.html", form=form, created=created), 201
+        return render_dialog(form, lens_session, result), 201
 
     @bp.get("/sessions/<int:session_id>")
     def session_detail(session_id: int):
@@ -133,7 +211,16 @@ def make_console_blueprint(console: str, url_prefix: str) -> Blueprint:
         if lens_session.state not in HANDLING_STATES:
             ws.close(1008, "session not active")
             return
-        answer_offers(ws, lambda offer: media_control().subscriber_offer(session_id, offer))
+        actor = lifecycle.technician_actor(current_user)
+        serve_leg(ws, session_id, actor, lambda o: media_control().subscriber_offer(session_id, o))
+
+    @sock.route("/sessions/<int:session_id>/controls", bp=bp)
+    def controls(ws, session_id: int):
+        """The technician's control socket: chat, freeze, drawing, camera controls."""
+        lens_session = get_own_session(session_id)
+        allowed = allowed_features(lens_session.console, current_user.group_permissions())
+        actor = lifecycle.technician_actor(current_user)
+        serve_controls(ws, session_id, TECHNICIAN, actor, allowed)
 
     @sock.route("/ws", bp=bp)
     def live(ws):

@@ -16,8 +16,15 @@ from lens.invitations.mail import (
     send_email,
 )
 from lens.invitations.mask import mask_destination
+from lens.invitations.models import Invitation, InvitationOutcome
 from lens.invitations.phone import normalise_phone
 from lens.invitations.qr import qr_svg
+from lens.invitations.records import (
+    create_session_once,
+    deliver_invitation,
+    record_invitation,
+    session_for_request_key,
+)
 from lens.invitations.sending import Outcome, send_with_timeout
 from lens.invitations.sms import (
     DEFAULT_SMS_TEMPLATE,
@@ -35,8 +42,10 @@ __all__ = [
     "DEFAULT_SMS_TEMPLATE",
     "InvalidEmailAddress",
     "InvalidPhoneNumber",
+    "Invitation",
     "InvitationError",
     "InvitationMessage",
+    "InvitationOutcome",
     "InvitationSendError",
     "InvitationWording",
     "LogSmsBackend",
@@ -46,6 +55,8 @@ __all__ = [
     "TwilioSmsBackend",
     "WebhookSmsBackend",
     "compose_invitation",
+    "create_session_once",
+    "deliver_invitation",
     "invitation_timeout",
     "mailto_url",
     "make_sms_backend",
@@ -53,8 +64,10 @@ __all__ = [
     "normalise_email",
     "normalise_phone",
     "qr_svg",
+    "record_invitation",
     "render_sms",
     "send_email",
     "send_with_timeout",
+    "session_for_request_key",
     "sms_template",
 ]

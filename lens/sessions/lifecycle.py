@@ -123,8 +123,13 @@ def create_session(
     custom_fields: Mapping[str, Any] | None = None,
     pin_validity: timedelta,
     now: datetime,
+    request_key: str | None = None,
 ) -> LensSession:
-    """Create a session with a fresh PIN and join token, both valid for pin_validity."""
+    """Create a session with a fresh PIN and join token, both valid for pin_validity.
+
+    request_key (the form's one-time key) is unique: a second session with the same key
+    fails at the flush with an IntegrityError, so a double submit cannot create two.
+    """
     lens_session = LensSession(
         public_id=_new_public_id(db),
         customer_name=customer_name,
@@ -138,6 +143,7 @@ def create_session(
         pin=_new_pin(db),
         pin_expires_at=now + pin_validity,
         join_token=secrets.token_urlsafe(32),
+        request_key=request_key or None,
         state=S.CREATED,
         created_at=now,
     )

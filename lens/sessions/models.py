@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import JSON, ForeignKey, Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -12,6 +12,9 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from lens.auth.models import Technician
 from lens.extensions import db
 from lens.timeutil import now_utc
+
+if TYPE_CHECKING:
+    from lens.invitations.models import Invitation
 
 
 class SessionState(StrEnum):
@@ -81,6 +84,8 @@ class LensSession(db.Model):
     pin: Mapped[str | None] = mapped_column(String(6), unique=True)
     pin_expires_at: Mapped[datetime]
     join_token: Mapped[str] = mapped_column(String(64), unique=True)
+    # The New session form's one-time key: a repeated POST finds this session, not a new one.
+    request_key: Mapped[str | None] = mapped_column(String(64), unique=True, index=True)
     customer_device: Mapped[str | None] = mapped_column(String(64))
     state: Mapped[str] = mapped_column(String(16), default=SessionState.CREATED)
     end_reason: Mapped[str | None] = mapped_column(String(32))
@@ -94,6 +99,10 @@ class LensSession(db.Model):
     technician: Mapped[Technician] = relationship()
     events: Mapped[list[SessionEvent]] = relationship(
         back_populates="lens_session", order_by="SessionEvent.id", cascade="all, delete-orphan"
+    )
+    # Defined in lens.invitations.models, which the app factory imports.
+    invitations: Mapped[list[Invitation]] = relationship(
+        back_populates="lens_session", order_by="Invitation.id", cascade="all, delete-orphan"
     )
 
     @property

@@ -33,3 +33,68 @@ document.addEventListener("htmx:beforeRequest", () => {
   const messages = document.getElementById("messages");
   if (messages) messages.replaceChildren();
 });
+
+// The New session dialog: tabs (click, arrow keys), Enter sends the open tab's button,
+// Copy link (clipboard API; where it is missing or refused, the link is selected instead).
+(function () {
+  "use strict";
+
+  function selectTab(tab, focus) {
+    const list = tab.closest("[role=tablist]");
+    list.querySelectorAll("[role=tab]").forEach((other) => {
+      const selected = other === tab;
+      other.setAttribute("aria-selected", String(selected));
+      other.tabIndex = selected ? 0 : -1;
+      const panel = document.getElementById(other.getAttribute("aria-controls"));
+      if (panel) panel.hidden = !selected;
+    });
+    if (focus) tab.focus();
+  }
+
+  document.addEventListener("click", (event) => {
+    const tab = event.target.closest("#new-session [role=tab]");
+    if (tab) selectTab(tab, false);
+    const copy = event.target.closest("#new-session [data-copy]");
+    if (copy) copyLink(copy);
+  });
+
+  document.addEventListener("keydown", (event) => {
+    const tab = event.target.closest("#new-session [role=tab]");
+    if (tab) {
+      const tabs = Array.from(tab.closest("[role=tablist]").querySelectorAll("[role=tab]"));
+      const at = tabs.indexOf(tab);
+      const next = { ArrowRight: at + 1, ArrowLeft: at - 1, Home: 0, End: tabs.length - 1 }[event.key];
+      if (next !== undefined) {
+        event.preventDefault();
+        selectTab(tabs[(next + tabs.length) % tabs.length], true);
+      }
+      return;
+    }
+    const input = event.target.closest("form[data-new-session] input");
+    if (input && event.key === "Enter" && input.type !== "radio") {
+      // Implicit submission would press the first button (Create PIN); press the open tab's.
+      const button = input.form.querySelector(".tabpanel:not([hidden]) button[type=submit]");
+      if (button) {
+        event.preventDefault();
+        button.click();
+      }
+    }
+  });
+
+  function copyLink(button) {
+    const field = document.querySelector(button.dataset.copy);
+    const status = button.closest(".join-link").querySelector(".copy-status");
+    const selectInstead = () => {
+      field.focus();
+      field.select();
+      status.textContent = status.dataset.select;
+    };
+    if (!navigator.clipboard || !window.isSecureContext) {
+      selectInstead();
+      return;
+    }
+    navigator.clipboard.writeText(field.value).then(() => {
+      status.textContent = status.dataset.copied;
+    }, selectInstead);
+  }
+})();

@@ -48,3 +48,32 @@ def http_stub() -> Iterator[HttpStub]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+@pytest.fixture
+def configure(app):
+    """Change invitation settings of the running app, as if it had started with them."""
+    from lens.extensions import mail
+    from lens.invitations import setup
+
+    def apply(**settings: object) -> None:
+        app.config.update(settings)
+        mail.init_app(app)
+        setup.init_app(app)
+
+    return apply
+
+
+@pytest.fixture
+def mail_server(configure, smtp_server: SmtpServer) -> SmtpServer:
+    """The app's Flask-Mail pointed at the recording SMTP server."""
+    configure(
+        MAIL_SERVER="127.0.0.1",
+        MAIL_PORT=smtp_server.port,
+        MAIL_USE_TLS=False,
+        MAIL_USE_SSL=False,
+        MAIL_DEFAULT_SENDER=("Lens Support", "support@lens.example.com"),
+        MAIL_SUPPRESS_SEND=False,
+        LENS_INVITATION_TIMEOUT="5",
+    )
+    return smtp_server
