@@ -40,6 +40,8 @@ def make_app(config: MediaConfig) -> web.Application:
             web.post("/sessions/{sid}/subscriber", post_subscriber),
             web.post("/sessions/{sid}/hold", post_hold),
             web.post("/sessions/{sid}/resume", post_resume),
+            web.post("/sessions/{sid}/snapshot", post_snapshot),
+            web.post("/sessions/{sid}/recording", post_recording),
             web.get("/sessions/{sid}", get_session),
             web.delete("/sessions/{sid}", delete_session),
         ]
@@ -142,6 +144,32 @@ async def post_resume(request: web.Request) -> web.Response:
     return web.json_response({"on_hold": session.on_hold})
 
 
+async def post_snapshot(request: web.Request) -> web.Response:
+    """The current video frame at full resolution, as PNG (needs the "snapshot" feature)."""
+    png, width, height = await existing_session(request).snapshot()
+    return web.Response(
+        body=png,
+        content_type="image/png",
+        headers={"X-Width": str(width), "X-Height": str(height)},
+    )
+
+
+async def post_recording(request: web.Request) -> web.Response:
+    """`{"action": "start", "path": ...}` or `{"action": "stop"}` (needs "recording")."""
+    session = existing_session(request)
+    try:
+        body = await request.json()
+    except ValueError as exc:
+        raise SessionError("body must be JSON", 400) from exc
+    action = body.get("action") if isinstance(body, dict) else None
+    if action == "start":
+        root = request.app[CONFIG].recordings_path
+        return web.json_response(session.start_recording(root, body.get("path")))
+    if action == "stop":
+        return web.json_response((await session.stop_recording()).as_json())
+    raise SessionError('body must be {"action": "start", "path": ...} or {"action": "stop"}', 400)
+
+
 async def get_session(request: web.Request) -> web.Response:
     """Both legs' state: connection, codecs, frames and bytes, resolution."""
     return web.json_response(existing_session(request).state())
@@ -203,5 +231,41 @@ async def metrics(request: web.Request) -> web.Response:
         "# HELP lens_media_decoders_created_total Decoders aiortc created in this process.",
         "# TYPE lens_media_decoders_created_total counter",
         f"lens_media_decoders_created_total {codecs.decoders}",
+        "# HELP lens_media_recordings Recordings being written.",
+        "# TYPE lens_media_recordings gauge",
+        f"lens_media_recordings {sessions.recordings()}",
     ]
+    captures = sessions.captures
+    for name, value, help_text in (
+        ("snapshots_total", captures.snapshots, "Snapshots taken."),
+        ("snapshot_failures_total", captures.snapshot_failures, "Snapshots that failed."),
+        (
+            "snapshot_decoders_created_total",
+            captures.snapshot_decoders,
+            "Decoders made for one snapshot each (off the forwarding path).",
+        ),
+        ("recordings_started_total", captures.recordings_started, "Recordings started."),
+        ("recordings_finished_total", captures.recordings_finished, "Recordings finished."),
+        ("recording_failures_total", captures.recording_failures, "Recordings that failed."),
+        (
+            "recording_frames_written_total",
+            captures.recording_frames_written,
+            "Encoded frames muxed into recordings.",
+        ),
+        (
+            "recording_frames_dropped_total",
+            captures.recording_frames_dropped,
+            "Frames dropped because a recording's writer fell behind.",
+        ),
+        (
+            "recording_bytes_written_total",
+            captures.recording_bytes_written,
+            "Bytes of finished recordings.",
+        ),
+    ):
+        lines += [
+            f"# HELP lens_media_{name} {help_text}",
+            f"# TYPE lens_media_{name} counter",
+            f"lens_media_{name} {value}",
+        ]
     return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")

@@ -13,20 +13,22 @@ from typing import Any
 
 @dataclass(frozen=True)
 class MediaConfig:
-    """Where the sidecar listens, the control API secret, and the ICE servers."""
+    """Where the sidecar listens, the control API secret, the ICE servers, the recordings."""
 
     secret: str
     host: str = "127.0.0.1"
     port: int = 8765
     ice_servers: list[dict[str, Any]] = field(default_factory=list)
+    # recordings may only be written inside this folder
+    recordings_path: Path = Path("instance") / "recordings"
 
 
 def load_config(environ: Mapping[str, str] | None = None) -> MediaConfig:
-    """Build the config from LENS_MEDIA_* / LENS_ICE_SERVERS / LENS_INSTANCE_PATH."""
+    """Build the config from LENS_MEDIA_* / LENS_ICE_SERVERS / LENS_INSTANCE_PATH /
+    LENS_RECORDINGS_PATH."""
     env = os.environ if environ is None else environ
-    secret = env.get("LENS_MEDIA_SECRET") or read_or_create_secret(
-        Path(env.get("LENS_INSTANCE_PATH") or "instance") / "media-secret"
-    )
+    instance = Path(env.get("LENS_INSTANCE_PATH") or "instance")
+    secret = env.get("LENS_MEDIA_SECRET") or read_or_create_secret(instance / "media-secret")
     ice_servers = json.loads(env.get("LENS_ICE_SERVERS") or "[]")
     if not isinstance(ice_servers, list) or not all(isinstance(s, dict) for s in ice_servers):
         raise ValueError("LENS_ICE_SERVERS must be a JSON list of RTCIceServer objects")
@@ -35,6 +37,7 @@ def load_config(environ: Mapping[str, str] | None = None) -> MediaConfig:
         host=env.get("LENS_MEDIA_HOST") or "127.0.0.1",
         port=int(env.get("LENS_MEDIA_PORT") or 8765),
         ice_servers=ice_servers,
+        recordings_path=Path(env.get("LENS_RECORDINGS_PATH") or instance / "recordings"),
     )
 
 

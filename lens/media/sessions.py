@@ -6,7 +6,9 @@ import asyncio
 import logging
 import time
 from collections.abc import Coroutine
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aiortc import (
@@ -24,6 +26,15 @@ from aiortc.rtcrtpparameters import RTCRtpCodecCapability, RTCRtpCodecParameters
 
 from lens import features
 from lens.media import passthrough
+from lens.media.capture import (
+    CaptureError,
+    CaptureTotals,
+    Recorder,
+    RecordingResult,
+    VideoHistory,
+    decode_snapshot,
+    recording_path,
+)
 from lens.media.relay import ForwardedTrack, RelayTotals
 
 logger = logging.getLogger(__name__)
@@ -33,6 +44,7 @@ SUBSCRIBER = "subscriber"
 KEYFRAME_REQUEST_INTERVAL = 0.5  # seconds: at most one PLI upstream per interval
 VIDEO_CODEC_PREFERENCE = ("video/vp8", "video/h264")
 AUDIO_CODEC_PREFERENCE = ("audio/opus",)
+SNAPSHOT_WAIT = 2.0  # seconds a snapshot waits for a keyframe it asked for
 
 
 class SessionError(Exception):
@@ -103,7 +115,14 @@ def _preferred(kind: str, mime_types: tuple[str, ...]) -> list[RTCRtpCodecCapabi
 class LensMediaSession:
     """The media of one Lens session: forwards the phone's media to the technician and back."""
 
-    def __init__(self, sid: str, totals: RelayTotals, ice_servers: list[dict[str, Any]]) -> None:
+    def __init__(
+        self,
+        sid: str,
+        totals: RelayTotals,
+        ice_servers: list[dict[str, Any]],
+        captures: CaptureTotals | None = None,
+        executor: Executor | None = None,
+    ) -> None:
         self.sid = sid
         self.features: frozenset[str] = frozenset()
         self.on_hold = False
@@ -116,6 +135,10 @@ class LensMediaSession:
         self._last_keyframe_request = float("-inf")
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
+        self.recorder: Recorder | None = None
+        self._history = VideoHistory()
+        self._captures = captures or CaptureTotals()
+        self._executor = executor
 
     # ----- legs -------------------------------------------------------------------------
 
@@ -138,6 +161,9 @@ class LensMediaSession:
         old, self.publisher = self.publisher, leg
         if old is not None:
             self._spawn(self._close_leg(old))
+        self._history.clear()
+        if self.recorder is not None:
+            self.recorder.source_changed()
         if self.subscriber is not None:
             for track in self.subscriber.outgoing.values():
                 track.source_changed()
@@ -170,6 +196,9 @@ class LensMediaSession:
         """Stop forwarding the phone's media to the technician."""
         self._require(features.HOLD)
         self.on_hold = True
+        self._history.clear()  # frames skipped during hold break its reference chain
+        if self.recorder is not None:
+            self.recorder.pause()
 
     def resume(self) -> None:
         """Forward the phone's media again, starting from a fresh keyframe."""
@@ -180,12 +209,75 @@ class LensMediaSession:
                 for track in self.subscriber.outgoing.values():
                     track.resync()
 
+    async def snapshot(self) -> tuple[bytes, int, int]:
+        """The current picture at full resolution: PNG bytes, width, height."""
+        self._require(features.SNAPSHOT)
+        if self.on_hold:
+            raise SessionError("the session is on hold", 409)
+        if self._history.frames() is None:
+            if self.publisher is None or "video" not in self.publisher.codecs:
+                raise SessionError("no video yet", 409)
+            self.request_keyframe()
+            try:
+                await asyncio.wait_for(self._history.keyframe_seen.wait(), SNAPSHOT_WAIT)
+            except TimeoutError as exc:
+                raise SessionError("no video yet", 409) from exc
+        history = self._history.frames()
+        if history is None:
+            raise SessionError("no video yet", 409)
+        self._captures.snapshot_decoders += 1
+        loop = asyncio.get_running_loop()
+        try:
+            picture = await loop.run_in_executor(self._executor, decode_snapshot, *history)
+        except CaptureError as exc:
+            self._captures.snapshot_failures += 1
+            raise SessionError(str(exc), 409) from exc
+        self._captures.snapshots += 1
+        return picture
+
+    def start_recording(self, root: Path, requested_path: Any) -> dict[str, Any]:
+        """Start writing the forwarded media to a file under `root`."""
+        self._require(features.RECORDING)
+        if self.recorder is not None:
+            raise SessionError("the session is already being recorded", 409)
+        video = self.publisher.codecs.get("video") if self.publisher else None
+        if video is None:
+            raise SessionError("no video yet", 409)
+        try:
+            path = recording_path(root, requested_path, video.mimeType.lower())
+        except CaptureError as exc:
+            raise SessionError(str(exc), 400) from exc
+        if path.exists():
+            raise SessionError("a file with that name exists", 409)
+        audio = self.publisher.codecs.get("audio") if self.publisher else None
+        self.recorder = Recorder(
+            path,
+            video.mimeType.lower(),
+            audio.mimeType.lower() if audio else None,
+            self.request_keyframe,
+            self._captures,
+        )
+        self._captures.recordings_started += 1
+        return {"recording": True, "path": str(path)}
+
+    async def stop_recording(self) -> RecordingResult:
+        """Finish the file and report its duration and size."""
+        self._require(features.RECORDING)
+        recorder, self.recorder = self.recorder, None
+        if recorder is None:
+            raise SessionError("the session is not being recorded", 409)
+        return await recorder.stop()
+
     async def close(self) -> None:
-        """Tear down both legs and every task this session started."""
+        """Tear down both legs, any recording, and every task this session started."""
         self._closed = True
         legs = [leg for leg in (self.publisher, self.subscriber) if leg is not None]
         self.publisher = self.subscriber = None
         await asyncio.gather(*(self._close_leg(leg) for leg in legs), return_exceptions=True)
+        recorder, self.recorder = self.recorder, None
+        if recorder is not None:
+            result = await recorder.stop()
+            logger.info("session %s: recording %s finished at teardown", self.sid, result.path)
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
@@ -198,6 +290,7 @@ class LensMediaSession:
             "features": sorted(self.features),
             "on_hold": self.on_hold,
             "keyframe_requests": self.keyframe_requests,
+            "recording": str(self.recorder.path) if self.recorder else None,
             PUBLISHER: self.publisher.state() if self.publisher else None,
             SUBSCRIBER: self.subscriber.state() if self.subscriber else None,
         }
@@ -211,7 +304,14 @@ class LensMediaSession:
     def _from_phone(
         self, leg: Leg, kind: str, codec: RTCRtpCodecParameters, frame: JitterFrame
     ) -> None:
-        if leg is not self.publisher or self.on_hold or self.subscriber is None:
+        if leg is not self.publisher or self.on_hold:
+            return
+        mime_type = codec.mimeType.lower()
+        if kind == "video" and not self._history.add(mime_type, frame):
+            self.request_keyframe()  # the snapshot history broke: start it again
+        if self.recorder is not None:
+            self.recorder.offer(kind, mime_type, frame)
+        if self.subscriber is None:
             return
         track = self.subscriber.outgoing.get(kind)
         if track is not None:
@@ -329,8 +429,11 @@ class MediaSessions:
 
     def __init__(self, ice_servers: list[dict[str, Any]]) -> None:
         self.totals = RelayTotals()
+        self.captures = CaptureTotals()
         self._ice_servers = ice_servers
         self._sessions: dict[str, LensMediaSession] = {}
+        # snapshots decode here, never on the event loop; two at a time at most
+        self._executor = ThreadPoolExecutor(2, thread_name_prefix="lens-snapshot")
 
     def get(self, sid: str) -> LensMediaSession | None:
         return self._sessions.get(sid)
@@ -338,7 +441,9 @@ class MediaSessions:
     def get_or_create(self, sid: str) -> LensMediaSession:
         session = self._sessions.get(sid)
         if session is None:
-            session = LensMediaSession(sid, self.totals, self._ice_servers)
+            session = LensMediaSession(
+                sid, self.totals, self._ice_servers, self.captures, self._executor
+            )
             self._sessions[sid] = session
         return session
 
@@ -354,6 +459,11 @@ class MediaSessions:
         sessions = list(self._sessions.values())
         self._sessions.clear()
         await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def recordings(self) -> int:
+        """Recordings being written now."""
+        return sum(session.recorder is not None for session in self._sessions.values())
 
     def __iter__(self):
         return iter(list(self._sessions.values()))
