@@ -582,3 +582,20 @@ def test_channel_column_shows_how_each_session_was_started(app, console, mail_se
     for name, channel in (("Pia", "PIN"), ("Sam", "SMS"), ("Eve", "E-mail"), ("Lin", "Link")):
         row = re.search(rf"<td>{name}</td>.*?</tr>", rows, re.S).group(0)
         assert f"<td>{channel}</td>" in row
+
+
+# --- Dutch ------------------------------------------------------------------------------------
+
+
+def test_dialog_in_dutch_uses_the_manuals_words(app, console):
+    nl = {"Accept-Language": "nl"}
+    html = console.client.get("/console/sessions/new", headers=nl).text
+    for word in ("Pincode maken", "Sms verzenden", "E-mail verzenden", "Link maken"):
+        assert f">{word}</button>" in html
+    response = console.client.post(
+        "/console/sessions",
+        data={"name": "Jan", "channel": "link"},
+        headers={**nl, "HX-Request": "true", "X-CSRFToken": console.token},
+    )
+    assert response.status_code == 201
+    assert ">Link kopiëren</button>" in response.text
