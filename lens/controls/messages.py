@@ -7,6 +7,7 @@ well-formed one looks like. Anything else is refused before it reaches the other
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -94,6 +95,76 @@ def _camera_paused(payload: dict[str, Any]) -> dict[str, Any]:
 @control("capabilities", {CUSTOMER})
 def _capabilities(payload: dict[str, Any]) -> dict[str, Any]:
     return {"torch": _bool(payload, "torch"), "cameras": min(int(payload.get("cameras", 1)), 8)}
+
+
+# Drawing on the video: one finished shape per message, in coordinates normalised to the
+# video's picture (0..1 from its left/top edge), so each side draws it at the same place.
+DRAW_KINDS = frozenset({"arrow", "circle", "line", "text"})
+DRAW_COLORS = frozenset({"#e53935", "#fdd835", "#43a047", "#1e88e5", "#ffffff", "#000000"})
+DRAW_WIDTHS = range(1, 17)
+MAX_POINTS = 500
+MAX_DRAW_TEXT = 200
+# how many points each kind needs: arrow and circle (centre, rim) two, text its anchor
+POINT_COUNTS = {"arrow": (2, 2), "circle": (2, 2), "line": (2, MAX_POINTS), "text": (1, 1)}
+
+
+def _coordinate(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ControlRefused("bad_message")
+    if not math.isfinite(value) or not 0 <= value <= 1:
+        raise ControlRefused("bad_message")
+    return round(float(value), 4)
+
+
+def _points(payload: dict[str, Any], kind: str) -> list[list[float]]:
+    points = payload.get("points")
+    fewest, most = POINT_COUNTS[kind]
+    if not isinstance(points, list) or not fewest <= len(points) <= most:
+        raise ControlRefused("bad_message")
+    clean = []
+    for point in points:
+        if not isinstance(point, list) or len(point) != 2:
+            raise ControlRefused("bad_message")
+        clean.append([_coordinate(point[0]), _coordinate(point[1])])
+    return clean
+
+
+def _draw_text(payload: dict[str, Any]) -> str:
+    text = payload.get("text")
+    if not isinstance(text, str):
+        raise ControlRefused("bad_message")
+    text = text.strip()
+    if not text or len(text) > MAX_DRAW_TEXT or any(ord(c) < 32 or ord(c) == 127 for c in text):
+        raise ControlRefused("bad_message")
+    return text
+
+
+@control("draw", {TECHNICIAN})
+def _draw(payload: dict[str, Any]) -> dict[str, Any]:
+    kind = _choice(payload, "kind", DRAW_KINDS)
+    width = payload.get("width")
+    if isinstance(width, bool) or not isinstance(width, int) or width not in DRAW_WIDTHS:
+        raise ControlRefused("bad_message")
+    shape = {
+        "kind": kind,
+        "color": _choice(payload, "color", DRAW_COLORS),
+        "width": width,
+        "points": _points(payload, kind),
+    }
+    if kind == "text":
+        shape["text"] = _draw_text(payload)
+    return shape
+
+
+@control("erase", {TECHNICIAN})
+def _erase(payload: dict[str, Any]) -> dict[str, Any]:
+    return {}
+
+
+@control("device_result", {CUSTOMER})
+def _device_result(payload: dict[str, Any]) -> dict[str, Any]:
+    """The phone's answer to a flashlight or camera request: done, or not possible."""
+    return {"control": _choice(payload, "control", {"torch", "camera"}), "ok": _bool(payload, "ok")}
 
 
 def parse(raw: Any, sender: str, allowed: frozenset[str]) -> tuple[str, dict[str, Any]]:

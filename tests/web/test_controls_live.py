@@ -1,0 +1,99 @@
+"""Drawing and display settings over real control sockets: what reaches the phone, what not."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+from sqlalchemy import select
+
+from lens.extensions import db
+from lens.sessions.models import SessionEvent
+from tests.web.test_live import BOUND, Browser, receive_until, session_id_of
+
+ARROW = {"type": "draw", "kind": "arrow", "color": "#1e88e5", "width": 5}
+ARROW["points"] = [[0.25, 0.25], [0.75, 0.5]]
+
+
+def joined_phone(
+    app, http_server: str, tech: Browser, prefix: str, name: str
+) -> tuple[Browser, int]:
+    """A phone that joined a new session of tech's (in the console at prefix) and accepted."""
+    response = tech.post(f"{prefix}/sessions", {"name": name})
+    assert response.status_code == 201, response.text
+    pin = re.search(r'data-pin="(\d{6})"', response.text).group(1)
+    session_id = session_id_of(app, pin)  # read before the join uses the PIN up
+    phone = Browser(http_server)
+    phone.join(pin)
+    assert phone.post("/c/accept").status_code == 200
+    return phone, session_id
+
+
+def event_kinds(app, session_id: int) -> list[str]:
+    with app.app_context():
+        query = select(SessionEvent.kind).where(SessionEvent.session_id == session_id)
+        return list(db.session.scalars(query))
+
+
+def test_a_drawing_reaches_the_phone_and_is_logged(
+    app, technician, http_server, ws_connect, subscriptions
+):
+    tech = Browser(http_server).log_in("tess@example.com")
+    phone, session_id = joined_phone(app, http_server, tech, "/console", "Jane Draw")
+    phone_ws = ws_connect("/c/controls", phone.http.cookies)
+    assert subscriptions.wait_for(f"controls:{session_id}"), "phone socket never subscribed"
+    tech_ws = ws_connect(f"/console/sessions/{session_id}/controls", tech.http.cookies)
+
+    tech_ws.send(json.dumps(ARROW))
+    message = receive_until(phone_ws, '"draw"', time.monotonic() + BOUND)
+    assert message is not None, "the drawing never reached the phone"
+    shape = json.loads(message)
+    assert shape["from"] == "technician"
+    assert shape["points"] == ARROW["points"]
+    assert (shape["kind"], shape["color"], shape["width"]) == ("arrow", "#1e88e5", 5)
+
+    tech_ws.send(json.dumps({"type": "erase"}))
+    assert receive_until(phone_ws, '"erase"', time.monotonic() + BOUND) is not None
+    assert {"draw", "erase"} <= set(event_kinds(app, session_id))
+
+
+def test_a_bad_shape_is_answered_and_the_channel_goes_on(
+    app, technician, http_server, ws_connect, subscriptions
+):
+    tech = Browser(http_server).log_in("tess@example.com")
+    phone, session_id = joined_phone(app, http_server, tech, "/console", "Jane Junk")
+    phone_ws = ws_connect("/c/controls", phone.http.cookies)
+    assert subscriptions.wait_for(f"controls:{session_id}")
+    tech_ws = ws_connect(f"/console/sessions/{session_id}/controls", tech.http.cookies)
+
+    tech_ws.send(json.dumps({**ARROW, "points": [[0.1, float("nan")], [0.2, 0.2]]}))
+    error = receive_until(tech_ws, '"error"', time.monotonic() + BOUND)
+    assert error is not None and json.loads(error)["reason"] == "bad_message"
+    tech_ws.send(json.dumps({"type": "freeze", "on": True}))
+    # messages arrive in order: had the bad shape been passed on, it would come first
+    first = json.loads(phone_ws.receive(timeout=BOUND))
+    assert (first["type"], first["on"]) == ("freeze", True)
+    assert "draw" not in event_kinds(app, session_id)
+
+
+def test_the_web_console_cannot_set_the_video_quality(
+    app, technician, http_server, ws_connect, subscriptions
+):
+    tech = Browser(http_server).log_in("tess@example.com")
+    phone, session_id = joined_phone(app, http_server, tech, "/web", "Web Jane")
+    before = event_kinds(app, session_id)
+    phone_ws = ws_connect("/c/controls", phone.http.cookies)
+    assert subscriptions.wait_for(f"controls:{session_id}")
+    tech_ws = ws_connect(f"/web/sessions/{session_id}/controls", tech.http.cookies)
+
+    tech_ws.send(json.dumps({"type": "quality", "level": "high"}))
+    refusal = receive_until(tech_ws, '"error"', time.monotonic() + BOUND)
+    assert refusal is not None
+    assert json.loads(refusal)["reason"] == "not_allowed"
+    assert "not available" in json.loads(refusal)["message"]
+
+    tech_ws.send(json.dumps(ARROW))  # drawing is not a display setting: the Web Console draws
+    first = json.loads(phone_ws.receive(timeout=BOUND))
+    assert first["type"] == "draw", first
+    assert event_kinds(app, session_id) == [*before, "draw"]
