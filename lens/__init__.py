@@ -74,6 +74,10 @@ def register_extensions(app: Flask) -> None:
 
     invitations.init_app(app)
 
+    from lens.chat import setup as chat
+
+    chat.init_app(app)
+
     from flask_babel import get_locale
 
     app.jinja_env.globals["get_locale"] = get_locale

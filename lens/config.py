@@ -68,6 +68,16 @@ def load_settings(instance_path: str, env: Mapping[str, str] | None = None) -> d
         "LENS_MEDIA_SECRET": env.get("LENS_MEDIA_SECRET")
         or _read_or_create_secret(instance / "media-secret"),
         "LENS_MEDIA_TIMEOUT": float(env.get("LENS_MEDIA_TIMEOUT", "10")),
+        # Where the sidecar writes recordings (it reads the same variable); snapshots go to
+        # <instance>/captures.
+        "LENS_RECORDINGS_PATH": env.get("LENS_RECORDINGS_PATH") or str(instance / "recordings"),
+        # Chat messages and URLs a technician sends with one click, "|" between them.
+        # Empty: the built-in ones, in the technician's language (lens.chat.text).
+        "LENS_CHAT_PRESETS": [
+            preset.strip()
+            for preset in env.get("LENS_CHAT_PRESETS", "").split("|")
+            if preset.strip()
+        ],
         # Invitations (docs/invitations.md): the SMS backend, its text, the e-mail server.
         "LENS_SMS_BACKEND": env.get("LENS_SMS_BACKEND", "log"),
         "LENS_TWILIO_ACCOUNT_SID": env.get("LENS_TWILIO_ACCOUNT_SID", ""),

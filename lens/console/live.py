@@ -27,6 +27,10 @@ def render_changes(technician: Technician, session_id: int | None) -> str:
         features = allowed_features(lens_session.console, technician.group_permissions())
         for partial in ("console/_session_head.html", "console/_session_log.html"):
             html += render_template(partial, s=lens_session, features=features, oob=True)
+    elif lens_session is not None:  # transferred away: its open panel says where it went
+        html += render_template(
+            "console/_transferred.html", s=lens_session, receiver=lens_session.technician, oob=True
+        )
     return html
 
 

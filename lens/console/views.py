@@ -23,6 +23,7 @@ from lens.console.forms import NewSessionForm, custom_values, new_session_form
 from lens.console.invite import InviteResult, invite, join_qr, join_url
 from lens.console.live import stream_session_changes
 from lens.console.queries import sessions_for_list
+from lens.console.tools import register_tool_routes
 from lens.controls.channel import serve as serve_controls
 from lens.controls.messages import TECHNICIAN
 from lens.extensions import db, limiter, sock
@@ -221,6 +222,8 @@ def make_console_blueprint(console: str, url_prefix: str) -> Blueprint:
         allowed = allowed_features(lens_session.console, current_user.group_permissions())
         actor = lifecycle.technician_actor(current_user)
         serve_controls(ws, session_id, TECHNICIAN, actor, allowed)
+
+    register_tool_routes(bp, get_own_session)
 
     @sock.route("/ws", bp=bp)
     def live(ws):

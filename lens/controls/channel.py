@@ -17,8 +17,16 @@ from typing import Any
 from flask import current_app
 from flask_babel import gettext as _
 
-from lens.controls.messages import CUSTOMER, TECHNICIAN, ControlRefused, parse
+from lens.controls.messages import (
+    CUSTOMER,
+    MAX_CHAT,
+    REGISTRY,
+    TECHNICIAN,
+    ControlRefused,
+    parse,
+)
 from lens.extensions import db
+from lens.features import allowed_features
 from lens.sessions import lifecycle
 from lens.sessions.models import LIVE_STATES, LensSession
 from lens.timeutil import now_utc
@@ -56,6 +64,10 @@ def refusal_text(reason: str) -> str:
         return _("This tool is not available in this session.")
     if reason == "session_over":
         return _("The session has ended.")
+    if reason == "too_long":
+        return _("The message is too long: at most %(count)d characters.", count=MAX_CHAT)
+    if reason == "empty":
+        return _("Type a message first.")
     return _("That message could not be sent.")
 
 
@@ -110,6 +122,22 @@ def serve(ws, session_id: int, side: str, actor: str, allowed: frozenset[str]) -
         db.session.remove()
 
 
+def check_still_allowed(lens_session: LensSession, side: str, actor: str, kind: str) -> None:
+    """Refuse what the session no longer permits: a socket outlives transfers and changes.
+
+    A technician's socket speaks only for the session's technician now (not one who
+    transferred it away), and a feature is checked again against the current technician's
+    group.
+    """
+    technician = lens_session.technician
+    if side == TECHNICIAN and actor != lifecycle.technician_actor(technician):
+        raise ControlRefused("not_allowed")
+    feature = REGISTRY[kind].feature
+    allowed = allowed_features(lens_session.console, technician.group_permissions())
+    if feature is not None and feature not in allowed:
+        raise ControlRefused("not_allowed")
+
+
 def handle(
     session_id: int, side: str, actor: str, allowed: frozenset[str], raw: Any
 ) -> dict[str, Any]:
@@ -119,6 +147,7 @@ def handle(
     lens_session = db.session.get(LensSession, session_id)
     if lens_session is None or lens_session.state not in LIVE_STATES:
         raise ControlRefused("session_over")
+    check_still_allowed(lens_session, side, actor, kind)
     handler = HANDLERS.get(kind)
     if handler is not None:
         payload = handler(lens_session, actor, payload)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,7 @@ from lens import features
 TECHNICIAN = "technician"
 CUSTOMER = "customer"
 MAX_RAW = 16 * 1024
+MAX_CHAT = 1000
 
 
 class ControlRefused(Exception):
@@ -165,6 +167,22 @@ def _erase(payload: dict[str, Any]) -> dict[str, Any]:
 def _device_result(payload: dict[str, Any]) -> dict[str, Any]:
     """The phone's answer to a flashlight or camera request: done, or not possible."""
     return {"control": _choice(payload, "control", {"torch", "camera"}), "ok": _bool(payload, "ok")}
+
+
+@control("chat", {TECHNICIAN, CUSTOMER}, features.CHAT)
+def _chat(payload: dict[str, Any]) -> dict[str, Any]:
+    """Plain text (never rendered as HTML), 1 to MAX_CHAT characters, newlines allowed."""
+    text = payload.get("text")
+    if not isinstance(text, str):
+        raise ControlRefused("bad_message")
+    text = text.replace("\r\n", "\n").strip()
+    if not text:
+        raise ControlRefused("empty")
+    if len(text) > MAX_CHAT:
+        raise ControlRefused("too_long")
+    if any(c != "\n" and unicodedata.category(c) == "Cc" for c in text):
+        raise ControlRefused("bad_message")
+    return {"text": text}
 
 
 def parse(raw: Any, sender: str, allowed: frozenset[str]) -> tuple[str, dict[str, Any]]:

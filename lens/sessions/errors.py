@@ -37,3 +37,7 @@ class LinkNotValid(SessionError):
 
 class OtherDevice(SessionError):
     code = "other_device"
+
+
+class TransferRefused(SessionError):
+    code = "transfer_refused"

@@ -25,6 +25,7 @@ from lens.sessions.errors import (
     OneActiveSession,
     OtherDevice,
     PinNotValid,
+    TransferRefused,
 )
 from lens.sessions.models import (
     HANDLING_STATES,
@@ -44,6 +45,7 @@ TRANSITIONS: dict[str, tuple[frozenset[str], str]] = {
     "start": (frozenset({S.WAITING}), S.ACTIVE),
     "hold": (frozenset({S.ACTIVE}), S.ON_HOLD),
     "resume": (frozenset({S.ON_HOLD}), S.ACTIVE),
+    "transfer": (frozenset({S.WAITING, S.ACTIVE, S.ON_HOLD}), S.WAITING),
     "end": (frozenset(LIVE_STATES), S.CLOSED),
     "expire": (frozenset({S.CREATED}), S.EXPIRED),
 }
@@ -289,6 +291,50 @@ def resume_session(
     _transition(db, lens_session, "resume", actor=technician_actor(technician), now=now)
     db.flush()
     return lens_session
+
+
+def transfer_session(
+    db: Session,
+    lens_session: LensSession,
+    technician: Technician,
+    receiver: Technician,
+    now: datetime,
+) -> LensSession:
+    """Hand the session to another technician; it waits in their list for their Start.
+
+    The receiver gets it as waiting, so their own Start is subject to the one-active rule.
+    The log's detail names both technicians: "<from>\n<to>".
+    """
+    _check_owner(lens_session, technician)
+    if receiver.id == technician.id:
+        raise TransferRefused("a session cannot be transferred to its own technician")
+    if not receiver.active:
+        raise TransferRefused("the receiving technician's account is not active")
+    _transition(
+        db,
+        lens_session,
+        "transfer",
+        actor=technician_actor(technician),
+        now=now,
+        detail=f"{technician.name}\n{receiver.name}",
+    )
+    lens_session.technician_id = receiver.id
+    lens_session.technician = receiver
+    db.flush()
+    return lens_session
+
+
+def transfer_targets(db: Session, technician: Technician) -> list[tuple[Technician, bool]]:
+    """The other active technicians, each with whether they are busy with a session."""
+    others = db.scalars(
+        select(Technician)
+        .where(Technician.active.is_(True), Technician.id != technician.id)
+        .order_by(Technician.name)
+    )
+    busy = set(
+        db.scalars(select(LensSession.technician_id).where(LensSession.state.in_(HANDLING_STATES)))
+    )
+    return [(other, other.id in busy) for other in others]
 
 
 def end_session(

@@ -39,17 +39,29 @@
     lens.sending = on;
     if (!video || !audio) return;
     const stream = lens.stream;
-    video.sender.replaceTrack(on && stream ? stream.getVideoTracks()[0] || null : null);
+    const camera = on && stream && !lens.cameraPaused ? stream.getVideoTracks()[0] || null : null;
+    video.sender.replaceTrack(camera);
     audio.sender.replaceTrack(on && stream ? stream.getAudioTracks()[0] || null : null);
     const controls = document.getElementById("phone-controls");
     if (controls) controls.hidden = !on;
   }
 
+  // Pause camera (session-tools.js): the video sender gets no track until it is resumed.
+  lens.pauseCamera = (paused) => {
+    lens.cameraPaused = paused;
+    if (lens.sending) send(true);
+  };
+
   function follow() {
     const screen = document.querySelector("#step [data-screen]");
     if (!screen || !root()) return;
     const state = screen.dataset.screen;
+    const before = root().dataset.screen;
     root().dataset.screen = state;
+    if (state === "waiting" && (before === "active" || before === "on_hold") && peer) {
+      peer.close(); // transferred: the sidecar dropped the old legs; prepare afresh
+      peer = null;
+    }
     if (state === "closed" || state === "expired") {
       if (peer) peer.close();
       peer = null;
