@@ -452,6 +452,37 @@ def test_the_same_form_twice_makes_one_session_and_one_sms(app, console, twilio)
     assert len(twilio.requests) == 1
 
 
+def test_a_double_click_racing_itself_sends_once(app, console, twilio):
+    """Two POSTs of one form at the same time (the second while the first still sends)."""
+    import threading
+
+    key = request_key(console)
+    second_browser_tab = Console(app.test_client())
+    assert second_browser_tab.login("tess@example.com").status_code == 302
+    twilio.hold = True  # the first send waits, so the second arrives while it is under way
+    timeout = app.config["LENS_INVITATION_TIMEOUT"]
+    results: dict[str, int] = {}
+    texts: dict[str, str] = {}
+
+    def post(name: str, con: Console) -> None:
+        response = submit(con, "sms", phone="+31 6 12345678", request_key=key)
+        results[name], texts[name] = response.status_code, response.text
+
+    first = threading.Thread(target=post, args=("first", console))
+    first.start()
+    deadline = time.monotonic() + 5
+    while not twilio.requests and time.monotonic() < deadline:
+        time.sleep(0.01)
+    post("second", second_browser_tab)
+    first.join(timeout=timeout + 5)
+
+    assert results == {"first": 201, "second": 200}
+    assert "This invitation is already being sent; it was not sent again." in texts["second"]
+    assert pin_in(texts["second"]) == pin_in(texts["first"])
+    assert session_count(app) == 1
+    assert len(twilio.requests) == 1
+
+
 def test_a_new_dialog_has_a_new_key(console):
     assert request_key(console) != request_key(console)
 
