@@ -180,6 +180,10 @@ def test_dutch_uses_the_product_words():
         "Technician Console": "Technician Console",
         "Web Console": "Web Console",
         "Customer connected": "Klant verbonden",
+        "Send SMS": "Sms verzenden",
+        "Send email": "E-mail verzenden",
+        "Copy link": "Link kopiëren",
+        "To": "Aan",
     }
     actual = {}
     for msgid in expected:
