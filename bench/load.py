@@ -9,6 +9,8 @@ them, so the peers spend no CPU on codecs and latency is matched by payload hash
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import random
 import resource
 import time
@@ -235,6 +237,11 @@ async def run_worker(conn: Connection, video: EncodedClip, audio: EncodedClip) -
                         window_stats(s, marks[s.sid], ends[s.sid], system != "mediarelay")
                         for s in sessions
                     ]
+                    if os.environ.get("LENS_BENCH_SAMPLES"):  # raw samples, for digging
+                        dump = {s.sid: s.samples for s in sessions}
+                        path = f"{os.environ['LENS_BENCH_SAMPLES']}-{os.getpid()}.json"
+                        with open(path, "w") as file:
+                            json.dump(dump, file)
                     conn.send(("stats", {"sessions": stats, "cpu": cpu}))
                 elif command == "stop":
                     for session in sessions:

@@ -12,7 +12,9 @@ Measured per system and level: server CPU (% of one core, total and per session)
 RSS, frames lost (video frames sent in the window that did not arrive), one-way frame
 latency p50/p95 (matched by payload hash; the relay-added latency is the relay's minus
 the direct path's at the same level), and start→first frame (technician's offer posted →
-first video frame received, the phone already streaming).
+first video frame received, the phone already streaming). "other CPU" is what the rest
+of the machine used during the window: tails are only meaningful when it is near zero.
+Set LENS_BENCH_SAMPLES=/tmp/x to dump every (sent, arrived) pair per worker as JSON.
 """
 
 from __future__ import annotations
@@ -55,6 +57,13 @@ def free_port() -> int:
 def proc_cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine spent busy (all cores), from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / CLOCK_TICKS
 
 
 def proc_peak_rss_mb(pid: int) -> float:
@@ -163,13 +172,19 @@ def run_level(
                 raise RuntimeError(f"{system} x{sessions}: {payload}")
         time.sleep(warmup)
         cpu0 = proc_cpu_seconds(server.process.pid) if server else 0.0
+        busy0 = machine_busy_seconds()
         t0 = time.monotonic()
         ask(busy, ("mark", None), "marked")
         time.sleep(window)
         cpu1 = proc_cpu_seconds(server.process.pid) if server else 0.0
+        busy1 = machine_busy_seconds()
         elapsed = time.monotonic() - t0
         replies = ask(busy, ("end", None), "stats")
         result = summarize(system, sessions, replies, elapsed)
+        # CPU used by anything but this benchmark (other work on the machine skews tails)
+        result["other_cpu"] = (
+            100 * (busy1 - busy0 - (cpu1 - cpu0)) / elapsed - result["loadgen_cpu"]
+        )
         if server:
             result["cpu_total"] = 100 * (cpu1 - cpu0) / elapsed
             result["cpu_per_session"] = result["cpu_total"] / sessions
@@ -215,10 +230,10 @@ def print_table(results: list[dict[str, Any]]) -> None:
     header = (
         "| system | sessions | server CPU % core | per session | peak RSS MB | fps/session "
         "| lost % | latency p50/p95 ms | added p50/p95 ms | start→first frame p50/max ms "
-        "| vs Lens CPU | load-gen CPU % |"
+        "| vs Lens CPU | load-gen CPU % | other CPU % |"
     )
     print(header)
-    print("|---" * 12 + "|")
+    print("|---" * 13 + "|")
     for r in results:
         base = direct.get(r["sessions"])
         added = "–"
@@ -237,7 +252,7 @@ def print_table(results: list[dict[str, Any]]) -> None:
             f"| {r.get('peak_rss_mb', float('nan')):.0f} | {r['fps']:.1f} | {r['lost_pct']:.2f} "
             f"| {r['latency_p50']:.1f} / {r['latency_p95']:.1f} | {added} "
             f"| {r['first_frame_p50']:.0f} / {r['first_frame_max']:.0f} | {ratio} "
-            f"| {r['loadgen_cpu']:.0f} |"
+            f"| {r['loadgen_cpu']:.0f} | {r['other_cpu']:.0f} |"
         )
 
 
@@ -250,6 +265,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--window", type=float, default=10.0)
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--logs", type=Path, help="keep the servers' logs in this folder")
     args = parser.parse_args()
     levels = [1, 5] if args.quick else [int(x) for x in args.levels.split(",")]
     mediarelay_levels = [int(x) for x in args.mediarelay_levels.split(",")]
@@ -274,6 +290,9 @@ def main() -> None:
 
     results = []
     with tempfile.TemporaryDirectory(prefix="lens-bench-") as tmp:
+        if args.logs:
+            args.logs.mkdir(parents=True, exist_ok=True)
+            tmp = str(args.logs.resolve())
         try:
             for system in systems:
                 for sessions in levels:
