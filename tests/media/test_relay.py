@@ -176,3 +176,36 @@ def test_delete_tears_down_both_legs(with_sidecar, vp8_clip):
         await close_peers(phone, tech)
 
     with_sidecar(scenario)
+
+
+def test_a_reconnecting_phone_replaces_its_leg_and_video_continues(with_sidecar, vp8_clip):
+    async def scenario(sidecar):
+        first = await start_phone(sidecar.http, sidecar.base_url, sidecar.secret, "s1", vp8_clip)
+        tech = await start_technician(sidecar.http, sidecar.base_url, sidecar.secret, "s1")
+        video = tech.received["video"]
+        await video.wait_for(10, timeout=10)
+
+        second = await start_phone(sidecar.http, sidecar.base_url, sidecar.secret, "s1", vp8_clip)
+        await wait_until(lambda: first.pc.connectionState in ("closed", "failed"), 10)
+        count, keyframes = len(video.digests), video.keyframes
+        await video.wait_for(count + 15, timeout=10)
+        # the technician switched to the new phone's stream at its keyframe
+        assert video.keyframes > keyframes
+        status, state = await sidecar.call("GET", "/sessions/s1")
+        assert state["publisher"]["video"]["frames_received"] >= 15
+        await close_peers(first, second, tech)
+
+    with_sidecar(scenario)
+
+
+def test_bad_offers_are_refused_with_400(with_sidecar):
+    async def scenario(sidecar):
+        for body in ({"sdp": "v=0", "type": "answer"}, {"type": "offer"}, ["x"]):
+            status, reply = await sidecar.call("POST", "/sessions/s1/publisher", json=body)
+            assert status == 400 and "error" in reply
+        status, reply = await sidecar.call("POST", "/sessions/bad%20id/subscriber", json={})
+        assert status == 400
+        status, _ = await sidecar.call("POST", "/sessions/nope/hold")
+        assert status == 404
+
+    with_sidecar(scenario)
