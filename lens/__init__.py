@@ -85,6 +85,7 @@ def register_extensions(app: Flask) -> None:
 
 def register_blueprints(app: Flask) -> None:
     from lens.auth.views import bp as auth_bp
+    from lens.captures.views import make_captures_blueprint
     from lens.console.views import make_console_blueprint
     from lens.customer.views import bp as customer_bp
     from lens.features import TECHNICIAN_CONSOLE, WEB_CONSOLE
@@ -94,6 +95,8 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(auth_bp)
     app.register_blueprint(make_console_blueprint(TECHNICIAN_CONSOLE, "/console"))
     app.register_blueprint(make_console_blueprint(WEB_CONSOLE, "/web"))
+    app.register_blueprint(make_captures_blueprint(TECHNICIAN_CONSOLE, "/console"))
+    app.register_blueprint(make_captures_blueprint(WEB_CONSOLE, "/web"))
     app.register_blueprint(customer_bp)
     app.register_blueprint(i18n_bp)
     app.register_blueprint(ops_bp)

@@ -69,6 +69,32 @@ class MediaControl:
     def state(self, session_id: int) -> dict[str, Any]:
         return self._call("GET", f"/sessions/{session_id}")
 
+    def snapshot(self, session_id: int) -> tuple[bytes, int, int]:
+        """The current video frame at full resolution: PNG bytes, width, height."""
+        try:
+            response = self._http.post(
+                f"{self.base_url}/sessions/{session_id}/snapshot", timeout=self.timeout
+            )
+        except requests.RequestException as exc:
+            raise MediaUnavailable(str(exc)) from exc
+        if response.status_code in (401, 403, 404, 409):
+            raise MediaRefused(_error_text(response))
+        if response.status_code != 200 or response.headers.get("Content-Type") != "image/png":
+            raise MediaUnavailable(_error_text(response))
+        width = int(response.headers["X-Width"])
+        height = int(response.headers["X-Height"])
+        return response.content, width, height
+
+    def recording(self, session_id: int, action: str, path: str | None = None) -> dict[str, Any]:
+        """Start (into `path`, under the recordings folder) or stop recording the session."""
+        body: dict[str, Any] = {"action": action}
+        if path is not None:
+            body["path"] = path
+        reply = self._call("POST", f"/sessions/{session_id}/recording", body)
+        if not reply:
+            raise MediaRefused("the session has no media")
+        return reply
+
 
 def _error_text(response: requests.Response) -> str:
     try:

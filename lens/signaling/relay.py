@@ -16,6 +16,7 @@ from typing import Any
 
 from flask import current_app
 
+from lens.captures import records as capture_records
 from lens.extensions import db
 from lens.sessions import lifecycle
 from lens.sessions.models import LensSession, SessionState
@@ -103,8 +104,26 @@ def answer_offers(ws, answer: Answerer) -> None:
 
 
 def stop_media(session_id: int) -> None:
-    """Tear the session's media down; a sidecar that is down has nothing to tear down."""
+    """Tear the session's media down; a sidecar that is down has nothing to tear down.
+
+    A recording still being written is finished first, so its row gets its duration.
+    """
+    finish_open_recording(session_id)
     try:
         media_control().close(session_id)
     except (MediaUnavailable, MediaRefused) as exc:
         log.warning("could not close media of session %s: %s", session_id, exc)
+
+
+def finish_open_recording(session_id: int) -> None:
+    """Stop the session's running recording, if any, and close its row."""
+    recording = capture_records.open_recording(db.session, session_id)
+    if recording is None:
+        return
+    try:
+        result = media_control().recording(session_id, "stop")
+    except (MediaUnavailable, MediaRefused) as exc:
+        log.warning("could not stop the recording of session %s: %s", session_id, exc)
+        result = None
+    capture_records.finish_recording(db.session, recording, result, actor="system", now=now_utc())
+    db.session.commit()

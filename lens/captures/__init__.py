@@ -1,0 +1,1 @@
+"""Screen capture (snapshots) and recordings of a session's video, stored with the session."""

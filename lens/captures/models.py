@@ -1,0 +1,80 @@
+"""Snapshots and recordings, kept with their session."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, String, select
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from lens.auth.models import Technician
+from lens.extensions import db
+from lens.sessions.models import LensSession
+from lens.timeutil import now_utc
+
+
+class Snapshot(db.Model):
+    """One video frame at full resolution, stored as PNG under instance/captures/."""
+
+    __tablename__ = "snapshot"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("lens_session.id"), index=True)
+    technician_id: Mapped[int] = mapped_column(ForeignKey("technician.id"))
+    created_at: Mapped[datetime] = mapped_column(default=now_utc)
+    # relative to the instance folder, e.g. "captures/12/3f2a….png"
+    path: Mapped[str] = mapped_column(String(255))
+    width: Mapped[int]
+    height: Mapped[int]
+    bytes: Mapped[int]
+
+    lens_session: Mapped[LensSession] = relationship()
+    technician: Mapped[Technician] = relationship()
+
+
+class Recording(db.Model):
+    """The forwarded video and audio of part of a session, as the sidecar wrote it."""
+
+    __tablename__ = "recording"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("lens_session.id"), index=True)
+    technician_id: Mapped[int] = mapped_column(ForeignKey("technician.id"))
+    started_at: Mapped[datetime] = mapped_column(default=now_utc)
+    stopped_at: Mapped[datetime | None]
+    # relative to the recordings folder, e.g. "12/9c1d….webm"
+    path: Mapped[str] = mapped_column(String(255))
+    duration: Mapped[float | None]
+    size: Mapped[int | None]
+
+    lens_session: Mapped[LensSession] = relationship()
+    technician: Mapped[Technician] = relationship()
+
+    @property
+    def is_running(self) -> bool:
+        return self.stopped_at is None
+
+    @property
+    def mimetype(self) -> str:
+        return "video/webm" if self.path.endswith(".webm") else "video/x-matroska"
+
+    @property
+    def extension(self) -> str:
+        return self.path.rsplit(".", 1)[-1]
+
+
+def session_snapshots(session_id: int):
+    """The session's snapshots, newest first."""
+    return select(Snapshot).where(Snapshot.session_id == session_id).order_by(Snapshot.id.desc())
+
+
+def session_recordings(session_id: int):
+    """The session's recordings, newest first."""
+    return select(Recording).where(Recording.session_id == session_id).order_by(Recording.id.desc())
+
+
+def running_recording(session_id: int):
+    """The session's recording that has not been stopped, if any."""
+    return select(Recording).where(
+        Recording.session_id == session_id, Recording.stopped_at.is_(None)
+    )

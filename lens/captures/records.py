@@ -1,0 +1,135 @@
+"""Storing snapshots and recordings with their session; each one writes a SessionEvent.
+
+Plain functions over the models: callers pass the SQLAlchemy session and the time, and
+commit. No Flask request and no sidecar calls in here.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from lens.auth.models import Technician
+from lens.captures.models import Recording, Snapshot, running_recording
+from lens.sessions import lifecycle
+from lens.sessions.models import LensSession
+
+SNAPSHOT_TAKEN = "snapshot"
+SNAPSHOT_DOWNLOADED = "snapshot_downloaded"
+RECORDING_STARTED = "recording_started"
+RECORDING_STOPPED = "recording_stopped"
+
+
+def inside(root: Path, relative: str) -> Path:
+    """`root / relative`, refusing anything that resolves outside `root`."""
+    base = root.resolve()
+    path = (base / relative).resolve()
+    if not path.is_relative_to(base) or path == base:
+        raise ValueError(f"{relative!r} is outside {root}")
+    return path
+
+
+def store_snapshot(
+    db: Session,
+    lens_session: LensSession,
+    technician: Technician,
+    png: bytes,
+    size: tuple[int, int],
+    instance_path: Path,
+    now: datetime,
+) -> Snapshot:
+    """Write the PNG under captures/<session id>/ and keep a Snapshot row and an event."""
+    relative = f"captures/{lens_session.id}/{secrets.token_hex(8)}.png"
+    file = inside(instance_path, relative)
+    file.parent.mkdir(parents=True, exist_ok=True)
+    file.write_bytes(png)
+    width, height = size
+    snapshot = Snapshot(
+        lens_session=lens_session,
+        technician=technician,
+        created_at=now,
+        path=relative,
+        width=width,
+        height=height,
+        bytes=len(png),
+    )
+    db.add(snapshot)
+    lifecycle.record_event(
+        db,
+        lens_session,
+        SNAPSHOT_TAKEN,
+        actor=lifecycle.technician_actor(technician),
+        now=now,
+        detail=f"{width}x{height}",
+    )
+    return snapshot
+
+
+def log_download(
+    db: Session, snapshot: Snapshot, technician: Technician, file_format: str, now: datetime
+) -> None:
+    """A snapshot left the server: who took which one, in which format."""
+    lifecycle.record_event(
+        db,
+        snapshot.lens_session,
+        SNAPSHOT_DOWNLOADED,
+        actor=lifecycle.technician_actor(technician),
+        now=now,
+        detail=file_format.upper(),
+    )
+
+
+def new_recording_path(lens_session: LensSession) -> str:
+    """A fresh file name for the session's next recording, relative to the recordings folder."""
+    return f"{lens_session.id}/{secrets.token_hex(8)}.webm"
+
+
+def open_recording(db: Session, session_id: int) -> Recording | None:
+    """The session's recording that is still being written, if any."""
+    return db.scalars(running_recording(session_id)).first()
+
+
+def start_recording(
+    db: Session,
+    lens_session: LensSession,
+    technician: Technician,
+    relative_path: str,
+    now: datetime,
+) -> Recording:
+    """Keep a Recording row for a file the sidecar began writing, and an event."""
+    recording = Recording(
+        lens_session=lens_session, technician=technician, started_at=now, path=relative_path
+    )
+    db.add(recording)
+    lifecycle.record_event(
+        db,
+        lens_session,
+        RECORDING_STARTED,
+        actor=lifecycle.technician_actor(technician),
+        now=now,
+    )
+    return recording
+
+
+def finish_recording(
+    db: Session,
+    recording: Recording,
+    result: dict[str, Any] | None,
+    *,
+    actor: str,
+    now: datetime,
+) -> Recording:
+    """Close the row with what the sidecar reported (nothing if it could not say)."""
+    recording.stopped_at = now
+    if result:
+        recording.duration = float(result.get("duration") or 0.0)
+        recording.size = int(result.get("size") or 0)
+    seconds = f"{recording.duration:.1f}" if recording.duration is not None else ""
+    lifecycle.record_event(
+        db, recording.lens_session, RECORDING_STOPPED, actor=actor, now=now, detail=seconds
+    )
+    return recording

@@ -1,0 +1,212 @@
+"""Take snapshot, Start/Stop recording, and the stored captures: one blueprint per console."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    g,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    send_file,
+    url_for,
+)
+from flask_babel import gettext as _
+from flask_login import current_user
+
+from lens import features
+from lens.captures import records
+from lens.captures.images import png_to_jpeg
+from lens.captures.models import Recording, Snapshot, session_recordings, session_snapshots
+from lens.console.views import get_own_session
+from lens.errors import render_error
+from lens.extensions import db
+from lens.features import WEB_CONSOLE, allowed_features
+from lens.sessions.errors import InvalidTransition
+from lens.sessions.models import LensSession, SessionState
+from lens.signaling.control import MediaError, MediaUnavailable
+from lens.signaling.relay import media_control
+from lens.timeutil import now_utc
+
+
+def session_captures(lens_session: LensSession) -> dict:
+    """What the captures panel shows: snapshots, recordings, the one being written."""
+    recordings = list(db.session.scalars(session_recordings(lens_session.id)))
+    return {
+        "snapshots": list(db.session.scalars(session_snapshots(lens_session.id))),
+        "recordings": [r for r in recordings if not r.is_running],
+        "running": next((r for r in recordings if r.is_running), None),
+    }
+
+
+def refusal(lens_session: LensSession, feature: str) -> str:
+    """Why the technician may not use `feature` in this session, in their words."""
+    if lens_session.console == WEB_CONSOLE:
+        if feature == features.SNAPSHOT:
+            return _("The Web Console has no screen capture. Use the Technician Console.")
+        return _("The Web Console has no recording. Use the Technician Console.")
+    if feature == features.SNAPSHOT:
+        return _("Your group is not permitted to use screen capture.")
+    return _("Your group is not permitted to record sessions.")
+
+
+def usable_session(session_id: int, feature: str, *, live: bool = True) -> LensSession:
+    """The technician's own session, if they may use `feature` in it (and it is active)."""
+    lens_session = get_own_session(session_id)
+    if feature not in allowed_features(lens_session.console, current_user.group_permissions()):
+        abort(make_response(render_error(403, refusal(lens_session, feature))))
+    if live and lens_session.state != SessionState.ACTIVE:
+        raise InvalidTransition(feature, lens_session.state)
+    return lens_session
+
+
+def media_failed(error: MediaError):
+    """The sidecar could not do it: say so, change nothing."""
+    if isinstance(error, MediaUnavailable):
+        return render_error(503, _("The media server is not answering. Try again in a moment."))
+    return render_error(409, _("The media server refused this: %(reason)s", reason=str(error)))
+
+
+def render_captures(lens_session: LensSession):
+    features_now = allowed_features(lens_session.console, current_user.group_permissions())
+    return render_template("console/_captures.html", s=lens_session, features=features_now)
+
+
+def recordings_root() -> Path:
+    return Path(current_app.config["LENS_RECORDINGS_PATH"])
+
+
+def make_captures_blueprint(console: str, url_prefix: str) -> Blueprint:
+    """One console's capture views (the Web Console's all refuse: it has no capture)."""
+    bp = Blueprint(f"{console}_captures", __name__, url_prefix=url_prefix)
+    bp.add_app_template_global(session_captures)
+
+    @bp.before_request
+    def require_technician():
+        if not current_user.is_authenticated:
+            return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+        if current_user.password_change_required:
+            abort(403)
+        g.console = console
+        return None
+
+    @bp.post("/sessions/<int:session_id>/snapshots")
+    def take_snapshot(session_id: int):
+        """Take snapshot: the current frame at full resolution, stored with the session."""
+        lens_session = usable_session(session_id, features.SNAPSHOT)
+        try:
+            png, width, height = media_control().snapshot(lens_session.id)
+        except MediaError as exc:
+            return media_failed(exc)
+        records.store_snapshot(
+            db.session,
+            lens_session,
+            current_user._get_current_object(),
+            png,
+            (width, height),
+            Path(current_app.instance_path),
+            now_utc(),
+        )
+        db.session.commit()
+        return render_captures(lens_session)
+
+    def own_snapshot(session_id: int, snapshot_id: int) -> tuple[Snapshot, Path]:
+        lens_session = get_own_session(session_id)
+        snapshot = db.session.get(Snapshot, snapshot_id)
+        if snapshot is None or snapshot.session_id != lens_session.id:
+            abort(404)
+        return snapshot, records.inside(Path(current_app.instance_path), snapshot.path)
+
+    @bp.get("/sessions/<int:session_id>/snapshots/<int:snapshot_id>/image")
+    def snapshot_image(session_id: int, snapshot_id: int):
+        """The stored PNG, shown in the page (the thumbnails)."""
+        _snapshot, file = own_snapshot(session_id, snapshot_id)
+        return send_file(file, mimetype="image/png", conditional=True, max_age=3600)
+
+    @bp.get("/sessions/<int:session_id>/snapshots/<int:snapshot_id>.<any(png, jpg):file_format>")
+    def download_snapshot(session_id: int, snapshot_id: int, file_format: str):
+        """Download a snapshot as PNG (as stored) or JPEG (converted now)."""
+        snapshot, file = own_snapshot(session_id, snapshot_id)
+        name = f"lens-{snapshot.lens_session.public_id}-snapshot-{snapshot.id}.{file_format}"
+        if file_format == "png":
+            response = send_file(file, mimetype="image/png", as_attachment=True, download_name=name)
+        else:
+            jpeg = png_to_jpeg(file.read_bytes())
+            response = send_file(
+                io.BytesIO(jpeg), mimetype="image/jpeg", as_attachment=True, download_name=name
+            )
+        records.log_download(
+            db.session, snapshot, current_user._get_current_object(), file_format, now_utc()
+        )
+        db.session.commit()
+        return response
+
+    @bp.post("/sessions/<int:session_id>/recording/start")
+    def start_recording(session_id: int):
+        """Start recording: the sidecar writes the forwarded video and audio to a file."""
+        lens_session = usable_session(session_id, features.RECORDING)
+        if records.open_recording(db.session, lens_session.id) is not None:
+            return render_error(409, _("This session is already being recorded."))
+        root = recordings_root()
+        target = records.inside(root, records.new_recording_path(lens_session))
+        try:
+            reply = media_control().recording(lens_session.id, "start", str(target))
+        except MediaError as exc:
+            return media_failed(exc)
+        written = Path(reply.get("path") or target).resolve()
+        relative = written.relative_to(root.resolve()).as_posix()
+        records.start_recording(
+            db.session, lens_session, current_user._get_current_object(), relative, now_utc()
+        )
+        db.session.commit()
+        return render_captures(lens_session)
+
+    @bp.post("/sessions/<int:session_id>/recording/stop")
+    def stop_recording(session_id: int):
+        """Stop recording: the file is finished and listed with the session."""
+        lens_session = usable_session(session_id, features.RECORDING, live=False)
+        recording = records.open_recording(db.session, lens_session.id)
+        if recording is None:
+            return render_error(409, _("This session is not being recorded."))
+        try:
+            result = media_control().recording(lens_session.id, "stop")
+        except MediaUnavailable as exc:
+            return media_failed(exc)
+        except MediaError:
+            result = None  # the sidecar has no such recording any more (restarted)
+        actor = f"technician:{current_user.id}"
+        records.finish_recording(db.session, recording, result, actor=actor, now=now_utc())
+        db.session.commit()
+        return render_captures(lens_session)
+
+    @bp.get("/sessions/<int:session_id>/recordings/<int:recording_id>.<any(webm, mkv):ext>")
+    def recording_file(session_id: int, recording_id: int, ext: str):
+        """A finished recording, for <video> (Range requests) or, with ?download=1, to keep."""
+        lens_session = get_own_session(session_id)
+        recording = db.session.get(Recording, recording_id)
+        if (
+            recording is None
+            or recording.session_id != lens_session.id
+            or recording.extension != ext
+            or recording.is_running
+        ):
+            abort(404)
+        file = records.inside(recordings_root(), recording.path)
+        if not file.is_file():
+            abort(404)
+        download = request.args.get("download") == "1"
+        return send_file(
+            file,
+            mimetype=recording.mimetype,
+            conditional=True,
+            as_attachment=download,
+            download_name=f"lens-{lens_session.public_id}-recording-{recording.id}.{ext}",
+        )
+
+    return bp
