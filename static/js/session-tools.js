@@ -62,7 +62,9 @@
 
   function setError(session, text) {
     const error = session.root.querySelector("[data-chat-error]");
-    if (error) error.textContent = text;
+    if (!error) return;
+    error.textContent = text;
+    error.hidden = !text; // an empty alert would still be one in the page's roles
   }
 
   function sendChat(session, text) {
