@@ -248,3 +248,15 @@ def test_a_group_without_snapshot_or_recording_is_refused(app, console, active, 
     assert "Your group is not permitted to record" in response.text
     assert counts(app, active) == before
     assert media.calls == []
+
+
+def test_the_tools_speak_dutch(app, console, active, media):
+    dutch = {"Accept-Language": "nl"}
+    panel = console.client.get(f"/console/sessions/{active}", headers=dutch).text
+    assert 'aria-label="Schermopname"' in panel
+    assert ">Schermopname maken</button>" in panel and ">Opname starten</button>" in panel
+    response = console.client.post(
+        f"/console/sessions/{active}/recording/start",
+        headers={**dutch, "HX-Request": "true", "X-CSRFToken": console.token},
+    )
+    assert ">Opname stoppen</button>" in response.text
