@@ -294,8 +294,9 @@ def main() -> None:
             args.logs.mkdir(parents=True, exist_ok=True)
             tmp = str(args.logs.resolve())
         try:
-            for system in systems:
-                for sessions in levels:
+            # systems side by side at each level, so they share the machine's conditions
+            for sessions in levels:
+                for system in systems:
                     if system == "mediarelay" and sessions not in mediarelay_levels:
                         continue
                     result = run_level(
