@@ -103,7 +103,9 @@ def test_pin_to_start_to_end(app, runner, live_server, browser, shots):
     expect(tech.get_by_role("alert")).to_contain_text("You already have an active session")
     expect(bob).to_contain_text("Customer connected")
 
+    # Bob's row took the panel when its Start was clicked: select Ann's again first
     tech.get_by_role("row").filter(has_text="Ann Customer").click()
+    expect(tech.locator("#session-panel h2")).to_contain_text("Ann Customer")
     tech.once("dialog", lambda d: d.accept())
     tech.get_by_role("button", name="End session").click()
     expect(ann).to_contain_text("Closed")
