@@ -1,0 +1,362 @@
+// The technician's video tools: display settings (quality, fit, actual size, zoom, full
+// screen), freeze, drawing on the video, and the customer's flashlight and camera.
+// Messages go over the session's control channel (session-tools.js, controls.js).
+(function () {
+  "use strict";
+  const ZOOM_STEP = 1.25;
+  const MAX_ZOOM = 6;
+  const MAX_POINTS = 500;
+  const MIN_DRAG = 4; // CSS px: a shorter drag is a click, not a shape
+  let current = null;
+
+  function channelFor(detail) {
+    const shared = window.lensSessionControls && window.lensSessionControls();
+    if (shared) return { channel: shared, own: false };
+    return { channel: LensControls.connect(detail.dataset.controls), own: true };
+  }
+
+  function attach(shell) {
+    const detail = shell.closest(".session-detail");
+    const { channel, own } = channelFor(detail);
+    const tools = {
+      shell: shell,
+      text: shell.dataset,
+      channel: channel,
+      own: own,
+      stage: shell.querySelector(".video-stage"),
+      frame: shell.querySelector(".video-frame"),
+      video: shell.querySelector(".remote-video"),
+      frozen: shell.querySelector(".freeze-canvas"),
+      canvas: shell.querySelector(".draw-canvas"),
+      status: shell.querySelector(".tools-status"),
+      shapes: [],
+      draft: null,
+      tool: null,
+      zoom: 1,
+      view: "fit",
+      torch: false,
+      facing: "environment",
+      pending: null, // the device control waiting for the phone's answer
+      torchAvailable: shell.dataset.torch === "yes",
+      cameras: shell.dataset.cameras === "one" ? 1 : 2,
+      observer: null,
+    };
+    channel.on("capabilities", (message) => {
+      if (current !== tools) return;
+      tools.torchAvailable = message.torch === true;
+      tools.cameras = message.cameras || 1;
+      showDevice(tools);
+    });
+    channel.on("device_result", (message) => { if (current === tools) deviceResult(tools, message); });
+    channel.on("error", (message) => {
+      if (current === tools && tools.pending) say(tools, message.message || message.reason);
+      if (current === tools) tools.pending = null;
+    });
+    tools.observer = new ResizeObserver(() => redraw(tools));
+    tools.observer.observe(tools.frame);
+    tools.video.addEventListener("resize", () => { applyView(tools); redraw(tools); });
+    wirePointer(tools);
+    showDevice(tools);
+    return tools;
+  }
+
+  function detach() {
+    if (!current) return;
+    current.observer.disconnect();
+    if (current.own) current.channel.close();
+    current = null;
+  }
+
+  function say(tools, text) {
+    if (tools.status) tools.status.textContent = text || "";
+  }
+
+  function send(tools, type, payload) {
+    tools.pending = type;
+    tools.channel.send(type, payload || {});
+  }
+
+  // --- where the picture is --------------------------------------------------------------
+
+  function picture(tools) {
+    const source = tools.frozen.hidden ? tools.video : tools.frozen;
+    const width = tools.frozen.hidden ? tools.video.videoWidth : tools.frozen.width;
+    const height = tools.frozen.hidden ? tools.video.videoHeight : tools.frozen.height;
+    return LensDraw.elementPicture(source, width, height);
+  }
+
+  function redraw(tools) {
+    const shapes = tools.draft ? tools.shapes.concat([tools.draft]) : tools.shapes;
+    LensDraw.render(tools.canvas, shapes, picture(tools));
+  }
+
+  // --- display settings ------------------------------------------------------------------
+
+  function applyView(tools) {
+    const frame = tools.frame;
+    const stage = tools.stage;
+    stage.dataset.view = tools.view;
+    if (tools.view === "actual" && tools.video.videoWidth) {
+      frame.style.width = tools.video.videoWidth + "px";
+      frame.style.height = tools.video.videoHeight + "px";
+    } else if (tools.view === "zoom") {
+      frame.style.width = stage.clientWidth * tools.zoom + "px";
+      frame.style.height = stage.clientHeight * tools.zoom + "px";
+    } else {
+      frame.style.width = "";
+      frame.style.height = "";
+    }
+    tools.shell.querySelectorAll("[data-view]").forEach((button) => {
+      if (button.tagName === "BUTTON") button.setAttribute("aria-pressed", String(button.dataset.view === tools.view));
+    });
+  }
+
+  function zoom(tools, direction) {
+    // zoom from what is shown now, whichever view that is
+    const shown = tools.frame.clientWidth / Math.max(1, tools.stage.clientWidth);
+    const next = direction === "in" ? shown * ZOOM_STEP : shown / ZOOM_STEP;
+    tools.zoom = Math.min(MAX_ZOOM, Math.max(1, next));
+    tools.view = tools.zoom === 1 ? "fit" : "zoom";
+    applyView(tools);
+  }
+
+  function fullScreen(tools, button) {
+    if (document.fullscreenElement) {
+      document.exitFullscreen();
+      return;
+    }
+    if (!tools.shell.requestFullscreen) {
+      say(tools, tools.text.noFullScreen);
+      return;
+    }
+    tools.shell.requestFullscreen().catch(() => say(tools, tools.text.noFullScreen));
+  }
+
+  document.addEventListener("fullscreenchange", () => {
+    if (!current) return;
+    const button = current.shell.querySelector(".full-screen");
+    const on = document.fullscreenElement === current.shell;
+    if (button) button.textContent = on ? current.text.exitFullScreen : current.text.fullScreen;
+    applyView(current);
+  });
+
+  // --- freeze ----------------------------------------------------------------------------
+
+  function freeze(tools, on) {
+    if (on && !LensDraw.freezeFrame(tools.video, tools.frozen)) return;
+    tools.frozen.hidden = !on;
+    const button = tools.shell.querySelector(".freeze-toggle");
+    button.setAttribute("aria-pressed", String(on));
+    button.textContent = on ? tools.text.unfreeze : tools.text.freeze;
+    tools.shell.querySelector(".frozen-badge").hidden = !on;
+    send(tools, "freeze", { on: on });
+    say(tools, on ? tools.text.frozen : tools.text.unfrozen);
+    redraw(tools);
+  }
+
+  // --- drawing ---------------------------------------------------------------------------
+
+  function chooseTool(tools, name) {
+    tools.tool = tools.tool === name ? null : name;
+    tools.shell.querySelectorAll("[data-draw]").forEach((button) => {
+      button.setAttribute("aria-pressed", String(button.dataset.draw === tools.tool));
+    });
+    tools.canvas.classList.toggle("drawing", Boolean(tools.tool));
+  }
+
+  function shapeOf(tools, points) {
+    const color = tools.shell.querySelector(".color-select").value;
+    return { kind: tools.tool, color: color, width: 4, points: points };
+  }
+
+  function finish(tools, shape) {
+    tools.shapes.push(shape);
+    send(tools, "draw", shape);
+    say(tools, tools.text.drawn);
+    redraw(tools);
+  }
+
+  // Keep a free line within the message's limit: every n-th point, and the last.
+  function thin(points) {
+    if (points.length <= MAX_POINTS) return points;
+    const step = Math.ceil(points.length / (MAX_POINTS - 1));
+    const kept = points.filter((_, i) => i % step === 0);
+    kept.push(points[points.length - 1]);
+    return kept;
+  }
+
+  function askText(tools, at, x, y) {
+    const input = document.createElement("input");
+    input.type = "text";
+    input.maxLength = 200;
+    input.className = "draw-text-input";
+    input.setAttribute("aria-label", tools.text.textPrompt);
+    input.placeholder = tools.text.textPrompt;
+    input.style.left = x + "px";
+    input.style.top = y + "px";
+    tools.frame.append(input);
+    input.focus();
+    let done = false;
+    const close = (keep) => {
+      if (done) return;
+      done = true;
+      const words = input.value.trim();
+      input.remove();
+      if (keep && words) finish(tools, Object.assign(shapeOf(tools, [at]), { text: words }));
+    };
+    input.addEventListener("keydown", (event) => {
+      if (event.key === "Enter") close(true);
+      if (event.key === "Escape") close(false);
+    });
+    input.addEventListener("blur", () => close(true));
+  }
+
+  function wirePointer(tools) {
+    const canvas = tools.canvas;
+    let start = null;
+    const local = (event) => {
+      const box = canvas.getBoundingClientRect();
+      return [event.clientX - box.left, event.clientY - box.top];
+    };
+    canvas.addEventListener("pointerdown", (event) => {
+      if (!tools.tool || event.button !== 0) return;
+      const rect = picture(tools);
+      const [x, y] = local(event);
+      if (x < rect.x || y < rect.y || x > rect.x + rect.width || y > rect.y + rect.height) return;
+      event.preventDefault();
+      const at = LensDraw.toPicture(rect, x, y);
+      if (tools.tool === "text") {
+        askText(tools, at, x, y);
+        return;
+      }
+      canvas.setPointerCapture(event.pointerId);
+      start = { x: x, y: y, rect: rect };
+      tools.draft = shapeOf(tools, [at, at]);
+    });
+    canvas.addEventListener("pointermove", (event) => {
+      if (!start || !tools.draft) return;
+      const [x, y] = local(event);
+      const at = LensDraw.toPicture(start.rect, x, y);
+      if (tools.draft.kind === "line") {
+        const last = tools.draft.points[tools.draft.points.length - 1];
+        if (last[0] !== at[0] || last[1] !== at[1]) tools.draft.points.push(at);
+      } else {
+        tools.draft.points[1] = at;
+      }
+      redraw(tools);
+    });
+    const end = (event) => {
+      if (!start || !tools.draft) return;
+      const [x, y] = local(event);
+      const shape = tools.draft;
+      const moved = Math.hypot(x - start.x, y - start.y) >= MIN_DRAG || shape.points.length > 2;
+      tools.draft = null;
+      start = null;
+      if (moved && event.type === "pointerup") {
+        if (shape.kind === "line") shape.points = thin(shape.points);
+        finish(tools, shape);
+      } else {
+        redraw(tools);
+      }
+    };
+    canvas.addEventListener("pointerup", end);
+    canvas.addEventListener("pointercancel", end);
+  }
+
+  function erase(tools) {
+    tools.shapes = [];
+    tools.draft = null;
+    send(tools, "erase");
+    say(tools, tools.text.erased);
+    redraw(tools);
+  }
+
+  // --- the customer's device -------------------------------------------------------------
+
+  function showDevice(tools) {
+    const torch = tools.shell.querySelector(".torch-toggle");
+    const camera = tools.shell.querySelector(".switch-camera");
+    torch.setAttribute("aria-disabled", String(!tools.torchAvailable));
+    torch.title = tools.torchAvailable ? "" : tools.text.noTorch;
+    camera.setAttribute("aria-disabled", String(tools.cameras < 2));
+    camera.title = tools.cameras < 2 ? tools.text.oneCamera : "";
+  }
+
+  function torch(tools) {
+    if (!tools.torchAvailable) {
+      say(tools, tools.text.noTorch);
+      return;
+    }
+    tools.torch = !tools.torch;
+    const button = tools.shell.querySelector(".torch-toggle");
+    button.setAttribute("aria-pressed", String(tools.torch));
+    send(tools, "torch", { on: tools.torch });
+    say(tools, tools.torch ? tools.text.torchOn : tools.text.torchOff);
+  }
+
+  function switchCamera(tools) {
+    if (tools.cameras < 2) {
+      say(tools, tools.text.oneCamera);
+      return;
+    }
+    tools.facing = tools.facing === "environment" ? "user" : "environment";
+    send(tools, "camera", { facing: tools.facing });
+    say(tools, tools.text.cameraAsked);
+  }
+
+  function deviceResult(tools, message) {
+    tools.pending = null;
+    if (message.control === "torch" && !message.ok) {
+      tools.torch = false;
+      tools.shell.querySelector(".torch-toggle").setAttribute("aria-pressed", "false");
+      say(tools, tools.text.torchFailed);
+    } else if (message.control === "camera") {
+      if (!message.ok) tools.facing = tools.facing === "environment" ? "user" : "environment";
+      say(tools, message.ok ? tools.text.cameraSwitched : tools.text.cameraFailed);
+      if (message.ok) {
+        tools.torch = false; // a new camera starts with its light off
+        tools.shell.querySelector(".torch-toggle").setAttribute("aria-pressed", "false");
+      }
+    }
+  }
+
+  // --- wiring ----------------------------------------------------------------------------
+
+  document.addEventListener("click", (event) => {
+    if (!current || !current.shell.contains(event.target)) return;
+    const tools = current;
+    const button = event.target.closest("button");
+    if (!button) return;
+    if (button.dataset.view) {
+      tools.view = button.dataset.view;
+      tools.zoom = 1;
+      applyView(tools);
+    } else if (button.dataset.zoom) zoom(tools, button.dataset.zoom);
+    else if (button.classList.contains("full-screen")) fullScreen(tools, button);
+    else if (button.classList.contains("freeze-toggle")) freeze(tools, tools.frozen.hidden);
+    else if (button.dataset.draw) chooseTool(tools, button.dataset.draw);
+    else if (button.classList.contains("erase-drawings")) erase(tools);
+    else if (button.classList.contains("torch-toggle")) torch(tools);
+    else if (button.classList.contains("switch-camera")) switchCamera(tools);
+  });
+
+  document.addEventListener("change", (event) => {
+    if (!current || !event.target.matches(".quality-select")) return;
+    const level = event.target.value;
+    const name = event.target.selectedOptions[0].textContent;
+    send(current, "quality", { level: level });
+    say(current, current.text.qualitySet.replace("{level}", name));
+  });
+
+  function follow() {
+    const shell = document.querySelector("#session-panel .video-shell[data-tools]");
+    if (current && current.shell === shell && document.body.contains(shell)) return;
+    detach();
+    if (shell) current = attach(shell);
+  }
+
+  document.addEventListener("htmx:afterSettle", follow);
+  document.addEventListener("htmx:oobAfterSwap", follow);
+  document.addEventListener("DOMContentLoaded", follow);
+  window.lensConsoleTools = { current: () => current };
+})();

@@ -1,0 +1,133 @@
+"""Freeze, drawing and display settings from the technician's console to the phone's screen."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.browser.test_media_flow import FRAMES, PHONE_READY
+from tests.browser.test_session_flow import create_pin, customer_joins
+
+pytestmark = [pytest.mark.browser, pytest.mark.media]
+
+# Where a picture point (0..1) lies on the page: the video's picture rect, letterboxing included.
+TECH_POINT = """([x, y]) => {
+  const video = document.querySelector('.remote-video');
+  const box = video.getBoundingClientRect();
+  const r = LensDraw.elementPicture(video, video.videoWidth, video.videoHeight);
+  return [box.left + r.x + x * r.width, box.top + r.y + y * r.height];
+}"""
+
+# How many painted pixels the phone's drawing canvas has around a picture point (radius in
+# CSS px), or in all of it without a point.
+PHONE_INK = """([point, radius]) => {
+  const canvas = document.getElementById('technician-drawing');
+  const frozen = document.getElementById('frozen-picture');
+  const preview = document.getElementById('preview');
+  const r = frozen.hidden
+    ? LensDraw.elementPicture(preview, preview.videoWidth, preview.videoHeight)
+    : LensDraw.elementPicture(frozen, frozen.width, frozen.height);
+  const scale = canvas.width / canvas.clientWidth;
+  let x = 0, y = 0, w = canvas.width, h = canvas.height;
+  if (point) {
+    x = Math.round((r.x + point[0] * r.width - radius) * scale);
+    y = Math.round((r.y + point[1] * r.height - radius) * scale);
+    w = h = Math.round(2 * radius * scale);
+  }
+  if (!w || !h) return 0;
+  const data = canvas.getContext('2d').getImageData(x, y, w, h).data;
+  let ink = 0;
+  for (let i = 3; i < data.length; i += 4) if (data[i] > 0) ink++;
+  return ink;
+}"""
+
+PHONE_VIDEO_WIDTH = "() => window.lensCustomer.stream.getVideoTracks()[0].getSettings().width"
+
+
+def drag(page, start: tuple[float, float], end: tuple[float, float]) -> None:
+    """Drag the mouse between two picture points of the technician's video."""
+    x0, y0 = page.evaluate(TECH_POINT, list(start))
+    x1, y1 = page.evaluate(TECH_POINT, list(end))
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    for step in range(1, 11):
+        page.mouse.move(x0 + (x1 - x0) * step / 10, y0 + (y1 - y0) * step / 10)
+    page.mouse.up()
+
+
+def test_the_technicians_drawing_freeze_and_quality_reach_the_phone(
+    app, technician, live_server, sidecar, browser, shots
+):
+    tech_context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-US")
+    tech = tech_context.new_page()
+    tech.goto(live_server + "/login")
+    tech.get_by_label("E-mail").fill("tess@example.com")
+    tech.get_by_label("Password").fill("correct horse battery")
+    tech.get_by_role("button", name="Log in").click()
+    pin = create_pin(tech, "Drawing Customer")
+    phone_context, phone = customer_joins(browser, live_server, pin)
+    phone.wait_for_function(PHONE_READY, timeout=15000)
+    row = tech.get_by_role("row").filter(has_text="Drawing Customer")
+    row.get_by_role("button", name="Start").click()
+    expect(tech.locator(".media-state")).to_have_text("Connected", timeout=15000)
+    tech.wait_for_function(f"({FRAMES})() > 10", timeout=15000)
+    tools = tech.get_by_role("toolbar", name="Video tools")
+
+    # an arrow drawn on the technician's video shows on the phone at the same picture place
+    tools.get_by_role("button", name="Arrow").click()
+    expect(tools.get_by_role("button", name="Arrow")).to_have_attribute("aria-pressed", "true")
+    drag(tech, (0.3, 0.3), (0.6, 0.5))
+    phone.wait_for_function(f"({PHONE_INK})([[0.45, 0.4], 4]) > 0", timeout=10000)
+    assert phone.evaluate(PHONE_INK, [[0.45, 0.4], 4]) > 0  # the arrow's middle
+    assert phone.evaluate(PHONE_INK, [[0.6, 0.5], 4]) > 0  # its head
+    assert phone.evaluate(PHONE_INK, [[0.15, 0.8], 10]) == 0  # nowhere near it
+    expect(phone.get_by_role("status").filter(has_text="pointing something out")).to_be_visible()
+    tech.screenshot(path=str(shots / "tools-1-console-arrow.png"))
+    phone.screenshot(path=str(shots / "tools-1-phone-arrow.png"))
+
+    tools.get_by_role("button", name="Erase drawings").click()
+    phone.wait_for_function(f"({PHONE_INK})([null, 0]) === 0", timeout=10000)
+
+    # Freeze: both sides hold the picture; a circle drawn on the still shows on the phone
+    tools.get_by_role("button", name="Freeze").click()
+    expect(tools.get_by_role("button", name="Unfreeze")).to_have_attribute("aria-pressed", "true")
+    expect(tech.locator(".freeze-canvas")).to_be_visible()
+    expect(phone.get_by_role("img", name="Frozen picture")).to_be_visible(timeout=10000)
+    expect(phone.locator("#overlay-note")).to_contain_text("froze the picture")
+    tools.get_by_role("button", name="Circle").click()
+    drag(tech, (0.5, 0.5), (0.6, 0.5))
+    phone.wait_for_function(f"({PHONE_INK})([[0.6, 0.5], 4]) > 0", timeout=10000)
+    assert phone.evaluate(PHONE_INK, [[0.5, 0.5], 4]) == 0  # a ring, not a disc
+    tech.screenshot(path=str(shots / "tools-2-console-frozen.png"))
+    phone.screenshot(path=str(shots / "tools-2-phone-frozen.png"))
+    tools.get_by_role("button", name="Unfreeze").click()
+    expect(phone.get_by_role("img", name="Frozen picture")).to_be_hidden(timeout=10000)
+    expect(tech.locator(".freeze-canvas")).to_be_hidden()
+
+    # Display settings: the phone's camera is asked for less
+    assert phone.evaluate(PHONE_VIDEO_WIDTH) > 320
+    tools.get_by_label("Video quality").select_option("low")
+    phone.wait_for_function(f"({PHONE_VIDEO_WIDTH})() <= 320", timeout=10000)
+    tools.get_by_role("button", name="Zoom in").click()
+    frame = tech.locator(".video-frame")
+    stage = tech.locator(".video-stage")
+    assert frame.bounding_box()["width"] > stage.bounding_box()["width"] * 1.2
+    tools.get_by_role("button", name="Fit").click()
+    assert abs(frame.bounding_box()["width"] - stage.bounding_box()["width"]) < 2
+
+    # the fake camera has no flashlight: the console says so instead of asking
+    torch = tools.get_by_role("button", name="Flashlight")
+    expect(torch).to_be_disabled()  # aria-disabled: still focusable, and it explains itself
+    torch.focus()
+    tech.keyboard.press("Enter")
+    expect(tools.get_by_role("status")).to_contain_text("no flashlight")
+
+    # every tool use is in the session log
+    row.click()
+    log = tech.get_by_role("list", name="Session log")
+    for line in ("Drawing added", "Drawings erased", "Picture frozen", "Picture unfrozen"):
+        expect(log).to_contain_text(line)
+    expect(log).to_contain_text("Video quality set to Low")
+
+    for context in (phone_context, tech_context):
+        context.close()
