@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import fractions
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,6 +19,11 @@ AUDIO_FRAME_TICKS = 960  # 20 ms of Opus on the 48 kHz clock
 # Frames a track holds for its sender: enough to ride out one scheduling burst (the
 # jitter buffer can release two frames back to back), never a growing backlog.
 HANDOFF_FRAMES = {"video": 3, "audio": 5}
+# A frame this far behind the stream's best recent arrival is stale: a backlog built up
+# somewhere (a starved event loop, socket buffers). Forwarding it would only pass the
+# delay on, so it is dropped and the stream restarts at a keyframe.
+LATE_AFTER = 0.3  # seconds
+BASELINE_WINDOW = 5.0  # seconds: the best arrival is re-learnt this often (clock drift)
 
 
 def is_keyframe(mime_type: str, data: bytes) -> bool:
@@ -49,6 +55,33 @@ def vp8_resolution(data: bytes) -> tuple[int, int] | None:
     return width, height
 
 
+class StreamDelay:
+    """How late frames arrive relative to the stream's own clock and its best recent frame."""
+
+    def __init__(self, clock_rate: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock_rate = clock_rate
+        self._clock = clock
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the baseline (the stream's clock changed)."""
+        self._previous_best: float | None = None
+        self._best: float | None = None
+        self._window_start: float | None = None
+
+    def is_late(self, timestamp: int) -> bool:
+        """True if the frame with this (mapped) RTP timestamp is stale on arrival."""
+        now = self._clock()
+        offset = now - timestamp / self._clock_rate
+        if self._window_start is None or now - self._window_start >= BASELINE_WINDOW:
+            self._previous_best = self._best if self._best is not None else offset
+            self._best = offset
+            self._window_start = now
+        else:
+            self._best = min(self._best, offset)
+        return offset - min(self._previous_best, self._best) > LATE_AFTER
+
+
 @dataclass
 class ForwardingStats:
     """What one forwarded track did (and, summed, what the relay did)."""
@@ -75,7 +108,8 @@ class ForwardedTrack(MediaStreamTrack):
     The hand-off is bounded and keeps the latest frames: when the sender falls behind by
     more than HANDOFF_FRAMES, the backlog is thrown away. For video that breaks the
     reference chain, so the track then drops delta frames and asks for a keyframe until
-    one arrives (the subscriber sees a short freeze, never a growing delay).
+    one arrives (the subscriber sees a short freeze, never a growing delay). Frames that
+    arrive more than LATE_AFTER behind the stream's clock are dropped the same way.
     """
 
     def __init__(
@@ -84,6 +118,7 @@ class ForwardedTrack(MediaStreamTrack):
         codec: RTCRtpCodecParameters,
         request_keyframe: Callable[[], None],
         totals: RelayTotals,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__()
         self.kind = kind
@@ -102,10 +137,12 @@ class ForwardedTrack(MediaStreamTrack):
         self._pts_offset = 0
         self._last_pts: int | None = None
         self._rebase = False
+        self._delay = StreamDelay(codec.clockRate, clock)
 
     def source_changed(self) -> None:
         """A new publisher leg (new RTP clock) feeds this track: keep pts increasing."""
         self._rebase = True
+        self._delay.reset()
         self._discard_pending()
         if self.kind == "video":
             self._needs_keyframe = True
@@ -123,6 +160,12 @@ class ForwardedTrack(MediaStreamTrack):
             return
         if codec.mimeType.lower() != self.mime_type:
             self._drop()  # the legs negotiated different codecs: nothing can be forwarded
+            return
+        if self._delay.is_late(frame.timestamp):
+            self._drop()
+            if self.kind == "video":
+                self._needs_keyframe = True
+                self._request_keyframe()
             return
         if self.kind == "video":
             if not getattr(frame, "contiguous", True):
