@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from lens.extensions import db
 from lens.sessions.models import SessionEvent
+from tests.conftest import Console
 from tests.web.test_live import BOUND, Browser, receive_until, session_id_of
 
 ARROW = {"type": "draw", "kind": "arrow", "color": "#1e88e5", "width": 5}
@@ -97,3 +98,54 @@ def test_the_web_console_cannot_set_the_video_quality(
     first = json.loads(phone_ws.receive(timeout=BOUND))
     assert first["type"] == "draw", first
     assert event_kinds(app, session_id) == [*before, "draw"]
+
+
+def test_the_phone_answers_a_device_control(
+    app, technician, http_server, ws_connect, subscriptions
+):
+    tech = Browser(http_server).log_in("tess@example.com")
+    phone, session_id = joined_phone(app, http_server, tech, "/console", "Jane Torch")
+    tech_ws = ws_connect(f"/console/sessions/{session_id}/controls", tech.http.cookies)
+    assert subscriptions.wait_for(f"controls:{session_id}")
+    phone_ws = ws_connect("/c/controls", phone.http.cookies)
+
+    phone_ws.send(json.dumps({"type": "capabilities", "torch": False, "cameras": 1}))
+    phone_ws.send(json.dumps({"type": "device_result", "control": "torch", "ok": False}))
+    answer = receive_until(tech_ws, '"device_result"', time.monotonic() + BOUND)
+    assert answer is not None
+    assert json.loads(answer)["ok"] is False
+    panel = tech.get(f"/console/sessions/{session_id}").text
+    assert "Customer's camera: no flashlight" in panel
+    assert "Customer's phone could not change the flashlight" in panel
+
+
+def started_panel(app, console, make_customer, name: str) -> tuple[str, int]:
+    """The panel of a session the console started after a phone joined and accepted."""
+    pin = console.create_session(name)["pin"]
+    session_id = session_id_of(app, pin)
+    phone = make_customer()
+    phone.join(pin)
+    assert phone.accept().status_code == 200
+    started = console.post(f"/sessions/{session_id}/start")
+    assert started.status_code == 200, started.text
+    return started.text, session_id
+
+
+def test_only_the_technician_console_offers_display_settings(app, console, make_customer):
+    panel, session_id = started_panel(app, console, make_customer, "Panel Jane")
+    assert 'role="toolbar" aria-label="Video tools"' in panel
+    assert 'aria-label="Display settings"' in panel
+    for name in ('class="quality-select"', ">Fit<", ">Actual size<", ">Zoom in<", ">Full screen<"):
+        assert name in panel
+    for name in (">Freeze<", ">Arrow<", ">Erase drawings<", ">Flashlight<", ">Switch camera<"):
+        assert name in panel
+
+    web = Console(console.client, "/web")
+    web.token = console.token
+    assert console.post(f"/sessions/{session_id}/end").status_code == 200  # one active at a time
+    panel, _ = started_panel(app, web, make_customer, "Web Jane")
+    assert 'aria-label="Video tools"' in panel
+    assert 'aria-label="Display settings"' not in panel
+    for name in ('class="quality-select"', ">Fit<", ">Zoom in<", ">Full screen<"):
+        assert name not in panel
+    assert ">Freeze<" in panel and ">Arrow<" in panel
