@@ -234,6 +234,16 @@ class Recorder:
 
     # ----- on the event loop ------------------------------------------------------------
 
+    def state(self) -> dict[str, Any]:
+        """JSON-ready progress: the file and the frames written so far."""
+        return {
+            "path": str(self.path),
+            "started": self._origin is not None,
+            "video_frames": self.frames_written["video"],
+            "audio_frames": self.frames_written["audio"],
+            "frames_dropped": self.frames_dropped,
+        }
+
     def offer(self, kind: str, mime_type: str, frame: JitterFrame) -> None:
         """Queue one forwarded frame for the file (called on the event loop)."""
         if self._stopping or self.error is not None:
@@ -253,6 +263,11 @@ class Recorder:
                 self._needs_keyframe = False
                 if self._origin is None:
                     self._origin = now
+                    logger.info(
+                        "recording %s starts at a keyframe %.0f ms after it was asked for",
+                        self.path.name,
+                        (now - self.started_at) * 1000,
+                    )
             self._video_started = True
         elif not self._video_started or self.audio_mime is None or mime_type != self.audio_mime:
             return  # audio waits for the first keyframe, so the file starts with a picture

@@ -290,7 +290,7 @@ class LensMediaSession:
             "features": sorted(self.features),
             "on_hold": self.on_hold,
             "keyframe_requests": self.keyframe_requests,
-            "recording": str(self.recorder.path) if self.recorder else None,
+            "recording": self.recorder.state() if self.recorder else None,
             PUBLISHER: self.publisher.state() if self.publisher else None,
             SUBSCRIBER: self.subscriber.state() if self.subscriber else None,
         }

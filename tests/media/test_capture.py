@@ -136,6 +136,9 @@ def test_a_recording_plays_and_was_written_without_an_encoder(
         while sent.sent < goal:
             await asyncio.sleep(0.05)
         assert "lens_media_recordings 1" in await metrics(sidecar)
+        status, state = await sidecar.call("GET", "/sessions/s1")
+        assert state["recording"]["path"] == str(target)
+        assert state["recording"]["started"] and state["recording"]["video_frames"] > 0
         status, result = await sidecar.call(
             "POST", "/sessions/s1/recording", json={"action": "stop"}
         )

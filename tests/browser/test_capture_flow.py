@@ -1,0 +1,122 @@
+"""Take snapshot and recording in the Technician Console, through the real sidecar."""
+
+from __future__ import annotations
+
+import struct
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from playwright.sync_api import expect
+from sqlalchemy import select
+
+from lens.captures.models import Recording, Snapshot
+from lens.extensions import db
+from lens.sessions.models import LensSession
+from tests.browser.test_media_flow import FRAMES
+from tests.browser.test_session_flow import create_pin, customer_joins
+
+pytestmark = [pytest.mark.browser, pytest.mark.media]
+
+VIDEO_SIZE = """() => {
+  const v = document.querySelector('.remote-video');
+  return [v.videoWidth, v.videoHeight];
+}"""
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", data[16:24])
+
+
+def recorded_frames(sidecar, session_id: int) -> int:
+    """Video frames the sidecar has written to the session's recording so far."""
+    state = requests.get(
+        f"{sidecar.url}/sessions/{session_id}",
+        headers={"Authorization": f"Bearer {sidecar.secret}"},
+        timeout=5,
+    ).json()
+    return (state.get("recording") or {}).get("video_frames", 0)
+
+
+def test_take_snapshot_and_record_in_the_console(app, technician, live_server, sidecar, browser):
+    tech_context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-US")
+    tech = tech_context.new_page()
+    tech.goto(live_server + "/login")
+    tech.get_by_label("E-mail").fill("tess@example.com")
+    tech.get_by_label("Password").fill("correct horse battery")
+    tech.get_by_role("button", name="Log in").click()
+    pin = create_pin(tech, "Capture Customer")
+    with app.app_context():
+        session_id = db.session.scalar(select(LensSession.id).where(LensSession.pin == pin))
+    phone_context, phone = customer_joins(browser, live_server, pin)
+
+    # select the row first, then Start in its panel (a Start inside the row also selects
+    # the row, and that panel can arrive after the started one)
+    tech.get_by_role("row").filter(has_text="Capture Customer").get_by_role("cell").first.click()
+    panel = tech.locator("#session-panel")
+    panel.get_by_role("button", name="Start", exact=True).click()
+    expect(tech.locator(".media-state")).to_have_text("Connected", timeout=15000)
+    tech.wait_for_function(f"({FRAMES})() > 15", timeout=15000)
+
+    # Take snapshot: a thumbnail appears, and the stored image has the video's resolution
+    video_size = tuple(tech.evaluate(VIDEO_SIZE))
+    tech.get_by_role("button", name="Take snapshot").click()
+    snapshots = tech.get_by_role("list", name="Snapshots")
+    thumbnail = snapshots.get_by_role("img")
+    expect(thumbnail).to_have_count(1, timeout=10000)
+    tech.wait_for_function(
+        "() => { const i = document.querySelector('.snapshots img'); "
+        "return i && i.complete && i.naturalWidth > 0; }",
+        timeout=10000,
+    )
+    assert tuple(tech.evaluate(VIDEO_SIZE)) == video_size  # the picture did not change size
+    with app.app_context():
+        snapshot = db.session.scalars(select(Snapshot)).one()
+        stored = (Path(app.instance_path) / snapshot.path).read_bytes()
+    assert png_size(stored) == (snapshot.width, snapshot.height) == video_size
+    natural = tech.evaluate(
+        "() => { const i = document.querySelector('.snapshots img');"
+        " return [i.naturalWidth, i.naturalHeight]; }"
+    )
+    assert tuple(natural) == video_size
+    expect(
+        tech.get_by_role("link", name=f"Download snapshot {snapshot.id} as JPEG")
+    ).to_be_visible()
+    expect(tech.locator(".session-log")).to_contain_text("Snapshot taken")
+
+    # Start recording, let some video pass, Stop recording: the recording plays in the page
+    tech.get_by_role("button", name="Start recording").click()
+    stop = tech.get_by_role("button", name="Stop recording")
+    expect(stop).to_be_visible(timeout=10000)
+    # two seconds of video in the file (the phone's keyframe can take a moment to come)
+    deadline = time.monotonic() + 15
+    while recorded_frames(sidecar, session_id) < 60:
+        assert time.monotonic() < deadline, "the sidecar wrote no video"
+        time.sleep(0.1)  # polling the sidecar: it has no event to wait for
+    stop.click()
+    player = tech.get_by_role("list", name="Recordings").locator("video")
+    expect(player).to_have_count(1, timeout=10000)
+    tech.wait_for_function(
+        "() => { const v = document.querySelector('.recordings video');"
+        " return v && v.readyState >= 1 && v.videoWidth > 0; }",
+        timeout=15000,
+    )
+    assert (
+        tuple(
+            tech.evaluate(
+                "() => { const v = document.querySelector('.recordings video');"
+                " return [v.videoWidth, v.videoHeight]; }"
+            )
+        )
+        == video_size
+    )
+    with app.app_context():
+        recording = db.session.scalars(select(Recording)).one()
+        assert recording.duration and recording.duration >= 1.9
+        assert recording.size and recording.size > 10_000
+        assert recording.path.endswith(".webm")
+
+    for context in (phone_context, tech_context):
+        context.close()
