@@ -40,7 +40,9 @@ def recorded_frames(sidecar, session_id: int) -> int:
     return (state.get("recording") or {}).get("video_frames", 0)
 
 
-def test_take_snapshot_and_record_in_the_console(app, technician, live_server, sidecar, browser):
+def test_take_snapshot_and_record_in_the_console(
+    app, technician, live_server, sidecar, browser, shots
+):
     tech_context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-US")
     tech = tech_context.new_page()
     tech.goto(live_server + "/login")
@@ -112,6 +114,7 @@ def test_take_snapshot_and_record_in_the_console(app, technician, live_server, s
         )
         == video_size
     )
+    tech.screenshot(path=str(shots / "console-captures.png"), full_page=True)
     with app.app_context():
         recording = db.session.scalars(select(Recording)).one()
         assert recording.duration and recording.duration >= 1.9
