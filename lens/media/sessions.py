@@ -67,6 +67,7 @@ class Leg:
     frames_received: dict[str, int] = field(default_factory=lambda: {"video": 0, "audio": 0})
     bytes_received: dict[str, int] = field(default_factory=lambda: {"video": 0, "audio": 0})
     created_at: float = field(default_factory=time.monotonic)
+    closing: asyncio.Task[None] | None = None
 
     def receiver(self, kind: str) -> RTCRtpReceiver | None:
         transceiver = self.transceivers.get(kind)
@@ -412,7 +413,11 @@ class LensMediaSession:
     async def _close_leg(self, leg: Leg) -> None:
         for track in leg.outgoing.values():
             track.stop()
-        await leg.pc.close()
+        if leg.closing is None:
+            # One close per leg: a second pc.close() awaits the first one's future, and
+            # cancelling that waiter (teardown cancels tasks) would break the first close.
+            leg.closing = asyncio.get_running_loop().create_task(leg.pc.close())
+        await asyncio.shield(leg.closing)
 
     def _require(self, feature: str) -> None:
         if feature not in self.features:
