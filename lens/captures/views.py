@@ -45,6 +45,11 @@ def session_captures(lens_session: LensSession) -> dict:
     }
 
 
+def recording_now(lens_session: LensSession) -> bool:
+    """Whether the session is being recorded (the customer's page says so)."""
+    return records.open_recording(db.session, lens_session.id) is not None
+
+
 def refusal(lens_session: LensSession, feature: str) -> str:
     """Why the technician may not use `feature` in this session, in their words."""
     if lens_session.console == WEB_CONSOLE:
@@ -86,6 +91,7 @@ def make_captures_blueprint(console: str, url_prefix: str) -> Blueprint:
     """One console's capture views (the Web Console's all refuse: it has no capture)."""
     bp = Blueprint(f"{console}_captures", __name__, url_prefix=url_prefix)
     bp.add_app_template_global(session_captures)
+    bp.add_app_template_global(recording_now)
 
     @bp.before_request
     def require_technician():

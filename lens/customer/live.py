@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import current_app, render_template
 
+from lens.captures.records import open_recording
 from lens.events.publishing import session_topic
 from lens.extensions import db
 from lens.sessions.models import LensSession, SessionState
@@ -15,17 +16,19 @@ def stream_status(ws, session_id: int) -> None:
     """Send the status screen whenever the state changes, until the session or socket ends."""
     bus = current_app.extensions["lens.events"]
     subscription = bus.subscribe([session_topic(session_id)])
-    last_state = None
+    last_seen = None
 
     def push() -> bool:
-        """Send the screen if the state changed; False once the session is over."""
-        nonlocal last_state
+        """Send the screen if the state (or recording) changed; False once the session is over."""
+        nonlocal last_seen
         db.session.rollback()  # read what was just committed
         lens_session = db.session.get(LensSession, session_id)
         if lens_session is None:
             return False
-        if lens_session.state != last_state:
-            last_state = lens_session.state
+        # the customer is told while the session is being recorded
+        seen = (lens_session.state, open_recording(db.session, session_id) is not None)
+        if seen != last_seen:
+            last_seen = seen
             if lens_session.state != SessionState.CONNECTING:  # the join steps are the page's
                 ws.send(render_template("customer/_status.html", s=lens_session, oob=True))
         return lens_session.is_live

@@ -92,12 +92,15 @@ def test_take_snapshot_and_record_in_the_console(
     tech.get_by_role("button", name="Start recording").click()
     stop = tech.get_by_role("button", name="Stop recording")
     expect(stop).to_be_visible(timeout=10000)
+    told = phone.get_by_text("Your technician is recording this session.")
+    expect(told).to_be_visible(timeout=10000)  # the customer is told, live
     # two seconds of video in the file (the phone's keyframe can take a moment to come)
     deadline = time.monotonic() + 15
     while recorded_frames(sidecar, session_id) < 60:
         assert time.monotonic() < deadline, "the sidecar wrote no video"
         time.sleep(0.1)  # polling the sidecar: it has no event to wait for
     stop.click()
+    expect(told).to_be_hidden(timeout=10000)
     player = tech.get_by_role("list", name="Recordings").locator("video")
     expect(player).to_have_count(1, timeout=10000)
     tech.wait_for_function(
