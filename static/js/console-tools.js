@@ -57,6 +57,7 @@
     tools.video.addEventListener("resize", () => { applyView(tools); redraw(tools); });
     wirePointer(tools);
     showDevice(tools);
+    restore(tools);
     return tools;
   }
 
@@ -142,16 +143,31 @@
 
   // --- freeze ----------------------------------------------------------------------------
 
-  function freeze(tools, on) {
-    if (on && !LensDraw.freezeFrame(tools.video, tools.frozen)) return;
+  // quiet: show what the phone already shows (the panel was reopened), without asking again
+  function freeze(tools, on, quiet) {
+    if (on && !LensDraw.freezeFrame(tools.video, tools.frozen)) return false;
     tools.frozen.hidden = !on;
     const button = tools.shell.querySelector(".freeze-toggle");
     button.setAttribute("aria-pressed", String(on));
     button.textContent = on ? tools.text.unfreeze : tools.text.freeze;
     tools.shell.querySelector(".frozen-badge").hidden = !on;
-    send(tools, "freeze", { on: on });
-    say(tools, on ? tools.text.frozen : tools.text.unfrozen);
+    if (!quiet) {
+      send(tools, "freeze", { on: on });
+      say(tools, on ? tools.text.frozen : tools.text.unfrozen);
+    }
     redraw(tools);
+    return true;
+  }
+
+  // A reopened panel: the phone may still be frozen or show drawings made before.
+  function restore(tools) {
+    if (tools.text.phoneDrawings === "yes") say(tools, tools.text.earlierDrawings);
+    if (tools.text.phoneFrozen !== "yes") return;
+    const hold = () => {
+      if (current === tools && tools.frozen.hidden) freeze(tools, true, true);
+    };
+    if (tools.video.readyState >= 2) setTimeout(hold, 0);
+    else tools.video.addEventListener("loadeddata", hold, { once: true });
   }
 
   // --- drawing ---------------------------------------------------------------------------

@@ -214,9 +214,18 @@
     place();
   }
 
+  // A page reloaded while the technician had the picture frozen: hold the first frame.
+  function restoreFreeze() {
+    const box = overlay();
+    if (!box || box.dataset.restoreFrozen !== "yes") return;
+    box.dataset.restoreFrozen = "no";
+    freeze(true);
+  }
+
   document.addEventListener("lens:camera", () => {
     const preview = $("preview");
     preview.addEventListener("loadedmetadata", place, { once: true });
+    preview.addEventListener("loadeddata", restoreFreeze, { once: true });
     setTimeout(sendCapabilities, 500); // some phones list the torch only once the track runs
     place();
   });

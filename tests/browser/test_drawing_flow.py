@@ -69,6 +69,9 @@ def test_the_technicians_drawing_freeze_and_quality_reach_the_phone(
     phone.wait_for_function(PHONE_READY, timeout=15000)
     row = tech.get_by_role("row").filter(has_text="Drawing Customer")
     row.get_by_role("button", name="Start").click()
+    expect(row).to_contain_text("Active")
+    # the Start click also selects the row, and that panel may be the one from before Start
+    row.get_by_role("cell", name="Drawing Customer", exact=True).click()
     expect(tech.locator(".media-state")).to_have_text("Connected", timeout=15000)
     tech.wait_for_function(f"({FRAMES})() > 10", timeout=15000)
     tools = tech.get_by_role("toolbar", name="Video tools")
@@ -121,6 +124,38 @@ def test_the_technicians_drawing_freeze_and_quality_reach_the_phone(
     torch.focus()
     tech.keyboard.press("Enter")
     expect(tools.get_by_role("status")).to_contain_text("no flashlight")
+
+    # Text goes where the technician clicks
+    tools.get_by_role("button", name="Text").click()
+    x, y = tech.evaluate(TECH_POINT, [0.2, 0.7])
+    tech.mouse.click(x, y)
+    words = tech.get_by_label("Type the text, then press Enter")
+    words.fill("Here")
+    words.press("Enter")
+    phone.wait_for_function(f"({PHONE_INK})([[0.22, 0.72], 6]) > 0", timeout=10000)
+    assert phone.evaluate(PHONE_INK, [[0.6, 0.5], 4]) > 0  # the circle is still there
+
+    # view: actual size shows the video's own pixels; full screen and back
+    tools.get_by_role("button", name="Actual size").click()
+    expect(tools.get_by_role("button", name="Actual size")).to_have_attribute(
+        "aria-pressed", "true"
+    )
+    video_width = tech.evaluate("document.querySelector('.remote-video').videoWidth")
+    assert abs(frame.bounding_box()["width"] - video_width) < 2
+    tools.get_by_role("button", name="Full screen").click()
+    tech.wait_for_function("document.fullscreenElement?.classList.contains('video-shell')")
+    tools.get_by_role("button", name="Exit full screen").click()
+    tech.wait_for_function("document.fullscreenElement === null")
+    tools.get_by_role("button", name="Fit").click()
+
+    # a reopened panel knows the phone is still frozen and still shows drawings
+    tools.get_by_role("button", name="Freeze").click()
+    expect(phone.get_by_role("img", name="Frozen picture")).to_be_visible(timeout=10000)
+    row.click()
+    expect(tools.get_by_role("button", name="Unfreeze")).to_have_attribute("aria-pressed", "true")
+    expect(tools.get_by_role("status")).to_contain_text("still sees the drawings")
+    tools.get_by_role("button", name="Unfreeze").click()
+    expect(phone.get_by_role("img", name="Frozen picture")).to_be_hidden(timeout=10000)
 
     # every tool use is in the session log
     row.click()
