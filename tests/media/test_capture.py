@@ -15,6 +15,7 @@ import pytest
 from aiohttp import web
 from aiortc.jitterbuffer import JitterFrame
 
+from lens.features import TECHNICIAN_CONSOLE, WEB_CONSOLE, allowed_features
 from lens.media import MediaConfig, make_app
 from lens.media.app import CODECS
 from lens.media.capture import CaptureTotals, Recorder
@@ -25,6 +26,7 @@ from lens.media.testing import (
     start_technician,
     wait_until,
 )
+from lens.signaling.control import MediaControl, MediaRefused
 from tests.media.conftest import SECRET, Sidecar
 
 pytestmark = pytest.mark.media
@@ -285,3 +287,33 @@ def test_h264_is_recorded_to_matroska_as_it_came(tmp_path):
         video = played.streams.video[0]
         assert (video.codec_context.name, video.codec_context.width) == ("h264", 320)
         assert sum(1 for _ in played.decode(video=0)) == 30
+
+
+def test_the_web_processs_client_gets_refusals_and_pictures(with_capture_sidecar, recordings):
+    """MediaControl against the real sidecar: the Web Console's feature set is refused."""
+    clip = encode_vp8_clip(seconds=1.0, width=320, height=240, keyframe_every=30)
+    web_console = sorted(allowed_features(WEB_CONSOLE, None))
+    technician_console = sorted(allowed_features(TECHNICIAN_CONSOLE, None))
+
+    async def scenario(sidecar):
+        control = MediaControl(sidecar.base_url, sidecar.secret, timeout=10)
+        web_phone = await start_phone(
+            sidecar.http, sidecar.base_url, sidecar.secret, "1", clip, features=web_console
+        )
+        tech_phone = await start_phone(
+            sidecar.http, sidecar.base_url, sidecar.secret, "2", clip, features=technician_console
+        )
+        await wait_until(lambda: tech_phone.sending["video"].sent > 5, 5)
+        with pytest.raises(MediaRefused, match="snapshot"):
+            await asyncio.to_thread(control.snapshot, 1)
+        with pytest.raises(MediaRefused, match="recording"):
+            await asyncio.to_thread(control.recording, 1, "start", str(recordings / "1" / "a.webm"))
+        png, width, height = await asyncio.to_thread(control.snapshot, 2)
+        assert png_size(png) == (width, height) == (320, 240)
+        with pytest.raises(MediaRefused):  # no such session in the sidecar
+            await asyncio.to_thread(control.snapshot, 3)
+        await web_phone.pc.close()
+        await tech_phone.pc.close()
+
+    with_capture_sidecar(scenario)
+    assert not recordings.exists()
