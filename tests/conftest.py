@@ -180,9 +180,10 @@ class SubscriptionWatch:
 
         bus.subscribe = watched
 
-    def wait_for(self, topic: str, timeout: float = 5.0) -> bool:
+    def wait_for(self, topic: str, timeout: float = 5.0, count: int = 1) -> bool:
+        """Whether `count` subscriptions to topic (e.g. both sides' sockets) came in time."""
         with self._condition:
-            return self._condition.wait_for(lambda: topic in self._topics, timeout)
+            return self._condition.wait_for(lambda: self._topics.count(topic) >= count, timeout)
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ def chat(app, technician, http_server, ws_connect, subscriptions):
     phone_ws = ws_connect("/c/controls", tech.phone.http.cookies)
     assert subscriptions.wait_for(f"controls:{session_id}")
     tech_ws = ws_connect(f"/console/sessions/{session_id}/controls", tech.http.cookies)
+    assert subscriptions.wait_for(f"controls:{session_id}", count=2)
     return session_id, tech_ws, phone_ws, tech
 
 

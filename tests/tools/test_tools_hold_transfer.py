@@ -115,6 +115,7 @@ def test_the_technician_sees_that_the_customer_paused_the_camera(
     phone_ws = ws_connect("/c/controls", tess.phone.http.cookies)
     assert subscriptions.wait_for(f"controls:{session_id}")
     tech_ws = ws_connect(f"/console/sessions/{session_id}/controls", tess.http.cookies)
+    assert subscriptions.wait_for(f"controls:{session_id}", count=2)
     phone_ws.send(json.dumps({"type": "camera_paused", "on": True}))
     message = receive_until(tech_ws, '"camera_paused"', time.monotonic() + BOUND)
     assert message is not None and json.loads(message)["on"] is True
@@ -240,3 +241,20 @@ def test_chat_history_travels_with_the_session(app, tess, otto, media, ws_connec
     assert re.search(
         r"Tess Technician</span>\s*<span class=\"chat-text\">Handing you to Otto", detail
     )
+
+
+def test_the_old_technicians_open_console_is_told_where_the_session_went(
+    app, tess, otto, media, ws_connect, subscriptions
+):
+    session_id = started(app, tess)
+    tess_id = technician_id(app, "tess@example.com")
+    tess_list = ws_connect("/console/ws", tess.http.cookies)
+    assert subscriptions.wait_for(f"technician:{tess_id}")
+    tess_list.receive(timeout=BOUND)  # the list as it was
+
+    otto_id = technician_id(app, "otto@example.com")
+    assert tess.post(f"/console/sessions/{session_id}/transfer", {"technician": otto_id}).ok
+    pushed = receive_until(tess_list, "was transferred to Otto Other", time.monotonic() + BOUND)
+    assert pushed is not None, "Tess's open panel was never told"
+    assert f'id="session-detail-{session_id}"' in pushed and 'hx-swap-oob="true"' in pushed
+    assert f'<tr id="session-row-{session_id}"' not in pushed  # gone from her list
