@@ -317,3 +317,51 @@ def test_the_web_processs_client_gets_refusals_and_pictures(with_capture_sidecar
 
     with_capture_sidecar(scenario)
     assert not recordings.exists()
+
+
+def test_hold_pauses_the_recording_and_refuses_snapshots(
+    with_capture_sidecar, recordings, vp8_clip
+):
+    target = recordings / "s1" / "held.webm"
+
+    async def scenario(sidecar):
+        phone = await start_phone(
+            sidecar.http,
+            sidecar.base_url,
+            sidecar.secret,
+            "s1",
+            vp8_clip,
+            features=["hold", "snapshot", "recording"],
+        )
+        sent = phone.sending["video"]
+        await sidecar.call(
+            "POST", "/sessions/s1/recording", json={"action": "start", "path": str(target)}
+        )
+        goal = sent.sent + 30
+        await wait_until(lambda: sent.sent >= goal, 5)
+        assert (await sidecar.call("POST", "/sessions/s1/hold"))[0] == 200
+        status, body, _ = await post(sidecar, "/sessions/s1/snapshot")
+        assert status == 409 and b"on hold" in body
+        _, state = await sidecar.call("GET", "/sessions/s1")
+        held_at = state["recording"]["video_frames"]
+        goal = sent.sent + 30
+        await wait_until(lambda: sent.sent >= goal, 5)
+        _, state = await sidecar.call("GET", "/sessions/s1")
+        assert state["recording"]["video_frames"] <= held_at + 1  # one may be in the queue
+        assert (await sidecar.call("POST", "/sessions/s1/resume"))[0] == 200
+        goal = sent.sent + 30
+        await wait_until(lambda: sent.sent >= goal, 5)
+        status, png, _ = await post(sidecar, "/sessions/s1/snapshot")
+        assert status == 200 and png_size(png) == (640, 480)
+        status, result = await sidecar.call(
+            "POST", "/sessions/s1/recording", json={"action": "stop"}
+        )
+        assert status == 200 and result["video_frames"] > held_at
+        await phone.pc.close()
+        return result
+
+    result = with_capture_sidecar(scenario)
+    with av.open(result["path"]) as played:
+        # after the hold the file goes on at a keyframe: every frame still decodes
+        decoded = list(played.decode(video=0))
+    assert len(decoded) == result["video_frames"]
