@@ -20,6 +20,7 @@ from aiortc import (
     RTCBundlePolicy,
     RTCConfiguration,
     RTCPeerConnection,
+    RTCRtpSender,
     RTCRtpTransceiver,
     RTCSessionDescription,
 )
@@ -91,6 +92,49 @@ def encode_vp8_clip(
     finally:
         source.close()
     return EncodedClip("video", frames[:count], fps, 90000 // fps, VIDEO_TIME_BASE)
+
+
+def encode_h264_clip(
+    seconds: float = 1.0, width: int = 640, height: int = 480, fps: int = 30
+) -> EncodedClip:
+    """Encode a moving test pattern to constrained-baseline H.264 (Annex B), one keyframe."""
+    count = int(seconds * fps)
+    source = av.open(f"testsrc2=size={width}x{height}:rate={fps}", format="lavfi")
+    encoder = av.CodecContext.create("libx264", "w")
+    encoder.width, encoder.height = width, height
+    encoder.pix_fmt = "yuv420p"
+    encoder.time_base = fractions.Fraction(1, fps)
+    encoder.framerate = fractions.Fraction(fps, 1)
+    encoder.bit_rate = 1_000_000
+    encoder.gop_size = 100000
+    encoder.options = {
+        "profile": "baseline",
+        "level": "31",
+        "tune": "zerolatency",
+        "preset": "ultrafast",
+    }
+    frames: list[bytes] = []
+    try:
+        for index, frame in enumerate(source.decode(video=0)):
+            if index >= count:
+                break
+            frame = frame.reformat(format="yuv420p")
+            frame.pts = index
+            frame.pict_type = (
+                av.video.frame.PictureType.I if index == 0 else av.video.frame.PictureType.NONE
+            )
+            frames.extend(bytes(p) for p in encoder.encode(frame))
+        frames.extend(bytes(p) for p in encoder.encode(None))
+    finally:
+        source.close()
+    return EncodedClip("video", frames[:count], fps, 90000 // fps, VIDEO_TIME_BASE)
+
+
+def h264_units(data: bytes) -> tuple[bytes, ...]:
+    """The NAL units of an Annex B frame, whatever start-code length framed them."""
+    # a 4-byte start code leaves a zero at the end of the unit before it
+    units = (unit.strip(b"\x00") for unit in data.split(b"\x00\x00\x01"))
+    return tuple(unit for unit in units if unit)
 
 
 def encode_opus_clip(seconds: float = 1.0) -> EncodedClip:
@@ -238,11 +282,20 @@ async def start_phone(
     video: EncodedClip,
     audio: EncodedClip | None = None,
     features: list[str] | None = None,
+    video_codec: str | None = None,
 ) -> MediaPeer:
     """A phone: video sendonly + audio sendrecv, pre-encoded, honouring keyframe requests."""
     pc = peer_connection()
     video_track = ReplayTrack(video)
     video_tx = pc.addTransceiver(video_track, direction="sendonly")
+    if video_codec is not None:  # offer only this codec (and RTX), as a phone might
+        video_tx.setCodecPreferences(
+            [
+                c
+                for c in RTCRtpSender.getCapabilities("video").codecs
+                if c.mimeType.lower() in (video_codec, "video/rtx")
+            ]
+        )
     sending = {"video": video_track}
     received = {}
     if audio is not None:

@@ -13,7 +13,12 @@ import pytest
 from aiohttp import web
 
 from lens.media import MediaConfig, make_app
-from lens.media.testing import EncodedClip, encode_opus_clip, encode_vp8_clip
+from lens.media.testing import (
+    EncodedClip,
+    encode_h264_clip,
+    encode_opus_clip,
+    encode_vp8_clip,
+)
 
 SECRET = "test-media-secret"
 T = TypeVar("T")
@@ -60,6 +65,12 @@ async def running_sidecar() -> AsyncIterator[Sidecar]:
 def vp8_clip() -> EncodedClip:
     """Two seconds of 640x480@30 VP8, encoded once for the whole run."""
     return encode_vp8_clip(seconds=2.0, keyframe_every=60)
+
+
+@pytest.fixture(scope="session")
+def h264_clip() -> EncodedClip:
+    """One second of 640x480@30 constrained-baseline H.264."""
+    return encode_h264_clip(seconds=1.0)
 
 
 @pytest.fixture(scope="session")

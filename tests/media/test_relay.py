@@ -10,6 +10,8 @@ from lens.media.app import CODECS
 from lens.media.testing import (
     EncodedClip,
     MediaPeer,
+    frame_digest,
+    h264_units,
     start_phone,
     start_technician,
     wait_until,
@@ -207,5 +209,33 @@ def test_bad_offers_are_refused_with_400(with_sidecar):
         assert status == 400
         status, _ = await sidecar.call("POST", "/sessions/nope/hold")
         assert status == 404
+
+    with_sidecar(scenario)
+
+
+def test_h264_is_forwarded_when_the_phone_offers_only_h264(with_sidecar, h264_clip):
+    async def scenario(sidecar):
+        phone = await start_phone(
+            sidecar.http,
+            sidecar.base_url,
+            sidecar.secret,
+            "s1",
+            h264_clip,
+            video_codec="video/h264",
+        )
+        tech = await start_technician(sidecar.http, sidecar.base_url, sidecar.secret, "s1")
+        video = tech.received["video"]
+        await video.wait_for(20, timeout=10)
+        assert video.codec == "video/h264" and video.keyframes >= 1
+        # the same NAL units arrive (RTP carries NAL units, not start codes)
+        published = {
+            frame_digest(b"".join(b"\x00\x00\x00\x01" + unit for unit in h264_units(frame)))
+            for frame in h264_clip.frames
+        }
+        assert set(video.digests) <= published
+        assert sidecar.app[CODECS].encoders == 0 and sidecar.app[CODECS].decoders == 0
+        status, state = await sidecar.call("GET", "/sessions/s1")
+        assert state["subscriber"]["video"]["codec"] == "video/H264"
+        await close_peers(phone, tech)
 
     with_sidecar(scenario)
