@@ -150,10 +150,17 @@ class LensMediaSession:
         self.features = session_features
         offered = offered_kinds(offer)
         leg = self._new_leg(PUBLISHER)
+        # a technician already connected can only take the codec its leg negotiated
+        technician_video = self.subscriber.codecs.get("video") if self.subscriber else None
         self._add_transceivers(
             leg,
             offered,
-            video=("recvonly", VIDEO_CODEC_PREFERENCE),
+            video=(
+                "recvonly",
+                (technician_video.mimeType.lower(),)
+                if technician_video
+                else VIDEO_CODEC_PREFERENCE,
+            ),
             audio=("sendrecv", AUDIO_CODEC_PREFERENCE),
         )
         for kind in leg.transceivers:
