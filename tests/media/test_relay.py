@@ -239,3 +239,18 @@ def test_h264_is_forwarded_when_the_phone_offers_only_h264(with_sidecar, h264_cl
         await close_peers(phone, tech)
 
     with_sidecar(scenario)
+
+
+def test_the_technician_may_connect_before_the_phone(with_sidecar, vp8_clip, opus_clip):
+    async def scenario(sidecar):
+        tech = await start_technician(sidecar.http, sidecar.base_url, sidecar.secret, "s1")
+        await wait_until(lambda: tech.pc.connectionState == "connected", 10)
+        phone = await start_phone(
+            sidecar.http, sidecar.base_url, sidecar.secret, "s1", vp8_clip, opus_clip
+        )
+        await tech.received["video"].wait_for(15, timeout=10)
+        await tech.received["audio"].wait_for(10, timeout=5)
+        assert tech.received["video"].keyframes >= 1
+        await close_peers(phone, tech)
+
+    with_sidecar(scenario)
