@@ -253,3 +253,9 @@ def ws_connect(http_server: str):
     for ws in opened:
         if ws.connected:
             ws.close()
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """Run the Playwright tests last: its sync API keeps an event loop running in this thread
+    for the rest of the session, which breaks asyncio.run() in the aiortc tests after it."""
+    items.sort(key=lambda item: "browser" in getattr(item, "fixturenames", ()))
