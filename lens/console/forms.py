@@ -10,6 +10,7 @@ from flask_babel import gettext
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import Field, HiddenField, RadioField, StringField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import AnyOf, DataRequired, Length, Optional, Regexp, ValidationError
 
 from lens.invitations import InvitationError, normalise_email, normalise_phone
@@ -91,8 +92,8 @@ class NewSessionForm(FlaskForm):
     email_via = RadioField(
         _l("How to send the e-mail"),
         choices=[
-            (EMAIL_VIA_CLIENT, _l("Send via my own e-mail client")),
-            (EMAIL_VIA_SERVER, _l("Send via the Lens server")),
+            SelectChoice(EMAIL_VIA_CLIENT, _l("Send via my own e-mail client")),
+            SelectChoice(EMAIL_VIA_SERVER, _l("Send via the Lens server")),
         ],
         default=EMAIL_VIA_CLIENT,
     )
