@@ -107,7 +107,9 @@
 
   function followPhone() {
     const root = document.querySelector(".customer-session[data-controls]");
-    if (!root || current) return;
+    const over = root && (root.dataset.screen === "closed" || root.dataset.screen === "expired");
+    if (over) detach(); // the server refuses the socket now: stop reconnecting
+    if (!root || over || current) return;
     current = attach(root, "customer");
   }
 
