@@ -141,38 +141,44 @@
     }
   }
 
-  async function openVideo(facing, exact) {
+  async function openVideo(choice) {
     const q = QUALITY[state.quality || "high"];
-    const stream = await navigator.mediaDevices.getUserMedia({
-      video: { facingMode: exact ? { exact: facing } : { ideal: facing },
-               width: { ideal: q.width }, height: { ideal: q.height } },
-    });
+    const video = Object.assign({ width: { ideal: q.width }, height: { ideal: q.height } }, choice);
+    const stream = await navigator.mediaDevices.getUserMedia({ video: video });
     return stream.getVideoTracks()[0];
+  }
+
+  // Another camera than the one in use, for browsers that do not say which side faces where.
+  async function otherCamera(deviceId) {
+    const devices = await navigator.mediaDevices.enumerateDevices();
+    const other = devices.find((d) => d.kind === "videoinput" && d.deviceId && d.deviceId !== deviceId);
+    return other ? other.deviceId : null;
   }
 
   async function switchCamera(facing) {
     const old = videoTrack();
     if (!old) return;
+    const before = old.getSettings().deviceId;
     old.stop(); // many phones cannot open a second camera while one is open
-    let fresh = null;
-    let ok = true;
-    try {
-      fresh = await openVideo(facing, true);
-    } catch (error) {
-      ok = false;
-      fresh = await openVideo(state.facing, false).catch(() => null); // the camera we had
+    let fresh = await openVideo({ facingMode: { exact: facing } }).catch(() => null);
+    if (!fresh) {
+      const other = await otherCamera(before).catch(() => null);
+      if (other) fresh = await openVideo({ deviceId: { exact: other } }).catch(() => null);
+    }
+    const ok = Boolean(fresh);
+    if (!fresh) { // back to the camera we had
+      const same = before ? { deviceId: { exact: before } } : { facingMode: { ideal: state.facing } };
+      fresh = await openVideo(same).catch(() => null);
     }
     if (fresh) {
       lens.stream.removeTrack(old);
       lens.stream.addTrack(fresh);
-      const preview = $("preview");
-      preview.srcObject = lens.stream;
+      $("preview").srcObject = lens.stream;
       const sender = videoSender();
       if (sender && lens.sending && !lens.cameraPaused) await sender.replaceTrack(fresh);
       if (ok) state.facing = facing;
       if (state.quality) await applyQuality(state.quality);
     }
-    ok = ok && Boolean(fresh);
     note(ok ? overlay().dataset.cameraSwitched : overlay().dataset.cameraFailed);
     state.channel.send("device_result", { control: "camera", ok: ok });
     sendCapabilities();
