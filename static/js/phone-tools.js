@@ -229,6 +229,8 @@
   }
 
   document.addEventListener("lens:camera", () => {
+    const box = overlay();
+    if (box && QUALITY[box.dataset.restoreQuality]) applyQuality(box.dataset.restoreQuality);
     const preview = $("preview");
     preview.addEventListener("loadedmetadata", place, { once: true });
     preview.addEventListener("loadeddata", restoreFreeze, { once: true });

@@ -154,6 +154,7 @@ def test_the_technicians_drawing_freeze_and_quality_reach_the_phone(
     row.click()
     expect(tools.get_by_role("button", name="Unfreeze")).to_have_attribute("aria-pressed", "true")
     expect(tools.get_by_role("status")).to_contain_text("still sees the drawings")
+    expect(tools.get_by_label("Video quality")).to_have_value("low")
     tools.get_by_role("button", name="Unfreeze").click()
     expect(phone.get_by_role("img", name="Frozen picture")).to_be_hidden(timeout=10000)
 
