@@ -43,8 +43,11 @@ def live_server(app) -> Iterator[str]:
 def browser():
     if not shutil.which(CHROMIUM) and not Path(CHROMIUM).exists():
         pytest.fail(f"Debian Chromium not found at {CHROMIUM}: run bin/test (it installs it)")
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
+    # a loaded 2-core machine (WebRTC peers, a sidecar, several Chromium contexts) can
+    # take longer than Playwright's 5 s default to settle a step
+    expect.set_options(timeout=15_000)
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield chromium
