@@ -35,7 +35,7 @@
 
   // Line widths and text sizes grow with the picture, so a shape covers the same part of it.
   function strokeWidth(shape, rect) {
-    return Math.max(1.5, (shape.width * rect.width) / 640);
+    return Math.max(1.5, (shape.width * rect.width) / 400);
   }
 
   function drawShape(ctx, shape, rect) {
@@ -68,7 +68,7 @@
       ctx.arc(centre[0], centre[1], radius, 0, 2 * Math.PI);
       ctx.stroke();
     } else if (shape.kind === "text") {
-      const size = Math.max(12, (shape.width * 5 * rect.width) / 640);
+      const size = Math.max(14, (shape.width * 8 * rect.width) / 640);
       ctx.font = "bold " + Math.round(size) + "px system-ui, sans-serif";
       ctx.textBaseline = "top";
       ctx.lineWidth = Math.max(2, size / 6);

@@ -33,6 +33,7 @@ def technician_logs_in(page, base: str, password: str) -> None:
     page.get_by_label("Confirm password").fill(NEW_PASSWORD)
     page.get_by_role("button", name="Save password").click()
     expect(page.get_by_role("button", name="New session")).to_be_visible()
+    page.wait_for_load_state()  # htmx wires the buttons once the page has loaded
 
 
 def create_pin(page, name: str) -> str:
