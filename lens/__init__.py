@@ -80,7 +80,10 @@ def register_extensions(app: Flask) -> None:
 
     from flask_babel import get_locale
 
+    from lens.i18n import field_label
+
     app.jinja_env.globals["get_locale"] = get_locale
+    app.jinja_env.filters["field_label"] = field_label
 
 
 def register_blueprints(app: Flask) -> None:

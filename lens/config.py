@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from lens.i18n import DEFAULT_CUSTOM_FIELD
+
 
 def _read_or_create_secret(path: Path) -> str:
     """Return the secret stored at path, creating it (mode 0600) on first use."""
@@ -59,7 +61,7 @@ def load_settings(instance_path: str, env: Mapping[str, str] | None = None) -> d
         "LENS_START_SWEEPER": env.get("LENS_START_SWEEPER", "0") == "1",
         "LENS_CUSTOM_FIELDS": [
             label.strip()
-            for label in env.get("LENS_CUSTOM_FIELDS", "Custom field").split(",")
+            for label in env.get("LENS_CUSTOM_FIELDS", DEFAULT_CUSTOM_FIELD).split(",")
             if label.strip()
         ],
         "LENS_ICE_SERVERS": json.loads(env.get("LENS_ICE_SERVERS", "[]")),

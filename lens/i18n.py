@@ -5,10 +5,19 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, redirect, request
+from flask_babel import gettext
 
 bp = Blueprint("i18n", __name__)
 
 COOKIE = "lens_lang"
+
+# The custom field's label when LENS_CUSTOM_FIELDS is unset; shown in the reader's language.
+DEFAULT_CUSTOM_FIELD = "Custom field"
+
+
+def field_label(label: str) -> str:
+    """A custom field's label as shown: the default one translated, a configured one as is."""
+    return gettext("Custom field") if label == DEFAULT_CUSTOM_FIELD else label
 
 
 def select_locale() -> str | None:

@@ -19,6 +19,10 @@ from babel.messages.extract import DEFAULT_KEYWORDS, extract_from_dir
 from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
+from sqlalchemy import select
+
+from lens.extensions import db
+from lens.sessions.models import LensSession
 
 ROOT = Path(__file__).resolve().parent.parent
 TRANSLATIONS = ROOT / "lens" / "translations"
@@ -269,3 +273,16 @@ def test_language_switch_never_leaves_the_site(client, target):
     assert response.status_code == 302
     assert response.headers["Location"] == "/"
     assert "lens_lang=nl" in response.headers.get("Set-Cookie", "")
+
+
+def test_the_default_custom_field_is_shown_translated_and_stored_by_its_setting(app, console):
+    console.client.set_cookie("lens_lang", "nl")
+    dialog = console.client.get("/console/sessions/new", headers={"HX-Request": "true"}).text
+    page = console.client.get("/console/").text
+    assert "Aangepast veld" in dialog and "Aangepast veld" in page
+    assert "Custom field" not in dialog + page
+
+    console.create_session("Jan Klant", custom_0="T-77")
+    with app.app_context():
+        session = db.session.scalars(select(LensSession)).one()
+        assert session.custom_fields == {"Custom field": "T-77"}  # not the reader's language

@@ -13,6 +13,7 @@ from wtforms import Field, HiddenField, RadioField, StringField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import AnyOf, DataRequired, Length, Optional, Regexp, ValidationError
 
+from lens.i18n import field_label
 from lens.invitations import InvitationError, normalise_email, normalise_phone
 from lens.sessions.models import Channel
 
@@ -162,7 +163,7 @@ def new_session_form(custom_labels: Sequence[str], default_region: str = "NL") -
         setattr(
             Form,
             f"custom_{index}",
-            StringField(label, validators=[Optional(), Length(max=120), _NO_CONTROL]),
+            StringField(field_label(label), validators=[Optional(), Length(max=120), _NO_CONTROL]),
         )
     return Form()
 
