@@ -246,14 +246,24 @@ def print_table(results: list[dict[str, Any]]) -> None:
         ratio = "–"
         if per is not None and r["sessions"] in lens and r["system"] != "lens":
             ratio = f"{per / lens[r['sessions']]['cpu_per_session']:.2f}×"
+        latency = f"{num(r['latency_p50'], '.1f')} / {num(r['latency_p95'], '.1f')}"
+        if latency == "– / –":
+            latency = "n/a"  # re-encoded frames cannot be matched by hash
         print(
             f"| {r['system']} | {r['sessions']} "
-            f"| {r.get('cpu_total', float('nan')):.1f} | {per_text} "
-            f"| {r.get('peak_rss_mb', float('nan')):.0f} | {r['fps']:.1f} | {r['lost_pct']:.2f} "
-            f"| {r['latency_p50']:.1f} / {r['latency_p95']:.1f} | {added} "
+            f"| {num(r.get('cpu_total'), '.1f')} | {per_text} "
+            f"| {num(r.get('peak_rss_mb'), '.0f')} | {r['fps']:.1f} | {r['lost_pct']:.2f} "
+            f"| {latency} | {added} "
             f"| {r['first_frame_p50']:.0f} / {r['first_frame_max']:.0f} | {ratio} "
             f"| {r['loadgen_cpu']:.0f} | {r['other_cpu']:.0f} |"
         )
+
+
+def num(value: float | None, spec: str) -> str:
+    """A table cell: the number, or – where the system has none (the direct path's server)."""
+    if value is None or value != value:
+        return "–"
+    return format(value, spec)
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ from lens.captures.models import Recording, Snapshot
 from lens.extensions import db
 from lens.sessions.models import LensSession
 from tests.browser.test_media_flow import FRAMES
-from tests.browser.test_session_flow import create_pin, customer_joins
+from tests.browser.test_session_flow import console_of, create_pin, customer_joins
 
 pytestmark = [pytest.mark.browser, pytest.mark.media]
 
@@ -43,12 +43,7 @@ def recorded_frames(sidecar, session_id: int) -> int:
 def test_take_snapshot_and_record_in_the_console(
     app, technician, live_server, sidecar, browser, shots
 ):
-    tech_context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-US")
-    tech = tech_context.new_page()
-    tech.goto(live_server + "/login")
-    tech.get_by_label("E-mail").fill("tess@example.com")
-    tech.get_by_label("Password").fill("correct horse battery")
-    tech.get_by_role("button", name="Log in").click()
+    tech_context, tech = console_of(browser, live_server)
     pin = create_pin(tech, "Capture Customer")
     with app.app_context():
         session_id = db.session.scalar(select(LensSession.id).where(LensSession.pin == pin))

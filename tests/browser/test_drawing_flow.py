@@ -6,7 +6,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.browser.test_media_flow import FRAMES, PHONE_READY
-from tests.browser.test_session_flow import create_pin, customer_joins
+from tests.browser.test_session_flow import console_of, create_pin, customer_joins
 
 pytestmark = [pytest.mark.browser, pytest.mark.media]
 
@@ -58,12 +58,7 @@ def drag(page, start: tuple[float, float], end: tuple[float, float]) -> None:
 def test_the_technicians_drawing_freeze_and_quality_reach_the_phone(
     app, technician, live_server, sidecar, browser, shots
 ):
-    tech_context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-US")
-    tech = tech_context.new_page()
-    tech.goto(live_server + "/login")
-    tech.get_by_label("E-mail").fill("tess@example.com")
-    tech.get_by_label("Password").fill("correct horse battery")
-    tech.get_by_role("button", name="Log in").click()
+    tech_context, tech = console_of(browser, live_server)
     pin = create_pin(tech, "Drawing Customer")
     phone_context, phone = customer_joins(browser, live_server, pin)
     phone.wait_for_function(PHONE_READY, timeout=15000)
@@ -234,12 +229,7 @@ def test_flashlight_and_camera_switch_from_the_console(
     app, technician, live_server, sidecar, two_camera_browser
 ):
     browser = two_camera_browser
-    tech_context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-US")
-    tech = tech_context.new_page()
-    tech.goto(live_server + "/login")
-    tech.get_by_label("E-mail").fill("tess@example.com")
-    tech.get_by_label("Password").fill("correct horse battery")
-    tech.get_by_role("button", name="Log in").click()
+    tech_context, tech = console_of(browser, live_server)
     pin = create_pin(tech, "Torch Customer")
     phone_context, phone = customer_joins(WithScript(browser, FAKE_TORCH), live_server, pin)
     phone.wait_for_function(PHONE_READY, timeout=15000)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.test_session_flow import create_pin, customer_joins
+from tests.browser.test_session_flow import console_of, create_pin, customer_joins
 
 pytestmark = [pytest.mark.browser, pytest.mark.media]
 
@@ -50,12 +50,7 @@ def assert_frame_rate(page, minimum: float) -> None:
 
 
 def test_start_shows_live_video_and_audio(app, technician, live_server, sidecar, browser):
-    tech_context = browser.new_context(viewport={"width": 1280, "height": 800}, locale="en-US")
-    tech = tech_context.new_page()
-    tech.goto(live_server + "/login")
-    tech.get_by_label("E-mail").fill("tess@example.com")
-    tech.get_by_label("Password").fill("correct horse battery")
-    tech.get_by_role("button", name="Log in").click()
+    tech_context, tech = console_of(browser, live_server)
     pin = create_pin(tech, "Media Customer")
     phone_context, phone = customer_joins(browser, live_server, pin)
 

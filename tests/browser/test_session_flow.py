@@ -9,6 +9,7 @@ from playwright.sync_api import expect
 
 from lens.extensions import db
 from tests.browser.conftest import PHONE
+from tests.conftest import PASSWORD
 
 pytestmark = pytest.mark.browser
 
@@ -34,6 +35,19 @@ def technician_logs_in(page, base: str, password: str) -> None:
     page.get_by_role("button", name="Save password").click()
     expect(page.get_by_role("button", name="New session")).to_be_visible()
     page.wait_for_load_state()  # htmx wires the buttons once the page has loaded
+
+
+def console_of(browser, base: str, email: str = "tess@example.com"):
+    """A technician's console in its own browser context, logged in and loaded."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-US")
+    page = context.new_page()
+    page.goto(base + "/login")
+    page.get_by_label("E-mail").fill(email)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("button", name="New session")).to_be_visible()
+    page.wait_for_load_state()  # htmx wires the buttons once the page has loaded
+    return context, page
 
 
 def create_pin(page, name: str) -> str:

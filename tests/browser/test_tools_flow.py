@@ -10,21 +10,10 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.browser.test_media_flow import FRAMES, PHONE_READY
-from tests.browser.test_session_flow import create_pin, customer_joins
-from tests.conftest import PASSWORD, add_technician
+from tests.browser.test_session_flow import console_of, create_pin, customer_joins
+from tests.conftest import add_technician
 
 pytestmark = [pytest.mark.browser, pytest.mark.media]
-
-
-def console_of(browser, base: str, email: str):
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-US")
-    page = context.new_page()
-    page.goto(base + "/login")
-    page.get_by_label("E-mail").fill(email)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    expect(page.get_by_role("button", name="New session")).to_be_visible()
-    return context, page
 
 
 def frames(page) -> int:
