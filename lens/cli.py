@@ -86,9 +86,13 @@ def create_admin_command(name: str, email: str, password: str | None) -> None:
 
 
 def sweep_once() -> int:
-    """Expire unused PINs and close stalled joins; commit; return how many changed."""
-    validity = timedelta(minutes=current_app.config["LENS_PIN_VALIDITY_MINUTES"])
-    count = lifecycle.expire_due_sessions(db.session, now_utc(), connect_timeout=validity)
+    """Expire unused PINs, close stalled joins and abandoned waits; commit; return how many."""
+    config = current_app.config
+    validity = timedelta(minutes=config["LENS_PIN_VALIDITY_MINUTES"])
+    gone_after = timedelta(minutes=config["LENS_CUSTOMER_GONE_MINUTES"])
+    count = lifecycle.expire_due_sessions(
+        db.session, now_utc(), connect_timeout=validity, gone_after=gone_after
+    )
     db.session.commit()
     return count
 

@@ -58,6 +58,7 @@ def load_settings(instance_path: str, env: Mapping[str, str] | None = None) -> d
         "LENS_BASE_URL": env.get("LENS_BASE_URL", "").rstrip("/"),
         "LENS_PASSWORD_METHOD": env.get("LENS_PASSWORD_METHOD", "scrypt"),
         "LENS_SWEEP_SECONDS": _int(env, "LENS_SWEEP_SECONDS", 30),
+        "LENS_CUSTOMER_GONE_MINUTES": _int(env, "LENS_CUSTOMER_GONE_MINUTES", 5),
         "LENS_START_SWEEPER": env.get("LENS_START_SWEEPER", "0") == "1",
         "LENS_CUSTOM_FIELDS": [
             label.strip()

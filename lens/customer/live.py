@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import time
+
 from flask import current_app, render_template
 
 from lens.captures.records import open_recording
 from lens.events.publishing import session_topic
 from lens.extensions import db
+from lens.sessions import lifecycle
 from lens.sessions.models import LensSession, SessionState
+from lens.timeutil import now_utc
 
 WAIT_SECONDS = 5.0
+SEEN_EVERY_SECONDS = 30.0  # well inside LENS_CUSTOMER_GONE_MINUTES
 
 
 def stream_status(ws, session_id: int) -> None:
@@ -33,10 +38,21 @@ def stream_status(ws, session_id: int) -> None:
                 ws.send(render_template("customer/_status.html", s=lens_session, oob=True))
         return lens_session.is_live
 
+    seen_at = 0.0
+
+    def still_here() -> None:
+        """Tell the sweep that the customer's page is open, every SEEN_EVERY_SECONDS."""
+        nonlocal seen_at
+        if time.monotonic() - seen_at >= SEEN_EVERY_SECONDS:
+            lifecycle.customer_seen(db.session, session_id, now_utc())
+            db.session.commit()
+            seen_at = time.monotonic()
+
     try:
         # first the state as it is: a change before the subscription is not lost
         live = push()
         while live and ws.connected:
+            still_here()
             if subscription.get(timeout=WAIT_SECONDS) is not None:
                 live = push()
     finally:

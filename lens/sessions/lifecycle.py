@@ -363,8 +363,21 @@ def expire_session(db: Session, lens_session: LensSession, now: datetime) -> Len
     return lens_session
 
 
-def expire_due_sessions(db: Session, now: datetime, connect_timeout: timedelta) -> int:
-    """Expire unused PINs and close joins that never reached Accept; return how many."""
+def customer_seen(db: Session, session_id: int, now: datetime) -> None:
+    """The customer's page is open now. A plain UPDATE: a heartbeat is not a change to show."""
+    db.execute(
+        update(LensSession)
+        .where(LensSession.id == session_id)
+        .values(customer_seen_at=now)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def expire_due_sessions(
+    db: Session, now: datetime, connect_timeout: timedelta, gone_after: timedelta | None = None
+) -> int:
+    """Expire unused PINs, close joins that never reached Accept and waiting sessions whose
+    customer's page has been closed for gone_after; return how many."""
     count = 0
     unused = select(LensSession).where(
         LensSession.state == S.CREATED, LensSession.pin_expires_at <= now
@@ -378,4 +391,12 @@ def expire_due_sessions(db: Session, now: datetime, connect_timeout: timedelta) 
     for lens_session in db.scalars(stalled):
         end_session(db, lens_session, actor="system", reason="timeout", now=now)
         count += 1
+    if gone_after is not None:
+        # waiting only: once started, the technician sees the media go and decides
+        gone = select(LensSession).where(
+            LensSession.state == S.WAITING, LensSession.customer_seen_at <= now - gone_after
+        )
+        for lens_session in db.scalars(gone):
+            end_session(db, lens_session, actor="system", reason="customer_left", now=now)
+            count += 1
     return count

@@ -94,6 +94,9 @@ class LensSession(db.Model):
     accepted_at: Mapped[datetime | None]
     started_at: Mapped[datetime | None]
     ended_at: Mapped[datetime | None]
+    # When the customer's page last said it was open (its status socket, every half minute):
+    # a waiting session whose customer is long gone is closed by the sweep.
+    customer_seen_at: Mapped[datetime | None]
     updated_at: Mapped[datetime] = mapped_column(default=now_utc, onupdate=now_utc)
 
     technician: Mapped[Technician] = relationship()

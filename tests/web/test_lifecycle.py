@@ -490,6 +490,34 @@ def test_expire_due_sessions_expires_pins_and_closes_stalled_joins(db_session, t
     assert lifecycle.expire_due_sessions(db.session, NOW, connect_timeout=timeout) == 0
 
 
+def test_a_waiting_session_whose_customer_left_is_closed_by_the_sweep(db_session, technician):
+    technician = tech(technician)
+    gone_after = timedelta(minutes=5)
+    left, _ = session_in("waiting", technician)
+    here, _ = session_in("waiting", technician)
+    never_seen, _ = session_in("waiting", technician)  # from before the heartbeat existed
+    active, _ = session_in("active", technician)  # started: the technician decides
+    lifecycle.customer_seen(db.session, left.id, NOW - timedelta(minutes=6))
+    lifecycle.customer_seen(db.session, here.id, NOW - timedelta(minutes=1))
+    lifecycle.customer_seen(db.session, active.id, NOW - timedelta(minutes=30))
+    db.session.commit()
+    db.session.expire_all()
+
+    count = lifecycle.expire_due_sessions(
+        db.session, NOW, connect_timeout=timedelta(minutes=20), gone_after=gone_after
+    )
+
+    assert count == 1
+    assert (left.state, left.end_reason) == ("closed", "customer_left")
+    assert (left.events[-1].kind, left.events[-1].detail, left.events[-1].actor) == (
+        "end",
+        "customer_left",
+        "system",
+    )
+    assert (here.state, never_seen.state, active.state) == ("waiting", "waiting", "active")
+    assert here.customer_seen_at == NOW - timedelta(minutes=1)
+
+
 def test_concurrent_joins_with_one_pin_admit_only_one_device(app, technician, monkeypatch):
     with app.app_context():
         lens_session = new_session(tech(technician))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import html
 import re
 import time
+from datetime import timedelta
 
 import pytest
 import requests
@@ -12,6 +14,7 @@ from simple_websocket import ConnectionError as HandshakeRefused
 from sqlalchemy import select
 
 from lens.extensions import db
+from lens.sessions import lifecycle
 from lens.sessions.models import LensSession
 from tests.conftest import PASSWORD, add_technician, csrf_from
 
@@ -181,3 +184,42 @@ def test_customer_socket_closes_once_the_session_has_ended(
     assert ended is not None
     with pytest.raises(ConnectionClosed):
         ws.receive(timeout=BOUND)
+
+
+def test_an_open_customer_page_is_seen_and_a_waiting_session_not_seen_since_is_closed(
+    app, technician, http_server, ws_connect, subscriptions
+):
+    tech = Browser(http_server).log_in("tess@example.com")
+    pin = tech.create_session("Jane Away")
+    session_id = session_id_of(app, pin)
+    phone = Browser(http_server)
+    phone.join(pin)
+    assert phone.post("/c/accept").status_code == 200
+    ws = ws_connect("/c/ws", phone.http.cookies)
+    assert subscriptions.wait_for(f"session:{session_id}")
+
+    def seen_at():
+        with app.app_context():
+            return db.session.get(LensSession, session_id).customer_seen_at
+
+    deadline = time.monotonic() + BOUND
+    while seen_at() is None:  # the socket says so as soon as it is open
+        assert time.monotonic() < deadline, "the open page was never seen"
+        time.sleep(0.05)
+    first_seen = seen_at()
+    gone_after = timedelta(minutes=app.config["LENS_CUSTOMER_GONE_MINUTES"])
+    with app.app_context():
+        # a sweep within the grace period leaves it waiting
+        assert lifecycle.expire_due_sessions(
+            db.session, first_seen + gone_after / 2, timedelta(hours=1), gone_after
+        ) == 0
+        db.session.commit()
+        # the page closed and nothing was heard of it for longer: closed, and pushed
+        ws.close()
+        later = first_seen + gone_after + timedelta(seconds=1)
+        assert lifecycle.expire_due_sessions(db.session, later, timedelta(hours=1), gone_after) == 1
+        db.session.commit()
+        lens_session = db.session.get(LensSession, session_id)
+        assert (lens_session.state, lens_session.end_reason) == ("closed", "customer_left")
+    panel = html.unescape(tech.get(f"/console/sessions/{session_id}").text)
+    assert "Session ended (the customer's page was closed)" in panel
