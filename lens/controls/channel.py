@@ -16,6 +16,7 @@ from typing import Any
 
 from flask import current_app
 from flask_babel import gettext as _
+from sqlalchemy import select
 
 from lens.controls.messages import (
     CUSTOMER,
@@ -28,7 +29,7 @@ from lens.controls.messages import (
 from lens.extensions import db
 from lens.features import allowed_features
 from lens.sessions import lifecycle
-from lens.sessions.models import LIVE_STATES, LensSession
+from lens.sessions.models import LIVE_STATES, LensSession, SessionEvent
 from lens.timeutil import now_utc
 
 log = logging.getLogger(__name__)
@@ -151,13 +152,23 @@ def handle(
     handler = HANDLERS.get(kind)
     if handler is not None:
         payload = handler(lens_session, actor, payload)
-    lifecycle.record_event(
-        db.session,
-        lens_session,
-        kind,
-        actor=actor,
-        now=now_utc(),
-        detail=json.dumps(payload, ensure_ascii=False)[:500],
-    )
+    detail = json.dumps(payload, ensure_ascii=False)[:500]
+    if kind not in REPORTS or _last_detail(lens_session, kind) != detail:
+        lifecycle.record_event(
+            db.session, lens_session, kind, actor=actor, now=now_utc(), detail=detail
+        )
     db.session.commit()
     return {"type": kind, "from": side, **payload}
+
+
+# What the phone reports about itself (again on each start): logged when it changes.
+REPORTS = frozenset({"capabilities"})
+
+
+def _last_detail(lens_session: LensSession, kind: str) -> str | None:
+    return db.session.scalar(
+        select(SessionEvent.detail)
+        .where(SessionEvent.session_id == lens_session.id, SessionEvent.kind == kind)
+        .order_by(SessionEvent.id.desc())
+        .limit(1)
+    )

@@ -119,6 +119,24 @@ def test_the_phone_answers_a_device_control(
     assert "Customer's phone could not change the flashlight" in panel
 
 
+def test_the_phones_report_reaches_the_console_each_time_and_is_logged_when_it_changes(
+    app, technician, http_server, ws_connect, subscriptions
+):
+    tech = Browser(http_server).log_in("tess@example.com")
+    phone, session_id = joined_phone(app, http_server, tech, "/console", "Jane Report")
+    tech_ws = ws_connect(f"/console/sessions/{session_id}/controls", tech.http.cookies)
+    assert subscriptions.wait_for(f"controls:{session_id}")
+    phone_ws = ws_connect("/c/controls", phone.http.cookies)
+
+    for report in ({"torch": False}, {"torch": False}, {"torch": True}):
+        phone_ws.send(json.dumps({"type": "capabilities", "cameras": 1, **report}))
+        message = receive_until(tech_ws, '"capabilities"', time.monotonic() + BOUND)
+        assert message is not None, "a report did not reach the console"
+        assert json.loads(message)["torch"] is report["torch"]
+
+    assert event_kinds(app, session_id).count("capabilities") == 2  # the repeat is not logged
+
+
 def started_panel(app, console, make_customer, name: str) -> tuple[str, int]:
     """The panel of a session the console started after a phone joined and accepted."""
     pin = console.create_session(name)["pin"]
