@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -46,12 +49,33 @@ def make_app(config: MediaConfig) -> web.Application:
             web.delete("/sessions/{sid}", delete_session),
         ]
     )
+    app.cleanup_ctx.append(reap_idle_sessions)
     app.on_shutdown.append(close_sessions)
     return app
 
 
 async def close_sessions(app: web.Application) -> None:
     await app[SESSIONS].close_all()
+
+
+REAP_EVERY = 30.0  # seconds; a session idle for two rounds is closed
+
+
+async def reap_idle_sessions(app: web.Application):
+    """While the app runs: close sessions that have had no leg for a while."""
+
+    async def loop() -> None:
+        while True:
+            await asyncio.sleep(REAP_EVERY)
+            reaped = await app[SESSIONS].reap(time.monotonic(), idle_for=2 * REAP_EVERY)
+            if reaped:
+                logger.info("closed idle sessions: %s", ", ".join(reaped))
+
+    task = asyncio.get_running_loop().create_task(loop())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 @web.middleware

@@ -136,6 +136,7 @@ class LensMediaSession:
         self._last_keyframe_request = float("-inf")
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
+        self._answering = 0
         self.recorder: Recorder | None = None
         self._history = VideoHistory()
         self._captures = captures or CaptureTotals()
@@ -307,6 +308,11 @@ class LensMediaSession:
     def empty(self) -> bool:
         return self.publisher is None and self.subscriber is None
 
+    @property
+    def idle(self) -> bool:
+        """No leg, none being answered, no recording: nothing would be lost by closing it."""
+        return self.empty and not self._answering and self.recorder is None
+
     # ----- forwarding -------------------------------------------------------------------
 
     def _from_phone(
@@ -390,6 +396,7 @@ class LensMediaSession:
         passthrough.divert_receiver(leg.transceivers[kind].receiver, kind, tap)
 
     async def _answer(self, leg: Leg, offer: RTCSessionDescription) -> RTCSessionDescription:
+        self._answering += 1  # not attached until answered, yet the session is not idle
         try:
             await leg.pc.setRemoteDescription(offer)
             for kind, transceiver in leg.transceivers.items():
@@ -408,6 +415,8 @@ class LensMediaSession:
         except Exception as exc:
             await self._close_leg(leg)
             raise SessionError(f"cannot answer the {leg.role} offer: {exc}", 400) from exc
+        finally:
+            self._answering -= 1
         return leg.pc.localDescription
 
     async def _drop_leg(self, leg: Leg) -> None:
@@ -444,6 +453,7 @@ class MediaSessions:
         self.captures = CaptureTotals()
         self._ice_servers = ice_servers
         self._sessions: dict[str, LensMediaSession] = {}
+        self._idle_since: dict[str, float] = {}
         # snapshots decode here, never on the event loop; two at a time at most
         self._executor = ThreadPoolExecutor(2, thread_name_prefix="lens-snapshot")
 
@@ -472,6 +482,22 @@ class MediaSessions:
         self._sessions.clear()
         await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def reap(self, now: float, idle_for: float) -> list[str]:
+        """Close the sessions left with no leg and no recording for idle_for seconds.
+
+        The web process DELETEs a session when it ends; one that ends otherwise (a sweep
+        on the web side, a phone that never came back) would stay here. A phone or
+        technician that connects again later simply makes a new one."""
+        reaped = []
+        for sid, session in list(self._sessions.items()):
+            if not session.idle:
+                self._idle_since.pop(sid, None)
+            elif now - self._idle_since.setdefault(sid, now) >= idle_for:
+                self._idle_since.pop(sid, None)
+                await self.close(sid)
+                reaped.append(sid)
+        return reaped
 
     def recordings(self) -> int:
         """Recordings being written now."""
