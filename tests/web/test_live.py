@@ -130,17 +130,23 @@ def test_console_socket_carries_only_own_sessions(
     assert "Tess Customer" not in first
 
 
-def test_customer_status_becomes_active_when_the_technician_starts(
-    app, technician, http_server, ws_connect, subscriptions
-):
+def waiting_phone(app, http_server, ws_connect, subscriptions, name: str):
+    """Tess's session with a phone that joined, accepted and has its status socket open."""
     tech = Browser(http_server).log_in("tess@example.com")
-    pin = tech.create_session("Jane Live")
+    pin = tech.create_session(name)
     session_id = session_id_of(app, pin)
     phone = Browser(http_server)
     phone.join(pin)
     assert phone.post("/c/accept").status_code == 200
     ws = ws_connect("/c/ws", phone.http.cookies)
     assert subscriptions.wait_for(f"session:{session_id}"), "customer socket never subscribed"
+    return tech, session_id, ws
+
+
+def test_customer_status_becomes_active_when_the_technician_starts(
+    app, technician, http_server, ws_connect, subscriptions
+):
+    tech, session_id, ws = waiting_phone(app, http_server, ws_connect, subscriptions, "Jane Live")
 
     began = time.monotonic()
     assert tech.post(f"/console/sessions/{session_id}/start").status_code == 200
@@ -170,14 +176,7 @@ def test_console_socket_refuses_a_browser_that_is_not_logged_in(http_server, ws_
 def test_customer_socket_closes_once_the_session_has_ended(
     app, technician, http_server, ws_connect, subscriptions
 ):
-    tech = Browser(http_server).log_in("tess@example.com")
-    pin = tech.create_session("Jane Live")
-    session_id = session_id_of(app, pin)
-    phone = Browser(http_server)
-    phone.join(pin)
-    assert phone.post("/c/accept").status_code == 200
-    ws = ws_connect("/c/ws", phone.http.cookies)
-    assert subscriptions.wait_for(f"session:{session_id}")
+    tech, session_id, ws = waiting_phone(app, http_server, ws_connect, subscriptions, "Jane Live")
 
     assert tech.post(f"/console/sessions/{session_id}/end").status_code == 200
     ended = receive_until(ws, "The session has ended", time.monotonic() + BOUND)
@@ -189,14 +188,7 @@ def test_customer_socket_closes_once_the_session_has_ended(
 def test_an_open_customer_page_is_seen_and_a_waiting_session_not_seen_since_is_closed(
     app, technician, http_server, ws_connect, subscriptions
 ):
-    tech = Browser(http_server).log_in("tess@example.com")
-    pin = tech.create_session("Jane Away")
-    session_id = session_id_of(app, pin)
-    phone = Browser(http_server)
-    phone.join(pin)
-    assert phone.post("/c/accept").status_code == 200
-    ws = ws_connect("/c/ws", phone.http.cookies)
-    assert subscriptions.wait_for(f"session:{session_id}")
+    tech, session_id, ws = waiting_phone(app, http_server, ws_connect, subscriptions, "Jane Away")
 
     def seen_at():
         with app.app_context():
@@ -210,11 +202,10 @@ def test_an_open_customer_page_is_seen_and_a_waiting_session_not_seen_since_is_c
     gone_after = timedelta(minutes=app.config["LENS_CUSTOMER_GONE_MINUTES"])
     with app.app_context():
         # a sweep within the grace period leaves it waiting
-        assert lifecycle.expire_due_sessions(
-            db.session, first_seen + gone_after / 2, timedelta(hours=1), gone_after
-        ) == 0
+        soon = first_seen + gone_after / 2
+        assert lifecycle.expire_due_sessions(db.session, soon, timedelta(hours=1), gone_after) == 0
         db.session.commit()
-        # the page closed and nothing was heard of it for longer: closed, and pushed
+        # the page closed and nothing was heard of it for longer: the sweep closes the session
         ws.close()
         later = first_seen + gone_after + timedelta(seconds=1)
         assert lifecycle.expire_due_sessions(db.session, later, timedelta(hours=1), gone_after) == 1
