@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 from playwright.sync_api import expect
+from sqlalchemy import select
 
 from lens.extensions import db
+from lens.sessions.models import LensSession
 from tests.browser.conftest import PHONE
 from tests.conftest import PASSWORD
 
@@ -89,6 +92,12 @@ def customer_joins(browser, base: str, pin: str, shots=None):
     return context, phone
 
 
+def customer_seen_at(app, name: str):
+    with app.app_context():
+        query = select(LensSession.customer_seen_at).where(LensSession.customer_name == name)
+        return db.session.scalar(query)
+
+
 def test_pin_to_start_to_end(app, runner, live_server, browser, shots):
     password = first_admin_password(app, runner)
     tech_context = browser.new_context(viewport={"width": 1280, "height": 800}, locale="en-US")
@@ -110,6 +119,12 @@ def test_pin_to_start_to_end(app, runner, live_server, browser, shots):
     bob_context, bob_phone = customer_joins(browser, live_server, second_pin)
     bob = rows.get_by_role("row").filter(has_text="Bob Customer")
     expect(bob).to_contain_text("Customer connected")
+    # the phone's open page tells the server it is there (a waiting session whose
+    # customer's page stays closed is swept)
+    deadline = time.monotonic() + 10
+    while customer_seen_at(app, "Bob Customer") is None:
+        assert time.monotonic() < deadline, "the waiting phone's page was never seen"
+        time.sleep(0.1)  # polling the database: it has no event to wait for
 
     ann.get_by_role("button", name="Start").click()
     expect(ann).to_contain_text("Active")
