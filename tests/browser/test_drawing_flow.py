@@ -44,6 +44,13 @@ PHONE_INK = """([point, radius]) => {
 PHONE_VIDEO_WIDTH = "() => window.lensCustomer.stream.getVideoTracks()[0].getSettings().width"
 
 
+def assert_bar_below_picture(page) -> None:
+    """The connection bar covers no part of the picture (all of it can be drawn on)."""
+    bar = page.locator(".video-bar").bounding_box()
+    stage = page.locator(".video-stage").bounding_box()
+    assert bar["y"] >= stage["y"] + stage["height"] - 1
+
+
 def drag(page, start: tuple[float, float], end: tuple[float, float]) -> None:
     """Drag the mouse between two picture points of the technician's video."""
     x0, y0 = page.evaluate(TECH_POINT, list(start))
@@ -70,6 +77,7 @@ def test_the_technicians_drawing_freeze_and_quality_reach_the_phone(
     expect(tech.locator(".media-state")).to_have_text("Connected", timeout=15000)
     tech.wait_for_function(f"({FRAMES})() > 10", timeout=15000)
     tools = tech.get_by_role("toolbar", name="Video tools")
+    assert_bar_below_picture(tech)
 
     # an arrow drawn on the technician's video shows on the phone at the same picture place
     tools.get_by_role("button", name="Arrow").click()
@@ -137,8 +145,13 @@ def test_the_technicians_drawing_freeze_and_quality_reach_the_phone(
     )
     video_width = tech.evaluate("document.querySelector('.remote-video').videoWidth")
     assert abs(frame.bounding_box()["width"] - video_width) < 2
+    tools.get_by_role("button", name="Fit").click()
     tools.get_by_role("button", name="Full screen").click()
     tech.wait_for_function("document.fullscreenElement?.classList.contains('video-shell')")
+    # the picture takes the screen, the bar and the tools stay below it
+    assert stage.bounding_box()["height"] > 0.6 * tech.viewport_size["height"]
+    assert_bar_below_picture(tech)
+    tech.screenshot(path=str(shots / "tools-5-console-full-screen.png"))
     tools.get_by_role("button", name="Exit full screen").click()
     tech.wait_for_function("document.fullscreenElement === null")
     tools.get_by_role("button", name="Fit").click()
