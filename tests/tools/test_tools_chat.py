@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import pytest
@@ -132,6 +133,13 @@ def test_the_panel_and_the_phone_show_the_history(app, chat):
     log = tech.get(f"/console/sessions/{session_id}").text
     assert "Chat message from the technician" in log
     assert "Chat message from the customer" in log
+
+
+def test_an_empty_chat_log_is_empty_markup_so_that_it_is_not_shown(app, chat):
+    session_id, _, _, tech = chat
+    empty_log = re.compile(r'<ol class="chat-log"[^>]*></ol>')  # .chat-log:empty hides it
+    assert empty_log.search(tech.get(f"/console/sessions/{session_id}").text)
+    assert empty_log.search(tech.phone.get("/c").text)
 
 
 def test_presets_are_offered_for_one_click(app, chat):
