@@ -18,6 +18,7 @@ instead of ``encode()`` when its track yields ``av.Packet``s. This module:
 from __future__ import annotations
 
 import fractions
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -36,8 +37,10 @@ from aiortc.rtp import RtpPacket
 from aiortc.utils import uint16_add, uint32_gt
 
 # A lost packet that NACK did not recover stalls aiortc's jitter buffer until 512 packets
-# pile up (seconds of video). Give up on it after this many newer packets instead.
+# pile up (seconds of video). Give up on it after this many newer packets, or after this
+# long, whichever comes first: at a phone's starting bitrate 128 packets take seconds.
 STALL_PACKETS = 128
+STALL_SECONDS = 0.3
 
 FrameHandler = Callable[[RTCRtpCodecParameters, JitterFrame], None]
 
@@ -67,10 +70,12 @@ class FrameTap:
 class ForwardingVideoBuffer(JitterBuffer):
     """A video jitter buffer that releases a frame when its marker packet completes it."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__(capacity=512, is_video=True)
         self.media_ssrc: int | None = None
         self._next_sequence: int | None = None
+        self._clock = clock
+        self._hole_since: float | None = None
 
     def add(self, packet: RtpPacket) -> tuple[bool, JitterFrame | None]:
         self.media_ssrc = packet.ssrc
@@ -80,11 +85,17 @@ class ForwardingVideoBuffer(JitterBuffer):
             and self._origin is not None
             and self._packets[self._origin % self._capacity] is None
         ):
+            now = self._clock()
+            if self._hole_since is None:
+                self._hole_since = now
             waiting = uint16_add(packet.sequence_number, -self._origin)
-            if waiting > STALL_PACKETS:
+            if waiting > STALL_PACKETS or now - self._hole_since > STALL_SECONDS:
                 # skip the hole; the next frame is marked discontinuous and we ask for a keyframe
                 self.smart_remove(1)
+                self._hole_since = None
                 pli_flag = True
+        else:
+            self._hole_since = None
         return pli_flag, frame
 
     def _remove_frame(self, sequence_number: int) -> JitterFrame | None:
