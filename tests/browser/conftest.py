@@ -77,14 +77,17 @@ class Sidecar:
         self.url = f"http://127.0.0.1:{self.port}"
         self.process = None
 
-    def start(self) -> None:
+    def start(self, log=None) -> None:
+        """Start it and wait for /healthz; its log goes to the file log, else to stderr."""
         import subprocess
         import sys
 
         import requests
 
         env = dict(os.environ, LENS_MEDIA_PORT=str(self.port), LENS_MEDIA_SECRET=self.secret)
-        self.process = subprocess.Popen([sys.executable, "-m", "lens.media"], env=env)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "lens.media"], env=env, stdout=log, stderr=log
+        )
         deadline = time.monotonic() + 20
         while True:
             try:
