@@ -100,14 +100,22 @@ def test_the_web_console_cannot_set_the_video_quality(
     assert event_kinds(app, session_id) == [*before, "draw"]
 
 
-def test_the_phone_answers_a_device_control(
-    app, technician, http_server, ws_connect, subscriptions
-):
+def both_sockets(app, http_server, ws_connect, subscriptions, name: str):
+    """Tess's console and a joined phone, each with its control socket open."""
     tech = Browser(http_server).log_in("tess@example.com")
-    phone, session_id = joined_phone(app, http_server, tech, "/console", "Jane Torch")
+    phone, session_id = joined_phone(app, http_server, tech, "/console", name)
     tech_ws = ws_connect(f"/console/sessions/{session_id}/controls", tech.http.cookies)
     assert subscriptions.wait_for(f"controls:{session_id}")
     phone_ws = ws_connect("/c/controls", phone.http.cookies)
+    return tech, session_id, tech_ws, phone_ws
+
+
+def test_the_phone_answers_a_device_control(
+    app, technician, http_server, ws_connect, subscriptions
+):
+    tech, session_id, tech_ws, phone_ws = both_sockets(
+        app, http_server, ws_connect, subscriptions, "Jane Torch"
+    )
 
     phone_ws.send(json.dumps({"type": "capabilities", "torch": False, "cameras": 1}))
     phone_ws.send(json.dumps({"type": "device_result", "control": "torch", "ok": False}))
@@ -122,11 +130,9 @@ def test_the_phone_answers_a_device_control(
 def test_the_phones_report_reaches_the_console_each_time_and_is_logged_when_it_changes(
     app, technician, http_server, ws_connect, subscriptions
 ):
-    tech = Browser(http_server).log_in("tess@example.com")
-    phone, session_id = joined_phone(app, http_server, tech, "/console", "Jane Report")
-    tech_ws = ws_connect(f"/console/sessions/{session_id}/controls", tech.http.cookies)
-    assert subscriptions.wait_for(f"controls:{session_id}")
-    phone_ws = ws_connect("/c/controls", phone.http.cookies)
+    tech, session_id, tech_ws, phone_ws = both_sockets(
+        app, http_server, ws_connect, subscriptions, "Jane Report"
+    )
 
     for report in ({"torch": False}, {"torch": False}, {"torch": True}):
         phone_ws.send(json.dumps({"type": "capabilities", "cameras": 1, **report}))
