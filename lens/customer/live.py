@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 from flask import current_app, render_template
+from sqlalchemy.exc import SQLAlchemyError
 
 from lens.captures.records import open_recording
 from lens.events.publishing import session_topic
@@ -12,6 +14,8 @@ from lens.extensions import db
 from lens.sessions import lifecycle
 from lens.sessions.models import LensSession, SessionState
 from lens.timeutil import now_utc
+
+log = logging.getLogger(__name__)
 
 WAIT_SECONDS = 5.0
 SEEN_EVERY_SECONDS = 30.0  # well inside LENS_CUSTOMER_GONE_MINUTES
@@ -44,9 +48,13 @@ def stream_status(ws, session_id: int) -> None:
         """Tell the sweep that the customer's page is open, every SEEN_EVERY_SECONDS."""
         nonlocal seen_at
         if time.monotonic() - seen_at >= SEEN_EVERY_SECONDS:
-            lifecycle.customer_seen(db.session, session_id, now_utc())
-            db.session.commit()
             seen_at = time.monotonic()
+            try:
+                lifecycle.customer_seen(db.session, session_id, now_utc())
+                db.session.commit()
+            except SQLAlchemyError:  # a busy database: the next beat comes in half a minute
+                db.session.rollback()
+                log.warning("could not mark session %s seen", session_id, exc_info=True)
 
     try:
         # first the state as it is: a change before the subscription is not lost

@@ -12,6 +12,7 @@ import requests
 from simple_websocket import ConnectionClosed
 from simple_websocket import ConnectionError as HandshakeRefused
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 
 from lens.extensions import db
 from lens.sessions import lifecycle
@@ -214,3 +215,17 @@ def test_an_open_customer_page_is_seen_and_a_waiting_session_not_seen_since_is_c
         assert (lens_session.state, lens_session.end_reason) == ("closed", "customer_left")
     panel = html.unescape(tech.get(f"/console/sessions/{session_id}").text)
     assert "Session ended (the customer's page was closed)" in panel
+
+
+def test_a_failed_seen_mark_does_not_end_the_customers_status_socket(
+    app, technician, http_server, ws_connect, subscriptions, monkeypatch
+):
+    def busy(*args, **kwargs):
+        raise OperationalError("UPDATE lens_session", {}, Exception("database is locked"))
+
+    monkeypatch.setattr(lifecycle, "customer_seen", busy)
+    tech, session_id, ws = waiting_phone(app, http_server, ws_connect, subscriptions, "Jane Busy")
+
+    began = time.monotonic()
+    assert tech.post(f"/console/sessions/{session_id}/start").status_code == 200
+    assert receive_until(ws, "Session active", began + BOUND) is not None
