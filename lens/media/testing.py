@@ -64,16 +64,41 @@ def encode_vp8_clip(
     keyframe_every: int = 60,
 ) -> EncodedClip:
     """Encode a moving test pattern to VP8, with a keyframe every `keyframe_every` frames."""
+    options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0"}
+    return _encode_pattern("libvpx", options, seconds, width, height, fps, bitrate, keyframe_every)
+
+
+def encode_h264_clip(
+    seconds: float = 1.0, width: int = 640, height: int = 480, fps: int = 30
+) -> EncodedClip:
+    """Encode a moving test pattern to constrained-baseline H.264 (Annex B), one keyframe."""
+    options = {"profile": "baseline", "level": "31", "tune": "zerolatency", "preset": "ultrafast"}
+    count = int(seconds * fps)
+    # one keyframe: every `count + 1` frames never comes round again
+    return _encode_pattern("libx264", options, seconds, width, height, fps, 1_000_000, count + 1)
+
+
+def _encode_pattern(
+    codec: str,
+    options: dict[str, str],
+    seconds: float,
+    width: int,
+    height: int,
+    fps: int,
+    bitrate: int,
+    keyframe_every: int,
+) -> EncodedClip:
+    """A moving lavfi test pattern through `codec`, keyframes where we choose them."""
     count = int(seconds * fps)
     source = av.open(f"testsrc2=size={width}x{height}:rate={fps}", format="lavfi")
-    encoder = av.CodecContext.create("libvpx", "w")
+    encoder = av.CodecContext.create(codec, "w")
     encoder.width, encoder.height = width, height
     encoder.pix_fmt = "yuv420p"
     encoder.time_base = fractions.Fraction(1, fps)
     encoder.framerate = fractions.Fraction(fps, 1)
     encoder.bit_rate = bitrate
     encoder.gop_size = 100000
-    encoder.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0"}
+    encoder.options = options
     frames: list[bytes] = []
     try:
         for index, frame in enumerate(source.decode(video=0)):
@@ -86,42 +111,6 @@ def encode_vp8_clip(
                 av.video.frame.PictureType.I
                 if index % keyframe_every == 0
                 else av.video.frame.PictureType.NONE
-            )
-            frames.extend(bytes(p) for p in encoder.encode(frame))
-        frames.extend(bytes(p) for p in encoder.encode(None))
-    finally:
-        source.close()
-    return EncodedClip("video", frames[:count], fps, 90000 // fps, VIDEO_TIME_BASE)
-
-
-def encode_h264_clip(
-    seconds: float = 1.0, width: int = 640, height: int = 480, fps: int = 30
-) -> EncodedClip:
-    """Encode a moving test pattern to constrained-baseline H.264 (Annex B), one keyframe."""
-    count = int(seconds * fps)
-    source = av.open(f"testsrc2=size={width}x{height}:rate={fps}", format="lavfi")
-    encoder = av.CodecContext.create("libx264", "w")
-    encoder.width, encoder.height = width, height
-    encoder.pix_fmt = "yuv420p"
-    encoder.time_base = fractions.Fraction(1, fps)
-    encoder.framerate = fractions.Fraction(fps, 1)
-    encoder.bit_rate = 1_000_000
-    encoder.gop_size = 100000
-    encoder.options = {
-        "profile": "baseline",
-        "level": "31",
-        "tune": "zerolatency",
-        "preset": "ultrafast",
-    }
-    frames: list[bytes] = []
-    try:
-        for index, frame in enumerate(source.decode(video=0)):
-            if index >= count:
-                break
-            frame = frame.reformat(format="yuv420p")
-            frame.pts = index
-            frame.pict_type = (
-                av.video.frame.PictureType.I if index == 0 else av.video.frame.PictureType.NONE
             )
             frames.extend(bytes(p) for p in encoder.encode(frame))
         frames.extend(bytes(p) for p in encoder.encode(None))
