@@ -9,7 +9,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from lens.i18n import DEFAULT_CUSTOM_FIELD
+# The custom field's label when LENS_CUSTOM_FIELDS is unset (lens.i18n shows it translated).
+DEFAULT_CUSTOM_FIELD = "Custom field"
 
 
 def _read_or_create_secret(path: Path) -> str:

@@ -7,12 +7,11 @@ from urllib.parse import urlsplit
 from flask import Blueprint, current_app, redirect, request
 from flask_babel import gettext
 
+from lens.config import DEFAULT_CUSTOM_FIELD
+
 bp = Blueprint("i18n", __name__)
 
 COOKIE = "lens_lang"
-
-# The custom field's label when LENS_CUSTOM_FIELDS is unset; shown in the reader's language.
-DEFAULT_CUSTOM_FIELD = "Custom field"
 
 
 def field_label(label: str) -> str:
