@@ -23,6 +23,14 @@
     });
   }
 
+  // A row opens its panel. Delegated from the document: the list is replaced whenever a
+  // session changes, and a click on a row htmx had not processed yet would be lost.
+  document.addEventListener("click", (event) => {
+    const row = event.target.closest("#session-rows tr[data-detail]");
+    if (!row || event.target.closest("button, a")) return;
+    htmx.ajax("GET", row.dataset.detail, { target: "#session-panel" });
+  });
+
   document.addEventListener("htmx:afterSettle", () => { tick(); markSelected(); });
   document.addEventListener("htmx:oobAfterSwap", () => { tick(); markSelected(); });
   document.addEventListener("DOMContentLoaded", () => { tick(); setInterval(tick, 1000); });
