@@ -41,11 +41,32 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
 def register_extensions(app: Flask) -> None:
     from lens import events
+    from lens.database import engine_options, tune_sqlite
     from lens.events import publishing
     from lens.extensions import babel, csrf, db, limiter, login_manager, mail, migrate, sock
     from lens.i18n import select_locale
 
+    app.config.setdefault(
+        "SQLALCHEMY_ENGINE_OPTIONS",
+        engine_options(
+            app.config["SQLALCHEMY_DATABASE_URI"],
+            pool_size=app.config["LENS_DB_POOL_SIZE"],
+            max_overflow=app.config["LENS_DB_MAX_OVERFLOW"],
+            pool_timeout=app.config["LENS_DB_POOL_TIMEOUT"],
+        ),
+    )
     db.init_app(app)
+    with app.app_context():
+        tune_sqlite(db.engine)
+    from lens.sockets import SocketLimits
+    from lens.sockets.tls import TLSAwareSelector
+
+    app.config["SOCK_SERVER_OPTIONS"] = dict(
+        app.config["SOCK_SERVER_OPTIONS"], selector_class=TLSAwareSelector
+    )
+    app.extensions["lens.socket_limits"] = SocketLimits(
+        app.config["LENS_SOCKETS_PER_ADDRESS"], app.config["LENS_SOCKETS_PER_OWNER"]
+    )
     migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True)
     csrf.init_app(app)
     limiter.init_app(app)

@@ -44,10 +44,16 @@ def load_settings(instance_path: str, env: Mapping[str, str] | None = None) -> d
     instance = Path(instance_path)
     secret_key = env.get("SECRET_KEY") or _read_or_create_secret(instance / "secret_key")
     redis_url = env.get("REDIS_URL", "")
+    database_url = env.get("DATABASE_URL") or f"sqlite:///{instance / 'lens.db'}"
     settings: dict[str, Any] = {
         "SECRET_KEY": secret_key,
-        "SQLALCHEMY_DATABASE_URI": env.get("DATABASE_URL") or f"sqlite:///{instance / 'lens.db'}",
-        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        # the engine's options are made from these by lens.database.engine_options
+        "LENS_DB_POOL_SIZE": _int(env, "LENS_DB_POOL_SIZE", 10),
+        "LENS_DB_MAX_OVERFLOW": _int(env, "LENS_DB_MAX_OVERFLOW", 20),
+        "LENS_DB_POOL_TIMEOUT": float(env.get("LENS_DB_POOL_TIMEOUT", "10")),
+        # how long a write waits for a busy database before the user is told to try again
+        "LENS_DB_BUSY_SECONDS": float(env.get("LENS_DB_BUSY_SECONDS", "15")),
         "REDIS_URL": redis_url,
         "RATELIMIT_STORAGE_URI": env.get("LENS_RATELIMIT_STORAGE_URI")
         or (redis_url if redis_url else "memory://"),
@@ -110,6 +116,16 @@ def load_settings(instance_path: str, env: Mapping[str, str] | None = None) -> d
         "SESSION_COOKIE_SECURE": env.get("LENS_SECURE_COOKIES", "0") == "1",
         "REMEMBER_COOKIE_SECURE": env.get("LENS_SECURE_COOKIES", "0") == "1",
         "WTF_CSRF_TIME_LIMIT": None,
-        "SOCK_SERVER_OPTIONS": {"ping_interval": 25},
+        # Page sockets (lens.sockets): sizes, rates and caps that keep one client from
+        # taking the process. Reads are larger than a TLS record (lens.sockets.tls).
+        "SOCK_SERVER_OPTIONS": {
+            "ping_interval": 25,
+            "max_message_size": _int(env, "LENS_SOCKET_MAX_MESSAGE", 64 * 1024),
+            "receive_bytes": 64 * 1024,
+        },
+        "LENS_SOCKET_MESSAGES_PER_SECOND": float(env.get("LENS_SOCKET_MESSAGES_PER_SECOND", "20")),
+        "LENS_SOCKET_BURST": float(env.get("LENS_SOCKET_BURST", "60")),
+        "LENS_SOCKETS_PER_ADDRESS": _int(env, "LENS_SOCKETS_PER_ADDRESS", 100),
+        "LENS_SOCKETS_PER_OWNER": _int(env, "LENS_SOCKETS_PER_OWNER", 20),
     }
     return settings

@@ -5,7 +5,9 @@ from __future__ import annotations
 from flask import Flask, render_template, request
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
+from sqlalchemy.exc import OperationalError
 
+from lens.database import DatabaseBusy, is_busy
 from lens.sessions.errors import SessionError
 
 
@@ -72,6 +74,19 @@ def register(app: Flask) -> None:
         if getattr(error, "response", None) is not None:
             return error.response  # the limited view's own answer (the New session dialog)
         return render_error(429, _("Too many attempts. Wait a moment and try again."))
+
+    @app.errorhandler(DatabaseBusy)
+    def database_busy(error: DatabaseBusy):
+        response = render_error(
+            503, _("The server is busy. Nothing was saved; try again in a few seconds.")
+        )
+        return response[0], response[1], {**response[2], "Retry-After": "5"}
+
+    @app.errorhandler(OperationalError)
+    def database_error(error: OperationalError):
+        if is_busy(error):
+            return database_busy(DatabaseBusy())
+        raise error
 
     @app.errorhandler(500)
     def server_error(error):

@@ -38,9 +38,10 @@ def web_command(cert: Path, key: Path) -> list[str]:
     return [
         sys.executable, "-m", "gunicorn", "app:create_app()",
         "--bind", bind,
-        "--worker-class", "gthread",
+        # gevent: a waiting socket is a parked greenlet, not a thread (docs/web-tier.md)
+        "--worker-class", "gevent",
         "--workers", os.environ.get("LENS_WEB_WORKERS", "1"),
-        "--threads", os.environ.get("LENS_WEB_THREADS", "64"),
+        "--worker-connections", os.environ.get("LENS_WEB_CONNECTIONS", "2000"),
         "--certfile", str(cert), "--keyfile", str(key),
         "--access-logfile", "-",
         "--graceful-timeout", "5",
@@ -66,8 +67,9 @@ def main() -> int:
     sidecar_started = time.monotonic()
     delay = RESTART_DELAY
     port = os.environ.get("LENS_PORT", "8443")
-    log.info("Lens is up: https://localhost:%s/console (customers: https://<this host>:%s/)",
-             port, port)
+    log.info(
+        "Lens is up: https://localhost:%s/console (customers: https://<this host>:%s/)", port, port
+    )
 
     stopping = False
 

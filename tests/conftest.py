@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -259,3 +261,74 @@ def pytest_collection_modifyitems(items) -> None:
     """Run the Playwright tests last: its sync API keeps an event loop running in this thread
     for the rest of the session, which breaks asyncio.run() in the aiortc tests after it."""
     items.sort(key=lambda item: "browser" in getattr(item, "fixturenames", ()))
+
+
+class PageClient:
+    """A page's one socket as the control tests use it: JSON in and out, pushes set aside.
+
+    A console's client opens the session's panel first and adds the session to every JSON
+    object it sends, as console-tools.js does; raw junk is sent as it is.
+    """
+
+    def __init__(self, ws, session_id: int | None) -> None:
+        self.ws = ws
+        self.session_id = session_id
+        self.pushes: list[str] = []  # the HTML that came in between JSON messages
+
+    @property
+    def connected(self) -> bool:
+        return self.ws.connected
+
+    def send(self, raw) -> None:
+        if self.session_id is not None and isinstance(raw, str):
+            try:
+                message = json.loads(raw)
+            except ValueError:
+                message = None
+            if isinstance(message, dict) and "session" not in message:
+                raw = json.dumps({**message, "session": self.session_id})
+        self.ws.send(raw)
+
+    def receive(self, timeout: float | None = None):
+        """The next JSON message (as its text), or None when `timeout` passes first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            message = self.ws.receive(timeout=left)
+            if message is None or not message.startswith("<"):
+                return message
+            self.pushes.append(message)
+
+    def receive_push(self, needle: str, timeout: float = 5.0) -> str | None:
+        """The first HTML push (set aside or new) that contains needle."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for push in self.pushes:
+                if needle in push:
+                    return push
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            message = self.ws.receive(timeout=left)
+            if message is None:
+                return None
+            if message.startswith("<"):
+                self.pushes.append(message)
+
+    def close(self) -> None:
+        self.ws.close()
+
+
+@pytest.fixture
+def controls_connect(ws_connect):
+    """Open a page's socket: the phone's (/c/ws), or a console's with a session's panel open."""
+
+    def connect(path: str, cookies, session: int | None = None) -> PageClient:
+        client = PageClient(ws_connect(path, cookies), session)
+        if session is not None:
+            client.ws.send(json.dumps({"type": "open", "session": session}))
+            # the panel's head comes back once the session's channel is subscribed
+            assert client.receive_push(f'id="session-head-{session}"'), "panel never opened"
+        return client
+
+    return connect

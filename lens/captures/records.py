@@ -14,7 +14,13 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from lens.auth.models import Technician
-from lens.captures.models import Recording, Snapshot, running_recording
+from lens.captures.models import (
+    Recording,
+    Snapshot,
+    running_recording,
+    session_recordings,
+    session_snapshots,
+)
 from lens.sessions import lifecycle
 from lens.sessions.models import LensSession
 
@@ -133,3 +139,13 @@ def finish_recording(
         db, recording.lens_session, RECORDING_STOPPED, actor=actor, now=now, detail=seconds
     )
     return recording
+
+
+def session_captures(session: Session, session_id: int) -> dict:
+    """What the captures panel shows: snapshots, recordings, the one being written."""
+    recordings = list(session.scalars(session_recordings(session_id)))
+    return {
+        "snapshots": list(session.scalars(session_snapshots(session_id))),
+        "recordings": [r for r in recordings if not r.is_running],
+        "running": next((r for r in recordings if r.is_running), None),
+    }

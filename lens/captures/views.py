@@ -23,7 +23,7 @@ from flask_login import current_user
 from lens import features
 from lens.captures import records
 from lens.captures.images import png_to_jpeg
-from lens.captures.models import Recording, Snapshot, session_recordings, session_snapshots
+from lens.captures.models import Recording, Snapshot
 from lens.console.views import get_own_session
 from lens.errors import render_error
 from lens.extensions import db
@@ -33,21 +33,6 @@ from lens.sessions.models import LensSession, SessionState
 from lens.signaling.control import MediaError, MediaUnavailable
 from lens.signaling.relay import media_control
 from lens.timeutil import now_utc
-
-
-def session_captures(lens_session: LensSession) -> dict:
-    """What the captures panel shows: snapshots, recordings, the one being written."""
-    recordings = list(db.session.scalars(session_recordings(lens_session.id)))
-    return {
-        "snapshots": list(db.session.scalars(session_snapshots(lens_session.id))),
-        "recordings": [r for r in recordings if not r.is_running],
-        "running": next((r for r in recordings if r.is_running), None),
-    }
-
-
-def recording_now(lens_session: LensSession) -> bool:
-    """Whether the session is being recorded (the customer's page says so)."""
-    return records.open_recording(db.session, lens_session.id) is not None
 
 
 def refusal(lens_session: LensSession, feature: str) -> str:
@@ -80,7 +65,12 @@ def media_failed(error: MediaError):
 
 def render_captures(lens_session: LensSession):
     features_now = allowed_features(lens_session.console, current_user.group_permissions())
-    return render_template("console/_captures.html", s=lens_session, features=features_now)
+    return render_template(
+        "console/_captures.html",
+        s=lens_session,
+        features=features_now,
+        captures=records.session_captures(db.session, lens_session.id),
+    )
 
 
 def recordings_root() -> Path:
@@ -90,8 +80,6 @@ def recordings_root() -> Path:
 def make_captures_blueprint(console: str, url_prefix: str) -> Blueprint:
     """One console's capture views (the Web Console's all refuse: it has no capture)."""
     bp = Blueprint(f"{console}_captures", __name__, url_prefix=url_prefix)
-    bp.add_app_template_global(session_captures)
-    bp.add_app_template_global(recording_now)
 
     @bp.before_request
     def require_technician():

@@ -1,54 +1,240 @@
-"""The console's live session list: HTML fragments pushed over the WebSocket."""
+"""The console page's one socket: its list, the open session's panel, controls and media.
+
+Pushes are HTML, and only what changed: a session whose state changed gets its row (and
+its head, where its panel is open); a new log line is appended as one `<li>`; chat goes out
+as one rendered line. Nothing is sent for a panel that is not open on this page.
+
+The page says which session's panel is open ({"type": "open", "session": id}); its control
+messages and offers name that session. On (re)connecting the page gets the list as it is,
+and on "open" the panel's head, log and chat as they are, so nothing is missed.
+"""
 
 from __future__ import annotations
 
-from flask import current_app, render_template
+from typing import Any
 
-from lens.auth.models import Technician
+from flask import current_app, render_template
+from sqlalchemy import select
+
+from lens.chat.models import session_chat
+from lens.chat.rendering import render_chat_line
 from lens.console.queries import sessions_for_list
+from lens.controls.channel import DELIVER, controls_topic, receive_control, refusal
+from lens.controls.messages import REGISTRY, TECHNICIAN
 from lens.events.publishing import technician_topic
 from lens.extensions import db
 from lens.features import allowed_features
-from lens.sessions.models import LensSession
+from lens.sessions.models import HANDLING_STATES, LensSession, SessionEvent
+from lens.signaling.relay import exchange_offer, log_media, media_control
+from lens.sockets import PageSocket
+from lens.sockets.page import bad_message
 
-WAIT_SECONDS = 5.0
+Message = dict[str, Any]
 
 
-def render_changes(technician: Technician, session_id: int | None) -> str:
-    """The list, and the changed session's panel, as out-of-band swaps."""
-    html = render_template(
-        "console/_session_rows.html",
-        sessions=sessions_for_list(technician.id),
-        custom_labels=current_app.config["LENS_CUSTOM_FIELDS"],
-        oob=True,
-    )
-    lens_session = db.session.get(LensSession, session_id) if session_id else None
-    if lens_session is not None and lens_session.technician_id == technician.id:
-        features = allowed_features(lens_session.console, technician.group_permissions())
-        for partial in ("console/_session_head.html", "console/_session_log.html"):
-            html += render_template(partial, s=lens_session, features=features, oob=True)
-    elif lens_session is not None:  # transferred away: its open panel says where it went
-        html += render_template(
-            "console/_transferred.html", s=lens_session, receiver=lens_session.technician, oob=True
+class ConsolePage:
+    """What one open console page sees and may do."""
+
+    def __init__(self, sock: PageSocket, technician_id: int, actor: str) -> None:
+        self.sock = sock
+        self.technician_id = technician_id
+        self.actor = actor
+        self.rows: set[int] = set()
+        self.panel: int | None = None
+        self.log_seen = 0  # the last log line the open panel has
+        self.stop_controls = None
+        self.media: set[int] = set()  # sessions whose video this page negotiated
+
+    def run(self) -> None:
+        """Serve the page until its socket closes."""
+        bus = current_app.extensions["lens.events"]
+        subscription = bus.subscribe([technician_topic(self.technician_id)])
+        try:
+            with self.sock.unit():
+                self.sock.send_html(self.render_list())
+            self.sock.forward(subscription, self.on_change)
+            for message in self.sock.messages():
+                with self.sock.unit():
+                    self.on_message(message)
+        finally:
+            self.sock.finish()
+            with self.sock.unit():
+                for session_id in self.media:
+                    log_media(session_id, "media_closed", self.actor)
+
+    # --- pushes -------------------------------------------------------------------------
+
+    def render_list(self) -> str:
+        sessions = sessions_for_list(self.technician_id)
+        self.rows = {s.id for s in sessions}
+        return render_template(
+            "console/_session_rows.html",
+            sessions=sessions,
+            custom_labels=current_app.config["LENS_CUSTOM_FIELDS"],
+            oob=True,
         )
-    return html
 
+    def render_row(self, lens_session: LensSession) -> str:
+        if not self.rows:  # the list still shows "No sessions yet": replace it whole
+            return self.render_list()
+        swap = "true" if lens_session.id in self.rows else "afterbegin:#session-rows"
+        self.rows.add(lens_session.id)
+        return render_template(
+            "console/_session_row.html",
+            s=lens_session,
+            custom_labels=current_app.config["LENS_CUSTOM_FIELDS"],
+            swap=swap,
+        )
 
-def stream_session_changes(ws, technician: Technician) -> None:
-    """Until the socket closes, send the fragments for every change of the technician's."""
-    bus = current_app.extensions["lens.events"]
-    subscription = bus.subscribe([technician_topic(technician.id)])
-    try:
-        # first the list as it is now: a change between the page's render and the
-        # subscription above would otherwise be missed
-        db.session.rollback()
-        ws.send(render_changes(technician, None))
-        while ws.connected:
-            message = subscription.get(timeout=WAIT_SECONDS)
-            if message is None:
-                continue
-            db.session.rollback()  # end the old snapshot: read what was just committed
-            ws.send(render_changes(technician, message.get("session_id")))
-    finally:
-        subscription.close()
-        db.session.remove()
+    def on_change(self, message: Message) -> None:
+        """A session of this technician's changed (state, owner, or a new log line)."""
+        session_id = message.get("session_id")
+        lens_session = db.session.get(LensSession, session_id) if session_id else None
+        if lens_session is None:
+            return
+        if lens_session.technician_id != self.technician_id:  # transferred away
+            html = ""
+            if session_id in self.rows:
+                self.rows.discard(session_id)
+                html += f'<tr id="session-row-{session_id}" hx-swap-oob="delete"></tr>'
+            if self.panel == session_id:
+                html += render_template(
+                    "console/_transferred.html",
+                    s=lens_session,
+                    receiver=lens_session.technician,
+                    oob=True,
+                )
+                self.close_panel()
+            self.sock.send_html(html)
+            return
+        html = ""
+        changed = message.get("changed", True)
+        if changed or session_id not in self.rows:
+            html += self.render_row(lens_session)
+        if self.panel == session_id:
+            if changed:
+                html += render_template(
+                    "console/_session_head.html",
+                    s=lens_session,
+                    features=self.features(lens_session),
+                    oob=True,
+                )
+            html += self.render_new_log_lines(lens_session)
+        self.sock.send_html(html)
+
+    def render_new_log_lines(self, lens_session: LensSession) -> str:
+        events = list(
+            db.session.scalars(
+                select(SessionEvent)
+                .where(SessionEvent.session_id == lens_session.id, SessionEvent.id > self.log_seen)
+                .order_by(SessionEvent.id)
+            )
+        )
+        if not events:
+            return ""
+        self.log_seen = events[-1].id
+        return render_template("console/_log_lines.html", s=lens_session, events=events)
+
+    def features(self, lens_session: LensSession) -> frozenset[str]:
+        return allowed_features(lens_session.console, lens_session.technician.group_permissions())
+
+    # --- the page's messages --------------------------------------------------------------
+
+    def on_message(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "open":
+            self.open_panel(message.get("session"))
+        elif kind == "close":
+            self.close_panel()
+        elif kind == "offer":
+            self.offer(message)
+        elif kind in REGISTRY:
+            self.control(message)
+        else:
+            self.sock.send_json(bad_message())
+
+    def own_session(self, session_id: Any) -> LensSession | None:
+        if not isinstance(session_id, int) or isinstance(session_id, bool):
+            return None
+        lens_session = db.session.get(LensSession, session_id)
+        if lens_session is None or lens_session.technician_id != self.technician_id:
+            return None
+        return lens_session
+
+    def open_panel(self, session_id: Any) -> None:
+        """The page shows this session's panel: send it as it is, then its changes."""
+        lens_session = self.own_session(session_id)
+        if lens_session is None:
+            self.sock.send_json({"type": "error", "reason": "not_found", "session": session_id})
+            return
+        self.close_panel()
+        self.panel = lens_session.id
+        bus = current_app.extensions["lens.events"]
+        subscription = bus.subscribe([controls_topic(lens_session.id)])
+        self.stop_controls = self.sock.forward(subscription, self.on_control)
+        events = lens_session.events
+        self.log_seen = events[-1].id if events else 0
+        features = self.features(lens_session)
+        html = render_template(
+            "console/_session_head.html", s=lens_session, features=features, oob=True
+        )
+        html += render_template("console/_session_log.html", s=lens_session, oob=True)
+        if "chat" in features:
+            html += render_template(
+                "chat/_chat_log.html",
+                messages=db.session.scalars(session_chat(lens_session.id)),
+                log_id=f"chat-log-{lens_session.id}",
+                viewer=TECHNICIAN,
+                oob=True,
+            )
+        self.sock.send_html(html)
+
+    def close_panel(self) -> None:
+        if self.stop_controls is not None:
+            self.stop_controls()
+        self.stop_controls = None
+        self.panel = None
+
+    def on_control(self, message: Message) -> None:
+        """A control message on the open session's channel, if it is meant for this side."""
+        if not DELIVER[TECHNICIAN](message.get("from", ""), message.get("type", "")):
+            return
+        out = dict(message, session=self.panel)
+        if message.get("type") == "chat":
+            out["html"] = render_chat_line(message, TECHNICIAN)
+        self.sock.send_json(out)
+
+    def control(self, message: Message) -> None:
+        session_id = message.get("session")
+        lens_session = self.own_session(session_id)
+        if lens_session is None:  # not (or no longer) this technician's
+            self.sock.send_json(dict(refusal("not_allowed"), session=session_id))
+            return
+        if session_id != self.panel:
+            self.sock.send_json(dict(refusal("not_open"), session=session_id))
+            return
+        allowed = self.features(lens_session)
+        error = receive_control(session_id, TECHNICIAN, self.actor, allowed, message)
+        if error is not None:
+            self.sock.send_json(dict(error, session=session_id))
+
+    def offer(self, message: Message) -> None:
+        """The technician's video leg: answered beside the reader (the sidecar may be slow)."""
+        lens_session = self.own_session(message.get("session"))
+        if lens_session is None or lens_session.state not in HANDLING_STATES:
+            self.sock.send_json({"type": "error", "reason": "refused", "ref": message.get("ref")})
+            return
+        session_id = lens_session.id
+        control = media_control()
+
+        def answer(offer: dict[str, str]) -> dict[str, str]:
+            return control.subscriber_offer(session_id, offer)
+
+        def work() -> None:
+            reply = exchange_offer(message, answer)
+            if reply["type"] == "answer" and session_id not in self.media:
+                self.media.add(session_id)
+                log_media(session_id, "media_connected", self.actor)
+            self.sock.send_json(reply)
+
+        self.sock.spawn(work)

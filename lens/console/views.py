@@ -19,19 +19,21 @@ from flask import (
 from flask_babel import gettext as _
 from flask_login import current_user
 
+from lens.captures.records import session_captures
+from lens.chat.setup import chat_history
 from lens.console.forms import NewSessionForm, custom_values, new_session_form
 from lens.console.invite import InviteResult, invite, join_qr, join_url
-from lens.console.live import stream_session_changes
+from lens.console.live import ConsolePage
 from lens.console.queries import sessions_for_list
 from lens.console.tools import register_tool_routes
-from lens.controls.channel import serve as serve_controls
-from lens.controls.messages import TECHNICIAN
+from lens.database import retry_when_busy
 from lens.extensions import db, limiter, sock
 from lens.features import allowed_features
 from lens.invitations import create_session_once
 from lens.sessions import lifecycle
-from lens.sessions.models import HANDLING_STATES, Channel, LensSession
-from lens.signaling.relay import media_control, serve_leg, stop_media
+from lens.sessions.models import Channel, LensSession
+from lens.signaling.relay import stop_media
+from lens.sockets import serve as serve_page
 from lens.timeutil import now_utc
 
 
@@ -49,7 +51,12 @@ def render_detail(lens_session: LensSession):
     """The selected session's panel: its actions and log."""
     features = allowed_features(lens_session.console, current_user.group_permissions())
     return render_template(
-        "console/_session_detail.html", s=lens_session, features=features, oob=False
+        "console/_session_detail.html",
+        s=lens_session,
+        features=features,
+        chat_messages=chat_history(lens_session.id),
+        captures=session_captures(db.session, lens_session.id),
+        oob=False,
     )
 
 
@@ -183,6 +190,7 @@ def make_console_blueprint(console: str, url_prefix: str) -> Blueprint:
         return render_detail(get_own_session(session_id))
 
     @bp.post("/sessions/<int:session_id>/start")
+    @retry_when_busy
     def start(session_id: int):
         """Start: pick the waiting session up."""
         lens_session = lifecycle.start_session(
@@ -191,6 +199,7 @@ def make_console_blueprint(console: str, url_prefix: str) -> Blueprint:
         return render_detail(lens_session)
 
     @bp.post("/sessions/<int:session_id>/end")
+    @retry_when_busy
     def end(session_id: int):
         """End session."""
         lens_session = lifecycle.end_session(
@@ -205,29 +214,17 @@ def make_console_blueprint(console: str, url_prefix: str) -> Blueprint:
         stop_media(lens_session.id)
         return render_detail(lens_session)
 
-    @sock.route("/sessions/<int:session_id>/media", bp=bp)
-    def media(ws, session_id: int):
-        """Signaling for the technician's leg: the customer's video and audio, the mic back."""
-        lens_session = get_own_session(session_id)
-        if lens_session.state not in HANDLING_STATES:
-            ws.close(1008, "session not active")
-            return
-        actor = lifecycle.technician_actor(current_user)
-        serve_leg(ws, session_id, actor, lambda o: media_control().subscriber_offer(session_id, o))
-
-    @sock.route("/sessions/<int:session_id>/controls", bp=bp)
-    def controls(ws, session_id: int):
-        """The technician's control socket: chat, freeze, drawing, camera controls."""
-        lens_session = get_own_session(session_id)
-        allowed = allowed_features(lens_session.console, current_user.group_permissions())
-        actor = lifecycle.technician_actor(current_user)
-        serve_controls(ws, session_id, TECHNICIAN, actor, allowed)
-
     register_tool_routes(bp, get_own_session)
 
     @sock.route("/ws", bp=bp)
     def live(ws):
-        """Push the session list (and the open session's panel) whenever a session changes."""
-        stream_session_changes(ws, current_user._get_current_object())
+        """The page's socket: the list and open panel pushed, controls and signaling."""
+        technician_id = current_user.id
+        actor = lifecycle.technician_actor(current_user)
+        serve_page(
+            ws,
+            f"technician:{technician_id}",
+            lambda sock: ConsolePage(sock, technician_id, actor),
+        )
 
     return bp

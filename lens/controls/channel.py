@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -24,8 +23,9 @@ from lens.controls.messages import (
     REGISTRY,
     TECHNICIAN,
     ControlRefused,
-    parse,
+    parse_message,
 )
+from lens.database import DatabaseBusy, retrying
 from lens.extensions import db
 from lens.features import allowed_features
 from lens.sessions import lifecycle
@@ -69,58 +69,40 @@ def refusal_text(reason: str) -> str:
         return _("The message is too long: at most %(count)d characters.", count=MAX_CHAT)
     if reason == "empty":
         return _("Type a message first.")
+    if reason == "not_open":
+        return _("Open the session first.")
+    if reason == "busy":
+        return _("The server is busy. Your message was not sent; try again.")
     return _("That message could not be sent.")
 
 
-class _Socket:
-    """Sends from two threads (the reader's replies and the bus forwarder) one at a time."""
+def receive_control(
+    session_id: int, side: str, actor: str, allowed: frozenset[str], message: dict[str, Any]
+) -> dict[str, Any] | None:
+    """Check, store, log and publish one message from a page; the error to send back, if any.
 
-    def __init__(self, ws) -> None:
-        self.ws = ws
-        self._lock = threading.Lock()
-
-    def send(self, message: dict[str, Any]) -> None:
-        with self._lock:
-            self.ws.send(json.dumps(message))
-
-
-def serve(ws, session_id: int, side: str, actor: str, allowed: frozenset[str]) -> None:
-    """Run one side's control socket until it closes."""
+    A busy database is waited for (LENS_DB_BUSY_SECONDS); if it stays busy the sender is
+    told to try again and nothing was stored or passed on.
+    """
     app = current_app._get_current_object()
-    bus = app.extensions["lens.events"]
-    subscription = bus.subscribe([controls_topic(session_id)])
-    socket = _Socket(ws)
-    stop = threading.Event()
-
-    def forward() -> None:
-        while not stop.is_set():
-            message = subscription.get(timeout=1.0)
-            if message and DELIVER[side](message.get("from", ""), message.get("type", "")):
-                try:
-                    socket.send(message)
-                except Exception:  # the socket closed under us; the reader notices too
-                    stop.set()
-
-    forwarder = threading.Thread(target=forward, name=f"controls-{side}-{session_id}", daemon=True)
-    forwarder.start()
     try:
-        while ws.connected:
-            raw = ws.receive(timeout=30)
-            if raw is None:
-                continue
-            try:
-                message = handle(session_id, side, actor, allowed, raw)
-            except ControlRefused as exc:
-                socket.send(
-                    {"type": "error", "reason": exc.reason, "message": refusal_text(exc.reason)}
-                )
-                continue
-            bus.publish(controls_topic(session_id), message)
-    finally:
-        stop.set()
-        forwarder.join(timeout=2)
-        subscription.close()
-        db.session.remove()
+        kind, payload = parse_message(message, side, allowed)
+        published = retrying(
+            db.session,
+            lambda: handle(session_id, side, actor, kind, payload),
+            app.config["LENS_DB_BUSY_SECONDS"],
+        )
+    except ControlRefused as exc:
+        return refusal(exc.reason)
+    except DatabaseBusy:
+        return refusal("busy")
+    app.extensions["lens.events"].publish(controls_topic(session_id), published)
+    return None
+
+
+def refusal(reason: str) -> dict[str, Any]:
+    """The error message a page gets for a refused control message."""
+    return {"type": "error", "reason": reason, "message": refusal_text(reason)}
 
 
 def check_still_allowed(lens_session: LensSession, side: str, actor: str, kind: str) -> None:
@@ -140,10 +122,9 @@ def check_still_allowed(lens_session: LensSession, side: str, actor: str, kind: 
 
 
 def handle(
-    session_id: int, side: str, actor: str, allowed: frozenset[str], raw: Any
+    session_id: int, side: str, actor: str, kind: str, payload: dict[str, Any]
 ) -> dict[str, Any]:
-    """Check, store and log one message; return what to publish."""
-    kind, payload = parse(raw, side, allowed)
+    """Store and log one checked message; return what to publish."""
     db.session.rollback()  # read the session as it is now
     lens_session = db.session.get(LensSession, session_id)
     if lens_session is None or lens_session.state not in LIVE_STATES:
@@ -153,13 +134,18 @@ def handle(
     if handler is not None:
         payload = handler(lens_session, actor, payload)
     detail = json.dumps(payload, ensure_ascii=False)[:500]
-    if kind not in REPORTS or _last_detail(lens_session, kind) != detail:
+    logged = kind not in UNLOGGED
+    if logged and (kind not in REPORTS or _last_detail(lens_session, kind) != detail):
         lifecycle.record_event(
             db.session, lens_session, kind, actor=actor, now=now_utc(), detail=detail
         )
     db.session.commit()
     return {"type": kind, "from": side, **payload}
 
+
+# Kept elsewhere or not worth a log line: chat is in the chat history; a drawing lasts only
+# until it is erased. Neither writes a log row (each would reach every open console).
+UNLOGGED = frozenset({"chat", "draw"})
 
 # What the phone reports about itself (again on each start): logged when it changes.
 REPORTS = frozenset({"capabilities"})

@@ -193,9 +193,14 @@ def parse(raw: Any, sender: str, allowed: frozenset[str]) -> tuple[str, dict[str
         message = json.loads(raw)
     except ValueError as exc:
         raise ControlRefused("bad_message") from exc
-    if not isinstance(message, dict):
+    return parse_message(message, sender, allowed)
+
+
+def parse_message(message: Any, sender: str, allowed: frozenset[str]) -> tuple[str, dict[str, Any]]:
+    """Check one decoded message from sender; return (type, clean payload)."""
+    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
         raise ControlRefused("bad_message")
-    kind = REGISTRY.get(message.get("type"))  # type: ignore[arg-type]
+    kind = REGISTRY.get(message["type"])
     if kind is None or sender not in kind.senders:
         raise ControlRefused("bad_message")
     if kind.feature is not None and kind.feature not in allowed:

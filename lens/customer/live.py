@@ -1,68 +1,171 @@
-"""The customer's status screen, pushed over the WebSocket."""
+"""The phone page's one socket: its status screen, the session's controls, its media leg.
+
+Pushes are HTML (the status screen, when the state or the recording changes); control
+messages and signaling are JSON. On (re)connecting the phone gets its screen and its chat
+as they are, so nothing is missed while it was away.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 from flask import current_app, render_template
-from sqlalchemy.exc import SQLAlchemyError
 
 from lens.captures.records import open_recording
+from lens.chat.models import session_chat
+from lens.chat.rendering import render_chat_line
+from lens.controls.channel import DELIVER, controls_topic, receive_control
+from lens.controls.messages import CUSTOMER, REGISTRY
+from lens.database import DatabaseBusy, retrying
 from lens.events.publishing import session_topic
 from lens.extensions import db
+from lens.features import allowed_features
 from lens.sessions import lifecycle
 from lens.sessions.models import LensSession, SessionState
+from lens.signaling.relay import MEDIA_STATES, exchange_offer, log_media, media_control
+from lens.sockets import CLOSE_NORMAL, PageSocket
+from lens.sockets.page import bad_message
 from lens.timeutil import now_utc
 
 log = logging.getLogger(__name__)
 
-WAIT_SECONDS = 5.0
 SEEN_EVERY_SECONDS = 30.0  # well inside LENS_CUSTOMER_GONE_MINUTES
 
+Message = dict[str, Any]
 
-def stream_status(ws, session_id: int) -> None:
-    """Send the status screen whenever the state changes, until the session or socket ends."""
-    bus = current_app.extensions["lens.events"]
-    subscription = bus.subscribe([session_topic(session_id)])
-    last_seen = None
 
-    def push() -> bool:
-        """Send the screen if the state (or recording) changed; False once the session is over."""
-        nonlocal last_seen
-        db.session.rollback()  # read what was just committed
-        lens_session = db.session.get(LensSession, session_id)
+class PhonePage:
+    """What the customer's open page sees and may do."""
+
+    def __init__(self, sock: PageSocket, session_id: int) -> None:
+        self.sock = sock
+        self.session_id = session_id
+        self.last_screen: tuple | None = None
+        self.seen_at = 0.0
+        self.media = False
+
+    def run(self) -> None:
+        """Serve the page until its socket closes or its session is over."""
+        bus = current_app.extensions["lens.events"]
+        subscription = bus.subscribe(
+            [session_topic(self.session_id), controls_topic(self.session_id)]
+        )
+        try:
+            with self.sock.unit():
+                live = self.push_screen()
+                self.push_chat()
+            if not live:
+                self.sock.close(CLOSE_NORMAL, "session over")
+                return
+            self.sock.forward(subscription, self.on_bus, on_idle=self.still_here)
+            for message in self.sock.messages():
+                with self.sock.unit():
+                    self.on_message(message)
+        finally:
+            self.sock.finish()
+            if self.media:
+                with self.sock.unit():
+                    log_media(self.session_id, "media_closed", CUSTOMER)
+
+    # --- pushes -------------------------------------------------------------------------
+
+    def push_screen(self) -> bool:
+        """Send the status screen if the state (or recording) changed; False once it is over."""
+        lens_session = db.session.get(LensSession, self.session_id)
         if lens_session is None:
             return False
-        # the customer is told while the session is being recorded
-        seen = (lens_session.state, open_recording(db.session, session_id) is not None)
-        if seen != last_seen:
-            last_seen = seen
+        recording = open_recording(db.session, self.session_id) is not None
+        screen = (lens_session.state, recording)
+        if screen != self.last_screen:
+            self.last_screen = screen
             if lens_session.state != SessionState.CONNECTING:  # the join steps are the page's
-                ws.send(render_template("customer/_status.html", s=lens_session, oob=True))
+                self.sock.send_html(
+                    render_template(
+                        "customer/_status.html", s=lens_session, recording=recording, oob=True
+                    )
+                )
         return lens_session.is_live
 
-    seen_at = 0.0
+    def push_chat(self) -> None:
+        lens_session = db.session.get(LensSession, self.session_id)
+        if lens_session is None or "chat" not in self.features(lens_session):
+            return
+        self.sock.send_html(
+            render_template(
+                "chat/_chat_log.html",
+                messages=db.session.scalars(session_chat(self.session_id)),
+                log_id="phone-chat-log",
+                viewer=CUSTOMER,
+                oob=True,
+            )
+        )
 
-    def still_here() -> None:
+    def on_bus(self, message: Message) -> None:
+        if message.get("type") == "session":
+            if not self.push_screen():
+                self.sock.close(CLOSE_NORMAL, "session over")
+            return
+        if not DELIVER[CUSTOMER](message.get("from", ""), message.get("type", "")):
+            return
+        if message.get("type") == "chat":
+            message = dict(message, html=render_chat_line(message, CUSTOMER))
+        self.sock.send_json(message)
+
+    def still_here(self) -> None:
         """Tell the sweep that the customer's page is open, every SEEN_EVERY_SECONDS."""
-        nonlocal seen_at
-        if time.monotonic() - seen_at >= SEEN_EVERY_SECONDS:
-            seen_at = time.monotonic()
-            try:
-                lifecycle.customer_seen(db.session, session_id, now_utc())
-                db.session.commit()
-            except SQLAlchemyError:  # a busy database: the next beat comes in half a minute
-                db.session.rollback()
-                log.warning("could not mark session %s seen", session_id, exc_info=True)
+        if time.monotonic() - self.seen_at < SEEN_EVERY_SECONDS:
+            return
+        self.seen_at = time.monotonic()
 
-    try:
-        # first the state as it is: a change before the subscription is not lost
-        live = push()
-        while live and ws.connected:
-            still_here()
-            if subscription.get(timeout=WAIT_SECONDS) is not None:
-                live = push()
-    finally:
-        subscription.close()
-        db.session.remove()
+        def mark() -> None:
+            lifecycle.customer_seen(db.session, self.session_id, now_utc())
+            db.session.commit()
+
+        try:
+            retrying(db.session, mark, current_app.config["LENS_DB_BUSY_SECONDS"])
+        except DatabaseBusy:  # the next beat comes in half a minute
+            log.warning("could not mark session %s seen: database busy", self.session_id)
+
+    def features(self, lens_session: LensSession) -> frozenset[str]:
+        return allowed_features(lens_session.console, lens_session.technician.group_permissions())
+
+    # --- the page's messages --------------------------------------------------------------
+
+    def on_message(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "offer":
+            self.offer(message)
+        elif kind in REGISTRY:
+            lens_session = db.session.get(LensSession, self.session_id)
+            if lens_session is None:
+                return
+            allowed = self.features(lens_session)
+            error = receive_control(self.session_id, CUSTOMER, CUSTOMER, allowed, message)
+            if error is not None:
+                self.sock.send_json(error)
+        else:
+            self.sock.send_json(bad_message())
+
+    def offer(self, message: Message) -> None:
+        """The phone's leg, prepared on the waiting screen so that Start is quick."""
+        lens_session = db.session.get(LensSession, self.session_id)
+        if lens_session is None or lens_session.state not in MEDIA_STATES:
+            self.sock.send_json({"type": "error", "reason": "refused", "ref": message.get("ref")})
+            return
+        features = self.features(lens_session)
+        control = media_control()
+        session_id = self.session_id
+
+        def answer(offer: dict[str, str]) -> dict[str, str]:
+            return control.publisher_offer(session_id, offer, features)
+
+        def work() -> None:
+            reply = exchange_offer(message, answer)
+            if reply["type"] == "answer" and not self.media:
+                self.media = True
+                log_media(session_id, "media_connected", CUSTOMER)
+            self.sock.send_json(reply)
+
+        self.sock.spawn(work)

@@ -12,23 +12,24 @@ from flask import (
     url_for,
 )
 
-from lens.controls.channel import serve as serve_controls
-from lens.controls.messages import CUSTOMER
+from lens.captures.records import open_recording
+from lens.chat.setup import chat_history
 from lens.customer.forms import PinForm
 from lens.customer.identity import device_key, joined_session, remember_joined
-from lens.customer.live import stream_status
+from lens.customer.live import PhonePage
+from lens.database import retry_when_busy
 from lens.errors import session_error_message
 from lens.extensions import db, limiter, sock
 from lens.features import allowed_features
 from lens.sessions import lifecycle
 from lens.sessions.errors import SessionError
-from lens.sessions.models import SessionState
-from lens.signaling.relay import MEDIA_STATES, media_control, serve_leg
+from lens.sessions.models import LensSession, SessionState
+from lens.sockets import serve as serve_page
 from lens.timeutil import now_utc
 
 bp = Blueprint("customer", __name__)
 
-SOCKETS = frozenset({"/c/ws", "/c/media", "/c/controls"})
+SOCKETS = frozenset({"/c/ws"})
 
 
 @bp.before_request
@@ -36,6 +37,7 @@ def refuse_sockets_without_a_session():
     """A phone's sockets open only for the session it joined: refused before the upgrade."""
     if request.path in SOCKETS and joined_session() is None:
         abort(403)
+
 
 STEPS = ("tutorial", "permission", "eula")
 
@@ -59,6 +61,7 @@ def _failed(response) -> bool:
 @bp.route("/", methods=["GET", "POST"])
 @limiter.limit(_pin_limit, methods=["POST"], deduct_when=_failed)
 @limiter.limit(_pin_value_limit, methods=["POST"], key_func=_pin_key, deduct_when=_failed)
+@retry_when_busy
 def start():
     """The start page: type the PIN the technician gave you."""
     form = PinForm()
@@ -79,6 +82,7 @@ def start():
 
 @bp.get("/j/<token>")
 @limiter.limit(_pin_limit)
+@retry_when_busy
 def join_link(token: str):
     """A join link from an SMS, an e-mail or a chat."""
     try:
@@ -98,13 +102,39 @@ def _own_session_or_ended():
     return lens_session, None
 
 
+def session_features(lens_session: LensSession) -> frozenset[str]:
+    """What the session's technician may do in it (the phone offers chat by it)."""
+    return allowed_features(lens_session.console, lens_session.technician.group_permissions())
+
+
+def recording_now(session_id: int) -> bool:
+    """Whether the session is being recorded (the customer's page says so)."""
+    return open_recording(db.session, session_id) is not None
+
+
+def render_status(lens_session: LensSession) -> str:
+    """The status screen, as a step of the page."""
+    return render_template(
+        "customer/_status.html",
+        s=lens_session,
+        recording=recording_now(lens_session.id),
+        oob=False,
+    )
+
+
 @bp.get("/c")
 def session_page():
     """The customer's session page; its step follows the session's state."""
     lens_session, ended = _own_session_or_ended()
     if ended:
         return ended
-    return render_template("customer/session.html", s=lens_session)
+    return render_template(
+        "customer/session.html",
+        s=lens_session,
+        features=session_features(lens_session),
+        chat_messages=chat_history(lens_session.id),
+        recording=recording_now(lens_session.id),
+    )
 
 
 @bp.get("/c/step/<step>")
@@ -116,11 +146,12 @@ def step(step: str):
     if ended:
         return ended
     if lens_session.state != SessionState.CONNECTING:
-        return render_template("customer/_status.html", s=lens_session, oob=False)
+        return render_status(lens_session)
     return render_template(f"customer/_{step}.html", s=lens_session)
 
 
 @bp.post("/c/accept")
+@retry_when_busy
 def accept():
     """Accept the licence agreement: the technician's list shows the customer as connected."""
     lens_session, ended = _own_session_or_ended()
@@ -128,41 +159,15 @@ def accept():
         return ended
     lifecycle.accept_eula(db.session, lens_session, now_utc())
     db.session.commit()
-    return render_template("customer/_status.html", s=lens_session, oob=False)
-
-
-@sock.route("/c/media", bp=bp)
-def media(ws):
-    """Signaling for the phone's leg, prepared on the waiting screen so that Start is quick."""
-    lens_session = joined_session()
-    if lens_session is None or lens_session.state not in MEDIA_STATES:
-        ws.close(1008, "no session to stream")
-        return
-    session_id = lens_session.id
-    features = allowed_features(lens_session.console, lens_session.technician.group_permissions())
-
-    def answer(offer: dict[str, str]) -> dict[str, str]:
-        return media_control().publisher_offer(session_id, offer, features)
-
-    serve_leg(ws, session_id, "customer", answer)
-
-
-@sock.route("/c/controls", bp=bp)
-def controls(ws):
-    """The phone's control socket: chat, camera paused, what the phone can do."""
-    lens_session = joined_session()
-    if lens_session is None or not lens_session.is_live:
-        ws.close(1008, "no session")
-        return
-    allowed = allowed_features(lens_session.console, lens_session.technician.group_permissions())
-    serve_controls(ws, lens_session.id, CUSTOMER, "customer", allowed)
+    return render_status(lens_session)
 
 
 @sock.route("/c/ws", bp=bp)
 def live(ws):
-    """Push the status screen whenever the session's state changes."""
+    """The page's socket: the status screen pushed, controls and signaling."""
     lens_session = joined_session()
     if lens_session is None:
         ws.close(1008, "no session")
         return
-    stream_status(ws, lens_session.id)
+    session_id = lens_session.id
+    serve_page(ws, f"customer:{session_id}", lambda sock: PhonePage(sock, session_id))

@@ -23,29 +23,47 @@ def session_topic(session_id: int) -> str:
     return f"session:{session_id}"
 
 
+class _Touched:
+    """What a transaction changed of one Lens session."""
+
+    def __init__(self) -> None:
+        self.technicians: set[int] = set()
+        self.changed = False  # a column of the session row (its state, its technician…)
+        self.events = False  # a new line in its log
+
+
 def _after_flush(session: Session, flush_context: object) -> None:
     """Note the sessions a flush touched (after it, so that new rows have their ids)."""
-    touched: dict[int, set[int]] = session.info.setdefault(_KEY, {})
+    touched: dict[int, _Touched] = session.info.setdefault(_KEY, {})
     for obj in list(session.new) + list(session.dirty):
         if isinstance(obj, LensSession) and obj.id is not None:
-            technicians = touched.setdefault(obj.id, set())
+            entry = touched.setdefault(obj.id, _Touched())
             history = inspect(obj).attrs.technician_id.history
-            technicians.update(t for t in (*history.deleted, obj.technician_id) if t)
+            entry.technicians.update(t for t in (*history.deleted, obj.technician_id) if t)
+            if obj in session.new or session.is_modified(obj, include_collections=False):
+                entry.changed = True
         elif isinstance(obj, SessionEvent) and obj.lens_session is not None:
             owner = obj.lens_session
             if owner.id is not None:
-                touched.setdefault(owner.id, set()).add(owner.technician_id)
+                entry = touched.setdefault(owner.id, _Touched())
+                entry.technicians.add(owner.technician_id)
+                entry.events = True
 
 
 def _publish(session: Session) -> None:
-    touched = session.info.pop(_KEY, None)
+    touched: dict[int, _Touched] | None = session.info.pop(_KEY, None)
     if not touched or not has_app_context():
         return
     bus = current_app.extensions["lens.events"]
-    for session_id, technician_ids in touched.items():
-        message = {"type": "session", "session_id": session_id}
+    for session_id, entry in touched.items():
+        message = {
+            "type": "session",
+            "session_id": session_id,
+            "changed": entry.changed,
+            "events": entry.events,
+        }
         bus.publish(session_topic(session_id), message)
-        for technician_id in technician_ids:
+        for technician_id in entry.technicians:
             bus.publish(technician_topic(technician_id), message)
 
 

@@ -1,15 +1,15 @@
-"""Carry a browser's SDP offers to the sidecar over a WebSocket and send the answers back.
+"""Carry a browser's SDP offers to the sidecar over the page's socket, answers back.
 
 Non-trickle: the browser sends its offer once ICE gathering is complete, the sidecar answers
-with its own candidates inside. JSON messages, one per frame:
-  browser → web  {"type": "offer", "sdp": "..."}
-  web → browser  {"type": "answer", "sdp": "..."}
-  web → browser  {"type": "error", "reason": "unavailable" | "refused" | "bad_message"}
+with its own candidates inside (the shape of WHIP/WHEP, one exchange). JSON messages on the
+page's one socket (lens.sockets), matched by the page's `ref`:
+  browser → web  {"type": "offer", "ref": 3, "sdp": "...", "session": 12 (consoles)}
+  web → browser  {"type": "answer", "ref": 3, "sdp": "..."}
+  web → browser  {"type": "error", "ref": 3, "reason": "unavailable" | "refused" | "bad_message"}
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -17,6 +17,7 @@ from typing import Any
 from flask import current_app
 
 from lens.captures import records as capture_records
+from lens.database import DatabaseBusy, retrying
 from lens.extensions import db
 from lens.sessions import lifecycle
 from lens.sessions.models import LensSession, SessionState
@@ -34,18 +35,12 @@ def media_control() -> MediaControl:
     return current_app.extensions["lens.media"]
 
 
-def parse_offer(raw: Any) -> dict[str, str] | None:
-    """The offer in a browser's message, or None for anything else."""
-    if not isinstance(raw, str) or len(raw) > MAX_MESSAGE:
-        return None
-    try:
-        message = json.loads(raw)
-    except ValueError:
-        return None
+def parse_offer(message: Any) -> dict[str, str] | None:
+    """The offer in a page's message, or None for anything else."""
     if not isinstance(message, dict) or message.get("type") != "offer":
         return None
     sdp = message.get("sdp")
-    if not isinstance(sdp, str) or not sdp.startswith("v=0"):
+    if not isinstance(sdp, str) or not sdp.startswith("v=0") or len(sdp) > MAX_MESSAGE:
         return None
     return {"type": "offer", "sdp": sdp}
 
@@ -55,52 +50,34 @@ MEDIA_STATES = frozenset({SessionState.WAITING, SessionState.ACTIVE, SessionStat
 
 def log_media(session_id: int, kind: str, actor: str) -> None:
     """Write a media event to a live session's log (not once the session has ended)."""
-    db.session.rollback()  # a long-lived socket: read the session as it is now
-    lens_session = db.session.get(LensSession, session_id)
-    if lens_session is not None and lens_session.state in MEDIA_STATES:
-        lifecycle.record_event(db.session, lens_session, kind, actor=actor, now=now_utc())
-        db.session.commit()
 
-
-def serve_leg(ws, session_id: int, actor: str, answer: Answerer) -> None:
-    """Signaling for one leg: answer offers, log the first connection and the socket's end."""
-    connected = False
-
-    def answer_and_log(offer: dict[str, str]) -> dict[str, str]:
-        nonlocal connected
-        reply = answer(offer)
-        if not connected:
-            connected = True
-            log_media(session_id, "media_connected", actor)
-        return reply
+    def write() -> None:
+        db.session.rollback()  # read the session as it is now
+        lens_session = db.session.get(LensSession, session_id)
+        if lens_session is not None and lens_session.state in MEDIA_STATES:
+            lifecycle.record_event(db.session, lens_session, kind, actor=actor, now=now_utc())
+            db.session.commit()
 
     try:
-        answer_offers(ws, answer_and_log)
-    finally:
-        if connected:
-            log_media(session_id, "media_closed", actor)
+        retrying(db.session, write, current_app.config["LENS_DB_BUSY_SECONDS"])
+    except DatabaseBusy:  # a log line is not worth failing the media for
+        log.warning("could not log %s for session %s: database busy", kind, session_id)
 
 
-def answer_offers(ws, answer: Answerer) -> None:
-    """Until the socket closes, answer each offer; report errors without closing."""
-    while ws.connected:
-        raw = ws.receive(timeout=30)
-        if raw is None:
-            continue
-        offer = parse_offer(raw)
-        if offer is None:
-            ws.send(json.dumps({"type": "error", "reason": "bad_message"}))
-            continue
-        try:
-            reply = answer(offer)
-        except MediaUnavailable as exc:
-            log.warning("media sidecar unavailable: %s", exc)
-            reply = {"type": "error", "reason": "unavailable"}
-        except MediaRefused as exc:
-            reply = {"type": "error", "reason": "refused", "message": str(exc)}
-        else:
-            reply = {"type": "answer", "sdp": reply["sdp"]}
-        ws.send(json.dumps(reply))
+def exchange_offer(message: dict[str, Any], answer: Answerer) -> dict[str, Any]:
+    """The reply to a page's offer message: the sidecar's answer, or why there is none."""
+    ref = message.get("ref")
+    offer = parse_offer(message)
+    if offer is None:
+        return {"type": "error", "ref": ref, "reason": "bad_message"}
+    try:
+        reply = answer(offer)
+    except MediaUnavailable as exc:
+        log.warning("media sidecar unavailable: %s", exc)
+        return {"type": "error", "ref": ref, "reason": "unavailable"}
+    except MediaRefused as exc:
+        return {"type": "error", "ref": ref, "reason": "refused", "message": str(exc)}
+    return {"type": "answer", "ref": ref, "sdp": reply["sdp"]}
 
 
 def stop_media(session_id: int) -> None:

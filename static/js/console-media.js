@@ -27,7 +27,7 @@
       return;
     }
     session.peer = new LensPeer({
-      signal: area.dataset.signal,
+      session: Number(area.dataset.session),
       iceServers: JSON.parse(area.dataset.ice || "[]"),
       setup: (pc) => {
         pc.addTransceiver("video", { direction: "recvonly" });

@@ -12,7 +12,7 @@
   function channelFor(detail) {
     const shared = window.lensSessionControls && window.lensSessionControls();
     if (shared) return { channel: shared, own: false };
-    return { channel: LensControls.connect(detail.dataset.controls), own: true };
+    return { channel: LensControls.connect(Number(detail.dataset.session)), own: true };
   }
 
   function attach(shell) {

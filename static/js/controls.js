@@ -1,40 +1,49 @@
-// The session's control channel (chat, freeze, drawing, camera controls) for either side.
-// LensControls.connect(url) returns { send(type, payload), on(type, fn) }; it reconnects.
+// The session's control channel (chat, freeze, drawing, camera controls) for either side,
+// carried by the page's one socket (socket.js). LensControls.connect(sessionId) returns
+// { send(type, payload), on(type, fn), close() }; the console names the session it opened,
+// the phone has only its own (sessionId null). Messages sent while the socket is down wait
+// for it, except those sent with { now: true }, which report false instead.
 (function () {
   "use strict";
 
-  function wsUrl(path) {
-    if (/^wss?:\/\//.test(path)) return path;
-    return (location.protocol === "https:" ? "wss://" : "ws://") + location.host + path;
-  }
-
-  function connect(url) {
+  function connect(sessionId) {
     const handlers = {};
     const queue = [];
-    let ws = null;
     let closed = false;
 
-    function open() {
-      ws = new WebSocket(wsUrl(url));
-      ws.onopen = () => { while (queue.length) ws.send(queue.shift()); };
-      ws.onmessage = (event) => {
-        let message;
-        try { message = JSON.parse(event.data); } catch (e) { return; }
-        (handlers[message.type] || []).forEach((fn) => fn(message));
-        (handlers["*"] || []).forEach((fn) => fn(message));
-      };
-      ws.onclose = () => { if (!closed) setTimeout(open, 2000); };
+    function mine(message) {
+      return sessionId === null || message.session === undefined || message.session === sessionId;
     }
-    open();
+
+    const onMessage = LensSocket.on("*", (message) => {
+      if (closed || !mine(message)) return;
+      (handlers[message.type] || []).forEach((fn) => fn(message));
+    });
+    const onClosed = LensSocket.on("closed", (event) => {
+      if (!closed) (handlers.closed || []).forEach((fn) => fn(event));
+    });
+    const onOpen = LensSocket.onOpen(() => {
+      if (closed) return;
+      if (sessionId !== null) LensSocket.send({ type: "open", session: sessionId });
+      while (queue.length && LensSocket.send(queue[0])) queue.shift();
+    });
 
     return {
-      send(type, payload) {
-        const raw = JSON.stringify(Object.assign({ type: type }, payload || {}));
-        if (ws && ws.readyState === WebSocket.OPEN) ws.send(raw);
-        else queue.push(raw);
+      send(type, payload, options) {
+        const message = Object.assign({ type: type }, payload || {});
+        if (sessionId !== null) message.session = sessionId;
+        if (LensSocket.send(message)) return true;
+        if (!(options && options.now)) queue.push(message);
+        return false;
       },
       on(type, fn) { (handlers[type] = handlers[type] || []).push(fn); return this; },
-      close() { closed = true; if (ws) ws.close(); },
+      close() {
+        closed = true;
+        LensSocket.off("*", onMessage);
+        LensSocket.off("closed", onClosed);
+        LensSocket.offOpen(onOpen);
+        if (sessionId !== null) LensSocket.send({ type: "close" });
+      },
     };
   }
 

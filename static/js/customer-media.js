@@ -19,7 +19,6 @@
   function prepare() {
     const el = root();
     peer = new LensPeer({
-      signal: el.dataset.signal,
       iceServers: JSON.parse(el.dataset.ice || "[]"),
       setup: (pc) => {
         video = pc.addTransceiver("video", { direction: "sendonly" });

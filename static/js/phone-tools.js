@@ -204,11 +204,11 @@
   }
 
   function follow() {
-    const root = document.querySelector(".customer-session[data-controls]");
+    const root = document.querySelector(".customer-session[data-socket]");
     if (!root || !overlay()) return;
     if (!state.channel) {
       const shared = window.lensSessionControls && window.lensSessionControls();
-      listen(shared || LensControls.connect(root.dataset.controls));
+      listen(shared || LensControls.connect(null));
     }
     const screen = document.querySelector("#step [data-screen]");
     const now = screen ? screen.dataset.screen : null;

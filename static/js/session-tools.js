@@ -3,61 +3,31 @@
 // reuse it through window.lensSessionControls().
 (function () {
   "use strict";
-  const URL_PATTERN = /https?:\/\/[^\s<>"']+/gi;
   let current = null; // { root, channel, side, chatPending }
 
-  // Chat text is never HTML: text nodes, and http(s) URLs as links without an opener.
-  function renderText(el, text) {
-    let last = 0;
-    let match;
-    URL_PATTERN.lastIndex = 0;
-    while ((match = URL_PATTERN.exec(text))) {
-      const url = match[0].replace(/[.,;:!?)]+$/, "");
-      el.append(document.createTextNode(text.slice(last, match.index)));
-      let link = null;
-      try {
-        const parsed = new URL(url);
-        if (parsed.protocol === "http:" || parsed.protocol === "https:") {
-          link = document.createElement("a");
-          link.href = parsed.href;
-          link.target = "_blank";
-          link.rel = "noopener noreferrer";
-          link.textContent = url;
-        }
-      } catch (error) { link = null; }
-      el.append(link || document.createTextNode(url));
-      last = match.index + url.length;
-      URL_PATTERN.lastIndex = last;
-    }
-    el.append(document.createTextNode(text.slice(last)));
-  }
-
-  function authorName(chat, message, side) {
-    if (message.from === side) return chat.dataset.you;
-    if (message.author === "customer") return chat.dataset.customer;
-    return message.name || chat.dataset.technician;
-  }
-
+  // The server renders each chat line (chat/_chat_line.html, as in the history): the text is
+  // escaped there, with http(s) URLs as links.
   function showChat(session, message) {
     const chat = session.root.querySelector("[data-chat]");
-    if (!chat) return;
+    if (!chat || !message.html) return;
     const log = chat.querySelector(".chat-log");
-    const line = document.createElement("li");
-    line.className = "chat-line chat-" + (message.author === "customer" ? "customer" : "technician");
-    line.dataset.id = message.id;
-    const author = document.createElement("span");
-    author.className = "chat-author";
-    author.textContent = authorName(chat, message, session.side);
-    const text = document.createElement("span");
-    text.className = "chat-text";
-    renderText(text, String(message.text || ""));
-    line.append(author, " ", text);
-    log.append(line);
+    if (message.id && log.querySelector('[data-id="' + Number(message.id) + '"]')) return;
+    const holder = document.createElement("template");
+    holder.innerHTML = message.html;
+    log.append(holder.content);
     log.scrollTop = log.scrollHeight;
     if (message.from === session.side) {
       session.chatPending = false;
+      setStatus(session, "");
       setError(session, "");
     }
+  }
+
+  function setStatus(session, text) {
+    const status = session.root.querySelector("[data-chat-status]");
+    if (!status) return;
+    status.textContent = text;
+    status.hidden = !text;
   }
 
   function setError(session, text) {
@@ -67,10 +37,19 @@
     error.hidden = !text; // an empty alert would still be one in the page's roles
   }
 
+  // "Sending…" until the server's echo (stored and passed on), or a clear message to try
+  // again; nothing is queued behind a lost connection, so nothing arrives unexpectedly late.
   function sendChat(session, text) {
-    if (!text.trim()) return;
+    if (!text.trim()) return false;
+    const chat = session.root.querySelector("[data-chat]");
+    setError(session, "");
+    if (!session.channel.send("chat", { text: text }, { now: true })) {
+      setError(session, chat.dataset.offline);
+      return false;
+    }
     session.chatPending = true;
-    session.channel.send("chat", { text: text });
+    setStatus(session, chat.dataset.sending);
+    return true;
   }
 
   function showCameraPaused(session, message) {
@@ -81,12 +60,19 @@
   }
 
   function attach(root, side) {
-    const channel = LensControls.connect(root.dataset.controls);
+    const channel = LensControls.connect(side === "technician" ? Number(root.dataset.session) : null);
     const session = { root: root, channel: channel, side: side, chatPending: false };
     channel.on("chat", (message) => showChat(session, message));
     channel.on("error", (message) => {
       if (session.chatPending) setError(session, message.message || message.reason);
       session.chatPending = false;
+      setStatus(session, "");
+    });
+    channel.on("closed", () => {
+      if (!session.chatPending) return;
+      session.chatPending = false;
+      setStatus(session, "");
+      setError(session, root.querySelector("[data-chat]").dataset.unconfirmed);
     });
     if (side === "technician") channel.on("camera_paused", (message) => showCameraPaused(session, message));
     return session;
@@ -99,14 +85,14 @@
 
   // The technician: one channel for the panel that is open, replaced with the panel.
   function followConsole() {
-    const detail = document.querySelector("#session-panel .session-detail[data-controls]");
+    const detail = document.querySelector("#session-panel .session-detail[data-session]");
     if (current && current.root === detail && document.body.contains(detail)) return;
     detach();
     if (detail) current = attach(detail, "technician");
   }
 
   function followPhone() {
-    const root = document.querySelector(".customer-session[data-controls]");
+    const root = document.querySelector(".customer-session[data-socket]");
     const over = root && (root.dataset.screen === "closed" || root.dataset.screen === "expired");
     if (over) detach(); // the server refuses the socket now: stop reconnecting
     if (!root || over || current) return;
@@ -123,8 +109,7 @@
     if (!form || !current) return;
     event.preventDefault();
     const field = form.elements.text;
-    sendChat(current, field.value);
-    field.value = "";
+    if (sendChat(current, field.value)) field.value = ""; // kept to send again if it failed
     field.focus();
   });
 

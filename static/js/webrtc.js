@@ -1,13 +1,8 @@
 // Shared WebRTC plumbing for both sides: a peer connection negotiated with the media sidecar
-// through the web process's signaling WebSocket (non-trickle: the offer carries every
-// candidate), rebuilt when the connection is lost.
+// through the page's socket (non-trickle: the offer carries every candidate), rebuilt when
+// the connection is lost.
 (function () {
   "use strict";
-
-  function wsUrl(path) {
-    if (/^wss?:\/\//.test(path)) return path; // url_for gives WebSocket routes a full URL
-    return (location.protocol === "https:" ? "wss://" : "ws://") + location.host + path;
-  }
 
   function gatheringComplete(pc) {
     if (pc.iceGatheringState === "complete") return Promise.resolve();
@@ -24,12 +19,11 @@
   }
 
   class LensPeer {
-    // options: signal (path), iceServers, setup(pc) adds transceivers/tracks,
+    // options: session (the console's session id; none on the phone), iceServers, setup(pc) adds transceivers/tracks,
     // onState(name) with "connecting" | "connected" | "lost" | "restored"
     constructor(options) {
       this.options = options;
       this.pc = null;
-      this.ws = null;
       this.closed = false;
       this.everConnected = false;
       this.retryTimer = null;
@@ -71,25 +65,12 @@
       }
     }
 
-    exchange(sdp) {
-      return new Promise((resolve, reject) => {
-        const ws = this.openSocket();
-        const send = () => ws.send(JSON.stringify({ type: "offer", sdp: sdp }));
-        ws.onmessage = (event) => {
-          const message = JSON.parse(event.data);
-          if (message.type === "answer") resolve({ type: "answer", sdp: message.sdp });
-          else reject(new Error(message.reason || "error"));
-        };
-        ws.onclose = () => reject(new Error("signaling closed"));
-        if (ws.readyState === WebSocket.OPEN) send();
-        else ws.addEventListener("open", send, { once: true });
-      });
-    }
-
-    openSocket() {
-      if (this.ws && this.ws.readyState <= WebSocket.OPEN) return this.ws;
-      this.ws = new WebSocket(wsUrl(this.options.signal));
-      return this.ws;
+    // One offer/answer exchange over the page's socket (socket.js): non-trickle, like WHIP.
+    async exchange(sdp) {
+      const message = { type: "offer", sdp: sdp };
+      if (this.options.session !== undefined) message.session = this.options.session;
+      const reply = await LensSocket.request(message, 20000);
+      return { type: "answer", sdp: reply.sdp };
     }
 
     retry(delay) {
@@ -109,7 +90,6 @@
       this.closed = true;
       clearTimeout(this.retryTimer);
       if (this.pc) this.pc.close();
-      if (this.ws) this.ws.close();
       this.pc = null;
     }
   }

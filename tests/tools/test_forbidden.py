@@ -106,13 +106,13 @@ def test_the_panel_offers_only_what_is_allowed(app, technician, http_server, lim
 
 @pytest.mark.parametrize("limit", limits_without(features.CHAT))
 def test_chat_is_refused_on_both_sockets(
-    app, technician, http_server, ws_connect, subscriptions, limit
+    app, technician, http_server, controls_connect, subscriptions, limit
 ):
     tech, prefix, _ = limited(app, http_server, limit)
     session_id = new_session(app, tech, prefix)
-    phone_ws = ws_connect("/c/controls", tech.phone.http.cookies)
+    phone_ws = controls_connect("/c/ws", tech.phone.http.cookies)
     assert subscriptions.wait_for(f"controls:{session_id}")
-    tech_ws = ws_connect(f"{prefix}/sessions/{session_id}/controls", tech.http.cookies)
+    tech_ws = controls_connect(f"{prefix}/ws", tech.http.cookies, session=session_id)
     before = snapshot(app, session_id)
 
     for ws in (tech_ws, phone_ws):
@@ -127,12 +127,14 @@ def test_chat_is_refused_on_both_sockets(
 
 
 @pytest.mark.parametrize("limit", limits_without(features.DISPLAY_SETTINGS))
-def test_video_quality_is_refused(app, technician, http_server, ws_connect, subscriptions, limit):
+def test_video_quality_is_refused(
+    app, technician, http_server, controls_connect, subscriptions, limit
+):
     tech, prefix, _ = limited(app, http_server, limit)
     session_id = new_session(app, tech, prefix)
-    phone_ws = ws_connect("/c/controls", tech.phone.http.cookies)
+    phone_ws = controls_connect("/c/ws", tech.phone.http.cookies)
     assert subscriptions.wait_for(f"controls:{session_id}")
-    tech_ws = ws_connect(f"{prefix}/sessions/{session_id}/controls", tech.http.cookies)
+    tech_ws = controls_connect(f"{prefix}/ws", tech.http.cookies, session=session_id)
     before = snapshot(app, session_id)
 
     tech_ws.send(json.dumps({"type": "quality", "level": "high"}))
@@ -143,11 +145,11 @@ def test_video_quality_is_refused(app, technician, http_server, ws_connect, subs
 
 
 def test_a_group_change_takes_effect_on_an_open_socket(
-    app, technician, http_server, ws_connect, subscriptions
+    app, technician, http_server, controls_connect, subscriptions
 ):
     tech = Browser(http_server).log_in("tess@example.com")
     session_id = new_session(app, tech)
-    tech_ws = ws_connect(f"/console/sessions/{session_id}/controls", tech.http.cookies)
+    tech_ws = controls_connect("/console/ws", tech.http.cookies, session=session_id)
     tech_ws.send(json.dumps({"type": "chat", "text": "allowed"}))
     assert json.loads(tech_ws.receive(timeout=BOUND))["type"] == "chat"
 

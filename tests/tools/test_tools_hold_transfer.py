@@ -109,12 +109,12 @@ def test_another_technicians_session_cannot_be_held_or_transferred(app, tess, ot
 
 
 def test_the_technician_sees_that_the_customer_paused_the_camera(
-    app, tess, http_server, ws_connect, subscriptions
+    app, tess, http_server, controls_connect, subscriptions
 ):
     session_id = started(app, tess)
-    phone_ws = ws_connect("/c/controls", tess.phone.http.cookies)
+    phone_ws = controls_connect("/c/ws", tess.phone.http.cookies)
     assert subscriptions.wait_for(f"controls:{session_id}")
-    tech_ws = ws_connect(f"/console/sessions/{session_id}/controls", tess.http.cookies)
+    tech_ws = controls_connect("/console/ws", tess.http.cookies, session=session_id)
     assert subscriptions.wait_for(f"controls:{session_id}", count=2)
     phone_ws.send(json.dumps({"type": "camera_paused", "on": True}))
     message = receive_until(tech_ws, '"camera_paused"', time.monotonic() + BOUND)
@@ -230,9 +230,11 @@ def test_transfer_in_the_domain(app, db_session):
     assert db_session.get(LensSession, lens_session.id).technician is otto
 
 
-def test_chat_history_travels_with_the_session(app, tess, otto, media, ws_connect, subscriptions):
+def test_chat_history_travels_with_the_session(
+    app, tess, otto, media, controls_connect, subscriptions
+):
     session_id = new_session(app, tess)
-    tech_ws = ws_connect(f"/console/sessions/{session_id}/controls", tess.http.cookies)
+    tech_ws = controls_connect("/console/ws", tess.http.cookies, session=session_id)
     tech_ws.send(json.dumps({"type": "chat", "text": "Handing you to Otto"}))
     assert receive_until(tech_ws, "Handing you to Otto", time.monotonic() + BOUND)
     otto_id = technician_id(app, "otto@example.com")
@@ -251,10 +253,12 @@ def test_the_old_technicians_open_console_is_told_where_the_session_went(
     tess_list = ws_connect("/console/ws", tess.http.cookies)
     assert subscriptions.wait_for(f"technician:{tess_id}")
     tess_list.receive(timeout=BOUND)  # the list as it was
+    tess_list.send(json.dumps({"type": "open", "session": session_id}))  # her panel is open
+    assert receive_until(tess_list, f'id="session-head-{session_id}"', time.monotonic() + BOUND)
 
     otto_id = technician_id(app, "otto@example.com")
     assert tess.post(f"/console/sessions/{session_id}/transfer", {"technician": otto_id}).ok
     pushed = receive_until(tess_list, "was transferred to Otto Other", time.monotonic() + BOUND)
     assert pushed is not None, "Tess's open panel was never told"
     assert f'id="session-detail-{session_id}"' in pushed and 'hx-swap-oob="true"' in pushed
-    assert f'<tr id="session-row-{session_id}"' not in pushed  # gone from her list
+    assert f'<tr id="session-row-{session_id}" hx-swap-oob="delete">' in pushed  # gone from her list

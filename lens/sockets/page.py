@@ -1,0 +1,203 @@
+"""One socket per page: HTML pushes, control messages and media signaling, both ways.
+
+The server sends HTML (out-of-band swaps the page hands to htmx) or JSON (control messages,
+signaling answers, errors); the page sends JSON whose "type" says what it is. What a page
+does with each is the page's own code (lens.console.live, lens.customer.live); this class
+runs the socket: reading with a rate limit, sending from several greenlets (or threads)
+one at a time, forwarding bus subscriptions, and closing with a clear code and reason.
+
+Nothing here holds a database connection while it waits: every piece of work the page's
+code does runs in `unit()`, which gives the connection back when it ends.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from flask import copy_current_request_context, current_app, request
+from flask_babel import gettext as _
+from simple_websocket import ConnectionClosed
+
+from lens.extensions import db
+from lens.sockets.limits import TokenBucket, TooManySockets
+
+log = logging.getLogger(__name__)
+
+CLOSE_NORMAL = 1000
+CLOSE_POLICY = 1008  # no login, no session, too many messages
+CLOSE_TOO_BIG = 1009
+CLOSE_TRY_LATER = 1013  # too many sockets: try again later
+
+Message = dict[str, Any]
+
+
+def bad_message() -> Message:
+    """The answer to a message that is not a JSON object with a type."""
+    return {
+        "type": "error",
+        "reason": "bad_message",
+        "message": _("That message could not be understood."),
+    }
+
+
+class PageSocket:
+    """A page's socket, as the page's code uses it."""
+
+    def __init__(self, ws, rate: TokenBucket) -> None:
+        self.ws = ws
+        self._rate = rate
+        self._send_lock = threading.Lock()
+        self._stopped = threading.Event()
+        self._workers: list[threading.Thread] = []
+
+    @property
+    def open(self) -> bool:
+        return self.ws.connected and not self._stopped.is_set()
+
+    def send_html(self, html: str) -> None:
+        """Out-of-band swaps for htmx (a push starts with "<"); empty fragments are not sent."""
+        html = html.strip()
+        if html:
+            self._send(html)
+
+    def send_json(self, message: Message) -> None:
+        self._send(json.dumps(message, ensure_ascii=False))
+
+    def _send(self, text: str) -> None:
+        with self._send_lock:
+            try:
+                self.ws.send(text)
+            except ConnectionClosed:
+                self._stopped.set()
+
+    def close(self, code: int, reason: str) -> None:
+        """Close with a code and a reason the page can show or act on."""
+        self._stopped.set()
+        try:
+            self.ws.close(code, reason)
+        except Exception:  # already closed by the other side
+            log.debug("socket already closed", exc_info=True)
+
+    def messages(self, timeout: float = 30.0) -> Iterator[Message]:
+        """The page's JSON messages, until the socket closes.
+
+        A message that is not a JSON object gets a `bad_message` error and the socket stays
+        open; a page over its message rate is closed (CLOSE_POLICY).
+        """
+        while self.open:
+            try:
+                raw = self.ws.receive(timeout=timeout)
+            except ConnectionClosed:
+                break
+            if raw is None:
+                continue
+            if not self._rate.take():
+                self.close(CLOSE_POLICY, "too many messages")
+                break
+            message = _json_object(raw)
+            if message is None:
+                self.send_json(bad_message())
+                continue
+            yield message
+
+    def forward(
+        self,
+        subscription,
+        on_message: Callable[[Message], None],
+        on_idle: Callable[[], None] | None = None,
+        poll: float = 1.0,
+    ) -> Callable[[], None]:
+        """Pass each bus message to on_message (in a unit) until stopped; returns the stop.
+
+        on_idle runs between messages at least every `poll` seconds (e.g. a heartbeat).
+        """
+        stopped = threading.Event()
+
+        def run() -> None:
+            try:
+                while self.open and not stopped.is_set():
+                    message = subscription.get(timeout=poll)
+                    if stopped.is_set() or not self.open:
+                        break
+                    with self.unit():
+                        if message is not None:
+                            on_message(message)
+                        if on_idle is not None:
+                            on_idle()
+            except Exception:  # a broken push must end the socket, not leave it half alive
+                log.exception("socket push failed")
+                self.close(1011, "server error")
+            finally:
+                subscription.close()
+
+        self._start(run)
+
+        def stop() -> None:
+            stopped.set()
+
+        return stop
+
+    def spawn(self, work: Callable[[], None]) -> None:
+        """Run work beside the reader (e.g. a signaling exchange that waits on the sidecar)."""
+
+        def run() -> None:
+            with self.unit():
+                work()
+
+        self._start(run)
+
+    def _start(self, target: Callable[[], None]) -> None:
+        thread = threading.Thread(target=copy_current_request_context(target), daemon=True)
+        self._workers.append(thread)
+        thread.start()
+
+    @contextmanager
+    def unit(self) -> Iterator[None]:
+        """A piece of work: whatever database connection it took goes back when it ends."""
+        try:
+            yield
+        finally:
+            db.session.remove()
+
+    def finish(self) -> None:
+        """Stop every worker; called when the page's socket ends."""
+        self._stopped.set()
+        for thread in self._workers:
+            if thread is not threading.current_thread():
+                thread.join(timeout=2)
+
+
+def _json_object(raw: Any) -> Message | None:
+    if not isinstance(raw, str):
+        return None
+    try:
+        message = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+        return None
+    return message
+
+
+def serve(ws, owner: str, make_page: Callable[[PageSocket], Any]) -> None:
+    """Run a page's socket under the site's limits (lens.sockets.limits).
+
+    owner names who holds it (a technician, a customer's session): it is counted with the
+    client's address, and a client over either cap is closed at once (CLOSE_TRY_LATER).
+    """
+    config = current_app.config
+    rate = TokenBucket(config["LENS_SOCKET_MESSAGES_PER_SECOND"], config["LENS_SOCKET_BURST"])
+    sock = PageSocket(ws, rate)
+    limits = current_app.extensions["lens.socket_limits"]
+    try:
+        with limits.hold(request.remote_addr, owner):
+            page = make_page(sock)
+            db.session.remove()  # the log-in or join lookup is done: wait without a connection
+            page.run()
+    except TooManySockets as exc:
+        sock.close(CLOSE_TRY_LATER, exc.reason)
