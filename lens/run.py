@@ -33,8 +33,10 @@ def prepare() -> None:
     )
 
 
-def web_command(cert: Path, key: Path) -> list[str]:
-    bind = f"{os.environ.get('LENS_HOST', '0.0.0.0')}:{os.environ.get('LENS_PORT', '8443')}"
+def web_command(cert: Path | None, key: Path | None, bind: str | None = None) -> list[str]:
+    """gunicorn serving the web process: HTTPS with cert and key, else plain HTTP."""
+    bind = bind or f"{os.environ.get('LENS_HOST', '0.0.0.0')}:{os.environ.get('LENS_PORT', '8443')}"
+    tls = ["--certfile", str(cert), "--keyfile", str(key)] if cert and key else []
     return [
         sys.executable, "-m", "gunicorn", "app:create_app()",
         "--bind", bind,
@@ -42,7 +44,7 @@ def web_command(cert: Path, key: Path) -> list[str]:
         "--worker-class", "gevent",
         "--workers", os.environ.get("LENS_WEB_WORKERS", "1"),
         "--worker-connections", os.environ.get("LENS_WEB_CONNECTIONS", "2000"),
-        "--certfile", str(cert), "--keyfile", str(key),
+        *tls,
         "--access-logfile", "-",
         "--graceful-timeout", "5",
     ]  # fmt: skip

@@ -15,4 +15,4 @@ def render_chat_line(message: dict[str, Any], viewer: str) -> str:
         "author_name": message.get("name") or None,
         "text": message.get("text", ""),
     }
-    return render_template("chat/_chat_line.html", m=line, viewer=viewer)
+    return render_template("chat/_chat_line.html", m=line, viewer=viewer).strip()

@@ -26,6 +26,7 @@ from lens.console.invite import InviteResult, invite, join_qr, join_url
 from lens.console.live import ConsolePage
 from lens.console.queries import sessions_for_list
 from lens.console.tools import register_tool_routes
+from lens.controls.state import ToolState
 from lens.database import retry_when_busy
 from lens.extensions import db, limiter, sock
 from lens.features import allowed_features
@@ -56,6 +57,7 @@ def render_detail(lens_session: LensSession):
         features=features,
         chat_messages=chat_history(lens_session.id),
         captures=session_captures(db.session, lens_session.id),
+        tools=ToolState.from_column(lens_session.tools),
         oob=False,
     )
 

@@ -25,6 +25,7 @@ from lens.controls.messages import (
     ControlRefused,
     parse_message,
 )
+from lens.controls.state import TRACKED, ToolState
 from lens.database import DatabaseBusy, retrying
 from lens.extensions import db
 from lens.features import allowed_features
@@ -133,6 +134,10 @@ def handle(
     handler = HANDLERS.get(kind)
     if handler is not None:
         payload = handler(lens_session, actor, payload)
+    if kind in TRACKED:
+        lens_session.tools = (
+            ToolState.from_column(lens_session.tools).after(kind, payload).to_column()
+        )
     detail = json.dumps(payload, ensure_ascii=False)[:500]
     logged = kind not in UNLOGGED
     if logged and (kind not in REPORTS or _last_detail(lens_session, kind) != detail):

@@ -14,6 +14,7 @@ from flask import (
 
 from lens.captures.records import open_recording
 from lens.chat.setup import chat_history
+from lens.controls.state import ToolState
 from lens.customer.forms import PinForm
 from lens.customer.identity import device_key, joined_session, remember_joined
 from lens.customer.live import PhonePage
@@ -134,6 +135,7 @@ def session_page():
         features=session_features(lens_session),
         chat_messages=chat_history(lens_session.id),
         recording=recording_now(lens_session.id),
+        tools=ToolState.from_column(lens_session.tools),
     )
 
 

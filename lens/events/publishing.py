@@ -32,6 +32,19 @@ class _Touched:
         self.events = False  # a new line in its log
 
 
+# Columns whose change no list or panel shows: the tools' state, bookkeeping.
+QUIET = frozenset({"tools", "updated_at", "customer_seen_at"})
+
+
+def _shown_columns_changed(lens_session: LensSession) -> bool:
+    state = inspect(lens_session)
+    return any(
+        attr.history.has_changes()
+        for attr in state.attrs
+        if attr.key not in QUIET and attr.key in state.mapper.columns
+    )
+
+
 def _after_flush(session: Session, flush_context: object) -> None:
     """Note the sessions a flush touched (after it, so that new rows have their ids)."""
     touched: dict[int, _Touched] = session.info.setdefault(_KEY, {})
@@ -40,7 +53,7 @@ def _after_flush(session: Session, flush_context: object) -> None:
             entry = touched.setdefault(obj.id, _Touched())
             history = inspect(obj).attrs.technician_id.history
             entry.technicians.update(t for t in (*history.deleted, obj.technician_id) if t)
-            if obj in session.new or session.is_modified(obj, include_collections=False):
+            if obj in session.new or _shown_columns_changed(obj):
                 entry.changed = True
         elif isinstance(obj, SessionEvent) and obj.lens_session is not None:
             owner = obj.lens_session
@@ -56,6 +69,8 @@ def _publish(session: Session) -> None:
         return
     bus = current_app.extensions["lens.events"]
     for session_id, entry in touched.items():
+        if not (entry.changed or entry.events):  # only quiet columns (the tools' state)
+            continue
         message = {
             "type": "session",
             "session_id": session_id,

@@ -97,6 +97,9 @@ class LensSession(db.Model):
     # When the customer's page last said it was open (its status socket, every half minute):
     # a waiting session whose customer is long gone is closed by the sweep.
     customer_seen_at: Mapped[datetime | None]
+    # What the tools left on the phone (lens.controls.state.ToolState); a change of it is
+    # not a change of the session that the lists show.
+    tools: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=dict)
     updated_at: Mapped[datetime] = mapped_column(default=now_utc, onupdate=now_utc)
 
     technician: Mapped[Technician] = relationship()

@@ -261,4 +261,5 @@ def test_the_old_technicians_open_console_is_told_where_the_session_went(
     pushed = receive_until(tess_list, "was transferred to Otto Other", time.monotonic() + BOUND)
     assert pushed is not None, "Tess's open panel was never told"
     assert f'id="session-detail-{session_id}"' in pushed and 'hx-swap-oob="true"' in pushed
-    assert f'<tr id="session-row-{session_id}" hx-swap-oob="delete">' in pushed  # gone from her list
+    gone = f'<tr id="session-row-{session_id}" hx-swap-oob="delete">'
+    assert gone in pushed  # gone from her list
