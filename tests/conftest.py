@@ -12,10 +12,10 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from lens import create_app
 from lens.auth.models import Technician
 from lens.events import InProcessBus
 from lens.extensions import db, limiter
+from lens.factory import create_app
 
 TOKEN = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"|"X-CSRFToken": "([^"]+)"')
 PASSWORD = "correct horse battery"

@@ -15,8 +15,8 @@ import pytest
 from invitation_servers import HttpStub, SmtpServer, free_port
 from sqlalchemy import func, select
 
-from lens import create_app
 from lens.extensions import db
+from lens.factory import create_app
 from lens.invitations import Invitation, SmsConfigError
 from lens.sessions import lifecycle
 from lens.sessions.models import LensSession

@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from lens import create_app
 from lens.extensions import db, limiter
+from lens.factory import create_app
 
 POSTGRES = os.environ.get(
     "LENS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"

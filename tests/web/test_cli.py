@@ -7,10 +7,10 @@ from datetime import timedelta
 
 from sqlalchemy import func, inspect, select, text
 
-from lens import create_app
 from lens.auth.models import Technician
 from lens.events import InProcessBus
 from lens.extensions import db
+from lens.factory import create_app
 from lens.sessions import lifecycle
 from lens.timeutil import now_utc
 from tests.conftest import csrf_from

@@ -1,0 +1,138 @@
+"""The web process's app factory: settings, extensions, blueprints, error pages, commands."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from lens import ROOT
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    """Build the Flask app: settings, extensions, blueprints, error pages, commands."""
+    app = Flask(
+        __name__,
+        instance_path=os.environ.get("LENS_INSTANCE_PATH") or str(ROOT / "instance"),
+        instance_relative_config=True,
+        template_folder=str(ROOT / "templates"),
+        static_folder=str(ROOT / "static"),
+    )
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+
+    from lens.config import load_settings
+
+    app.config.from_mapping(load_settings(app.instance_path))
+    if test_config:
+        app.config.update(test_config)
+
+    register_extensions(app)
+    register_blueprints(app)
+    register_errorhandlers(app)
+    register_commands(app)
+    if app.config.get("LENS_START_SWEEPER"):
+        from lens.sweeper import start_sweeper
+
+        start_sweeper(app)
+    return app
+
+
+def register_extensions(app: Flask) -> None:
+    from lens import events
+    from lens.database import engine_options, tune_sqlite
+    from lens.events import publishing
+    from lens.extensions import babel, csrf, db, limiter, login_manager, mail, migrate, sock
+    from lens.i18n import select_locale
+
+    app.config.setdefault(
+        "SQLALCHEMY_ENGINE_OPTIONS",
+        engine_options(
+            app.config["SQLALCHEMY_DATABASE_URI"],
+            pool_size=app.config["LENS_DB_POOL_SIZE"],
+            max_overflow=app.config["LENS_DB_MAX_OVERFLOW"],
+            pool_timeout=app.config["LENS_DB_POOL_TIMEOUT"],
+        ),
+    )
+    db.init_app(app)
+    with app.app_context():
+        tune_sqlite(db.engine)
+    from lens.sockets import SocketLimits
+    from lens.sockets.tls import TLSAwareSelector
+
+    app.config["SOCK_SERVER_OPTIONS"] = dict(
+        app.config["SOCK_SERVER_OPTIONS"], selector_class=TLSAwareSelector
+    )
+    app.extensions["lens.socket_limits"] = SocketLimits(
+        app.config["LENS_SOCKETS_PER_ADDRESS"], app.config["LENS_SOCKETS_PER_OWNER"]
+    )
+    migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True)
+    csrf.init_app(app)
+    limiter.init_app(app)
+    babel.init_app(
+        app,
+        locale_selector=select_locale,
+        default_translation_directories=str(ROOT / "lens" / "translations"),
+    )
+    sock.init_app(app)
+    mail.init_app(app)
+    login_manager.init_app(app)
+    app.extensions["lens.events"] = app.config.get("LENS_EVENT_BUS") or events.make_bus(
+        app.config["REDIS_URL"]
+    )
+    publishing.install()
+
+    from lens.signaling.control import MediaControl
+
+    app.extensions["lens.media"] = app.config.get("LENS_MEDIA_CONTROL") or MediaControl(
+        app.config["LENS_MEDIA_URL"],
+        app.config["LENS_MEDIA_SECRET"],
+        app.config["LENS_MEDIA_TIMEOUT"],
+    )
+
+    from lens.invitations import setup as invitations
+
+    invitations.init_app(app)
+
+    from lens.chat import setup as chat
+
+    chat.init_app(app)
+
+    from flask_babel import get_locale
+
+    from lens.i18n import field_label
+
+    app.jinja_env.globals["get_locale"] = get_locale
+    app.jinja_env.filters["field_label"] = field_label
+
+
+def register_blueprints(app: Flask) -> None:
+    from lens.auth.views import bp as auth_bp
+    from lens.captures.views import make_captures_blueprint
+    from lens.console.views import make_console_blueprint
+    from lens.customer.views import bp as customer_bp
+    from lens.features import TECHNICIAN_CONSOLE, WEB_CONSOLE
+    from lens.i18n import bp as i18n_bp
+    from lens.ops import bp as ops_bp
+
+    app.register_blueprint(auth_bp)
+    app.register_blueprint(make_console_blueprint(TECHNICIAN_CONSOLE, "/console"))
+    app.register_blueprint(make_console_blueprint(WEB_CONSOLE, "/web"))
+    app.register_blueprint(make_captures_blueprint(TECHNICIAN_CONSOLE, "/console"))
+    app.register_blueprint(make_captures_blueprint(WEB_CONSOLE, "/web"))
+    app.register_blueprint(customer_bp)
+    app.register_blueprint(i18n_bp)
+    app.register_blueprint(ops_bp)
+
+
+def register_errorhandlers(app: Flask) -> None:
+    from lens.errors import register
+
+    register(app)
+
+
+def register_commands(app: Flask) -> None:
+    from lens.cli import lens_cli
+
+    app.cli.add_command(lens_cli)
