@@ -127,5 +127,11 @@ def load_settings(instance_path: str, env: Mapping[str, str] | None = None) -> d
         "LENS_SOCKET_BURST": float(env.get("LENS_SOCKET_BURST", "60")),
         "LENS_SOCKETS_PER_ADDRESS": _int(env, "LENS_SOCKETS_PER_ADDRESS", 100),
         "LENS_SOCKETS_PER_OWNER": _int(env, "LENS_SOCKETS_PER_OWNER", 20),
+        # who may read the web process's /metrics (networks, comma-separated)
+        "LENS_METRICS_ALLOW": [
+            network.strip()
+            for network in env.get("LENS_METRICS_ALLOW", "127.0.0.0/8,::1/128").split(",")
+            if network.strip()
+        ],
     }
     return settings

@@ -33,6 +33,19 @@ def prepare() -> None:
     )
 
 
+def worker_options(worker_class: str) -> list[str]:
+    """gevent (the default): a waiting socket is a parked greenlet, not a thread
+    (docs/web-tier.md). gthread is kept to measure against (bench/web_load.py)."""
+    if worker_class == "gthread":
+        return ["--worker-class", "gthread", "--threads", os.environ.get("LENS_WEB_THREADS", "64")]
+    if worker_class != "gevent":
+        raise SystemExit(f"LENS_WEB_WORKER_CLASS must be gevent or gthread, not {worker_class!r}")
+    return [
+        "--worker-class", "gevent",
+        "--worker-connections", os.environ.get("LENS_WEB_CONNECTIONS", "2000"),
+    ]  # fmt: skip
+
+
 def web_command(cert: Path | None, key: Path | None, bind: str | None = None) -> list[str]:
     """gunicorn serving the web process: HTTPS with cert and key, else plain HTTP."""
     bind = bind or f"{os.environ.get('LENS_HOST', '0.0.0.0')}:{os.environ.get('LENS_PORT', '8443')}"
@@ -40,10 +53,8 @@ def web_command(cert: Path | None, key: Path | None, bind: str | None = None) ->
     return [
         sys.executable, "-m", "gunicorn", "app:create_app()",
         "--bind", bind,
-        # gevent: a waiting socket is a parked greenlet, not a thread (docs/web-tier.md)
-        "--worker-class", "gevent",
+        *worker_options(os.environ.get("LENS_WEB_WORKER_CLASS", "gevent")),
         "--workers", os.environ.get("LENS_WEB_WORKERS", "1"),
-        "--worker-connections", os.environ.get("LENS_WEB_CONNECTIONS", "2000"),
         *tls,
         "--access-logfile", "-",
         "--graceful-timeout", "5",
