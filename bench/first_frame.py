@@ -129,8 +129,11 @@ def main() -> None:
                 phone_sent, first = one_session(browser, base, tech, index)
                 sent.append(phone_sent)
                 shown.append(first)
-                print(f"session {index:2d}: phone sends {phone_sent * 1000:5.0f} ms, "
-                      f"first frame {first * 1000:5.0f} ms", flush=True)
+                print(
+                    f"session {index:2d}: phone sends {phone_sent * 1000:5.0f} ms, "
+                    f"first frame {first * 1000:5.0f} ms",
+                    flush=True,
+                )
             browser.close()
     finally:
         server.shutdown()
