@@ -24,6 +24,7 @@ from lens.chat.setup import chat_history
 from lens.console.forms import NewSessionForm, custom_values, new_session_form
 from lens.console.invite import InviteResult, invite, join_qr, join_url
 from lens.console.live import ConsolePage
+from lens.console.log_text import event_text
 from lens.console.queries import sessions_for_list
 from lens.console.tools import register_tool_routes
 from lens.controls.state import ToolState
@@ -130,6 +131,7 @@ invite_limit = limiter.shared_limit(
 def make_console_blueprint(console: str, url_prefix: str) -> Blueprint:
     """One console's blueprint; both share every view."""
     bp = Blueprint(f"{console}_console", __name__, url_prefix=url_prefix)
+    bp.add_app_template_global(event_text)
 
     @bp.before_request
     def require_technician():

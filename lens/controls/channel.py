@@ -138,11 +138,16 @@ def handle(
         lens_session.tools = (
             ToolState.from_column(lens_session.tools).after(kind, payload).to_column()
         )
-    detail = json.dumps(payload, ensure_ascii=False)[:500]
     logged = kind not in UNLOGGED
-    if logged and (kind not in REPORTS or _last_detail(lens_session, kind) != detail):
+    if logged and (kind not in REPORTS or _last_data(lens_session, kind) != payload):
         lifecycle.record_event(
-            db.session, lens_session, kind, actor=actor, now=now_utc(), detail=detail
+            db.session,
+            lens_session,
+            kind,
+            actor=actor,
+            now=now_utc(),
+            detail=json.dumps(payload, ensure_ascii=False)[:500],
+            data=payload,
         )
     db.session.commit()
     return {"type": kind, "from": side, **payload}
@@ -156,9 +161,9 @@ UNLOGGED = frozenset({"chat", "draw"})
 REPORTS = frozenset({"capabilities"})
 
 
-def _last_detail(lens_session: LensSession, kind: str) -> str | None:
+def _last_data(lens_session: LensSession, kind: str) -> dict[str, Any] | None:
     return db.session.scalar(
-        select(SessionEvent.detail)
+        select(SessionEvent.data)
         .where(SessionEvent.session_id == lens_session.id, SessionEvent.kind == kind)
         .order_by(SessionEvent.id.desc())
         .limit(1)

@@ -73,6 +73,7 @@ def record_invitation(
         actor=actor,
         now=now,
         detail=event_detail(channel, hidden, error),
+        data={"channel": channel, "to": hidden, "error": error},
     )
     db.flush()
     return invitation

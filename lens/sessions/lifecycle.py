@@ -71,6 +71,7 @@ def _transition(
     actor: str,
     now: datetime,
     detail: str | None = None,
+    data: dict[str, Any] | None = None,
 ) -> None:
     sources, target = TRANSITIONS[action]
     if lens_session.state not in sources:
@@ -79,7 +80,7 @@ def _transition(
     if target in (S.CLOSED, S.EXPIRED):
         lens_session.pin = None
         lens_session.ended_at = now
-    record_event(db, lens_session, action, actor=actor, now=now, detail=detail)
+    record_event(db, lens_session, action, actor=actor, now=now, detail=detail, data=data)
 
 
 def record_event(
@@ -90,9 +91,12 @@ def record_event(
     actor: str,
     now: datetime,
     detail: str | None = None,
+    data: dict[str, Any] | None = None,
 ) -> SessionEvent:
-    """Append one line to the session's log."""
-    event = SessionEvent(lens_session=lens_session, kind=kind, actor=actor, at=now, detail=detail)
+    """Append one line to the session's log; `data` is what a page needs to say it."""
+    event = SessionEvent(
+        lens_session=lens_session, kind=kind, actor=actor, at=now, detail=detail, data=data
+    )
     db.add(event)
     return event
 
@@ -317,6 +321,7 @@ def transfer_session(
         actor=technician_actor(technician),
         now=now,
         detail=f"{technician.name}\n{receiver.name}",
+        data={"from": technician.name, "to": receiver.name},
     )
     lens_session.technician_id = receiver.id
     lens_session.technician = receiver

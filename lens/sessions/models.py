@@ -133,5 +133,8 @@ class SessionEvent(db.Model):
     kind: Mapped[str] = mapped_column(String(32))
     actor: Mapped[str] = mapped_column(String(40))
     detail: Mapped[str | None] = mapped_column(Text)
+    # What the log line says, as data (lens.console.log_text reads it): a tool's setting,
+    # an invitation's channel and masked destination, a transfer's two technicians.
+    data: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     lens_session: Mapped[LensSession] = relationship(back_populates="events")

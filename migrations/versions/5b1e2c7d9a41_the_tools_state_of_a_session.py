@@ -1,4 +1,4 @@
-"""the tools' state of a session (frozen, drawings, quality, the phone's camera)
+"""the tools' state of a session, and a log line's data
 
 Revision ID: 5b1e2c7d9a41
 Revises: 1227d430a628
@@ -19,8 +19,12 @@ depends_on = None
 def upgrade():
     with op.batch_alter_table('lens_session', schema=None) as batch_op:
         batch_op.add_column(sa.Column('tools', sa.JSON(), nullable=True))
+    with op.batch_alter_table('session_event', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('data', sa.JSON(), nullable=True))
 
 
 def downgrade():
+    with op.batch_alter_table('session_event', schema=None) as batch_op:
+        batch_op.drop_column('data')
     with op.batch_alter_table('lens_session', schema=None) as batch_op:
         batch_op.drop_column('tools')
