@@ -276,6 +276,7 @@ async def level(site: Site, n: int, args, pid: int) -> dict:
     figures = Figures()
     stop = asyncio.Event()
     cpu_before, wall_before = cpu_seconds(pid), time.monotonic()
+    client_before = sum(os.times()[:2])
     pairs = []
     for i in range(n):  # a ramp, not a stampede: a team's day does not start at one instant
         pairs.append(asyncio.create_task(pair(site, i, args, figures, stop)))
@@ -284,7 +285,9 @@ async def level(site: Site, n: int, args, pid: int) -> dict:
     await asyncio.sleep(args.seconds)
     stop.set()
     await asyncio.wait(pairs + [sampler], timeout=args.live + 30)
-    cpu = (cpu_seconds(pid) - cpu_before) / (time.monotonic() - wall_before)
+    wall = time.monotonic() - wall_before
+    cpu = (cpu_seconds(pid) - cpu_before) / wall
+    client_cpu = (sum(os.times()[:2]) - client_before) / wall
     return {
         "sessions": n,
         "sockets open": max(figures.sockets or [0]),
@@ -298,6 +301,7 @@ async def level(site: Site, n: int, args, pid: int) -> dict:
         "chat p95 ms": 1000 * percentile(figures.chat, 95),
         "db connections max": max(figures.db_in_use or [0]),
         "worker cpu %": 100 * cpu,
+        "client cpu %": 100 * client_cpu,
         "rss MB": rss_mb(pid),
     }
 

@@ -95,6 +95,9 @@ def register_extensions(app: Flask) -> None:
 
     invitations.init_app(app)
 
+    from lens.controls.channel import ControlHandlers
+
+    app.extensions["lens.control_handlers"] = ControlHandlers()
     from lens.chat import setup as chat
 
     chat.init_app(app)

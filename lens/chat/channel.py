@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from lens.chat.models import ChatMessage
-from lens.controls.channel import on_control
 from lens.controls.messages import CUSTOMER, TECHNICIAN
 from lens.extensions import db
 from lens.sessions.models import LensSession
@@ -18,7 +17,6 @@ def technician_id_of(actor: str) -> int | None:
     return int(rest) if prefix == TECHNICIAN and rest.isdigit() else None
 
 
-@on_control("chat", echo=True)
 def store_chat(lens_session: LensSession, actor: str, payload: dict[str, Any]) -> dict[str, Any]:
     """Keep the message with the session; both sides receive it with its author and time."""
     technician_id = technician_id_of(actor)

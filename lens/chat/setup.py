@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import importlib
-
 from flask import Flask, current_app
 
+from lens.chat.channel import store_chat
 from lens.chat.models import ChatMessage, session_chat
 from lens.chat.text import chat_presets, linkify
+from lens.controls.channel import control_handlers
 from lens.extensions import db
 
 
@@ -17,10 +17,10 @@ def chat_history(session_id: int) -> list[ChatMessage]:
 
 
 def init_app(app: Flask) -> None:
-    """Register the chat control handler and the template helpers.
+    """Store chat messages as they pass the control channel; the template helpers.
 
     Helpers: chat_presets() (settings only, no database), the |chat_text filter.
     """
-    importlib.import_module("lens.chat.channel")  # @on_control("chat") stores messages
+    control_handlers(app).add("chat", store_chat, echo=True)
     app.jinja_env.globals.update(chat_presets=lambda: chat_presets(current_app.config))
     app.jinja_env.filters["chat_text"] = linkify

@@ -19,7 +19,7 @@ from sqlalchemy import select
 from lens.chat.models import session_chat
 from lens.chat.rendering import render_chat_line
 from lens.console.queries import sessions_for_list
-from lens.controls.channel import DELIVER, controls_topic, receive_control, refusal
+from lens.controls.channel import control_handlers, controls_topic, receive_control, refusal
 from lens.controls.messages import REGISTRY, TECHNICIAN
 from lens.events.publishing import technician_topic
 from lens.extensions import db
@@ -197,7 +197,7 @@ class ConsolePage:
 
     def on_control(self, message: Message) -> None:
         """A control message on the open session's channel, if it is meant for this side."""
-        if not DELIVER[TECHNICIAN](message.get("from", ""), message.get("type", "")):
+        if not control_handlers().delivers(TECHNICIAN, message):
             return
         out = dict(message, session=self.panel)
         if message.get("type") == "chat":

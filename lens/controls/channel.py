@@ -36,25 +36,31 @@ from lens.timeutil import now_utc
 log = logging.getLogger(__name__)
 
 Handler = Callable[[LensSession, str, dict[str, Any]], dict[str, Any]]
-HANDLERS: dict[str, Handler] = {}
-# what each side receives of what the other (or the same) side sent
-DELIVER: dict[str, Callable[[str, str], bool]] = {
-    TECHNICIAN: lambda sender, kind: sender == CUSTOMER or kind in ECHOED,
-    CUSTOMER: lambda sender, kind: sender == TECHNICIAN or kind in ECHOED,
-}
-ECHOED: set[str] = set()  # kinds both sides see (chat), whoever sent them
 
 
-def on_control(name: str, echo: bool = False):
-    """Register the handler that stores or acts on one kind of message."""
+class ControlHandlers:
+    """What the app does with each kind of message beyond passing it on (built in init_app)."""
 
-    def register(handler: Handler) -> Handler:
-        HANDLERS[name] = handler
+    def __init__(self) -> None:
+        self.handlers: dict[str, Handler] = {}
+        self.echoed: set[str] = set()  # kinds both sides see (chat), whoever sent them
+
+    def add(self, kind: str, handler: Handler, *, echo: bool = False) -> None:
+        """Store or act on `kind` with handler; with echo the sender gets it back too."""
+        self.handlers[kind] = handler
         if echo:
-            ECHOED.add(name)
-        return handler
+            self.echoed.add(kind)
 
-    return register
+    def delivers(self, side: str, message: dict[str, Any]) -> bool:
+        """Whether side's page receives a published message."""
+        sender, kind = message.get("from", ""), message.get("type", "")
+        other = CUSTOMER if side == TECHNICIAN else TECHNICIAN
+        return sender == other or kind in self.echoed
+
+
+def control_handlers(app=None) -> ControlHandlers:
+    """The app's handlers (lens.factory puts them in app.extensions)."""
+    return (app or current_app).extensions["lens.control_handlers"]
 
 
 def controls_topic(session_id: int) -> str:
@@ -131,7 +137,7 @@ def handle(
     if lens_session is None or lens_session.state not in LIVE_STATES:
         raise ControlRefused("session_over")
     check_still_allowed(lens_session, side, actor, kind)
-    handler = HANDLERS.get(kind)
+    handler = control_handlers().handlers.get(kind)
     if handler is not None:
         payload = handler(lens_session, actor, payload)
     if kind in TRACKED:

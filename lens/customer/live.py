@@ -16,7 +16,7 @@ from flask import current_app, render_template
 from lens.captures.records import open_recording
 from lens.chat.models import session_chat
 from lens.chat.rendering import render_chat_line
-from lens.controls.channel import DELIVER, controls_topic, receive_control
+from lens.controls.channel import control_handlers, controls_topic, receive_control
 from lens.controls.messages import CUSTOMER, REGISTRY
 from lens.database import DatabaseBusy, retrying
 from lens.events.publishing import session_topic
@@ -107,7 +107,7 @@ class PhonePage:
             if not self.push_screen():
                 self.sock.close(CLOSE_NORMAL, "session over")
             return
-        if not DELIVER[CUSTOMER](message.get("from", ""), message.get("type", "")):
+        if not control_handlers().delivers(CUSTOMER, message):
             return
         if message.get("type") == "chat":
             message = dict(message, html=render_chat_line(message, CUSTOMER))
