@@ -11,6 +11,7 @@ and on "open" the panel's head, log and chat as they are, so nothing is missed.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from flask import current_app, render_template
@@ -44,6 +45,8 @@ class ConsolePage:
         self.log_seen = 0  # the last log line the open panel has
         self.stop_controls = None
         self.media: set[int] = set()  # sessions whose video this page negotiated
+        # the reader and the forwarders (threads under the dev server) share the page's state
+        self.lock = threading.RLock()
 
     def run(self) -> None:
         """Serve the page until its socket closes."""
@@ -88,6 +91,10 @@ class ConsolePage:
 
     def on_change(self, message: Message) -> None:
         """A session of this technician's changed (state, owner, or a new log line)."""
+        with self.lock:
+            self._on_change(message)
+
+    def _on_change(self, message: Message) -> None:
         session_id = message.get("session_id")
         lens_session = db.session.get(LensSession, session_id) if session_id else None
         if lens_session is None:
@@ -141,6 +148,10 @@ class ConsolePage:
     # --- the page's messages --------------------------------------------------------------
 
     def on_message(self, message: Message) -> None:
+        with self.lock:
+            self._on_message(message)
+
+    def _on_message(self, message: Message) -> None:
         kind = message["type"]
         if kind == "open":
             self.open_panel(message.get("session"))
@@ -168,10 +179,12 @@ class ConsolePage:
             self.sock.send_json({"type": "error", "reason": "not_found", "session": session_id})
             return
         self.close_panel()
-        self.panel = lens_session.id
+        session_id = self.panel = lens_session.id
         bus = current_app.extensions["lens.events"]
-        subscription = bus.subscribe([controls_topic(lens_session.id)])
-        self.stop_controls = self.sock.forward(subscription, self.on_control)
+        subscription = bus.subscribe([controls_topic(session_id)])
+        self.stop_controls = self.sock.forward(
+            subscription, lambda message: self.on_control(message, session_id)
+        )
         events = lens_session.events
         self.log_seen = events[-1].id if events else 0
         features = self.features(lens_session)
@@ -195,11 +208,12 @@ class ConsolePage:
         self.stop_controls = None
         self.panel = None
 
-    def on_control(self, message: Message) -> None:
-        """A control message on the open session's channel, if it is meant for this side."""
-        if not control_handlers().delivers(TECHNICIAN, message):
-            return
-        out = dict(message, session=self.panel)
+    def on_control(self, message: Message, session_id: int) -> None:
+        """A control message on a session's channel, if its panel is still the open one."""
+        with self.lock:
+            if session_id != self.panel or not control_handlers().delivers(TECHNICIAN, message):
+                return
+        out = dict(message, session=session_id)
         if message.get("type") == "chat":
             out["html"] = render_chat_line(message, TECHNICIAN)
         self.sock.send_json(out)
