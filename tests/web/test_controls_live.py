@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import time
@@ -124,7 +125,7 @@ def test_the_phone_answers_a_device_control(
     answer = receive_until(tech_ws, '"device_result"', time.monotonic() + BOUND)
     assert answer is not None
     assert json.loads(answer)["ok"] is False
-    panel = tech.get(f"/console/sessions/{session_id}").text
+    panel = html.unescape(tech.get(f"/console/sessions/{session_id}").text)
     assert "Customer's camera: no flashlight" in panel
     assert "Customer's phone could not change the flashlight" in panel
 
