@@ -345,6 +345,8 @@ async def main_async(args) -> None:
     if args.nice:  # on a shared machine: the web process and this client before the rest
         for process in (os.getpid(), server.process.pid, pid):
             os.setpriority(os.PRIO_PROCESS, process, args.nice)
+        # with autogroups, nice orders only within a session: raise the session's group
+        Path("/proc/self/autogroup").write_text(str(args.nice))
     print(
         f"web: gunicorn {args.worker}, 1 worker (pid {pid}); database "
         f"{args.database or 'SQLite'}; nice {args.nice}; load {loadavg()}",
