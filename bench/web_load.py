@@ -10,8 +10,10 @@ media: the sidecar is not started, offers are not sent). The web process is guni
 one worker, as `bin/run` starts it, on SQLite in a fresh instance folder (or --database).
 
 Per level N, N technician/phone pairs run continuously for --seconds: create a session,
-the phone joins by PIN and accepts, the technician opens the panel and starts, both chat
-every --chat-every seconds, the technician ends it after --live seconds, and again. Beside
+the phone joins by PIN and accepts, the technician starts the row pushed to the console and
+opens its panel, phone and technician exchange a chat line every --chat-every seconds (5),
+the technician ends it after --live seconds (45), and again. Each level has technicians of
+its own; what is still running at its end is stopped before the next. Beside
 them a sampler times `GET /healthz` and a technician's `GET /console/` every 100 ms, and
 reads the process's /metrics and RSS.
 
@@ -85,7 +87,7 @@ class Page:
             data = message.data
             for test, future in list(self.waiters):
                 if not future.done() and test(data):
-                    future.set_result(time.perf_counter())
+                    future.set_result((time.perf_counter(), data))
 
     def expect(self, test) -> asyncio.Future:
         future = asyncio.get_running_loop().create_future()
@@ -128,8 +130,9 @@ async def log_in(site: Site, http: aiohttp.ClientSession, email: str) -> str:
 
 
 async def pair(site: Site, n: int, args, figures: Figures, stop: asyncio.Event) -> None:
-    """One technician and the phones of the sessions they run, one after the other."""
+    """One technician (tech<n>) and the phones of the sessions they run, one after another."""
     tech = site.client()
+    console = None
     try:
         token = await log_in(site, tech, f"tech{n}@example.com")
         headers = {"HX-Request": "true", "X-CSRFToken": token}
@@ -140,10 +143,11 @@ async def pair(site: Site, n: int, args, figures: Figures, stop: asyncio.Event) 
             except Exception as exc:  # noqa: BLE001 - every failure is counted and shown
                 figures.errors.append(f"{type(exc).__name__}: {exc}"[:200])
                 await asyncio.sleep(1)
-        await console.close()
     except Exception as exc:  # noqa: BLE001
         figures.errors.append(f"pair {n}: {type(exc).__name__}: {exc}"[:200])
     finally:
+        if console is not None:
+            await console.close()
         await tech.close()
 
 
@@ -155,6 +159,7 @@ async def one_session(site, tech, headers, console, n, args, figures, stop) -> N
             raise RuntimeError(f"create answered {response.status}")
         pin = PIN.search(await response.text()).group(1)
     phone = site.client()
+    phone_page = None
     try:
         async with phone.get(site.base + "/") as response:
             phone_token = token_of(await response.text())
@@ -170,9 +175,10 @@ async def one_session(site, tech, headers, console, n, args, figures, stop) -> N
         async with phone.post(site.base + "/c/accept", headers=phone_headers) as response:
             if response.status != 200:
                 raise RuntimeError(f"accept answered {response.status}")
-        figures.accept_to_row.append(await asyncio.wait_for(row_waiting, 10) - began)
+        seen_at, row = await asyncio.wait_for(row_waiting, 10)
+        figures.accept_to_row.append(seen_at - began)
         active = phone_page.expect(lambda d: 'data-screen="active"' in d)
-        session_id = await start_latest(site, tech, headers, console)
+        session_id = await start(site, tech, headers, console, row)
         await asyncio.wait_for(active, 10)
         live_until = time.monotonic() + args.live
         k = 0
@@ -182,31 +188,30 @@ async def one_session(site, tech, headers, console, n, args, figures, stop) -> N
             seen = console.expect(lambda d, t=text: t in d)
             sent = time.perf_counter()
             await phone_page.send({"type": "chat", "text": text})
-            figures.chat.append(await asyncio.wait_for(seen, 10) - sent)
+            figures.chat.append((await asyncio.wait_for(seen, 10))[0] - sent)
             reply = f"re {n}-{session_id}-{k}"
             heard = phone_page.expect(lambda d, t=reply: t in d)
             sent = time.perf_counter()
             await console.send({"type": "chat", "text": reply, "session": session_id})
-            figures.chat.append(await asyncio.wait_for(heard, 10) - sent)
+            figures.chat.append((await asyncio.wait_for(heard, 10))[0] - sent)
             await asyncio.sleep(args.chat_every)
         async with tech.post(
             f"{site.base}/console/sessions/{session_id}/end", headers=headers
         ) as response:
             if response.status != 200:
                 raise RuntimeError(f"end answered {response.status}")
-        await phone_page.close()
         figures.sessions_done += 1
     finally:
+        if phone_page is not None:  # a shared connector's sockets outlive their session
+            await phone_page.close()
         await phone.close()
 
 
-async def start_latest(site: Site, tech, headers, console: Page) -> int:
-    """Start the technician's waiting session (its id from the list) and open its panel."""
-    async with tech.get(site.base + "/console/") as response:
-        page = await response.text()
-    match = re.search(r'id="session-row-(\d+)"[^>]*data-state="waiting"', page)
+async def start(site: Site, tech, headers, console: Page, row: str) -> int:
+    """Start the session whose row was pushed (as a technician clicks it) and open its panel."""
+    match = re.search(r'id="session-row-(\d+)"[^>]*data-state="waiting"', row)
     if not match:
-        raise RuntimeError("no waiting row in the console")
+        raise RuntimeError("no waiting row in the push")
     session_id = int(match.group(1))
     async with tech.post(
         f"{site.base}/console/sessions/{session_id}/start", headers=headers
@@ -249,42 +254,54 @@ async def sample(site: Site, args, figures: Figures, stop: asyncio.Event) -> Non
         await log_in(site, watcher, "tech0@example.com")
         tick = 0
         while not stop.is_set():
-            began = time.perf_counter()
-            async with watcher.get(site.base + "/healthz") as response:
-                await response.read()
-                ok = response.status == 200
-            figures.healthz.append(time.perf_counter() - began)
-            if not ok:
-                figures.errors.append(f"/healthz answered {response.status}")
-            began = time.perf_counter()
-            async with watcher.get(site.base + "/console/") as response:
-                await response.read()
-            figures.console_page.append(time.perf_counter() - began)
-            if tick % 10 == 0:
-                async with watcher.get(site.base + "/metrics") as response:
-                    text = await response.text()
-                values = dict(line.split() for line in text.splitlines() if line[:1] != "#")
-                figures.sockets.append(int(values["lens_web_sockets_open"]))
-                figures.db_in_use.append(int(values["lens_db_connections_in_use"]))
+            try:
+                await sample_once(site, watcher, figures, with_metrics=tick % 10 == 0)
+            except Exception as exc:  # noqa: BLE001 - a failed probe is an error, not a crash
+                figures.errors.append(f"probe {type(exc).__name__}: {exc}"[:200])
             tick += 1
             await asyncio.sleep(0.1)
     finally:
         await watcher.close()
 
 
-async def level(site: Site, n: int, args, pid: int) -> dict:
+async def sample_once(site: Site, watcher, figures: Figures, with_metrics: bool) -> None:
+    began = time.perf_counter()
+    async with watcher.get(site.base + "/healthz") as response:
+        await response.read()
+        if response.status != 200:
+            figures.errors.append(f"/healthz answered {response.status}")
+    figures.healthz.append(time.perf_counter() - began)
+    began = time.perf_counter()
+    async with watcher.get(site.base + "/console/") as response:
+        await response.read()
+        if response.status != 200:
+            figures.errors.append(f"/console/ answered {response.status}")
+    figures.console_page.append(time.perf_counter() - began)
+    if with_metrics:
+        async with watcher.get(site.base + "/metrics") as response:
+            text = await response.text()
+        values = dict(line.split() for line in text.splitlines() if line[:1] != "#")
+        figures.sockets.append(int(values["lens_web_sockets_open"]))
+        figures.db_in_use.append(int(values["lens_db_connections_in_use"]))
+
+
+async def level(site: Site, n: int, first: int, args, pid: int) -> dict:
+    """n pairs (technicians first..first+n-1) for args.seconds; every task ends before return."""
     figures = Figures()
     stop = asyncio.Event()
     cpu_before, wall_before = cpu_seconds(pid), time.monotonic()
     client_before = sum(os.times()[:2])
     pairs = []
     for i in range(n):  # a ramp, not a stampede: a team's day does not start at one instant
-        pairs.append(asyncio.create_task(pair(site, i, args, figures, stop)))
+        pairs.append(asyncio.create_task(pair(site, first + i, args, figures, stop)))
         await asyncio.sleep(args.ramp / n)
     sampler = asyncio.create_task(sample(site, args, figures, stop))
     await asyncio.sleep(args.seconds)
     stop.set()
-    await asyncio.wait(pairs + [sampler], timeout=args.live + 30)
+    _done, late = await asyncio.wait(pairs + [sampler], timeout=args.live + 30)
+    for task in late:  # stuck on a timeout: cancelled, so nothing leaks into the next level
+        task.cancel()
+    await asyncio.gather(*late, return_exceptions=True)
     wall = time.monotonic() - wall_before
     cpu = (cpu_seconds(pid) - cpu_before) / wall
     client_cpu = (sum(os.times()[:2]) - client_before) / wall
@@ -339,7 +356,7 @@ async def main_async(args) -> None:
         settings["DATABASE_URL"] = args.database
     server = WebServer(folder, **settings)
     server.prepare()
-    add_technicians(server, max(args.levels) + 1)
+    add_technicians(server, sum(args.levels) + 1)
     server.start()
     pid = worker_pid(server)
     if args.nice:  # on a shared machine: the web process and this client before the rest
@@ -358,8 +375,10 @@ async def main_async(args) -> None:
     rss_after = []
     try:
         for run in range(1, args.runs + 1):
+            first = 1  # tech0 is the sampler's
             for n in args.levels:
-                figures = await level(site, n, args, pid)
+                figures = await level(site, n, first, args, pid)
+                first += n
                 print(
                     f"run {run} "
                     + " · ".join(
@@ -382,10 +401,10 @@ async def main_async(args) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--levels", type=int, nargs="+", default=[50, 100, 200])
-    parser.add_argument("--seconds", type=float, default=30, help="per level")
+    parser.add_argument("--seconds", type=float, default=45, help="per level")
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--live", type=float, default=12, help="seconds a session stays active")
-    parser.add_argument("--chat-every", type=float, default=3)
+    parser.add_argument("--live", type=float, default=45, help="seconds a session stays active")
+    parser.add_argument("--chat-every", type=float, default=5, help="seconds between exchanges")
     parser.add_argument("--ramp", type=float, default=10, help="seconds to bring pairs in")
     parser.add_argument("--worker", choices=["gevent", "gthread"], default="gevent")
     parser.add_argument("--database", default="", help="a DATABASE_URL (default: SQLite)")

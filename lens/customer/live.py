@@ -12,13 +12,13 @@ import time
 from typing import Any
 
 from flask import current_app, render_template
+from sqlalchemy.exc import SQLAlchemyError
 
 from lens.captures.records import open_recording
 from lens.chat.models import session_chat
 from lens.chat.rendering import render_chat_line
 from lens.controls.channel import control_handlers, controls_topic, receive_control
 from lens.controls.messages import CUSTOMER, REGISTRY
-from lens.database import DatabaseBusy, retrying
 from lens.events.publishing import session_topic
 from lens.extensions import db
 from lens.features import allowed_features
@@ -56,6 +56,8 @@ class PhonePage:
             with self.sock.unit():
                 live = self.push_screen()
                 self.push_chat()
+                if live:
+                    self.still_here()  # the sweep knows at once that the page is open
             if not live:
                 self.sock.close(CLOSE_NORMAL, "session over")
                 return
@@ -119,14 +121,12 @@ class PhonePage:
             return
         self.seen_at = time.monotonic()
 
-        def mark() -> None:
+        try:  # one try: the next beat comes in half a minute, nothing waits for this one
             lifecycle.customer_seen(db.session, self.session_id, now_utc())
             db.session.commit()
-
-        try:
-            retrying(db.session, mark, current_app.config["LENS_DB_BUSY_SECONDS"])
-        except DatabaseBusy:  # the next beat comes in half a minute
-            log.warning("could not mark session %s seen: database busy", self.session_id)
+        except SQLAlchemyError as exc:
+            db.session.rollback()
+            log.warning("could not mark session %s seen: %s", self.session_id, exc)
 
     def features(self, lens_session: LensSession) -> frozenset[str]:
         return allowed_features(lens_session.console, lens_session.technician.group_permissions())

@@ -110,7 +110,7 @@ class PageSocket:
         subscription,
         on_message: Callable[[Message], None],
         on_idle: Callable[[], None] | None = None,
-        poll: float = 1.0,
+        poll: float = 5.0,
     ) -> Callable[[], None]:
         """Pass each bus message to on_message (in a unit) until stopped; returns the stop.
 
@@ -167,9 +167,9 @@ class PageSocket:
     def finish(self) -> None:
         """Stop every worker; called when the page's socket ends."""
         self._stopped.set()
-        for thread in self._workers:
+        for thread in self._workers:  # each sees the stop at its next wake-up (≤ poll)
             if thread is not threading.current_thread():
-                thread.join(timeout=2)
+                thread.join(timeout=0.1)
 
 
 def _json_object(raw: Any) -> Message | None:
