@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from lens import ROOT
@@ -33,28 +34,34 @@ def prepare() -> None:
     )
 
 
-def worker_options(worker_class: str) -> list[str]:
+def worker_options(env: Mapping[str, str]) -> list[str]:
     """gevent (the default): a waiting socket is a parked greenlet, not a thread
     (docs/web-tier.md). gthread is kept to measure against (bench/web_load.py)."""
+    worker_class = env.get("LENS_WEB_WORKER_CLASS", "gevent")
     if worker_class == "gthread":
-        return ["--worker-class", "gthread", "--threads", os.environ.get("LENS_WEB_THREADS", "64")]
+        return ["--worker-class", "gthread", "--threads", env.get("LENS_WEB_THREADS", "64")]
     if worker_class != "gevent":
         raise SystemExit(f"LENS_WEB_WORKER_CLASS must be gevent or gthread, not {worker_class!r}")
     return [
         "--worker-class", "gevent",
-        "--worker-connections", os.environ.get("LENS_WEB_CONNECTIONS", "2000"),
+        "--worker-connections", env.get("LENS_WEB_CONNECTIONS", "2000"),
     ]  # fmt: skip
 
 
-def web_command(cert: Path | None, key: Path | None, bind: str | None = None) -> list[str]:
+def web_command(
+    cert: Path | None,
+    key: Path | None,
+    bind: str | None = None,
+    env: Mapping[str, str] = os.environ,
+) -> list[str]:
     """gunicorn serving the web process: HTTPS with cert and key, else plain HTTP."""
-    bind = bind or f"{os.environ.get('LENS_HOST', '0.0.0.0')}:{os.environ.get('LENS_PORT', '8443')}"
+    bind = bind or f"{env.get('LENS_HOST', '0.0.0.0')}:{env.get('LENS_PORT', '8443')}"
     tls = ["--certfile", str(cert), "--keyfile", str(key)] if cert and key else []
     return [
         sys.executable, "-m", "gunicorn", "app:create_app()",
         "--bind", bind,
-        *worker_options(os.environ.get("LENS_WEB_WORKER_CLASS", "gevent")),
-        "--workers", os.environ.get("LENS_WEB_WORKERS", "1"),
+        *worker_options(env),
+        "--workers", env.get("LENS_WEB_WORKERS", "1"),
         *tls,
         "--access-logfile", "-",
         "--graceful-timeout", "5",

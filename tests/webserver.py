@@ -69,11 +69,11 @@ class WebServer:
         from lens.run import web_command
 
         if not self.tls:
-            return web_command(None, None, bind=self.host)
+            return web_command(None, None, bind=self.host, env=self.env)
         from lens.tls import ensure_certificate
 
         cert, key = ensure_certificate(str(self.instance))
-        return web_command(cert, key, bind=self.host)
+        return web_command(cert, key, bind=self.host, env=self.env)
 
     def start(self) -> None:
         with self.log.open("ab") as log:
