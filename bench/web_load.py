@@ -70,6 +70,7 @@ class Figures:
     db_in_use: list[int] = field(default_factory=list)
     sockets: list[int] = field(default_factory=list)
     sessions_done: int = 0
+    busy_retries: int = 0  # the web process's count so far
 
 
 class Page:
@@ -283,6 +284,7 @@ async def sample_once(site: Site, watcher, figures: Figures, with_metrics: bool)
         values = dict(line.split() for line in text.splitlines() if line[:1] != "#")
         figures.sockets.append(int(values["lens_web_sockets_open"]))
         figures.db_in_use.append(int(values["lens_db_connections_in_use"]))
+        figures.busy_retries = int(values["lens_db_busy_retries_total"])
 
 
 async def level(site: Site, n: int, first: int, args, pid: int) -> dict:
@@ -317,6 +319,7 @@ async def level(site: Site, n: int, first: int, args, pid: int) -> dict:
         "accept->row p95 ms": 1000 * percentile(figures.accept_to_row, 95),
         "chat p95 ms": 1000 * percentile(figures.chat, 95),
         "db connections max": max(figures.db_in_use or [0]),
+        "busy retries (total)": figures.busy_retries,
         "worker cpu %": 100 * cpu,
         "client cpu %": 100 * client_cpu,
         "rss MB": rss_mb(pid),

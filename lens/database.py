@@ -28,6 +28,16 @@ T = TypeVar("T")
 SQLITE_BUSY_TIMEOUT = 0.05
 
 
+class _Counters:
+    """What operators see of busy-database waits (the web process's /metrics)."""
+
+    busy_retries = 0
+    busy_failures = 0
+
+
+COUNTERS = _Counters()
+
+
 class DatabaseBusy(Exception):
     """The database stayed busy for the whole retry budget; nothing was written."""
 
@@ -94,8 +104,10 @@ def retrying(
             if not is_busy(exc):
                 raise
             if time.monotonic() + pause > deadline:
+                COUNTERS.busy_failures += 1
                 log.warning("database busy for %.1f s; giving up", budget)
                 raise DatabaseBusy() from exc
+            COUNTERS.busy_retries += 1
             sleep(pause * (0.5 + random.random()))
             pause = min(pause * 2, 0.5)
 

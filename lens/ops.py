@@ -7,6 +7,7 @@ import ipaddress
 from flask import Blueprint, Response, abort, current_app, jsonify, request
 from sqlalchemy import text
 
+from lens.database import COUNTERS
 from lens.extensions import db
 
 bp = Blueprint("ops", __name__)
@@ -30,6 +31,10 @@ def metrics():
         f"lens_web_sockets_open {current_app.extensions['lens.socket_limits'].open_sockets()}",
         "# TYPE lens_db_connections_in_use gauge",
         f"lens_db_connections_in_use {_checked_out(pool)}",
+        "# TYPE lens_db_busy_retries_total counter",
+        f"lens_db_busy_retries_total {COUNTERS.busy_retries}",
+        "# TYPE lens_db_busy_failures_total counter",
+        f"lens_db_busy_failures_total {COUNTERS.busy_failures}",
     ]
     return Response("\n".join(lines) + "\n", mimetype="text/plain; version=0.0.4")
 
