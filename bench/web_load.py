@@ -12,7 +12,8 @@ one worker, as `bin/run` starts it, on SQLite in a fresh instance folder (or --d
 Per level N, N technician/phone pairs run continuously for --seconds: create a session,
 the phone joins by PIN and accepts, the technician starts the row pushed to the console and
 opens its panel, phone and technician exchange a chat line every --chat-every seconds (5),
-the technician ends it after --live seconds (45), and again. Each level has technicians of
+the technician ends it after --live seconds (45; each session's length and pace vary by
+±50 %, as a team's do), and again. Each level has technicians of
 its own; what is still running at its end is stopped before the next. Beside
 them a sampler times `GET /healthz` and a technician's `GET /console/` every 100 ms, and
 reads the process's /metrics and RSS.
@@ -28,6 +29,7 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import re
 import sys
 import tempfile
@@ -181,7 +183,9 @@ async def one_session(site, tech, headers, console, n, args, figures, stop) -> N
         active = phone_page.expect(lambda d: 'data-screen="active"' in d)
         session_id = await start(site, tech, headers, console, row)
         await asyncio.wait_for(active, 10)
-        live_until = time.monotonic() + args.live
+        # sessions differ in length and pace, as a team's do; equal ones would stay in step
+        # and arrive at the server in bursts
+        live_until = time.monotonic() + args.live * random.uniform(0.5, 1.5)
         k = 0
         while time.monotonic() < live_until and not stop.is_set():
             k += 1
@@ -195,7 +199,7 @@ async def one_session(site, tech, headers, console, n, args, figures, stop) -> N
             sent = time.perf_counter()
             await console.send({"type": "chat", "text": reply, "session": session_id})
             figures.chat.append((await asyncio.wait_for(heard, 10))[0] - sent)
-            await asyncio.sleep(args.chat_every)
+            await asyncio.sleep(args.chat_every * random.uniform(0.5, 1.5))
         async with tech.post(
             f"{site.base}/console/sessions/{session_id}/end", headers=headers
         ) as response:
@@ -300,7 +304,7 @@ async def level(site: Site, n: int, first: int, args, pid: int) -> dict:
     sampler = asyncio.create_task(sample(site, args, figures, stop))
     await asyncio.sleep(args.seconds)
     stop.set()
-    _done, late = await asyncio.wait(pairs + [sampler], timeout=args.live + 30)
+    _done, late = await asyncio.wait(pairs + [sampler], timeout=1.5 * args.live + 30)
     for task in late:  # stuck on a timeout: cancelled, so nothing leaks into the next level
         task.cancel()
     await asyncio.gather(*late, return_exceptions=True)
@@ -408,7 +412,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--live", type=float, default=45, help="seconds a session stays active")
     parser.add_argument("--chat-every", type=float, default=5, help="seconds between exchanges")
-    parser.add_argument("--ramp", type=float, default=10, help="seconds to bring pairs in")
+    parser.add_argument("--ramp", type=float, default=20, help="seconds to bring pairs in")
     parser.add_argument("--worker", choices=["gevent", "gthread"], default="gevent")
     parser.add_argument("--database", default="", help="a DATABASE_URL (default: SQLite)")
     parser.add_argument(

@@ -54,6 +54,8 @@ class PageSocket:
         self._send_lock = threading.Lock()
         self._stopped = threading.Event()
         self._workers: list[threading.Thread] = []
+        # what a unit sends waits until its database connection is back in the pool
+        self._outbox = threading.local()
 
     @property
     def open(self) -> bool:
@@ -69,6 +71,13 @@ class PageSocket:
         self._send(json.dumps(message, ensure_ascii=False))
 
     def _send(self, text: str) -> None:
+        held = getattr(self._outbox, "messages", None)
+        if held is not None:  # inside a unit: sent when it ends
+            held.append(text)
+            return
+        self._write(text)
+
+    def _write(self, text: str) -> None:
         with self._send_lock:
             try:
                 self.ws.send(text)
@@ -76,7 +85,11 @@ class PageSocket:
                 self._stopped.set()
 
     def close(self, code: int, reason: str) -> None:
-        """Close with a code and a reason the page can show or act on."""
+        """Close with a code and a reason the page can show or act on (after what was sent)."""
+        held = getattr(self._outbox, "messages", None)
+        if held is not None:  # inside a unit: once what the unit sent has gone out
+            held.append((code, reason))
+            return
         self._stopped.set()
         try:
             self.ws.close(code, reason)
@@ -158,11 +171,21 @@ class PageSocket:
 
     @contextmanager
     def unit(self) -> Iterator[None]:
-        """A piece of work: whatever database connection it took goes back when it ends."""
+        """A piece of work: its database connection goes back before anything is sent.
+
+        A send can wait on a slow client; nothing waits while holding a connection.
+        """
+        self._outbox.messages = held = []
         try:
             yield
         finally:
+            self._outbox.messages = None
             db.session.remove()
+            for item in held:
+                if isinstance(item, tuple):
+                    self.close(*item)
+                else:
+                    self._write(item)
 
     def finish(self) -> None:
         """Stop every worker; called when the page's socket ends."""
