@@ -33,7 +33,7 @@ def make_app(config: MediaConfig) -> web.Application:
     """Build the sidecar: control routes, bearer-secret auth, shutdown that closes all."""
     app = web.Application(middlewares=[require_secret, json_errors])
     app[CONFIG] = config
-    app[SESSIONS] = MediaSessions(config.ice_servers)
+    app[SESSIONS] = MediaSessions(config.network or config.ice_servers)
     app[CODECS] = passthrough.count_codecs()
     app.add_routes(
         [

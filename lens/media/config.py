@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lens.media.ice import NetworkSettings, load_network_settings
+
 
 @dataclass(frozen=True)
 class MediaConfig:
@@ -21,11 +23,14 @@ class MediaConfig:
     ice_servers: list[dict[str, Any]] = field(default_factory=list)
     # recordings may only be written inside this folder
     recordings_path: Path = Path("instance") / "recordings"
+    # port range, announced address, interfaces, TURN secret (lens.media.ice); None: the
+    # defaults, with `ice_servers`
+    network: NetworkSettings | None = None
 
 
 def load_config(environ: Mapping[str, str] | None = None) -> MediaConfig:
-    """Build the config from LENS_MEDIA_* / LENS_ICE_SERVERS / LENS_INSTANCE_PATH /
-    LENS_RECORDINGS_PATH."""
+    """Build the config from LENS_MEDIA_* / LENS_ICE_SERVERS / LENS_TURN_* /
+    LENS_INSTANCE_PATH / LENS_RECORDINGS_PATH; a ValueError names a bad setting."""
     env = os.environ if environ is None else environ
     instance = Path(env.get("LENS_INSTANCE_PATH") or "instance")
     secret = env.get("LENS_MEDIA_SECRET") or read_or_create_secret(instance / "media-secret")
@@ -38,6 +43,7 @@ def load_config(environ: Mapping[str, str] | None = None) -> MediaConfig:
         port=int(env.get("LENS_MEDIA_PORT") or 8765),
         ice_servers=ice_servers,
         recordings_path=Path(env.get("LENS_RECORDINGS_PATH") or instance / "recordings"),
+        network=load_network_settings(env, ice_servers),
     )
 
 

@@ -12,9 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from aiortc import (
-    RTCBundlePolicy,
-    RTCConfiguration,
-    RTCIceServer,
     RTCPeerConnection,
     RTCRtpReceiver,
     RTCRtpTransceiver,
@@ -25,7 +22,7 @@ from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability, RTCRtpCodecParameters
 
 from lens import features
-from lens.media import passthrough
+from lens.media import ice, passthrough
 from lens.media.capture import (
     CaptureError,
     CaptureTotals,
@@ -121,7 +118,7 @@ class LensMediaSession:
         self,
         sid: str,
         totals: RelayTotals,
-        ice_servers: list[dict[str, Any]],
+        ice_servers: ice.NetworkSettings | list[dict[str, Any]],
         captures: CaptureTotals | None = None,
         executor: Executor | None = None,
     ) -> None:
@@ -359,11 +356,8 @@ class LensMediaSession:
     def _new_leg(self, role: str) -> Leg:
         if self._closed:
             raise SessionError("session is closed", 409)
-        configuration = RTCConfiguration(
-            iceServers=[RTCIceServer(**server) for server in self._ice_servers],
-            bundlePolicy=RTCBundlePolicy.MAX_BUNDLE,
-        )
-        leg = Leg(role=role, pc=RTCPeerConnection(configuration))
+        # port range, announced address, every STUN/TURN server: lens.media.ice
+        leg = Leg(role=role, pc=ice.peer_connection(self._ice_servers))
 
         @leg.pc.on("connectionstatechange")
         def on_connection_state() -> None:
@@ -449,7 +443,7 @@ class LensMediaSession:
 class MediaSessions:
     """The sidecar's registry of live sessions, created by the first leg posted."""
 
-    def __init__(self, ice_servers: list[dict[str, Any]]) -> None:
+    def __init__(self, ice_servers: ice.NetworkSettings | list[dict[str, Any]]) -> None:
         self.totals = RelayTotals()
         self.captures = CaptureTotals()
         self._ice_servers = ice_servers
