@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import secrets
 import time
+from collections.abc import Iterator
 from datetime import timedelta
 
 import click
 from email_validator import EmailNotValidError, validate_email
 from flask import current_app
 from flask.cli import with_appcontext
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from lens.auth.models import ROLE_ADMIN, ROLE_TECHNICIAN, Technician
 from lens.extensions import db
@@ -58,11 +61,42 @@ def init_command(admin_email: str, admin_name: str) -> None:
     """Create or upgrade the database; create the first admin if there is none."""
     from flask_migrate import upgrade
 
-    upgrade()
-    if db.session.scalar(select(Technician).where(Technician.role == ROLE_ADMIN)) is None:
-        _create(admin_name, admin_email, ROLE_ADMIN, None)
+    with init_lock():  # several hosts may start at once on one fresh database
+        upgrade()
+        if db.session.scalar(select(Technician).where(Technician.role == ROLE_ADMIN)) is None:
+            _create(admin_name, admin_email, ROLE_ADMIN, None)
+        else:
+            click.echo("Database is up to date; an administrator exists.")
+
+
+INIT_LOCK_KEY = 0x4C454E53  # "LENS": the PostgreSQL advisory lock `lens init` holds
+
+
+@contextlib.contextmanager
+def init_lock() -> Iterator[None]:
+    """Serialise `lens init` across processes and hosts sharing one database.
+
+    PostgreSQL: a session advisory lock on its own connection, so the migrations and the
+    first admin run on one host at a time; the next one finds them done. SQLite (one
+    host): an exclusive lock on a file beside the database."""
+    engine = db.engine
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as connection:
+            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": INIT_LOCK_KEY})
+            try:
+                yield
+            finally:
+                connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": INIT_LOCK_KEY})
+                connection.commit()
+    elif engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
+        with open(f"{engine.url.database}.init-lock", "a") as lock_file:
+            fcntl.flock(lock_file, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock_file, fcntl.LOCK_UN)
     else:
-        click.echo("Database is up to date; an administrator exists.")
+        yield
 
 
 @lens_cli.command("create-technician")

@@ -38,6 +38,17 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         raise RuntimeError(f"{name} must be a whole number, got {raw!r}") from exc
 
 
+def _ice_servers(env: Mapping[str, str]) -> list[dict[str, Any]]:
+    from lens.network import check_ice_settings
+
+    try:
+        servers = json.loads(env.get("LENS_ICE_SERVERS") or "[]")
+    except json.JSONDecodeError as exc:
+        raise RuntimeError(f"LENS_ICE_SERVERS is not JSON: {exc}") from exc
+    check_ice_settings(servers, env.get("LENS_TURN_SECRET", ""))
+    return servers
+
+
 def load_settings(instance_path: str, env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Build the Flask config from the environment and the instance folder."""
     env = os.environ if env is None else env
@@ -72,7 +83,13 @@ def load_settings(instance_path: str, env: Mapping[str, str] | None = None) -> d
             for label in env.get("LENS_CUSTOM_FIELDS", DEFAULT_CUSTOM_FIELD).split(",")
             if label.strip()
         ],
-        "LENS_ICE_SERVERS": json.loads(env.get("LENS_ICE_SERVERS", "[]")),
+        # STUN/TURN for the browsers (and the sidecar); TURN credentials are made per page
+        # from LENS_TURN_SECRET (lens.network, docs/deploy.md)
+        "LENS_ICE_SERVERS": _ice_servers(env),
+        "LENS_TURN_SECRET": env.get("LENS_TURN_SECRET", ""),
+        "LENS_TURN_TTL": _int(env, "LENS_TURN_TTL", 21600),
+        # proxies in front of Lens whose X-Forwarded-For/-Proto are trusted (lens.network)
+        "LENS_TRUSTED_PROXIES": _int(env, "LENS_TRUSTED_PROXIES", 0),
         "LENS_MEDIA_URL": env.get("LENS_MEDIA_URL")
         or f"http://127.0.0.1:{env.get('LENS_MEDIA_PORT', '8765')}",
         "LENS_MEDIA_SECRET": env.get("LENS_MEDIA_SECRET")

@@ -28,6 +28,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     if test_config:
         app.config.update(test_config)
 
+    from lens import logs, network  # logging, trusted proxies (issue 11)
+
+    logs.init_app(app)
+    network.init_app(app)
     register_extensions(app)
     register_blueprints(app)
     register_errorhandlers(app)

@@ -74,7 +74,9 @@ def sidecar_command() -> list[str]:
 
 def main() -> int:
     """Start everything, watch the sidecar, stop on a signal."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s lens.run %(message)s")
+    from lens.logs import configure_logging
+
+    configure_logging("run")
     from lens.tls import ensure_certificate
 
     prepare()

@@ -32,6 +32,7 @@ from lens.database import retry_when_busy
 from lens.extensions import db, limiter, sock
 from lens.features import allowed_features
 from lens.invitations import create_session_once
+from lens.network import page_ice_servers
 from lens.sessions import lifecycle
 from lens.sessions.models import Channel, LensSession
 from lens.signaling.relay import stop_media
@@ -52,6 +53,7 @@ def get_own_session(session_id: int) -> LensSession:
 def render_detail(lens_session: LensSession):
     """The selected session's panel: its actions and log."""
     features = allowed_features(lens_session.console, current_user.group_permissions())
+    who = f"s{lens_session.id}-technician{current_user.id}"
     return render_template(
         "console/_session_detail.html",
         s=lens_session,
@@ -60,6 +62,7 @@ def render_detail(lens_session: LensSession):
         captures=session_captures(db.session, lens_session.id),
         tools=ToolState.from_column(lens_session.tools),
         oob=False,
+        ice_servers=page_ice_servers(current_app.config, who),
     )
 
 

@@ -22,6 +22,7 @@ from lens.database import retry_when_busy
 from lens.errors import session_error_message
 from lens.extensions import db, limiter, sock
 from lens.features import allowed_features
+from lens.network import page_ice_servers
 from lens.sessions import lifecycle
 from lens.sessions.errors import SessionError
 from lens.sessions.models import LensSession, SessionState
@@ -136,6 +137,7 @@ def session_page():
         chat_messages=chat_history(lens_session.id),
         recording=recording_now(lens_session.id),
         tools=ToolState.from_column(lens_session.tools),
+        ice_servers=page_ice_servers(current_app.config, f"s{lens_session.id}-phone"),
     )
 
 

@@ -75,7 +75,7 @@ class NetworkSettings:
     announced_ipv6: str | None = None
     interfaces: tuple[str, ...] = ()
     turn_secret: str | None = None
-    turn_ttl: int = 3600
+    turn_ttl: int = 21600
     gather_timeout: float = 3.0
     use_ipv6: bool = True
     # sockets bound so far, for /metrics and the tests: (address, port)
@@ -173,7 +173,7 @@ def load_network_settings(
         )
     try:
         gather_timeout = float(env.get("LENS_MEDIA_GATHER_TIMEOUT") or 3.0)
-        turn_ttl = int(env.get("LENS_TURN_TTL") or 3600)
+        turn_ttl = int(env.get("LENS_TURN_TTL") or 21600)
     except ValueError as exc:
         raise NetworkSettingsError(
             f"LENS_MEDIA_GATHER_TIMEOUT / LENS_TURN_TTL must be numbers: {exc}"
