@@ -186,16 +186,21 @@ def test_udp_blocked_phone_streams_over_turn(lab, start_sidecar, url, transport)
     servers = [{"urls": [url]}]
     phone_ice = ice_servers_for(servers, secret, "phone-s1", ttl=600)
     assert "credential" in phone_ice[0] and "credential" not in servers[0]
+    cert = lab.workdir / "turn-cert.pem"
+    # the sidecar uses every TURN URL, with credentials it derives from the same secret
+    sidecar_urls = [
+        f"turn:{netlab.SERVER}:3478?transport=udp",
+        f"turn:{netlab.SERVER}:3478?transport=tcp",
+        f"turns:{netlab.SERVER}:5349?transport=tcp",
+    ]
     sidecar = start_sidecar(
         {
-            "LENS_ICE_SERVERS": json.dumps(
-                [{"urls": [f"turn:{netlab.SERVER}:3478?transport=udp"]}]
-            ),
+            "LENS_ICE_SERVERS": json.dumps([{"urls": sidecar_urls}]),
             "LENS_TURN_SECRET": secret,
             "LENS_MEDIA_PORT_RANGE": "40000-40019",
+            "SSL_CERT_FILE": str(cert),
         }
     )
-    cert = lab.workdir / "turn-cert.pem"
     lab_env = {"SSL_CERT_FILE": str(cert)}
     phone_args = ("--ice", json.dumps(phone_ice), "--relay-only")
 
@@ -209,7 +214,8 @@ def test_udp_blocked_phone_streams_over_turn(lab, start_sidecar, url, transport)
     assert connected["local"]["type"] == "relay"
     assert connected["turn"] == transport
     # the sidecar's own TURN/UDP allocation, with its own short-lived credentials
-    assert any(c["type"] == "relay" for c in answer["candidates"]), answer
+    relays = {(c["ip"], c["port"]) for c in answer["candidates"] if c["type"] == "relay"}
+    assert len(relays) == len(sidecar_urls), answer
     assert all(40000 <= p <= 40019 for p in udp_ports_in_use(sidecar.pid))
 
 
