@@ -1,6 +1,9 @@
 """The run command: web (gunicorn, HTTPS) and the media sidecar, restarted if it dies.
 
 `python -m lens.run` — what `bin/run` starts. Stops both cleanly on Ctrl-C or SIGTERM.
+`python -m lens.run web` / `python -m lens.run media` — one of them alone, for a service
+manager that starts and restarts each (docs/deploy.md: systemd units). `LENS_TLS=0`
+serves plain HTTP, for a TLS proxy in front on the same host.
 """
 
 from __future__ import annotations
@@ -72,15 +75,31 @@ def sidecar_command() -> list[str]:
     return [sys.executable, "-m", "lens.media"]
 
 
-def main() -> int:
-    """Start everything, watch the sidecar, stop on a signal."""
+def web_certificate() -> tuple[Path | None, Path | None]:
+    """The certificate gunicorn serves (made on first run), or none with LENS_TLS=0."""
+    if os.environ.get("LENS_TLS", "1") == "0":
+        return None, None
+    from lens.tls import ensure_certificate
+
+    return ensure_certificate(_instance_path())
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Start everything (or only `web` / `media`), watch the sidecar, stop on a signal."""
     from lens.logs import configure_logging
 
     configure_logging("run")
-    from lens.tls import ensure_certificate
-
+    mode = (sys.argv[1:] if argv is None else argv) or ["all"]
+    if mode[0] not in ("all", "web", "media") or len(mode) > 1:
+        log.error("usage: python -m lens.run [all|web|media]")
+        return 2
+    os.chdir(ROOT)
+    if mode[0] == "media":
+        os.execv(sys.executable, sidecar_command())
     prepare()
-    cert, key = ensure_certificate(_instance_path())
+    cert, key = web_certificate()
+    if mode[0] == "web":
+        os.execv(sys.executable, web_command(cert, key))
     env = dict(os.environ, LENS_START_SWEEPER="1", LENS_SECURE_COOKIES="1")
     if os.environ.get("LENS_SMS_BACKEND", "log") == "log":
         log.info("SMS backend: log (development) - text messages are written to this log, not sent")

@@ -48,7 +48,7 @@ def cannot_build_reason() -> str | None:
 def sh(*argv: str) -> str:
     done = subprocess.run(argv, capture_output=True, text=True)
     if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)}: {done.stderr.strip()}")
+        raise RuntimeError(f"{' '.join(argv)}: {done.stderr.strip()} {done.stdout.strip()}")
     return done.stdout
 
 
