@@ -78,6 +78,8 @@ def configure_logging(
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+    # alembic announces each of its plugins at INFO on every start: noise, not news
+    logging.getLogger("alembic.runtime.plugins").setLevel(max(logging.WARNING, root.level))
     return handler
 
 

@@ -12,7 +12,9 @@ config = context.config
 # Interpret the config file for Python logging.
 # This line sets up loggers basically.
 # keep the app's loggers: `flask lens init` migrates inside a running process
-fileConfig(config.config_file_name, disable_existing_loggers=False)
+# (Not when Lens has configured logging already, lens.logs: one format in every process.)
+if not any(getattr(h, "_lens_handler", False) for h in logging.getLogger().handlers):
+    fileConfig(config.config_file_name, disable_existing_loggers=False)
 logger = logging.getLogger('alembic.env')
 
 
