@@ -221,3 +221,47 @@ def test_udp_blocked_phone_streams_over_turn(lab, start_sidecar, url, transport)
 
 def peer_argv(kind: str, sidecar) -> list[str]:
     return [sys.executable, str(netlab.PEER), kind, sidecar.url, sidecar.secret, "s1"]
+
+
+GATHER = """
+import asyncio, json, os
+from aiortc import sdp
+from lens.media import ice
+from lens.media.config import load_config
+
+async def main():
+    network = load_config().network
+    pc = ice.peer_connection(network)
+    pc.addTransceiver("video", direction="recvonly")
+    await pc.setLocalDescription(await pc.createOffer())
+    await pc.close()
+    media = sdp.SessionDescription.parse(pc.localDescription.sdp).media
+    found = [[c.ip, c.port, c.relatedAddress] for m in media for c in m.ice_candidates]
+    print(json.dumps({"event": "candidates", "found": found}))
+
+asyncio.run(main())
+"""
+
+
+def test_announced_ipv4_and_ipv6_replace_both_private_addresses(lab):
+    """A dual-stack server: each family's host candidate carries its announced address,
+    only on the interface named, in the port range; the sidecar's own config path."""
+    lab.exec("s", "ip", "-6", "addr", "add", "fd22::2/64", "dev", lab.ifname("s", "r"),
+             "nodad")  # fmt: skip
+    # a second interface the sidecar must leave alone
+    other, other_peer = f"nt{lab.tag}xa", f"nt{lab.tag}xb"
+    lab.exec("s", "ip", "link", "add", other, "type", "veth", "peer", "name", other_peer)
+    lab.exec("s", "ip", "addr", "add", "10.22.8.8/24", "dev", other)
+    lab.exec("s", "ip", "link", "set", other, "up")
+    env = {
+        "LENS_MEDIA_SECRET": "x",
+        "LENS_INSTANCE_PATH": str(lab.workdir / "instance"),
+        "LENS_MEDIA_INTERFACES": lab.ifname("s", "r"),
+        "LENS_MEDIA_ANNOUNCED_IPV4": "203.0.113.10",
+        "LENS_MEDIA_ANNOUNCED_IPV6": "2001:db8::10",
+        "LENS_MEDIA_PORT_RANGE": "40000-40009",
+    }
+    gathered = lab.start("s", "gather", [sys.executable, "-c", GATHER], env)
+    candidates = gathered.next_event("candidates")["found"]
+    assert sorted(ip for ip, _, _ in candidates) == ["2001:db8::10", "203.0.113.10"], candidates
+    assert all(40000 <= port <= 40009 for _, port, _ in candidates)
