@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from lens import create_app
+from lens.factory import create_app
 from lens.auth.models import Technician
 from lens.extensions import db
 from lens.features import TECHNICIAN_CONSOLE

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.scaleout
 HOST = """
 import sys, time
 from flask.cli import FlaskGroup
-from lens import create_app
+from lens.factory import create_app
 import flask_migrate, lens.cli
 start = float(sys.argv[1])
 time.sleep(max(0.0, start - time.time()))

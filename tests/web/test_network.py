@@ -176,7 +176,7 @@ def test_bad_log_settings_are_refused():
 def test_the_web_process_logs_info_and_the_sms_log_backend_texts(tmp_path):
     """As gunicorn loads it: create_app() with no test settings, then an SMS is "sent"."""
     script = (
-        "from lens import create_app\n"
+        "from lens.factory import create_app\n"
         "app = create_app()\n"
         "with app.app_context():\n"
         "    app.extensions['lens.sms'].send('+31612345678', 'Your support session: PIN 123456',"
