@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from lens.factory import create_app
 from lens.auth.models import Technician
 from lens.extensions import db
+from lens.factory import create_app
 from lens.features import TECHNICIAN_CONSOLE
 from lens.sessions import lifecycle
 from lens.timeutil import now_utc
