@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 
-from flask import session
+from flask import g, session
 
 from lens.extensions import db
 from lens.sessions import lifecycle
@@ -34,4 +34,7 @@ def joined_session() -> LensSession | None:
     session_id = session.get(_JOINED)
     if not isinstance(session_id, int) or not session.get(_DEVICE):
         return None
-    return lifecycle.customer_session(db.session, session_id, session[_DEVICE])
+    lens_session = lifecycle.customer_session(db.session, session_id, session[_DEVICE])
+    if lens_session is not None:
+        g.lens_session_id = lens_session.id  # the log lines of this request name it (lens.logs)
+    return lens_session

@@ -191,3 +191,22 @@ def test_the_web_process_logs_info_and_the_sms_log_backend_texts(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "INFO web lens.invitations.sms" in done.stderr
     assert "SMS for session abc to +31612345678: Your support session: PIN 123456" in done.stderr
+
+
+def test_a_customer_request_logs_its_session_id(app, console, customer):
+    pin, lens_session = invite(app, console)
+    customer.join(pin)
+    stream = io.StringIO()
+    handler = configure_logging("web", {}, stream)
+
+    def log_it(response):
+        logging.getLogger("lens.test").info("served %s", response.status_code)
+        return response
+
+    app.after_request_funcs.setdefault(None, []).append(log_it)  # the app has started
+    try:
+        customer.client.get("/c")
+    finally:
+        logging.getLogger().removeHandler(handler)
+    line = stream.getvalue().splitlines()[-1]
+    assert f"session={lens_session.id}]" in line and "served 200" in line
