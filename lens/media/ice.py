@@ -27,13 +27,15 @@ import os
 import random
 import socket
 import ssl
+import time
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
 import ifaddr
-from aioice import Candidate, ice, turn
+from aioice import Candidate, ice, stun, turn
 from aioice.candidate import candidate_foundation, candidate_priority
 from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection
 from aiortc.rtcicetransport import parse_stun_turn_uri
@@ -43,6 +45,10 @@ from lens.turn import turn_credentials
 logger = logging.getLogger(__name__)
 
 HIDDEN_ADDRESS = {4: ("0.0.0.0", 9), 6: ("::", 9)}  # RFC 8839 5.1: no address revealed
+ALLOCATE_ATTEMPTS = 3
+# coturn keeps a deleted allocation's 5-tuple for a while and answers a new Allocate from
+# it with 437: a TURN/UDP client port rests this long before it is chosen again first
+TURN_PORT_REST = 120.0
 
 
 class NetworkSettingsError(ValueError):
@@ -78,8 +84,12 @@ class NetworkSettings:
     turn_ttl: int = 21600
     gather_timeout: float = 3.0
     use_ipv6: bool = True
-    # sockets bound so far, for /metrics and the tests: (address, port)
-    bound: list[tuple[str, int]] = field(default_factory=list, compare=False, repr=False)
+    # the last sockets bound, for the tests: (address, port)
+    bound: deque[tuple[str, int]] = field(
+        default_factory=lambda: deque(maxlen=256), compare=False, repr=False
+    )
+    # TURN/UDP client ports by when they were last taken (see TURN_PORT_REST)
+    recent_turn_ports: dict[int, float] = field(default_factory=dict, compare=False, repr=False)
 
     def announced(self, version: int) -> str | None:
         return self.announced_ipv4 if version == 4 else self.announced_ipv6
@@ -276,8 +286,14 @@ async def gather_candidates(connection: ice.Connection, network: NetworkSettings
     connection._local_candidates_end = True
 
 
-def bind_udp(address: str, network: NetworkSettings) -> socket.socket:
-    """A UDP socket bound to `address`, inside the port range if there is one."""
+def bind_udp(
+    address: str,
+    network: NetworkSettings,
+    avoid: frozenset[int] = frozenset(),
+    last_resort: frozenset[int] = frozenset(),
+) -> socket.socket:
+    """A UDP socket bound to `address`, inside the port range if there is one: never on
+    a port in `avoid`, on one in `last_resort` only when no other is free."""
     family = socket.AF_INET6 if ipaddress.ip_address(address).version == 6 else socket.AF_INET
     if network.port_range is None:
         ports = [0]
@@ -285,7 +301,10 @@ def bind_udp(address: str, network: NetworkSettings) -> socket.socket:
         low, high = network.port_range
         start = random.randint(low, high)  # spread sessions over the range
         ports = [*range(start, high + 1), *range(low, start)]
+        ports.sort(key=lambda port: port in last_resort)  # stable: keeps the rotation
     for port in ports:
+        if port in avoid:
+            continue
         sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
             sock.bind((address, port))
@@ -363,7 +382,7 @@ async def component_candidates(
                 connection._protocols.append(relay_protocol)
         if pending:
             logger.warning(
-                "%d ICE server(s) did not answer within %.1f s",
+                "%d ICE server(s) did not answer within %.1f s (LENS_MEDIA_GATHER_TIMEOUT)",
                 len(pending),
                 network.gather_timeout,
             )
@@ -383,37 +402,31 @@ async def _relayed(
         username, password = turn_credentials(
             network.turn_secret or "", "lens-media", network.turn_ttl
         )
-    loop = asyncio.get_running_loop()
     server = (url.host, url.port)
 
     def make_client(cls: type) -> Any:
         return cls(server, username=username, password=password, lifetime=600,
                    channel_refresh_time=turn.DEFAULT_CHANNEL_REFRESH_TIME)  # fmt: skip
 
-    if url.transport == "tcp":
-        tls = ssl.create_default_context() if url.scheme == "turns" else None
-        inner_transport, inner = await loop.create_connection(
-            lambda: make_client(turn.TurnClientTcpProtocol),
-            host=url.host,
-            port=url.port,
-            ssl=tls,
-            server_hostname=url.host if tls else None,
-        )
-    else:
-        infos = await loop.getaddrinfo(url.host, url.port, type=socket.SOCK_DGRAM)
-        family, *_, remote = infos[0]
-        local = "0.0.0.0" if family == socket.AF_INET else "::"
-        sock = bind_udp(local, network)
-        sock.connect(remote)
-        inner_transport, inner = await loop.create_datagram_endpoint(
-            lambda: make_client(turn.TurnClientUdpProtocol), sock=sock
-        )
-    try:
-        protocol = ice.StunProtocol(connection)
-        await turn.TurnTransport(inner)._connect(protocol)
-    except BaseException:
-        inner_transport.close()
-        raise
+    protocol = ice.StunProtocol(connection)
+    tried: set[int] = set()
+    for attempt in range(1, ALLOCATE_ATTEMPTS + 1):
+        inner_transport, inner = await _turn_client(url, network, make_client, frozenset(tried))
+        if url.transport == "udp":
+            tried.add(inner_transport.get_extra_info("sockname")[1])
+        try:
+            await turn.TurnTransport(inner)._connect(protocol)
+            break
+        except stun.TransactionFailed as exc:
+            inner_transport.close()
+            code = exc.response.attributes.get("ERROR-CODE", (0, ""))[0]
+            # 437: the server still holds an allocation for this 5-tuple (a leg closed a
+            # moment ago on the same port of the range): another port, another try
+            if code != 437 or url.transport != "udp" or attempt == ALLOCATE_ATTEMPTS:
+                raise
+        except BaseException:
+            inner_transport.close()
+            raise
     relayed = protocol.transport.get_extra_info("sockname")
     related = protocol.transport.get_extra_info("related_address")
     version = ipaddress.ip_address(relayed[0]).version
@@ -434,6 +447,36 @@ async def _relayed(
         related_port=related[1],
     )
     return protocol.local_candidate, protocol
+
+
+async def _turn_client(
+    url: IceServerUrl, network: NetworkSettings, make_client: Any, avoid: frozenset[int]
+) -> tuple[asyncio.BaseTransport, Any]:
+    """The connection to a TURN server: TCP (TLS for turns:), or UDP from the port range."""
+    loop = asyncio.get_running_loop()
+    if url.transport == "tcp":
+        tls = ssl.create_default_context() if url.scheme == "turns" else None
+        return await loop.create_connection(
+            lambda: make_client(turn.TurnClientTcpProtocol),
+            host=url.host,
+            port=url.port,
+            ssl=tls,
+            server_hostname=url.host if tls else None,
+        )
+    infos = await loop.getaddrinfo(url.host, url.port, type=socket.SOCK_DGRAM)
+    family, *_, remote = infos[0]
+    now = time.monotonic()
+    recent = network.recent_turn_ports
+    for port, used in list(recent.items()):
+        if now - used > TURN_PORT_REST:
+            del recent[port]
+    local = "0.0.0.0" if family == socket.AF_INET else "::"
+    sock = bind_udp(local, network, avoid, last_resort=frozenset(recent))
+    recent[sock.getsockname()[1]] = now
+    sock.connect(remote)
+    return await loop.create_datagram_endpoint(
+        lambda: make_client(turn.TurnClientUdpProtocol), sock=sock
+    )
 
 
 def udp_ports_in_use(pid: int | None = None) -> list[int]:

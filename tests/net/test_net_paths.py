@@ -265,3 +265,52 @@ def test_announced_ipv4_and_ipv6_replace_both_private_addresses(lab):
     candidates = gathered.next_event("candidates")["found"]
     assert sorted(ip for ip, _, _ in candidates) == ["2001:db8::10", "203.0.113.10"], candidates
     assert all(40000 <= port <= 40009 for _, port, _ in candidates)
+
+
+LEGS_IN_A_ROW = """
+import asyncio, json, logging, sys
+logging.basicConfig(level=logging.DEBUG if "-v" in sys.argv else logging.WARNING)
+from lens.media import ice
+from lens.media.config import load_config
+
+async def main():
+    network = load_config().network
+    relays = []
+    for _ in range(6):  # legs closing and opening again at once, as sessions do
+        pc = ice.peer_connection(network)
+        pc.addTransceiver("video", direction="recvonly")
+        await pc.setLocalDescription(await pc.createOffer())
+        relays.append(pc.localDescription.sdp.count(" typ relay"))
+        await pc.close()
+    print(json.dumps({"event": "relays", "per_leg": relays}))
+
+asyncio.run(main())
+"""
+
+
+DEBUG_LEGS: list[str] = []  # ["-v"]: aioice's debug log in legs.log
+
+
+def test_turn_allocations_in_a_small_port_range_survive_legs_in_a_row(lab):
+    """coturn answers an Allocate from the 5-tuple of an allocation deleted a moment ago
+    with 437; six legs in a row, nine TURN ports: each leg still gets its relay (recently
+    used ports are taken last, and a 437 is retried on another port)."""
+    secret = "lab-turn-secret-" + lab.tag
+    config = lab.workdir / "turnserver.conf"
+    config.write_text(coturn_config(lab, secret))
+    turn = lab.start("s", "coturn", ["turnserver", "-c", str(config), "--no-cli"], {})
+    wait_for(
+        lambda: re.search(r":3478\b", lab.exec("s", "ss", "-lun")) is not None,
+        10,
+        f"coturn to listen\n{turn.tail()}",
+    )
+    env = {
+        "LENS_MEDIA_SECRET": "x",
+        "LENS_INSTANCE_PATH": str(lab.workdir / "instance"),
+        "LENS_MEDIA_PORT_RANGE": "40000-40009",  # one host socket, nine for TURN
+        "LENS_MEDIA_IPV6": "0",
+        "LENS_ICE_SERVERS": json.dumps([{"urls": f"turn:{netlab.SERVER}:3478"}]),
+        "LENS_TURN_SECRET": secret,
+    }
+    legs = lab.start("s", "legs", [sys.executable, "-c", LEGS_IN_A_ROW, *DEBUG_LEGS], env)
+    assert legs.next_event("relays", timeout=60)["per_leg"] == [1] * 6, legs.tail()
