@@ -89,6 +89,12 @@ def init_app(app: Any) -> None:
 
     if not app.config.get("TESTING"):
         configure_logging("web")
+        # gunicorn's own error and access lines (in this worker) in the same format
+        for name in ("gunicorn.error", "gunicorn.access"):
+            gunicorn_logger = logging.getLogger(name)
+            if gunicorn_logger.handlers:
+                gunicorn_logger.handlers.clear()
+                gunicorn_logger.propagate = True
 
     @app.before_request
     def set_request_id() -> None:

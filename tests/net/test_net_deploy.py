@@ -165,5 +165,10 @@ def test_wrong_pins_behind_nginx_do_not_lock_out_another_customer(lab, monkeypat
     assert customer["statuses"] == [303], web.tail()
     # nginx's request id reached Lens and came back
     assert len(customer["request_id"] or "") == 32
+    # gunicorn's access lines in the one Lens format, naming the real client
+    web_log = web.log.read_text().splitlines()
+    access_lines = [line for line in web_log if " gunicorn.access " in line]
+    assert access_lines and all(" INFO web gunicorn.access [req=" in x for x in access_lines)
+    assert any(line.split("] ", 1)[1].startswith(netlab.PHONE) for line in access_lines)
     access = (work / "nginx-access.log").read_text()
     assert netlab.PHONE in access and f"{netlab.TECH_NET}.2" in access
