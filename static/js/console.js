@@ -23,6 +23,18 @@
     });
   }
 
+  // The customer's page closed: the video area says so instead of its connection state,
+  // following the head the server pushes (data-customer), until the customer is back.
+  function showPresence() {
+    const head = document.querySelector("#session-panel .session-head");
+    const area = document.querySelector("#session-panel .video-area");
+    if (!head || !area) return;
+    const away = head.dataset.customer === "away";
+    area.classList.toggle("customer-away", away);
+    const note = area.querySelector(".video-away");
+    if (note) note.hidden = !away;
+  }
+
   // A row opens its panel. Delegated from the document: the list is replaced whenever a
   // session changes, and a click on a row htmx had not processed yet would be lost.
   document.addEventListener("click", (event) => {
@@ -31,8 +43,8 @@
     htmx.ajax("GET", row.dataset.detail, { target: "#session-panel" });
   });
 
-  document.addEventListener("htmx:afterSettle", () => { tick(); markSelected(); });
-  document.addEventListener("htmx:oobAfterSwap", () => { tick(); markSelected(); });
+  document.addEventListener("htmx:afterSettle", () => { tick(); markSelected(); showPresence(); });
+  document.addEventListener("htmx:oobAfterSwap", () => { tick(); markSelected(); showPresence(); });
   document.addEventListener("DOMContentLoaded", () => { tick(); setInterval(tick, 1000); });
 })();
 

@@ -1,0 +1,110 @@
+"""Presence over real sockets: the technician is told when the customer's page closed, a
+reconnect within the grace period is not reported, and Start waits for the customer."""
+
+from __future__ import annotations
+
+import html
+import re
+import time
+
+from lens.extensions import db
+from lens.sessions.models import LensSession
+from tests.web.test_live import BOUND, Browser, receive_until, session_id_of, waiting_phone
+
+
+def customer_left_at(app, session_id: int):
+    with app.app_context():
+        return db.session.get(LensSession, session_id).customer_left_at
+
+
+def row_of(message: str, session_id: int) -> str:
+    row = re.search(rf'<tr id="session-row-{session_id}".*?</tr>', message, re.S)
+    assert row, message
+    return html.unescape(row.group(0))
+
+
+def console_socket(tech: Browser, ws_connect, subscriptions, technician: int):
+    ws = ws_connect("/console/ws", tech.http.cookies)
+    assert subscriptions.wait_for(f"technician:{technician}"), "console socket never subscribed"
+    assert ws.receive(timeout=BOUND) is not None  # the list as it is
+    return ws
+
+
+def test_a_closed_phone_page_is_reported_and_start_waits_for_its_return(
+    app, technician, http_server, ws_connect, subscriptions
+):
+    app.config["LENS_CUSTOMER_GRACE_SECONDS"] = 0.5
+    tech, session_id, phone_ws = waiting_phone(
+        app, http_server, ws_connect, subscriptions, "Jane Gone"
+    )
+    console = console_socket(tech, ws_connect, subscriptions, technician)
+
+    began = time.monotonic()
+    phone_ws.close()
+    message = receive_until(console, "Customer disconnected", began + BOUND)
+    assert message is not None, f"no 'Customer disconnected' within {BOUND} s"
+    row = row_of(message, session_id)
+    assert 'data-customer="away"' in row
+    assert re.search(r"<button[^>]*disabled[^>]*>Start</button>", row, re.S), row
+    assert customer_left_at(app, session_id) is not None
+
+    # the server refuses Start too, with a clear message, and nothing changes
+    refused = tech.post(f"/console/sessions/{session_id}/start")
+    assert refused.status_code == 409
+    assert "The customer&#39;s page is closed" in refused.text
+    with app.app_context():
+        assert db.session.get(LensSession, session_id).state == "waiting"
+    panel = html.unescape(tech.get(f"/console/sessions/{session_id}").text)
+    assert "Customer's page closed" in panel  # the log says when
+    assert 'data-customer="away"' in panel
+
+
+def test_a_reopened_phone_page_brings_the_customer_back(
+    app, technician, http_server, ws_connect, subscriptions
+):
+    app.config["LENS_CUSTOMER_GRACE_SECONDS"] = 0.3
+    tech = Browser(http_server).log_in("tess@example.com")
+    pin = tech.create_session("Jane Back")
+    session_id = session_id_of(app, pin)
+    phone = Browser(http_server)
+    phone.join(pin)
+    assert phone.post("/c/accept").status_code == 200
+    first = ws_connect("/c/ws", phone.http.cookies)
+    assert subscriptions.wait_for(f"session:{session_id}")
+    console = console_socket(tech, ws_connect, subscriptions, technician)
+
+    first.close()
+    assert receive_until(console, "Customer disconnected", time.monotonic() + BOUND)
+
+    ws_connect("/c/ws", phone.http.cookies)  # the customer reopens the page
+    message = receive_until(console, f'id="session-row-{session_id}"', time.monotonic() + BOUND)
+    assert message is not None
+    row = row_of(message, session_id)
+    assert "Customer connected" in row and 'data-customer="here"' in row
+    assert "disabled" not in row
+    assert customer_left_at(app, session_id) is None
+    assert tech.post(f"/console/sessions/{session_id}/start").status_code == 200
+    panel = html.unescape(tech.get(f"/console/sessions/{session_id}").text)
+    assert "Customer is back" in panel
+
+
+def test_a_reconnect_within_the_grace_period_is_not_reported(
+    app, technician, http_server, ws_connect, subscriptions
+):
+    app.config["LENS_CUSTOMER_GRACE_SECONDS"] = 1.5
+    tech = Browser(http_server).log_in("tess@example.com")
+    pin = tech.create_session("Jane Flaky")
+    session_id = session_id_of(app, pin)
+    phone = Browser(http_server)
+    phone.join(pin)
+    assert phone.post("/c/accept").status_code == 200
+    first = ws_connect("/c/ws", phone.http.cookies)
+    assert subscriptions.wait_for(f"session:{session_id}")
+    console = console_socket(tech, ws_connect, subscriptions, technician)
+
+    first.close()
+    second = ws_connect("/c/ws", phone.http.cookies)  # the page's back-off reconnect
+    assert second.receive(timeout=BOUND) is not None  # its screen: the socket is served
+    # the old socket's grace period passes; nothing may reach the console about it
+    assert receive_until(console, "Customer disconnected", time.monotonic() + 3.0) is None
+    assert customer_left_at(app, session_id) is None
