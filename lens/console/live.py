@@ -21,7 +21,8 @@ from lens.chat.models import session_chat
 from lens.chat.rendering import render_chat_line
 from lens.console.queries import sessions_for_list
 from lens.controls.channel import control_handlers, controls_topic, receive_control, refusal
-from lens.controls.messages import REGISTRY, TECHNICIAN
+from lens.controls.messages import CUSTOMER, REGISTRY, TECHNICIAN
+from lens.controls.state import ToolState
 from lens.events.publishing import technician_topic
 from lens.extensions import db
 from lens.features import allowed_features
@@ -201,6 +202,18 @@ class ConsolePage:
                 oob=True,
             )
         self.sock.send_html(html)
+        # what the phone last reported of its camera, read after subscribing: a report that
+        # came between the panel's render and this "open" is not lost (issue 15)
+        tools = ToolState.from_column(lens_session.tools)
+        self.sock.send_json(
+            {
+                "type": "capabilities",
+                "from": CUSTOMER,
+                "session": lens_session.id,
+                "torch": tools.torch,
+                "cameras": tools.cameras,
+            }
+        )
 
     def close_panel(self) -> None:
         if self.stop_controls is not None:

@@ -4,11 +4,13 @@ reconnect within the grace period is not reported, and Start waits for the custo
 from __future__ import annotations
 
 import html
+import json
 import re
 import time
 
 from lens.extensions import db
 from lens.sessions.models import LensSession
+from tests.conftest import PageClient
 from tests.web.test_live import BOUND, Browser, receive_until, session_id_of, waiting_phone
 
 
@@ -108,3 +110,43 @@ def test_a_reconnect_within_the_grace_period_is_not_reported(
     # the old socket's grace period passes; nothing may reach the console about it
     assert receive_until(console, "Customer disconnected", time.monotonic() + 3.0) is None
     assert customer_left_at(app, session_id) is None
+
+
+def test_capabilities_reported_before_the_panel_opened_reach_it_when_it_opens(
+    app, technician, http_server, controls_connect, ws_connect, subscriptions
+):
+    from tests.web.test_controls_live import joined_phone
+
+    tech = Browser(http_server).log_in("tess@example.com")
+    phone, session_id = joined_phone(app, http_server, tech, "/console", "Jane Cameras")
+    phone_ws = controls_connect("/c/ws", phone.http.cookies)
+    assert subscriptions.wait_for(f"controls:{session_id}")
+    assert tech.post(f"/console/sessions/{session_id}/start").status_code == 200
+    # the phone reports two cameras while no console has the panel open (Start's answer
+    # is still on its way): the report is kept, and the panel gets it when it opens
+    phone_ws.send(json.dumps({"type": "capabilities", "torch": True, "cameras": 2}))
+    deadline = time.monotonic() + BOUND
+    while True:
+        with app.app_context():
+            tools = db.session.get(LensSession, session_id).tools or {}
+        if tools.get("cameras") == 2:
+            break
+        assert time.monotonic() < deadline, "the report was not kept"
+        time.sleep(0.05)  # polling the database: the phone gets no answer to wait for
+
+    console = PageClient(ws_connect("/console/ws", tech.http.cookies), None)
+    console.ws.send(json.dumps({"type": "open", "session": session_id}))
+    reported = console.receive(timeout=BOUND)
+    assert reported is not None, "the panel was not told what the phone reported"
+    message = json.loads(reported)
+    assert message == {
+        "type": "capabilities",
+        "from": "customer",
+        "session": session_id,
+        "torch": True,
+        "cameras": 2,
+    }
+    # and a later report reaches the open panel as it comes
+    phone_ws.send(json.dumps({"type": "capabilities", "torch": False, "cameras": 1}))
+    later = receive_until(console, '"capabilities"', time.monotonic() + BOUND)
+    assert later is not None and json.loads(later)["cameras"] == 1
