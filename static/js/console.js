@@ -118,3 +118,51 @@ document.addEventListener("htmx:beforeRequest", () => {
     }, selectInstead);
   }
 })();
+
+// The New session window follows its session, as the manual has it: the page tells the
+// socket which session the window shows ({type: "dialog"}), and the server pushes the
+// window's customer line ("Customer connected", Start session) whenever it changes.
+// Escape closes the window; its Start session closes it once the session has started.
+(function () {
+  "use strict";
+  let told = null; // the session the server was last told about
+
+  function shown() {
+    const dialog = document.querySelector("#new-session[data-dialog-session]");
+    return dialog ? Number(dialog.dataset.dialogSession) : null;
+  }
+
+  function tell(force) {
+    if (!window.LensSocket) return;
+    const session = shown();
+    if (!force && session === told) return;
+    if (LensSocket.send({ type: "dialog", session: session })) told = session;
+  }
+
+  function closeDialog() {
+    const dialog = document.getElementById("new-session");
+    if (dialog) dialog.remove();
+    tell(false);
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    const slot = document.getElementById("dialog-slot");
+    if (!slot || !window.LensSocket) return;
+    new MutationObserver(() => tell(false)).observe(slot, { childList: true, subtree: true });
+    LensSocket.onOpen(() => tell(true)); // a new socket knows nothing of the window
+  });
+
+  document.addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && document.getElementById("new-session")) {
+      event.preventDefault();
+      closeDialog();
+    }
+  });
+
+  document.addEventListener("htmx:afterRequest", (event) => {
+    const button = event.detail.elt;
+    if (button && button.matches && button.matches("[data-dialog-start]") && event.detail.successful) {
+      closeDialog();
+    }
+  });
+})();

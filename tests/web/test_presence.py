@@ -150,3 +150,38 @@ def test_capabilities_reported_before_the_panel_opened_reach_it_when_it_opens(
     phone_ws.send(json.dumps({"type": "capabilities", "torch": False, "cameras": 1}))
     later = receive_until(console, '"capabilities"', time.monotonic() + BOUND)
     assert later is not None and json.loads(later)["cameras"] == 1
+
+
+def test_the_new_session_window_is_told_when_the_customer_accepts(
+    app, technician, http_server, ws_connect, subscriptions
+):
+    tech = Browser(http_server).log_in("tess@example.com")
+    pin = tech.create_session("Jane Window")
+    session_id = session_id_of(app, pin)
+    console = console_socket(tech, ws_connect, subscriptions, technician)
+    console.send(json.dumps({"type": "dialog", "session": session_id}))
+    line = receive_until(console, f'id="dialog-customer-{session_id}"', time.monotonic() + BOUND)
+    assert line is not None and "Waiting for the customer to join" in html.unescape(line)
+    assert re.search(r"<button[^>]*disabled[^>]*>Start session</button>", line, re.S), line
+
+    phone = Browser(http_server)
+    phone.join(pin)
+    assert phone.post("/c/accept").status_code == 200
+    deadline = time.monotonic() + BOUND
+    while True:
+        line = receive_until(console, f'id="dialog-customer-{session_id}"', deadline)
+        assert line is not None, "the window never heard that the customer accepted"
+        if "Customer connected" in line:
+            break
+    start = re.search(r"<button[^>]*>Start session</button>", line, re.S).group(0)
+    assert "disabled" not in start and f"/console/sessions/{session_id}/start" in start
+
+    # a session that is not this technician's is not watched
+    console.send(json.dumps({"type": "dialog", "session": session_id + 1000}))
+    refused = receive_until(console, '"not_found"', time.monotonic() + BOUND)
+    assert refused is not None
+    # the window closed: no more lines for it
+    console.send(json.dumps({"type": "dialog", "session": None}))
+    assert tech.post(f"/console/sessions/{session_id}/start").status_code == 200
+    row = receive_until(console, "Active", time.monotonic() + BOUND)
+    assert row is not None and "dialog-customer" not in row
