@@ -148,7 +148,13 @@ document.addEventListener("htmx:beforeRequest", () => {
   document.addEventListener("DOMContentLoaded", () => {
     const slot = document.getElementById("dialog-slot");
     if (!slot || !window.LensSocket) return;
-    new MutationObserver(() => tell(false)).observe(slot, { childList: true, subtree: true });
+    new MutationObserver(() => {
+      // the session started (here or from the list): the window has done its job
+      if (slot.querySelector("#new-session .dialog-customer:is([data-state=active], [data-state=on_hold])")) {
+        closeDialog();
+      }
+      tell(false);
+    }).observe(slot, { childList: true, subtree: true });
     LensSocket.onOpen(() => tell(true)); // a new socket knows nothing of the window
   });
 
