@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
+from tests.browser.test_drawing_flow import WithScript
 from tests.browser.test_media_flow import FRAMES, PHONE_READY
 from tests.browser.test_session_flow import console_of, create_pin, customer_joins
 
@@ -193,3 +194,71 @@ def test_at_1440_by_900_the_video_comes_first_with_the_tools_in_sight(
 
     for context in (phone_context, other_context, tech_context):
         context.close()
+
+
+# The phone lists its second camera only once the session is active (as phones that list
+# cameras once the track runs do): its first report with two comes right after Start.
+LATE_CAMERAS = """
+(() => {
+  const enumerate = MediaDevices.prototype.enumerateDevices;
+  MediaDevices.prototype.enumerateDevices = async function () {
+    const all = await enumerate.call(this);
+    if (document.querySelector("#step [data-screen=active]")) return all;
+    let cameras = 0;
+    return all.filter((d) => d.kind !== "videoinput" || cameras++ === 0);
+  };
+})();
+"""
+
+# A slow console: its panel's "open" reaches the server 1.5 s after Start's answer, so the
+# phone's report falls between the panel's render and its subscription (the race of issue 15).
+SLOW_OPEN = """
+(() => {
+  const send = WebSocket.prototype.send;
+  WebSocket.prototype.send = function (data) {
+    if (typeof data === "string" && data.startsWith('{"type":"open"')) {
+      setTimeout(() => send.call(this, data), 1500);
+      return;
+    }
+    return send.call(this, data);
+  };
+})();
+"""
+
+
+@pytest.fixture
+def two_cameras(browser):
+    """Chromium whose fake devices are two cameras (only listed here, never switched to)."""
+    from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
+
+    args = [a for a in CHROMIUM_ARGS if not a.startswith("--use-fake-device-for-media-stream")]
+    args.append("--use-fake-device-for-media-stream=fps=30,device-count=2")
+    chromium = browser.browser_type.launch(executable_path=CHROMIUM, args=args)
+    yield chromium
+    chromium.close()
+
+
+def test_switch_camera_follows_what_the_phone_reports_every_time(
+    app, technician, live_server, sidecar, two_cameras
+):
+    """Five Starts in a row: each time the phone reports its second camera just after Start,
+    while the panel is not yet subscribed; Switch camera is enabled in each."""
+    tech_context, tech = console_of(WithScript(two_cameras, SLOW_OPEN), live_server)
+    tech.set_viewport_size(WIDE)
+    panel = tech.locator("#session-panel")
+    phones = WithScript(two_cameras, LATE_CAMERAS)
+    for run in range(5):
+        name = f"Camera Customer {run}"
+        pin = create_pin(tech, name)
+        phone_context, phone = customer_joins(phones, live_server, pin)
+        phone.wait_for_function(PHONE_READY, timeout=15000)
+        row = tech.get_by_role("row").filter(has_text=name)
+        row.get_by_role("button", name="Start").click()
+        tools = tech.get_by_role("toolbar", name="Video tools")
+        switch = tools.get_by_role("button", name="Switch camera")
+        expect(switch).to_have_attribute("aria-disabled", "false", timeout=10000)
+        tech.once("dialog", lambda d: d.accept())
+        panel.get_by_role("button", name="End session").click()
+        expect(row).to_contain_text("Closed")
+        phone_context.close()
+    tech_context.close()
