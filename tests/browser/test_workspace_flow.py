@@ -256,7 +256,7 @@ def test_switch_camera_follows_what_the_phone_reports_every_time(
         row.get_by_role("button", name="Start").click()
         tools = tech.get_by_role("toolbar", name="Video tools")
         switch = tools.get_by_role("button", name="Switch camera")
-        expect(switch).to_have_attribute("aria-disabled", "false", timeout=10000)
+        expect(switch).to_have_attribute("aria-disabled", "false", timeout=20000)
         tech.once("dialog", lambda d: d.accept())
         panel.get_by_role("button", name="End session").click()
         expect(row).to_contain_text("Closed")
