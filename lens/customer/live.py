@@ -21,6 +21,7 @@ from lens.chat.models import session_chat
 from lens.chat.rendering import render_chat_line
 from lens.controls.channel import control_handlers, controls_topic, receive_control
 from lens.controls.messages import CUSTOMER, REGISTRY
+from lens.database import DatabaseBusy, retrying
 from lens.events.publishing import session_topic
 from lens.extensions import db
 from lens.features import allowed_features
