@@ -77,6 +77,9 @@ def load_settings(instance_path: str, env: Mapping[str, str] | None = None) -> d
         "LENS_PASSWORD_METHOD": env.get("LENS_PASSWORD_METHOD", "scrypt"),
         "LENS_SWEEP_SECONDS": _int(env, "LENS_SWEEP_SECONDS", 30),
         "LENS_CUSTOMER_GONE_MINUTES": _int(env, "LENS_CUSTOMER_GONE_MINUTES", 5),
+        # how long a closed phone socket may take to come back (its page reconnects after a
+        # jittered back-off) before the technician is told that the customer left
+        "LENS_CUSTOMER_GRACE_SECONDS": float(env.get("LENS_CUSTOMER_GRACE_SECONDS", "3")),
         "LENS_START_SWEEPER": env.get("LENS_START_SWEEPER", "0") == "1",
         "LENS_CUSTOM_FIELDS": [
             label.strip()

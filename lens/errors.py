@@ -29,6 +29,8 @@ def session_error_message(error: SessionError) -> str:
         )
     if code == "link_not_valid":
         return _("This link is no longer valid. Ask your technician for a new one.")
+    if code == "customer_away":
+        return _("The customer's page is closed. Start becomes possible again when they reopen it.")
     if code == "other_device":
         return _("This link has already been opened on another device.")
     return _("This action was refused.")

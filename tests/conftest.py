@@ -329,6 +329,9 @@ def controls_connect(ws_connect):
             client.ws.send(json.dumps({"type": "open", "session": session}))
             # the panel's head comes back once the session's channel is subscribed
             assert client.receive_push(f'id="session-head-{session}"'), "panel never opened"
+            # then what the phone last reported of its camera (the Flashlight/Switch buttons)
+            reported = client.receive(timeout=5)
+            assert reported and '"capabilities"' in reported, reported
         return client
 
     return connect

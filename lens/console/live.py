@@ -21,7 +21,8 @@ from lens.chat.models import session_chat
 from lens.chat.rendering import render_chat_line
 from lens.console.queries import sessions_for_list
 from lens.controls.channel import control_handlers, controls_topic, receive_control, refusal
-from lens.controls.messages import REGISTRY, TECHNICIAN
+from lens.controls.messages import CUSTOMER, REGISTRY, TECHNICIAN
+from lens.controls.state import ToolState
 from lens.events.publishing import technician_topic
 from lens.extensions import db
 from lens.features import allowed_features
@@ -42,6 +43,7 @@ class ConsolePage:
         self.actor = actor
         self.rows: set[int] = set()
         self.panel: int | None = None
+        self.dialog: int | None = None  # the session the New session window shows
         self.log_seen = 0  # the last log line the open panel has
         self.stop_controls = None
         self.media: set[int] = set()  # sessions whose video this page negotiated
@@ -118,6 +120,8 @@ class ConsolePage:
         changed = message.get("changed", True)
         if changed or session_id not in self.rows:
             html += self.render_row(lens_session)
+        if changed and self.dialog == session_id:
+            html += self.render_dialog_customer(lens_session)
         if self.panel == session_id:
             if changed:
                 html += render_template(
@@ -128,6 +132,9 @@ class ConsolePage:
                 )
             html += self.render_new_log_lines(lens_session)
         self.sock.send_html(html)
+
+    def render_dialog_customer(self, lens_session: LensSession) -> str:
+        return render_template("console/_dialog_customer.html", s=lens_session, oob=True)
 
     def render_new_log_lines(self, lens_session: LensSession) -> str:
         events = list(
@@ -157,6 +164,8 @@ class ConsolePage:
             self.open_panel(message.get("session"))
         elif kind == "close":
             self.close_panel()
+        elif kind == "dialog":
+            self.watch_dialog(message.get("session"))
         elif kind == "offer":
             self.offer(message)
         elif kind in REGISTRY:
@@ -201,6 +210,31 @@ class ConsolePage:
                 oob=True,
             )
         self.sock.send_html(html)
+        # what the phone last reported of its camera, read after subscribing: a report that
+        # came between the panel's render and this "open" is not lost (issue 15)
+        tools = ToolState.from_column(lens_session.tools)
+        self.sock.send_json(
+            {
+                "type": "capabilities",
+                "from": CUSTOMER,
+                "session": lens_session.id,
+                "torch": tools.torch,
+                "cameras": tools.cameras,
+            }
+        )
+
+    def watch_dialog(self, session_id: Any) -> None:
+        """The New session window shows this session (None: it closed): send its customer line."""
+        if session_id is None:
+            self.dialog = None
+            return
+        lens_session = self.own_session(session_id)
+        if lens_session is None:
+            self.dialog = None
+            self.sock.send_json({"type": "error", "reason": "not_found", "session": session_id})
+            return
+        self.dialog = lens_session.id
+        self.sock.send_html(self.render_dialog_customer(lens_session))
 
     def close_panel(self) -> None:
         if self.stop_controls is not None:

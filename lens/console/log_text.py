@@ -55,6 +55,8 @@ def event_text(event: SessionEvent) -> str:
         "erase": lambda: _("Drawings erased"),
         "draw": lambda: _("Drawing added"),
         "recording_started": lambda: _("Recording started"),
+        "customer_left": lambda: _("Customer's page closed"),
+        "customer_back": lambda: _("Customer is back"),
     }
     if kind in simple:
         return simple[kind]()

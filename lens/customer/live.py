@@ -8,6 +8,8 @@ as they are, so nothing is missed while it was away.
 from __future__ import annotations
 
 import logging
+import secrets
+import threading
 import time
 from typing import Any
 
@@ -19,6 +21,7 @@ from lens.chat.models import session_chat
 from lens.chat.rendering import render_chat_line
 from lens.controls.channel import control_handlers, controls_topic, receive_control
 from lens.controls.messages import CUSTOMER, REGISTRY
+from lens.database import DatabaseBusy, retrying
 from lens.events.publishing import session_topic
 from lens.extensions import db
 from lens.features import allowed_features
@@ -45,6 +48,7 @@ class PhonePage:
         self.last_screen: tuple | None = None
         self.seen_at = 0.0
         self.media = False
+        self.link = secrets.token_hex(8)  # this socket, for presence (lifecycle.customer_arrived)
 
     def run(self) -> None:
         """Serve the page until its socket closes or its session is over."""
@@ -52,6 +56,7 @@ class PhonePage:
         subscription = bus.subscribe(
             [session_topic(self.session_id), controls_topic(self.session_id)]
         )
+        arrived = False
         try:
             with self.sock.unit():
                 live = self.push_screen()
@@ -61,6 +66,8 @@ class PhonePage:
             if not live:
                 self.sock.close(CLOSE_NORMAL, "session over")
                 return
+            with self.sock.unit():
+                arrived = self.presence(lifecycle.customer_arrived)
             self.sock.forward(subscription, self.on_bus, on_idle=self.still_here)
             for message in self.sock.messages():
                 with self.sock.unit():
@@ -70,6 +77,43 @@ class PhonePage:
             if self.media:
                 with self.sock.unit():
                     log_media(self.session_id, "media_closed", CUSTOMER)
+            if arrived:
+                self.leave_after_grace()
+
+    # --- presence -----------------------------------------------------------------------
+
+    def presence(self, change) -> bool:
+        """Record that this page came or went (change: lifecycle.customer_arrived or _left)."""
+
+        def write() -> None:
+            change(db.session, self.session_id, self.link, now_utc())
+            db.session.commit()
+
+        try:
+            retrying(db.session, write, current_app.config["LENS_DB_BUSY_SECONDS"])
+        except DatabaseBusy:
+            log.warning("presence of session %s not recorded: database busy", self.session_id)
+            return False
+        return True
+
+    def leave_after_grace(self) -> None:
+        """The customer left, unless another page of theirs comes within the grace period.
+
+        Waits beside the socket's own thread (greenlet), so that the socket's slot is free
+        for the reconnect; the conditional UPDATE (lifecycle.customer_left) decides.
+        """
+        app = current_app._get_current_object()
+        grace = app.config["LENS_CUSTOMER_GRACE_SECONDS"]
+
+        def later() -> None:
+            time.sleep(grace)
+            with app.app_context():
+                try:
+                    self.presence(lifecycle.customer_left)
+                finally:
+                    db.session.remove()
+
+        threading.Thread(target=later, daemon=True).start()
 
     # --- pushes -------------------------------------------------------------------------
 

@@ -33,7 +33,7 @@ class _Touched:
 
 
 # Columns whose change no list or panel shows: the tools' state, bookkeeping.
-QUIET = frozenset({"tools", "updated_at", "customer_seen_at"})
+QUIET = frozenset({"tools", "updated_at", "customer_seen_at", "customer_link"})
 
 
 def _shown_columns_changed(lens_session: LensSession) -> bool:

@@ -41,3 +41,7 @@ class OtherDevice(SessionError):
 
 class TransferRefused(SessionError):
     code = "transfer_refused"
+
+
+class CustomerAway(SessionError):
+    code = "customer_away"

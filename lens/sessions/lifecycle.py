@@ -16,9 +16,11 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import flag_modified
 
 from lens.auth.models import Technician
 from lens.sessions.errors import (
+    CustomerAway,
     InvalidTransition,
     LinkNotValid,
     NotYourSession,
@@ -30,6 +32,7 @@ from lens.sessions.errors import (
 from lens.sessions.models import (
     HANDLING_STATES,
     LIVE_STATES,
+    PRESENCE_STATES,
     Channel,
     LensSession,
     SessionEvent,
@@ -264,6 +267,8 @@ def start_session(
     Start requests race past the check below.
     """
     _check_owner(lens_session, technician)
+    if lens_session.customer_away:
+        raise CustomerAway("the customer's page is closed")
     current = active_session_of(db, technician)
     if current is not None and current.id != lens_session.id:
         raise OneActiveSession(current.public_id)
@@ -376,6 +381,63 @@ def customer_seen(db: Session, session_id: int, now: datetime) -> None:
         .values(customer_seen_at=now)
         .execution_options(synchronize_session=False)
     )
+
+
+def customer_arrived(db: Session, session_id: int, link: str, now: datetime) -> bool:
+    """The customer's page opened its socket `link`: it is the one that counts now.
+
+    True when the customer had been reported gone: they are back (a log line says so).
+    Conditional UPDATEs, so that a page that went away meanwhile cannot be mistaken for this one.
+    """
+    back = db.execute(
+        update(LensSession)
+        .where(LensSession.id == session_id, LensSession.customer_left_at.is_not(None))
+        .values(customer_left_at=None, customer_link=link, customer_seen_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if back.rowcount != 1:
+        db.execute(
+            update(LensSession)
+            .where(LensSession.id == session_id)
+            .values(customer_link=link, customer_seen_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        return False
+    lens_session = db.get(LensSession, session_id)
+    if lens_session is not None:
+        db.refresh(lens_session)
+        flag_modified(lens_session, "customer_left_at")  # a change the lists show
+        if lens_session.state in PRESENCE_STATES:
+            record_event(db, lens_session, "customer_back", actor="customer", now=now)
+    return True
+
+
+def customer_left(db: Session, session_id: int, link: str, now: datetime) -> bool:
+    """The customer's page `link` closed a grace period ago and no other page came since.
+
+    True when that made the customer gone (a log line says so); False when another page
+    of theirs came meanwhile (a reconnect), or they were already reported gone.
+    """
+    left = db.execute(
+        update(LensSession)
+        .where(
+            LensSession.id == session_id,
+            LensSession.customer_link == link,
+            LensSession.customer_left_at.is_(None),
+            LensSession.state.in_(LIVE_STATES),
+        )
+        .values(customer_left_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if left.rowcount != 1:
+        return False
+    lens_session = db.get(LensSession, session_id)
+    if lens_session is not None:
+        db.refresh(lens_session)
+        flag_modified(lens_session, "customer_left_at")  # a change the lists show
+        if lens_session.state in PRESENCE_STATES:
+            record_event(db, lens_session, "customer_left", actor="customer", now=now)
+    return True
 
 
 def expire_due_sessions(

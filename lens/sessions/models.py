@@ -39,6 +39,8 @@ LIVE_STATES = frozenset(
     }
 )
 HANDLING_STATES = frozenset({SessionState.ACTIVE, SessionState.ON_HOLD})
+# Where the customer's presence is shown: once the customer has accepted, until the end.
+PRESENCE_STATES = frozenset({SessionState.WAITING, SessionState.ACTIVE, SessionState.ON_HOLD})
 
 # The one-active rule lives in the database too: at most one row per technician in a
 # handling state. SQLite and PostgreSQL both support partial unique indexes.
@@ -97,6 +99,11 @@ class LensSession(db.Model):
     # When the customer's page last said it was open (its status socket, every half minute):
     # a waiting session whose customer is long gone is closed by the sweep.
     customer_seen_at: Mapped[datetime | None]
+    # Presence: the id of the customer's page socket that came last (a reconnect replaces
+    # it), and when that page went away for longer than the grace period (None: it is there,
+    # or never opened). The lists and panels show a session whose customer left.
+    customer_link: Mapped[str | None] = mapped_column(String(32))
+    customer_left_at: Mapped[datetime | None]
     # What the tools left on the phone (lens.controls.state.ToolState); a change of it is
     # not a change of the session that the lists show.
     tools: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=dict)
@@ -114,6 +121,11 @@ class LensSession(db.Model):
     @property
     def is_live(self) -> bool:
         return self.state in LIVE_STATES
+
+    @property
+    def customer_away(self) -> bool:
+        """The customer's page has closed (past the grace period) and has not come back."""
+        return self.customer_left_at is not None and self.state in PRESENCE_STATES
 
     @property
     def custom_field(self) -> str:

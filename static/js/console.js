@@ -23,6 +23,18 @@
     });
   }
 
+  // The customer's page closed: the video area says so instead of its connection state,
+  // following the head the server pushes (data-customer), until the customer is back.
+  function showPresence() {
+    const head = document.querySelector("#session-panel .session-head");
+    const area = document.querySelector("#session-panel .video-area");
+    if (!head || !area) return;
+    const away = head.dataset.customer === "away";
+    area.classList.toggle("customer-away", away);
+    const note = area.querySelector(".video-away");
+    if (note) note.hidden = !away;
+  }
+
   // A row opens its panel. Delegated from the document: the list is replaced whenever a
   // session changes, and a click on a row htmx had not processed yet would be lost.
   document.addEventListener("click", (event) => {
@@ -31,8 +43,8 @@
     htmx.ajax("GET", row.dataset.detail, { target: "#session-panel" });
   });
 
-  document.addEventListener("htmx:afterSettle", () => { tick(); markSelected(); });
-  document.addEventListener("htmx:oobAfterSwap", () => { tick(); markSelected(); });
+  document.addEventListener("htmx:afterSettle", () => { tick(); markSelected(); showPresence(); });
+  document.addEventListener("htmx:oobAfterSwap", () => { tick(); markSelected(); showPresence(); });
   document.addEventListener("DOMContentLoaded", () => { tick(); setInterval(tick, 1000); });
 })();
 
@@ -105,4 +117,58 @@ document.addEventListener("htmx:beforeRequest", () => {
       status.textContent = status.dataset.copied;
     }, selectInstead);
   }
+})();
+
+// The New session window follows its session, as the manual has it: the page tells the
+// socket which session the window shows ({type: "dialog"}), and the server pushes the
+// window's customer line ("Customer connected", Start session) whenever it changes.
+// Escape closes the window; its Start session closes it once the session has started.
+(function () {
+  "use strict";
+  let told = null; // the session the server was last told about
+
+  function shown() {
+    const dialog = document.querySelector("#new-session[data-dialog-session]");
+    return dialog ? Number(dialog.dataset.dialogSession) : null;
+  }
+
+  function tell(force) {
+    if (!window.LensSocket) return;
+    const session = shown();
+    if (!force && session === told) return;
+    if (LensSocket.send({ type: "dialog", session: session })) told = session;
+  }
+
+  function closeDialog() {
+    const dialog = document.getElementById("new-session");
+    if (dialog) dialog.remove();
+    tell(false);
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    const slot = document.getElementById("dialog-slot");
+    if (!slot || !window.LensSocket) return;
+    new MutationObserver(() => {
+      // the session started (here or from the list): the window has done its job
+      if (slot.querySelector("#new-session .dialog-customer:is([data-state=active], [data-state=on_hold])")) {
+        closeDialog();
+      }
+      tell(false);
+    }).observe(slot, { childList: true, subtree: true });
+    LensSocket.onOpen(() => tell(true)); // a new socket knows nothing of the window
+  });
+
+  document.addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && document.getElementById("new-session")) {
+      event.preventDefault();
+      closeDialog();
+    }
+  });
+
+  document.addEventListener("htmx:afterRequest", (event) => {
+    const button = event.detail.elt;
+    if (button && button.matches && button.matches("[data-dialog-start]") && event.detail.successful) {
+      closeDialog();
+    }
+  });
 })();

@@ -247,6 +247,10 @@
       preview.addEventListener("resize", redraw); // a new camera size: the picture moved
     }
     window.addEventListener("resize", place);
+    // a camera plugged in or out (or listed late): the technician's buttons follow
+    if (navigator.mediaDevices && navigator.mediaDevices.addEventListener) {
+      navigator.mediaDevices.addEventListener("devicechange", sendCapabilities);
+    }
   });
   window.lensPhoneTools = { state: state, redraw: redraw };
 })();

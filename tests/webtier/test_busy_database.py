@@ -37,6 +37,9 @@ def open_console(server, tech: Visitor, session_id: int) -> PageClient:
     client = PageClient(ws, session_id)
     client.ws.send(json.dumps({"type": "open", "session": session_id}))
     assert client.receive_push(f'id="session-head-{session_id}"', timeout=10)
+    # then what the phone last reported of its camera (issue 15: sent on every "open")
+    reported = client.receive(timeout=10)
+    assert reported and '"capabilities"' in reported, reported
     return client
 
 
