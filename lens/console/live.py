@@ -17,6 +17,8 @@ from typing import Any
 from flask import current_app, render_template
 from sqlalchemy import select
 
+from lens.admin.settings import setting
+from lens.auth.revocation import SIGNED_OUT
 from lens.chat.models import session_chat
 from lens.chat.rendering import render_chat_line
 from lens.console.queries import sessions_for_list
@@ -24,7 +26,7 @@ from lens.controls.channel import control_handlers, controls_topic, receive_cont
 from lens.controls.messages import REGISTRY, TECHNICIAN
 from lens.events.publishing import technician_topic
 from lens.extensions import db
-from lens.features import allowed_features
+from lens.features import features_of
 from lens.sessions.models import HANDLING_STATES, LensSession, SessionEvent
 from lens.signaling.relay import exchange_offer, log_media, media_control
 from lens.sockets import PageSocket
@@ -36,8 +38,11 @@ Message = dict[str, Any]
 class ConsolePage:
     """What one open console page sees and may do."""
 
-    def __init__(self, sock: PageSocket, technician_id: int, actor: str) -> None:
+    def __init__(
+        self, sock: PageSocket, technician_id: int, actor: str, console: str | None = None
+    ) -> None:
         self.sock = sock
+        self.console = console  # the console in use (lens.features.features_of)
         self.technician_id = technician_id
         self.actor = actor
         self.rows: set[int] = set()
@@ -73,7 +78,7 @@ class ConsolePage:
         return render_template(
             "console/_session_rows.html",
             sessions=sessions,
-            custom_labels=current_app.config["LENS_CUSTOM_FIELDS"],
+            custom_labels=setting("LENS_CUSTOM_FIELDS"),
             oob=True,
         )
 
@@ -85,12 +90,16 @@ class ConsolePage:
         return render_template(
             "console/_session_row.html",
             s=lens_session,
-            custom_labels=current_app.config["LENS_CUSTOM_FIELDS"],
+            custom_labels=setting("LENS_CUSTOM_FIELDS"),
             swap=swap,
         )
 
     def on_change(self, message: Message) -> None:
         """A session of this technician's changed (state, owner, or a new log line)."""
+        if message.get("type") == SIGNED_OUT:  # deactivated: the console goes
+            self.sock.send_html(render_template("auth/_signed_out.html"))
+            self.sock.close(1008, "signed out")
+            return
         with self.lock:
             self._on_change(message)
 
@@ -143,7 +152,7 @@ class ConsolePage:
         return render_template("console/_log_lines.html", s=lens_session, events=events)
 
     def features(self, lens_session: LensSession) -> frozenset[str]:
-        return allowed_features(lens_session.console, lens_session.technician.group_permissions())
+        return features_of(lens_session, self.console or lens_session.console)
 
     # --- the page's messages --------------------------------------------------------------
 
@@ -228,7 +237,9 @@ class ConsolePage:
             self.sock.send_json(dict(refusal("not_open"), session=session_id))
             return
         allowed = self.features(lens_session)
-        error = receive_control(session_id, TECHNICIAN, self.actor, allowed, message)
+        error = receive_control(
+            session_id, TECHNICIAN, self.actor, allowed, message, self.console
+        )
         if error is not None:
             self.sock.send_json(dict(error, session=session_id))
 
