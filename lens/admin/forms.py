@@ -105,7 +105,7 @@ class ReportForm(FlaskForm):
         csrf = False
 
     start = DateField(_l("From"), validators=[Optional()])
-    end = DateField(_l("To"), validators=[Optional()])
+    end = DateField(_l("Until"), validators=[Optional()])
     technician = SelectField(_l("Technician"), coerce=int, validators=[Optional()])
     group = SelectField(_l("Group"), coerce=int, validators=[Optional()])
     channel = SelectField(_l("Channel"), validators=[Optional()])

@@ -378,7 +378,7 @@ def report_filter() -> tuple[ReportForm, reports.ReportFilter | None]:
     end = form.end.data or date.today()
     start = form.start.data or end - timedelta(days=29)
     if start > end or (end - start).days >= reports.MAX_DAYS:
-        form.start.errors = [_("Choose a period of at most a year, From before To.")]
+        form.start.errors = [_("Choose a period of at most a year, From before Until.")]
         return form, None
     form.start.data, form.end.data = start, end
     return form, reports.ReportFilter(
