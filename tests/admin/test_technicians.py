@@ -125,5 +125,5 @@ def _deadline() -> float:
 def test_the_list_shows_who_is_online_and_in_a_session(app, admin, technician, console):
     console.client.get("/console/")  # Tess's request marks her as seen
     page = admin.get("/technicians").text
-    row = re.search(r'<tr data-technician="%d".*?</tr>' % technician, page, re.S).group(0)
+    row = re.search(rf'<tr data-technician="{technician}".*?</tr>', page, re.S).group(0)
     assert "Online" in row
