@@ -156,7 +156,7 @@ SPECS: tuple[SettingSpec, ...] = (
 )
 SPEC_BY_KEY = {spec.key: spec for spec in SPECS}
 SECTIONS = {
-    "sessions": _l("Sessions"),
+    "sessions": _l("Sessions and time-outs"),
     "customer": _l("Customer's pages"),
     "invitations": _l("Invitations"),
 }
