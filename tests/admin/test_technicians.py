@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import email
 import re
+import socket
 
+import pytest
 from sqlalchemy import select
 
 from lens.admin.models import AuditEntry
@@ -127,3 +130,65 @@ def test_the_list_shows_who_is_online_and_in_a_session(app, admin, technician, c
     page = admin.get("/technicians").text
     row = re.search(rf'<tr data-technician="{technician}".*?</tr>', page, re.S).group(0)
     assert "Online" in row
+
+
+@pytest.fixture
+def smtp(app):
+    """An SMTP server (aiosmtpd) on a free loopback port, and the app's mail pointed at it."""
+    from aiosmtpd.controller import Controller
+
+    from lens.extensions import mail
+
+    class Keep:
+        def __init__(self) -> None:
+            self.messages: list[str] = []
+
+        async def handle_DATA(self, server, session, envelope) -> str:
+            self.messages.append(envelope.content.decode())
+            return "250 Message accepted"
+
+    handler = Keep()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    app.config.update(
+        MAIL_SERVER="127.0.0.1",
+        MAIL_PORT=port,
+        MAIL_DEFAULT_SENDER="lens@example.com",
+        MAIL_SUPPRESS_SEND=False,
+    )
+    mail.init_app(app)
+    yield handler
+    controller.stop()
+
+
+def test_an_e_mailed_link_sets_the_password_once(app, admin, smtp, client):
+    response = admin.post(
+        "/technicians/new",
+        {"name": "Mia Mail", "email": "mia@example.com", "role": "technician", "group": 0,
+         "invite": "email"},
+    )  # fmt: skip
+    assert response.status_code == 302
+    assert len(smtp.messages) == 1
+    message = email.message_from_string(smtp.messages[0])
+    text = next(p for p in message.walk() if p.get_content_type() == "text/plain")
+    body = text.get_payload(decode=True).decode()
+    link = re.search(r"http://localhost(/account/welcome/\S+)", body).group(1)
+    page = client.get(link)
+    assert page.status_code == 200
+    new_password = "a long new password"
+    saved = client.post(
+        link,
+        data={
+            "password": new_password,
+            "confirm": new_password,
+            "csrf_token": csrf_from(page.text),
+        },
+    )
+    assert saved.status_code == 302
+    with app.app_context():
+        mia = db.session.scalar(select(Technician).where(Technician.email == "mia@example.com"))
+        assert mia.check_password(new_password) and not mia.password_change_required
+    assert client.get(link).status_code == 404  # used once
