@@ -80,7 +80,7 @@ def fake_media(app, tmp_path) -> FakeMedia:
 
 @pytest.mark.parametrize("switch", list(TOOLS))
 def test_a_switch_turned_off_removes_the_tool_and_the_server_refuses_it(
-    app, admin, technician, http_server, ws_connect, subscriptions, fake_media, switch
+    app, admin, technician, http_server, controls_connect, subscriptions, fake_media, switch
 ):
     add_technician(app, "Otto Other", "otto@example.com")
     off = {switch} if switch != features.RECORDING else set()
@@ -106,7 +106,7 @@ def test_a_switch_turned_off_removes_the_tool_and_the_server_refuses_it(
         assert response.status_code == 403, response.text
         assert fake_media.calls == []  # the sidecar was never asked
     else:
-        tech_ws = ws_connect(f"/console/sessions/{session_id}/controls", tech.http.cookies)
+        tech_ws = controls_connect("/console/ws", tech.http.cookies, session=session_id)
         tech_ws.send(json.dumps(what))
         reply = json.loads(tech_ws.receive(timeout=BOUND))
         assert (reply["type"], reply["reason"]) == ("error", "not_allowed")
@@ -163,7 +163,7 @@ def test_a_change_applies_to_sessions_started_after_it(
 
 
 def test_a_console_session_opened_in_the_web_console_has_no_technician_console_tools(
-    app, technician, http_server, ws_connect, subscriptions, fake_media
+    app, technician, http_server, controls_connect, subscriptions, fake_media
 ):
     """Issue 15, item 3: the tools follow the console in use, not where it was created."""
     tech = Browser(http_server).log_in("tess@example.com")
@@ -180,7 +180,7 @@ def test_a_console_session_opened_in_the_web_console_has_no_technician_console_t
     before = snapshot(app, session_id)
     for path in ("/hold", "/snapshots", "/recording/start", "/transfer"):
         assert tech.post(f"/web/sessions/{session_id}{path}").status_code == 403, path
-    web_ws = ws_connect(f"/web/sessions/{session_id}/controls", tech.http.cookies)
+    web_ws = controls_connect("/web/ws", tech.http.cookies, session=session_id)
     for message in ({"type": "chat", "text": "hi"}, {"type": "quality", "level": "low"}):
         web_ws.send(json.dumps(message))
         assert json.loads(web_ws.receive(timeout=BOUND))["reason"] == "not_allowed"
