@@ -23,24 +23,29 @@ def mark_seen() -> None:
     """Note a signed-in technician's request, at most once a minute (a plain UPDATE)."""
     if not current_user.is_authenticated:
         return
-    now = now_utc()
     seen = current_user.last_seen_at
-    if seen is not None and now - seen < SEEN_EVERY:
+    if seen is not None and now_utc() - seen < SEEN_EVERY:
         return
+    technician_seen(current_user.id)
+
+
+def technician_seen(technician_id: int) -> None:
+    """The technician is here now (a request, or their open console's socket)."""
+    now = now_utc()
     try:
         db.session.execute(
             update(Technician)
             .where(
-                Technician.id == current_user.id,
+                Technician.id == technician_id,
                 or_(Technician.last_seen_at.is_(None), Technician.last_seen_at < now - SEEN_EVERY),
             )
             .values(last_seen_at=now)
             .execution_options(synchronize_session=False)
         )
         db.session.commit()
-    except SQLAlchemyError:  # a busy database: the next request tries again
+    except SQLAlchemyError:  # a busy database: the next beat tries again
         db.session.rollback()
-        log.warning("could not mark technician %s as seen", current_user.id)
+        log.warning("could not mark technician %s as seen", technician_id)
 
 
 def init_app(app: Flask) -> None:

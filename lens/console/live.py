@@ -12,12 +12,14 @@ and on "open" the panel's head, log and chat as they are, so nothing is missed.
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 from flask import current_app, render_template
 from sqlalchemy import select
 
 from lens.admin.settings import setting
+from lens.admin.setup import SEEN_EVERY, technician_seen
 from lens.auth.revocation import SIGNED_OUT
 from lens.chat.models import session_chat
 from lens.chat.rendering import render_chat_line
@@ -52,6 +54,7 @@ class ConsolePage:
         self.media: set[int] = set()  # sessions whose video this page negotiated
         # the reader and the forwarders (threads under the dev server) share the page's state
         self.lock = threading.RLock()
+        self.seen_at = float("-inf")
 
     def run(self) -> None:
         """Serve the page until its socket closes."""
@@ -60,7 +63,7 @@ class ConsolePage:
         try:
             with self.sock.unit():
                 self.sock.send_html(self.render_list())
-            self.sock.forward(subscription, self.on_change)
+            self.sock.forward(subscription, self.on_change, on_idle=self.still_here)
             for message in self.sock.messages():
                 with self.sock.unit():
                     self.on_message(message)
@@ -69,6 +72,13 @@ class ConsolePage:
             with self.sock.unit():
                 for session_id in self.media:
                     log_media(session_id, "media_closed", self.actor)
+
+    def still_here(self) -> None:
+        """An open console is "online now" in the Admin Center (marked once a minute)."""
+        now = time.monotonic()
+        if now - self.seen_at >= SEEN_EVERY.total_seconds():
+            self.seen_at = now
+            technician_seen(self.technician_id)
 
     # --- pushes -------------------------------------------------------------------------
 

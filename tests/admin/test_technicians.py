@@ -192,3 +192,28 @@ def test_an_e_mailed_link_sets_the_password_once(app, admin, smtp, client):
         mia = db.session.scalar(select(Technician).where(Technician.email == "mia@example.com"))
         assert mia.check_password(new_password) and not mia.password_change_required
     assert client.get(link).status_code == 404  # used once
+
+
+def test_an_open_console_keeps_its_technician_online(
+    app, admin, technician, http_server, ws_connect
+):
+    import time
+    from datetime import timedelta
+
+    from lens.timeutil import now_utc
+
+    tess = Browser(http_server).log_in("tess@example.com")
+    with app.app_context():  # as if her last request were long ago
+        db.session.get(Technician, technician).last_seen_at = now_utc() - timedelta(hours=1)
+        db.session.commit()
+    assert "Offline" in row_of(admin.get("/technicians").text, technician)
+    live = ws_connect("/console/ws", tess.http.cookies)
+    assert live.receive(timeout=BOUND)
+    deadline = time.monotonic() + BOUND
+    while "Online" not in row_of(admin.get("/technicians").text, technician):
+        assert time.monotonic() < deadline, "the open console did not mark her online"
+        time.sleep(0.1)
+
+
+def row_of(page: str, technician_id: int) -> str:
+    return re.search(rf'<tr data-technician="{technician_id}".*?</tr>', page, re.S).group(0)
