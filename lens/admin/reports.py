@@ -111,12 +111,21 @@ def report_query(report: ReportFilter):
 
 def _technicians(lens_session: LensSession) -> list[str]:
     """Who handled the session, in order: the first technician, then each receiver."""
-    transfers = [e for e in lens_session.events if e.kind == "transfer" and e.detail]
+    transfers = [_handed(e) for e in lens_session.events if e.kind == "transfer"]
+    transfers = [t for t in transfers if t is not None]
     if not transfers:
         return [lens_session.technician.name]
-    names = [transfers[0].detail.split("\n")[0]]
-    names += [e.detail.split("\n")[-1] for e in transfers]
-    return names
+    return [transfers[0][0]] + [to for _from, to in transfers]
+
+
+def _handed(event: SessionEvent) -> tuple[str, str] | None:
+    """(from, to) of a transfer's log line: its data, or the older "<from>\n<to>" detail."""
+    if event.data and "from" in event.data and "to" in event.data:
+        return str(event.data["from"]), str(event.data["to"])
+    if event.detail and "\n" in event.detail:
+        giver, _sep, receiver = event.detail.partition("\n")
+        return giver, receiver
+    return None
 
 
 def _reports(lens_session: LensSession) -> bool:
