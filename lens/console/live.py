@@ -63,6 +63,7 @@ class ConsolePage:
         try:
             with self.sock.unit():
                 self.sock.send_html(self.render_list())
+                self.still_here()  # online now in the Admin Center, then once a minute
             self.sock.forward(subscription, self.on_change, on_idle=self.still_here)
             for message in self.sock.messages():
                 with self.sock.unit():
