@@ -161,3 +161,11 @@ def test_time_outs_from_the_settings_end_waiting_and_idle_sessions(app, admin, c
     with app.app_context():
         lens_session = db.session.get(LensSession, waiting)
         assert (lens_session.state, lens_session.end_reason) == ("closed", "waiting_timeout")
+
+
+def test_stun_turn_servers_from_the_settings_reach_the_pages(app, admin, console, customer):
+    servers = '[{"urls": "stun:stun.example.org:3478"}]'
+    assert admin.post("/settings", sessions_form(LENS_ICE_SERVERS=servers)).status_code == 302
+    customer.join(console.create_session("Jane")["pin"])
+    page = customer.client.get("/c").text
+    assert "stun:stun.example.org:3478" in page
