@@ -121,11 +121,21 @@ def create_admin_command(name: str, email: str, password: str | None) -> None:
 
 def sweep_once() -> int:
     """Expire unused PINs, close stalled joins and abandoned waits; commit; return how many."""
-    config = current_app.config
-    validity = timedelta(minutes=config["LENS_PIN_VALIDITY_MINUTES"])
-    gone_after = timedelta(minutes=config["LENS_CUSTOMER_GONE_MINUTES"])
+    from lens.admin.settings import forget_cached, setting
+
+    forget_cached()  # a sweep thread keeps its app context: read the settings afresh
+
+    def minutes(key: str) -> timedelta:
+        return timedelta(minutes=setting(key))
+
+    gone_after = timedelta(minutes=current_app.config["LENS_CUSTOMER_GONE_MINUTES"])
     count = lifecycle.expire_due_sessions(
-        db.session, now_utc(), connect_timeout=validity, gone_after=gone_after
+        db.session,
+        now_utc(),
+        connect_timeout=minutes("LENS_CONNECTING_TIMEOUT_MINUTES"),
+        gone_after=gone_after,
+        waiting_timeout=minutes("LENS_WAITING_TIMEOUT_MINUTES"),
+        idle_timeout=minutes("LENS_IDLE_TIMEOUT_MINUTES"),
     )
     db.session.commit()
     return count
@@ -144,3 +154,15 @@ def sweep_command(every: int) -> None:
             return
         db.session.remove()
         time.sleep(every)
+
+
+@lens_cli.command("purge")
+@click.option("--dry-run", is_flag=True, help="Only say what would be deleted.")
+@with_appcontext
+def purge_command(dry_run: bool) -> None:
+    """Delete snapshots and recordings older than the retention period (Admin Center)."""
+    from lens.admin.retention import purge_expired_captures
+
+    snapshots, recordings = purge_expired_captures(dry_run=dry_run)
+    verb = "would delete" if dry_run else "deleted"
+    click.echo(f"{verb} {snapshots} snapshot(s) and {recordings} recording(s)")

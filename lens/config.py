@@ -55,6 +55,7 @@ def load_settings(instance_path: str, env: Mapping[str, str] | None = None) -> d
     instance = Path(instance_path)
     secret_key = env.get("SECRET_KEY") or _read_or_create_secret(instance / "secret_key")
     redis_url = env.get("REDIS_URL", "")
+    pin_validity = _int(env, "LENS_PIN_VALIDITY_MINUTES", 20)
     database_url = env.get("DATABASE_URL") or f"sqlite:///{instance / 'lens.db'}"
     settings: dict[str, Any] = {
         "SECRET_KEY": secret_key,
@@ -69,7 +70,19 @@ def load_settings(instance_path: str, env: Mapping[str, str] | None = None) -> d
         "RATELIMIT_STORAGE_URI": env.get("LENS_RATELIMIT_STORAGE_URI")
         or (redis_url if redis_url else "memory://"),
         "RATELIMIT_HEADERS_ENABLED": True,
-        "LENS_PIN_VALIDITY_MINUTES": _int(env, "LENS_PIN_VALIDITY_MINUTES", 20),
+        # The defaults of settings the Admin Center can change (lens.admin.settings).
+        "LENS_PIN_VALIDITY_MINUTES": pin_validity,
+        "LENS_CONNECTING_TIMEOUT_MINUTES": _int(
+            env, "LENS_CONNECTING_TIMEOUT_MINUTES", pin_validity
+        ),
+        "LENS_WAITING_TIMEOUT_MINUTES": _int(env, "LENS_WAITING_TIMEOUT_MINUTES", 0),
+        "LENS_IDLE_TIMEOUT_MINUTES": _int(env, "LENS_IDLE_TIMEOUT_MINUTES", 0),
+        "LENS_RETENTION_DAYS": _int(env, "LENS_RETENTION_DAYS", 0),
+        "LENS_COMPANY_NAME": env.get("LENS_COMPANY_NAME", ""),
+        "LENS_COMPANY_LOGO_URL": env.get("LENS_COMPANY_LOGO_URL", ""),
+        "LENS_EULA_TEXT": env.get("LENS_EULA_TEXT", ""),
+        "LENS_EMAIL_SUBJECT": env.get("LENS_EMAIL_SUBJECT", ""),
+        "LENS_EMAIL_INTRO": env.get("LENS_EMAIL_INTRO", ""),
         "LENS_LOGIN_RATE_LIMIT": env.get("LENS_LOGIN_RATE_LIMIT", "10 per minute"),
         "LENS_PIN_RATE_LIMIT": env.get("LENS_PIN_RATE_LIMIT", "10 per minute;50 per hour"),
         "LENS_PIN_VALUE_RATE_LIMIT": env.get("LENS_PIN_VALUE_RATE_LIMIT", "5 per 10 minutes"),

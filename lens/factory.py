@@ -132,6 +132,10 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(i18n_bp)
     app.register_blueprint(ops_bp)
 
+    from lens.admin import setup as admin
+
+    admin.init_app(app)
+
 
 def register_errorhandlers(app: Flask) -> None:
     from lens.errors import register

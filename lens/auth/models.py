@@ -46,6 +46,9 @@ class Technician(UserMixin, db.Model):
     active: Mapped[bool] = mapped_column(default=True)
     password_change_required: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(default=now_utc)
+    # the last request of theirs (at most once a minute): the Admin Center's "online now"
+    last_seen_at: Mapped[datetime | None]
+    deactivated_at: Mapped[datetime | None]
 
     group: Mapped[TechnicianGroup | None] = relationship(back_populates="technicians")
 
@@ -64,7 +67,3 @@ class Technician(UserMixin, db.Model):
     def check_password(self, password: str) -> bool:
         """Whether password matches the stored hash."""
         return check_password_hash(self.password_hash, password)
-
-    def group_permissions(self) -> frozenset[str] | None:
-        """The group's permissions, or None when the technician has no group (no limits)."""
-        return self.group.permission_set() if self.group else None

@@ -20,7 +20,9 @@ login_manager.login_message = None
 
 @login_manager.user_loader
 def load_technician(technician_id: str) -> Technician | None:
-    return db.session.get(Technician, int(technician_id))
+    """The signed-in technician; a deactivated one is logged out at their next request."""
+    technician = db.session.get(Technician, int(technician_id))
+    return technician if technician is not None and technician.active else None
 
 
 def _login_limit() -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 from pathlib import Path
 
 from flask import (
@@ -21,36 +22,27 @@ from flask_babel import gettext as _
 from flask_login import current_user
 
 from lens import features
+from lens.auth.models import Technician
 from lens.captures import records
 from lens.captures.images import png_to_jpeg
 from lens.captures.models import Recording, Snapshot
 from lens.console.views import get_own_session
 from lens.errors import render_error
 from lens.extensions import db
-from lens.features import WEB_CONSOLE, allowed_features
+from lens.features import features_of, require_feature
 from lens.sessions.errors import InvalidTransition
 from lens.sessions.models import LensSession, SessionState
 from lens.signaling.control import MediaError, MediaUnavailable
 from lens.signaling.relay import media_control
 from lens.timeutil import now_utc
 
-
-def refusal(lens_session: LensSession, feature: str) -> str:
-    """Why the technician may not use `feature` in this session, in their words."""
-    if lens_session.console == WEB_CONSOLE:
-        if feature == features.SNAPSHOT:
-            return _("The Web Console has no screen capture. Use the Technician Console.")
-        return _("The Web Console has no recording. Use the Technician Console.")
-    if feature == features.SNAPSHOT:
-        return _("Your group is not permitted to use screen capture.")
-    return _("Your group is not permitted to record sessions.")
+log = logging.getLogger(__name__)
 
 
 def usable_session(session_id: int, feature: str, *, live: bool = True) -> LensSession:
     """The technician's own session, if they may use `feature` in it (and it is active)."""
     lens_session = get_own_session(session_id)
-    if feature not in allowed_features(lens_session.console, current_user.group_permissions()):
-        abort(make_response(render_error(403, refusal(lens_session, feature))))
+    require_feature(feature, lens_session)
     if live and lens_session.state != SessionState.ACTIVE:
         raise InvalidTransition(feature, lens_session.state)
     return lens_session
@@ -64,7 +56,7 @@ def media_failed(error: MediaError):
 
 
 def render_captures(lens_session: LensSession):
-    features_now = allowed_features(lens_session.console, current_user.group_permissions())
+    features_now = features_of(lens_session, g.console)
     return render_template(
         "console/_captures.html",
         s=lens_session,
@@ -75,6 +67,38 @@ def render_captures(lens_session: LensSession):
 
 def recordings_root() -> Path:
     return Path(current_app.config["LENS_RECORDINGS_PATH"])
+
+
+def begin_recording(lens_session: LensSession, technician: Technician) -> None:
+    """Ask the sidecar to record the session and keep its row (not committed)."""
+    root = recordings_root()
+    target = records.inside(root, records.new_recording_path(lens_session))
+    reply = media_control().recording(lens_session.id, "start", str(target))
+    written = Path(reply.get("path") or target).resolve()
+    relative = written.relative_to(root.resolve()).as_posix()
+    records.start_recording(db.session, lens_session, technician, relative, now_utc())
+
+
+def start_forced_recording(lens_session: LensSession, console: str) -> bool:
+    """Record a session of a forced-recording group from Start; whether it records now.
+
+    Called at Start and whenever the phone's leg (re)connects to an active session, since
+    the sidecar can record only once the phone's leg has negotiated its video.
+    """
+    if lens_session.state != SessionState.ACTIVE:
+        return False
+    if features.RECORDING_FORCED not in features_of(lens_session, console):
+        return False
+    if records.open_recording(db.session, lens_session.id) is not None:
+        return True
+    try:
+        begin_recording(lens_session, lens_session.technician)
+    except MediaError as exc:
+        db.session.rollback()
+        log.info("forced recording of session %s waits for the phone: %s", lens_session.id, exc)
+        return False
+    db.session.commit()
+    return True
 
 
 def make_captures_blueprint(console: str, url_prefix: str) -> Blueprint:
@@ -147,17 +171,10 @@ def make_captures_blueprint(console: str, url_prefix: str) -> Blueprint:
         lens_session = usable_session(session_id, features.RECORDING)
         if records.open_recording(db.session, lens_session.id) is not None:
             return render_error(409, _("This session is already being recorded."))
-        root = recordings_root()
-        target = records.inside(root, records.new_recording_path(lens_session))
         try:
-            reply = media_control().recording(lens_session.id, "start", str(target))
+            begin_recording(lens_session, current_user._get_current_object())
         except MediaError as exc:
             return media_failed(exc)
-        written = Path(reply.get("path") or target).resolve()
-        relative = written.relative_to(root.resolve()).as_posix()
-        records.start_recording(
-            db.session, lens_session, current_user._get_current_object(), relative, now_utc()
-        )
         db.session.commit()
         return render_captures(lens_session)
 
@@ -165,6 +182,9 @@ def make_captures_blueprint(console: str, url_prefix: str) -> Blueprint:
     def stop_recording(session_id: int):
         """Stop recording: the file is finished and listed with the session."""
         lens_session = usable_session(session_id, features.RECORDING, live=False)
+        if features.RECORDING_FORCED in features_of(lens_session, g.console):
+            message = features.refusal(features.RECORDING_FORCED, g.console)
+            abort(make_response(render_error(403, message)))
         recording = records.open_recording(db.session, lens_session.id)
         if recording is None:
             return render_error(409, _("This session is not being recorded."))

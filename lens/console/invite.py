@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import phonenumbers
 from flask import current_app, url_for
-from flask_babel import get_locale
+from flask_babel import force_locale, get_locale
 from flask_babel import gettext as _
 from flask_login import current_user
 
+from lens.admin.settings import localized, setting
 from lens.console.forms import EMAIL_VIA_SERVER, NewSessionForm
 from lens.extensions import db, mail
 from lens.invitations import (
@@ -50,16 +52,58 @@ def join_qr(lens_session: LensSession) -> str:
     return qr_svg(join_url(lens_session), label=_("QR code of the join link"))
 
 
-def _minutes() -> int:
-    return int(current_app.config["LENS_PIN_VALIDITY_MINUTES"])
+def _minutes(lens_session: LensSession) -> int:
+    """The session's own PIN and link validity, as it was when the session was created."""
+    return max(
+        1, round((lens_session.pin_expires_at - lens_session.created_at).total_seconds() / 60)
+    )
+
+
+# Countries whose people read Dutch: an SMS to their numbers goes out in Dutch.
+DUTCH_REGIONS = frozenset({"NL", "BE", "SR", "AW", "CW", "SX", "BQ"})
+
+
+def customer_language(phone: str | None) -> str:
+    """The language to write to the customer in: by their phone number's country, else
+    the technician's own."""
+    if phone:
+        try:
+            number = phonenumbers.parse(phone, None)
+        except phonenumbers.NumberParseException:
+            number = None
+        if number is not None:
+            region = phonenumbers.region_code_for_number(number)
+            return "nl" if region in DUTCH_REGIONS else "en"
+    return str(get_locale() or "en")
+
+
+def sms_text(lens_session: LensSession, pin: str) -> str:
+    """The SMS in the customer's language: the Admin Center's template, else Lens's own."""
+    language = customer_language(lens_session.phone)
+    template = localized("LENS_SMS_TEMPLATE", language)
+    if not template:
+        with force_locale(language):
+            template = _("Your support session: {link} (PIN {pin})")
+    return render_sms(
+        template,
+        link=join_url(lens_session),
+        pin=pin,
+        name=lens_session.customer_name,
+        technician=current_user.name,
+        company=setting("LENS_COMPANY_NAME") or "",
+    )
 
 
 def _wording() -> InvitationWording:
-    """The e-mail's sentences in the technician's language ({placeholders} stay)."""
+    """The e-mail's sentences in the technician's language ({placeholders} stay); the
+    Admin Center's subject and text where it has them."""
+    language = str(get_locale() or "en")
     return InvitationWording(
-        subject=_("{technician} invites you to a live video support session"),
+        subject=localized("LENS_EMAIL_SUBJECT", language)
+        or _("{technician} invites you to a live video support session"),
         greeting=_("Hello {name},"),
-        intro=_(
+        intro=localized("LENS_EMAIL_INTRO", language)
+        or _(
             "{technician} would like to see the problem through your phone's camera. "
             "Open the link below on your phone; there is nothing to install."
         ),
@@ -77,9 +121,10 @@ def invitation_email(lens_session: LensSession, pin: str) -> InvitationMessage:
         lens_session.customer_name,
         join_url(lens_session),
         pin,
-        _minutes(),
+        _minutes(lens_session),
         technician_name=current_user.name,
         wording=_wording(),
+        company=setting("LENS_COMPANY_NAME") or "",
     )
 
 
@@ -90,12 +135,7 @@ def invite(lens_session: LensSession, pin: str, form: NewSessionForm) -> InviteR
     timeout = current_app.config["LENS_INVITATION_TIMEOUT"]
     if channel == Channel.SMS:
         to = form.phone.data
-        body = render_sms(
-            current_app.config["LENS_SMS_TEMPLATE"],
-            link=join_url(lens_session),
-            pin=pin,
-            name=lens_session.customer_name,
-        )
+        body = sms_text(lens_session, pin)
         backend = current_app.extensions["lens.sms"]
         public_id = lens_session.public_id
         invitation = deliver_invitation(

@@ -12,11 +12,15 @@ and on "open" the panel's head, log and chat as they are, so nothing is missed.
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 from flask import current_app, render_template
 from sqlalchemy import select
 
+from lens.admin.settings import setting
+from lens.admin.setup import SEEN_EVERY, technician_seen
+from lens.auth.revocation import SIGNED_OUT
 from lens.chat.models import session_chat
 from lens.chat.rendering import render_chat_line
 from lens.console.queries import sessions_for_list
@@ -25,7 +29,7 @@ from lens.controls.messages import CUSTOMER, REGISTRY, TECHNICIAN
 from lens.controls.state import ToolState
 from lens.events.publishing import technician_topic
 from lens.extensions import db
-from lens.features import allowed_features
+from lens.features import features_of
 from lens.sessions.models import HANDLING_STATES, LensSession, SessionEvent
 from lens.signaling.relay import exchange_offer, log_media, media_control
 from lens.sockets import PageSocket
@@ -37,8 +41,11 @@ Message = dict[str, Any]
 class ConsolePage:
     """What one open console page sees and may do."""
 
-    def __init__(self, sock: PageSocket, technician_id: int, actor: str) -> None:
+    def __init__(
+        self, sock: PageSocket, technician_id: int, actor: str, console: str | None = None
+    ) -> None:
         self.sock = sock
+        self.console = console  # the console in use (lens.features.features_of)
         self.technician_id = technician_id
         self.actor = actor
         self.rows: set[int] = set()
@@ -49,6 +56,7 @@ class ConsolePage:
         self.media: set[int] = set()  # sessions whose video this page negotiated
         # the reader and the forwarders (threads under the dev server) share the page's state
         self.lock = threading.RLock()
+        self.seen_at = float("-inf")
 
     def run(self) -> None:
         """Serve the page until its socket closes."""
@@ -57,7 +65,8 @@ class ConsolePage:
         try:
             with self.sock.unit():
                 self.sock.send_html(self.render_list())
-            self.sock.forward(subscription, self.on_change)
+                self.still_here()  # online now in the Admin Center, then once a minute
+            self.sock.forward(subscription, self.on_change, on_idle=self.still_here)
             for message in self.sock.messages():
                 with self.sock.unit():
                     self.on_message(message)
@@ -67,6 +76,13 @@ class ConsolePage:
                 for session_id in self.media:
                     log_media(session_id, "media_closed", self.actor)
 
+    def still_here(self) -> None:
+        """An open console is "online now" in the Admin Center (marked once a minute)."""
+        now = time.monotonic()
+        if now - self.seen_at >= SEEN_EVERY.total_seconds():
+            self.seen_at = now
+            technician_seen(self.technician_id)
+
     # --- pushes -------------------------------------------------------------------------
 
     def render_list(self) -> str:
@@ -75,7 +91,7 @@ class ConsolePage:
         return render_template(
             "console/_session_rows.html",
             sessions=sessions,
-            custom_labels=current_app.config["LENS_CUSTOM_FIELDS"],
+            custom_labels=setting("LENS_CUSTOM_FIELDS"),
             oob=True,
         )
 
@@ -87,12 +103,16 @@ class ConsolePage:
         return render_template(
             "console/_session_row.html",
             s=lens_session,
-            custom_labels=current_app.config["LENS_CUSTOM_FIELDS"],
+            custom_labels=setting("LENS_CUSTOM_FIELDS"),
             swap=swap,
         )
 
     def on_change(self, message: Message) -> None:
         """A session of this technician's changed (state, owner, or a new log line)."""
+        if message.get("type") == SIGNED_OUT:  # deactivated: the console goes
+            self.sock.send_html(render_template("auth/_signed_out.html"))
+            self.sock.close(1008, "signed out")
+            return
         with self.lock:
             self._on_change(message)
 
@@ -150,7 +170,7 @@ class ConsolePage:
         return render_template("console/_log_lines.html", s=lens_session, events=events)
 
     def features(self, lens_session: LensSession) -> frozenset[str]:
-        return allowed_features(lens_session.console, lens_session.technician.group_permissions())
+        return features_of(lens_session, self.console or lens_session.console)
 
     # --- the page's messages --------------------------------------------------------------
 
@@ -262,7 +282,9 @@ class ConsolePage:
             self.sock.send_json(dict(refusal("not_open"), session=session_id))
             return
         allowed = self.features(lens_session)
-        error = receive_control(session_id, TECHNICIAN, self.actor, allowed, message)
+        error = receive_control(
+            session_id, TECHNICIAN, self.actor, allowed, message, self.console
+        )
         if error is not None:
             self.sock.send_json(dict(error, session=session_id))
 

@@ -18,6 +18,10 @@ END_REASONS = {
     "timeout": lambda: _("time-out"),
     "customer": lambda: _("by the customer"),
     "customer_left": lambda: _("the customer's page was closed"),
+    # the Admin Center's time-outs and deactivation (lens.admin)
+    "waiting_timeout": lambda: _("waited too long for Start"),
+    "idle_timeout": lambda: _("no activity"),
+    "technician_deactivated": lambda: _("the technician's account was deactivated"),
 }
 QUALITY_NAMES = {"low": lambda: _("Low"), "medium": lambda: _("Medium"), "high": lambda: _("High")}
 
@@ -57,6 +61,7 @@ def event_text(event: SessionEvent) -> str:
         "recording_started": lambda: _("Recording started"),
         "customer_left": lambda: _("Customer's page closed"),
         "customer_back": lambda: _("Customer is back"),
+        "capture_purged": lambda: _("A snapshot or recording was deleted (retention period)"),
     }
     if kind in simple:
         return simple[kind]()

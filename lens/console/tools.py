@@ -1,6 +1,6 @@
 """The Technician Console's session tools over HTTP: hold, resume and transfer.
 
-Each view checks the session's feature set (lens.features.allowed_features) before it
+Each view checks the session's feature set (lens.features.require_feature) before it
 touches anything: the Web Console and groups without the permission get a 403 with a
 clear message, whatever the page offered. Chat goes over the control channel, which
 checks the same set per message.
@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from flask import Blueprint, abort, make_response, render_template, request
+from flask import Blueprint, g, render_template, request
 from flask_babel import gettext as _
 from flask_login import current_user
 
@@ -25,7 +25,7 @@ from lens import features
 from lens.auth.models import Technician
 from lens.errors import render_error
 from lens.extensions import db
-from lens.features import allowed_features
+from lens.features import features_of, require_feature
 from lens.sessions import lifecycle
 from lens.sessions.errors import TransferRefused
 from lens.sessions.models import LensSession
@@ -37,15 +37,8 @@ log = logging.getLogger(__name__)
 
 
 def session_features(lens_session: LensSession) -> frozenset[str]:
-    """What the signed-in technician may do in this session."""
-    return allowed_features(lens_session.console, current_user.group_permissions())
-
-
-def require_feature(lens_session: LensSession, feature: str) -> None:
-    """Refuse with 403 and a clear message unless the session allows the tool."""
-    if feature not in session_features(lens_session):
-        message = _("This tool is not available in this session.")
-        abort(make_response(render_error(403, message)))
+    """What the signed-in technician may do in this session, in the console in use."""
+    return features_of(lens_session, g.console)
 
 
 def render_head(lens_session: LensSession) -> str:
@@ -73,7 +66,7 @@ def register_tool_routes(bp: Blueprint, get_own_session: Callable[[int], LensSes
     def hold(session_id: int):
         """Hold: the sidecar stops forwarding, the phone shows On hold and stops sending."""
         lens_session = get_own_session(session_id)
-        require_feature(lens_session, features.HOLD)
+        require_feature(features.HOLD, lens_session)
         lifecycle.hold_session(db.session, lens_session, current_user, now_utc())
         db.session.commit()
         tell_media(media_control().hold, lens_session.id)
@@ -83,7 +76,7 @@ def register_tool_routes(bp: Blueprint, get_own_session: Callable[[int], LensSes
     def resume(session_id: int):
         """Resume: media flows again."""
         lens_session = get_own_session(session_id)
-        require_feature(lens_session, features.HOLD)
+        require_feature(features.HOLD, lens_session)
         lifecycle.resume_session(db.session, lens_session, current_user, now_utc())
         db.session.commit()
         tell_media(media_control().resume, lens_session.id)
@@ -93,7 +86,7 @@ def register_tool_routes(bp: Blueprint, get_own_session: Callable[[int], LensSes
     def transfer_targets(session_id: int):
         """The technicians the session can go to, each free or in a session."""
         lens_session = get_own_session(session_id)
-        require_feature(lens_session, features.TRANSFER)
+        require_feature(features.TRANSFER, lens_session)
         targets = lifecycle.transfer_targets(db.session, current_user)
         return render_template("console/_transfer.html", s=lens_session, targets=targets)
 
@@ -101,7 +94,7 @@ def register_tool_routes(bp: Blueprint, get_own_session: Callable[[int], LensSes
     def transfer(session_id: int):
         """Transfer: the session waits in the other technician's list, with its log and chat."""
         lens_session = get_own_session(session_id)
-        require_feature(lens_session, features.TRANSFER)
+        require_feature(features.TRANSFER, lens_session)
         receiver = db.session.get(Technician, request.form.get("technician", 0, type=int))
         if receiver is None:
             return render_error(422, _("Choose the technician to transfer the session to."))

@@ -19,6 +19,7 @@ from flask import (
 from flask_babel import gettext as _
 from flask_login import current_user
 
+from lens.admin.settings import ice_config, setting
 from lens.captures.records import session_captures
 from lens.chat.setup import chat_history
 from lens.console.forms import NewSessionForm, custom_values, new_session_form
@@ -30,7 +31,7 @@ from lens.console.tools import register_tool_routes
 from lens.controls.state import ToolState
 from lens.database import retry_when_busy
 from lens.extensions import db, limiter, sock
-from lens.features import allowed_features
+from lens.features import CHANNELS, CONSOLE_ACCESS, SESSIONS, features_of, require_feature
 from lens.invitations import create_session_once
 from lens.network import page_ice_servers
 from lens.sessions import lifecycle
@@ -52,7 +53,7 @@ def get_own_session(session_id: int) -> LensSession:
 
 def render_detail(lens_session: LensSession):
     """The selected session's panel: its actions and log."""
-    features = allowed_features(lens_session.console, current_user.group_permissions())
+    features = features_of(lens_session, g.console)
     who = f"s{lens_session.id}-technician{current_user.id}"
     return render_template(
         "console/_session_detail.html",
@@ -62,14 +63,14 @@ def render_detail(lens_session: LensSession):
         captures=session_captures(db.session, lens_session.id),
         tools=ToolState.from_column(lens_session.tools),
         oob=False,
-        ice_servers=page_ice_servers(current_app.config, who),
+        ice_servers=page_ice_servers(ice_config(), who),
     )
 
 
 def dialog_form() -> NewSessionForm:
     """The New session form, bound to the request, with the configured extra fields."""
     config = current_app.config
-    return new_session_form(config["LENS_CUSTOM_FIELDS"], config["LENS_DEFAULT_PHONE_REGION"])
+    return new_session_form(setting("LENS_CUSTOM_FIELDS"), config["LENS_DEFAULT_PHONE_REGION"])
 
 
 def render_dialog(
@@ -145,6 +146,7 @@ def make_console_blueprint(console: str, url_prefix: str) -> Blueprint:
         if current_user.password_change_required:
             return redirect(url_for("auth.change_password", next=request.path))
         g.console = console
+        require_feature(CONSOLE_ACCESS[console])
         return None
 
     @bp.get("/")
@@ -153,7 +155,7 @@ def make_console_blueprint(console: str, url_prefix: str) -> Blueprint:
         return render_template(
             "console/index.html",
             sessions=sessions_for_list(current_user.id),
-            custom_labels=current_app.config["LENS_CUSTOM_FIELDS"],
+            custom_labels=setting("LENS_CUSTOM_FIELDS"),
         )
 
     @bp.get("/sessions/new")
@@ -166,8 +168,10 @@ def make_console_blueprint(console: str, url_prefix: str) -> Blueprint:
     def create_session():
         """Create PIN, Send SMS, Send email or Create link: a new session and its invitation."""
         form = dialog_form()
+        require_feature(SESSIONS)
         if not form.validate_on_submit():
             return render_dialog(form), 422
+        require_feature(CHANNELS[form.channel.data])
         lens_session, created = create_session_once(
             db.session,
             request_key=form.request_key.data,
@@ -178,8 +182,8 @@ def make_console_blueprint(console: str, url_prefix: str) -> Blueprint:
             phone=form.phone.data,
             email=form.email.data,
             ticket_id=form.ticket_id.data,
-            custom_fields=custom_values(form, current_app.config["LENS_CUSTOM_FIELDS"]),
-            pin_validity=timedelta(minutes=current_app.config["LENS_PIN_VALIDITY_MINUTES"]),
+            custom_fields=custom_values(form, setting("LENS_CUSTOM_FIELDS")),
+            pin_validity=timedelta(minutes=setting("LENS_PIN_VALIDITY_MINUTES")),
             now=now_utc(),
         )
         if lens_session.technician_id != current_user.id:
@@ -200,9 +204,12 @@ def make_console_blueprint(console: str, url_prefix: str) -> Blueprint:
     @retry_when_busy
     def start(session_id: int):
         """Start: pick the waiting session up."""
+        from lens.captures.views import start_forced_recording
+
         lens_session = lifecycle.start_session(
             db.session, get_own_session(session_id), current_user, now_utc()
         )
+        start_forced_recording(lens_session, console)  # lens.features: forced recording
         return render_detail(lens_session)
 
     @bp.post("/sessions/<int:session_id>/end")
@@ -231,7 +238,7 @@ def make_console_blueprint(console: str, url_prefix: str) -> Blueprint:
         serve_page(
             ws,
             f"technician:{technician_id}",
-            lambda sock: ConsolePage(sock, technician_id, actor),
+            lambda sock: ConsolePage(sock, technician_id, actor, console),
         )
 
     return bp

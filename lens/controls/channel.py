@@ -28,7 +28,7 @@ from lens.controls.messages import (
 from lens.controls.state import TRACKED, ToolState
 from lens.database import DatabaseBusy, retrying
 from lens.extensions import db
-from lens.features import allowed_features
+from lens.features import features_of
 from lens.sessions import lifecycle
 from lens.sessions.models import LIVE_STATES, LensSession, SessionEvent
 from lens.timeutil import now_utc
@@ -84,9 +84,16 @@ def refusal_text(reason: str) -> str:
 
 
 def receive_control(
-    session_id: int, side: str, actor: str, allowed: frozenset[str], message: dict[str, Any]
+    session_id: int,
+    side: str,
+    actor: str,
+    allowed: frozenset[str],
+    message: dict[str, Any],
+    console: str | None = None,
 ) -> dict[str, Any] | None:
     """Check, store, log and publish one message from a page; the error to send back, if any.
+
+    `console` is the technician's console in use (the customer's side: the session's own).
 
     A busy database is waited for (LENS_DB_BUSY_SECONDS); if it stays busy the sender is
     told to try again and nothing was stored or passed on.
@@ -96,7 +103,7 @@ def receive_control(
         kind, payload = parse_message(message, side, allowed)
         published = retrying(
             db.session,
-            lambda: handle(session_id, side, actor, kind, payload),
+            lambda: handle(session_id, side, actor, kind, payload, console),
             app.config["LENS_DB_BUSY_SECONDS"],
         )
     except ControlRefused as exc:
@@ -112,31 +119,38 @@ def refusal(reason: str) -> dict[str, Any]:
     return {"type": "error", "reason": reason, "message": refusal_text(reason)}
 
 
-def check_still_allowed(lens_session: LensSession, side: str, actor: str, kind: str) -> None:
-    """Refuse what the session no longer permits: a socket outlives transfers and changes.
+def check_still_allowed(
+    lens_session: LensSession, side: str, actor: str, kind: str, console: str | None = None
+) -> None:
+    """Refuse what the session no longer permits: a socket outlives transfers.
 
     A technician's socket speaks only for the session's technician now (not one who
-    transferred it away), and a feature is checked again against the current technician's
-    group.
+    transferred it away), and a feature is checked again by lens.features.features_of
+    (a transfer gives the session the receiver's permissions).
     """
     technician = lens_session.technician
     if side == TECHNICIAN and actor != lifecycle.technician_actor(technician):
         raise ControlRefused("not_allowed")
     feature = REGISTRY[kind].feature
-    allowed = allowed_features(lens_session.console, technician.group_permissions())
+    allowed = features_of(lens_session, console or lens_session.console)
     if feature is not None and feature not in allowed:
         raise ControlRefused("not_allowed")
 
 
 def handle(
-    session_id: int, side: str, actor: str, kind: str, payload: dict[str, Any]
+    session_id: int,
+    side: str,
+    actor: str,
+    kind: str,
+    payload: dict[str, Any],
+    console: str | None = None,
 ) -> dict[str, Any]:
     """Store and log one checked message; return what to publish."""
     db.session.rollback()  # read the session as it is now
     lens_session = db.session.get(LensSession, session_id)
     if lens_session is None or lens_session.state not in LIVE_STATES:
         raise ControlRefused("session_over")
-    check_still_allowed(lens_session, side, actor, kind)
+    check_still_allowed(lens_session, side, actor, kind, console)
     handler = control_handlers().handlers.get(kind)
     if handler is not None:
         payload = handler(lens_session, actor, payload)

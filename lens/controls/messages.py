@@ -69,7 +69,7 @@ def _choice(payload: dict[str, Any], key: str, choices: set[str]) -> str:
     return value
 
 
-@control("freeze", {TECHNICIAN})
+@control("freeze", {TECHNICIAN}, features.FREEZE_DRAWING)
 def _freeze(payload: dict[str, Any]) -> dict[str, Any]:
     return {"on": _bool(payload, "on")}
 
@@ -79,12 +79,12 @@ def _quality(payload: dict[str, Any]) -> dict[str, Any]:
     return {"level": _choice(payload, "level", {"low", "medium", "high"})}
 
 
-@control("torch", {TECHNICIAN})
+@control("torch", {TECHNICIAN}, features.DEVICE_CONTROLS)
 def _torch(payload: dict[str, Any]) -> dict[str, Any]:
     return {"on": _bool(payload, "on")}
 
 
-@control("camera", {TECHNICIAN})
+@control("camera", {TECHNICIAN}, features.DEVICE_CONTROLS)
 def _camera(payload: dict[str, Any]) -> dict[str, Any]:
     return {"facing": _choice(payload, "facing", {"environment", "user"})}
 
@@ -141,7 +141,7 @@ def _draw_text(payload: dict[str, Any]) -> str:
     return text
 
 
-@control("draw", {TECHNICIAN})
+@control("draw", {TECHNICIAN}, features.FREEZE_DRAWING)
 def _draw(payload: dict[str, Any]) -> dict[str, Any]:
     kind = _choice(payload, "kind", DRAW_KINDS)
     width = payload.get("width")
@@ -158,12 +158,12 @@ def _draw(payload: dict[str, Any]) -> dict[str, Any]:
     return shape
 
 
-@control("erase", {TECHNICIAN})
+@control("erase", {TECHNICIAN}, features.FREEZE_DRAWING)
 def _erase(payload: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
-@control("device_result", {CUSTOMER})
+@control("device_result", {CUSTOMER}, features.DEVICE_CONTROLS)
 def _device_result(payload: dict[str, Any]) -> dict[str, Any]:
     """The phone's answer to a flashlight or camera request: done, or not possible."""
     return {"control": _choice(payload, "control", {"torch", "camera"}), "ok": _bool(payload, "ok")}

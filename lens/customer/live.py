@@ -24,7 +24,7 @@ from lens.controls.messages import CUSTOMER, REGISTRY
 from lens.database import DatabaseBusy, retrying
 from lens.events.publishing import session_topic
 from lens.extensions import db
-from lens.features import allowed_features
+from lens.features import features_of
 from lens.sessions import lifecycle
 from lens.sessions.models import LensSession, SessionState
 from lens.signaling.relay import MEDIA_STATES, exchange_offer, log_media, media_control
@@ -173,7 +173,7 @@ class PhonePage:
             log.warning("could not mark session %s seen: %s", self.session_id, exc)
 
     def features(self, lens_session: LensSession) -> frozenset[str]:
-        return allowed_features(lens_session.console, lens_session.technician.group_permissions())
+        return features_of(lens_session, lens_session.console)
 
     # --- the page's messages --------------------------------------------------------------
 
@@ -211,5 +211,17 @@ class PhonePage:
                 self.media = True
                 log_media(session_id, "media_connected", CUSTOMER)
             self.sock.send_json(reply)
+            if reply["type"] == "answer":
+                record_if_forced(session_id)
 
         self.sock.spawn(work)
+
+
+def record_if_forced(session_id: int) -> None:
+    """A forced-recording session whose phone (re)connected after Start records now."""
+    from lens.captures.views import start_forced_recording
+
+    db.session.rollback()  # read the session as it is now
+    lens_session = db.session.get(LensSession, session_id)
+    if lens_session is not None:
+        start_forced_recording(lens_session, lens_session.console)

@@ -12,6 +12,7 @@ from flask import (
     url_for,
 )
 
+from lens.admin.settings import ice_config
 from lens.captures.records import open_recording
 from lens.chat.setup import chat_history
 from lens.controls.state import ToolState
@@ -21,7 +22,7 @@ from lens.customer.live import PhonePage
 from lens.database import retry_when_busy
 from lens.errors import session_error_message
 from lens.extensions import db, limiter, sock
-from lens.features import allowed_features
+from lens.features import features_of
 from lens.network import page_ice_servers
 from lens.sessions import lifecycle
 from lens.sessions.errors import SessionError
@@ -106,7 +107,7 @@ def _own_session_or_ended():
 
 def session_features(lens_session: LensSession) -> frozenset[str]:
     """What the session's technician may do in it (the phone offers chat by it)."""
-    return allowed_features(lens_session.console, lens_session.technician.group_permissions())
+    return features_of(lens_session, lens_session.console)
 
 
 def recording_now(session_id: int) -> bool:
@@ -137,7 +138,7 @@ def session_page():
         chat_messages=chat_history(lens_session.id),
         recording=recording_now(lens_session.id),
         tools=ToolState.from_column(lens_session.tools),
-        ice_servers=page_ice_servers(current_app.config, f"s{lens_session.id}-phone"),
+        ice_servers=page_ice_servers(ice_config(), f"s{lens_session.id}-phone"),
     )
 
 

@@ -77,6 +77,7 @@ def compose_invitation(
     *,
     technician_name: str,
     wording: InvitationWording | None = None,
+    company: str = "",
 ) -> InvitationMessage:
     """Build the invitation e-mail with the join link as a button; names are escaped."""
     _check_join_url(join_url)
@@ -86,6 +87,7 @@ def compose_invitation(
         "technician": one_line(technician_name),
         "pin": one_line(pin),
         "minutes": str(int(expires_minutes)),
+        "company": one_line(company),
     }
 
     def text_of(template: str) -> str:

@@ -215,9 +215,18 @@ def sms_template(settings: Mapping[str, Any]) -> str:
     return template
 
 
-def render_sms(template: str, *, link: str, pin: str, name: str) -> str:
-    """Fill {link}, {pin} and {name} into template; other placeholders raise SmsConfigError."""
-    fields = {"link": link, "pin": pin, "name": one_line(name)}
+def render_sms(
+    template: str, *, link: str, pin: str, name: str, technician: str = "", company: str = ""
+) -> str:
+    """Fill {link}, {pin}, {name}, {technician} and {company} into template; other
+    placeholders raise SmsConfigError."""
+    fields = {
+        "link": link,
+        "pin": pin,
+        "name": one_line(name),
+        "technician": one_line(technician),
+        "company": one_line(company),
+    }
     try:
         return fill_template(template, fields)
     except TemplateError as exc:

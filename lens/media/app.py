@@ -179,7 +179,8 @@ async def post_snapshot(request: web.Request) -> web.Response:
 
 
 async def post_recording(request: web.Request) -> web.Response:
-    """`{"action": "start", "path": ...}` or `{"action": "stop"}` (needs "recording")."""
+    """`{"action": "start", "path": ...}`, `{"action": "stop"}` (needs "recording"), or
+    `{"action": "finish"}`: the session is ending, so even a forced recording stops."""
     session = existing_session(request)
     try:
         body = await request.json()
@@ -189,9 +190,13 @@ async def post_recording(request: web.Request) -> web.Response:
     if action == "start":
         root = request.app[CONFIG].recordings_path
         return web.json_response(session.start_recording(root, body.get("path")))
-    if action == "stop":
-        return web.json_response((await session.stop_recording()).as_json())
-    raise SessionError('body must be {"action": "start", "path": ...} or {"action": "stop"}', 400)
+    if action in ("stop", "finish"):
+        result = await session.stop_recording(ending=action == "finish")
+        return web.json_response(result.as_json())
+    raise SessionError(
+        'body must be {"action": "start", "path": ...}, {"action": "stop"} or {"action": "finish"}',
+        400,
+    )
 
 
 async def get_session(request: web.Request) -> web.Response:

@@ -267,9 +267,11 @@ class LensMediaSession:
         self._captures.recordings_started += 1
         return {"recording": True, "path": str(path)}
 
-    async def stop_recording(self) -> RecordingResult:
-        """Finish the file and report its duration and size."""
+    async def stop_recording(self, ending: bool = False) -> RecordingResult:
+        """Finish the file and report its duration and size (a forced one only at the end)."""
         self._require(features.RECORDING)
+        if features.RECORDING_FORCED in self.features and not ending:
+            raise SessionError("the session's recording is forced; it ends with the session", 403)
         recorder, self.recorder = self.recorder, None
         if recorder is None:
             raise SessionError("the session is not being recorded", 409)

@@ -13,11 +13,12 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import flag_modified
 
+from lens import features
 from lens.auth.models import Technician
 from lens.sessions.errors import (
     CustomerAway,
@@ -146,6 +147,7 @@ def create_session(
         email=email or None,
         ticket_id=ticket_id or None,
         custom_fields=dict(custom_fields or {}),
+        permissions=sorted(features.permissions_of(technician)),
         technician=technician,
         console=console,
         channel=channel,
@@ -330,6 +332,8 @@ def transfer_session(
     )
     lens_session.technician_id = receiver.id
     lens_session.technician = receiver
+    # the receiver works with their own group's permissions, as for a session they began
+    lens_session.permissions = sorted(features.permissions_of(receiver))
     db.flush()
     return lens_session
 
@@ -441,10 +445,18 @@ def customer_left(db: Session, session_id: int, link: str, now: datetime) -> boo
 
 
 def expire_due_sessions(
-    db: Session, now: datetime, connect_timeout: timedelta, gone_after: timedelta | None = None
+    db: Session,
+    now: datetime,
+    connect_timeout: timedelta,
+    gone_after: timedelta | None = None,
+    *,
+    waiting_timeout: timedelta | None = None,
+    idle_timeout: timedelta | None = None,
 ) -> int:
-    """Expire unused PINs, close joins that never reached Accept and waiting sessions whose
-    customer's page has been closed for gone_after; return how many."""
+    """Expire unused PINs, close joins that never reached Accept, waiting sessions whose
+    customer's page has been closed for gone_after, sessions waiting for Start longer than
+    waiting_timeout, and active sessions whose log has been quiet for idle_timeout;
+    return how many."""
     count = 0
     unused = select(LensSession).where(
         LensSession.state == S.CREATED, LensSession.pin_expires_at <= now
@@ -465,5 +477,25 @@ def expire_due_sessions(
         )
         for lens_session in db.scalars(gone):
             end_session(db, lens_session, actor="system", reason="customer_left", now=now)
+            count += 1
+    if waiting_timeout:
+        waited = select(LensSession).where(
+            LensSession.state == S.WAITING, LensSession.accepted_at <= now - waiting_timeout
+        )
+        for lens_session in db.scalars(waited):
+            end_session(db, lens_session, actor="system", reason="waiting_timeout", now=now)
+            count += 1
+    if idle_timeout:
+        last_event = (
+            select(func.max(SessionEvent.at))
+            .where(SessionEvent.session_id == LensSession.id)
+            .correlate(LensSession)
+            .scalar_subquery()
+        )
+        idle = select(LensSession).where(
+            LensSession.state == S.ACTIVE, last_event <= now - idle_timeout
+        )
+        for lens_session in db.scalars(idle):
+            end_session(db, lens_session, actor="system", reason="idle_timeout", now=now)
             count += 1
     return count

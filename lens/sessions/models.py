@@ -78,6 +78,9 @@ class LensSession(db.Model):
     email: Mapped[str | None] = mapped_column(String(254))
     ticket_id: Mapped[str | None] = mapped_column(String(64))
     custom_fields: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # The group's permissions when the session began (lens.features): an Admin Center
+    # change applies to sessions started after it. NULL on sessions from before the copy.
+    permissions: Mapped[list[str] | None] = mapped_column(JSON)
     technician_id: Mapped[int] = mapped_column(ForeignKey("technician.id"))
     console: Mapped[str] = mapped_column(String(20))
     channel: Mapped[str] = mapped_column(String(10))

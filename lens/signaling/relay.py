@@ -98,7 +98,8 @@ def finish_open_recording(session_id: int) -> None:
     if recording is None:
         return
     try:
-        result = media_control().recording(session_id, "stop")
+        # "finish": the session's media ends, so even a forced recording stops
+        result = media_control().recording(session_id, "finish")
     except (MediaUnavailable, MediaRefused) as exc:
         log.warning("could not stop the recording of session %s: %s", session_id, exc)
         result = None

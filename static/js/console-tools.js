@@ -148,8 +148,10 @@
     if (on && !LensDraw.freezeFrame(tools.video, tools.frozen)) return false;
     tools.frozen.hidden = !on;
     const button = tools.shell.querySelector(".freeze-toggle");
-    button.setAttribute("aria-pressed", String(on));
-    button.textContent = on ? tools.text.unfreeze : tools.text.freeze;
+    if (button) { // absent where the session's features have no freeze and drawing
+      button.setAttribute("aria-pressed", String(on));
+      button.textContent = on ? tools.text.unfreeze : tools.text.freeze;
+    }
     tools.shell.querySelector(".frozen-badge").hidden = !on;
     if (!quiet) {
       send(tools, "freeze", { on: on });
@@ -292,6 +294,7 @@
   function showDevice(tools) {
     const torch = tools.shell.querySelector(".torch-toggle");
     const camera = tools.shell.querySelector(".switch-camera");
+    if (!torch || !camera) return; // no flashlight and camera controls in this session
     torch.setAttribute("aria-disabled", String(!tools.torchAvailable));
     torch.title = tools.torchAvailable ? "" : tools.text.noTorch;
     camera.setAttribute("aria-disabled", String(tools.cameras < 2));
@@ -324,14 +327,14 @@
     tools.pending = null;
     if (message.control === "torch" && !message.ok) {
       tools.torch = false;
-      tools.shell.querySelector(".torch-toggle").setAttribute("aria-pressed", "false");
+      tools.shell.querySelector(".torch-toggle")?.setAttribute("aria-pressed", "false");
       say(tools, tools.text.torchFailed);
     } else if (message.control === "camera") {
       if (!message.ok) tools.facing = tools.facing === "environment" ? "user" : "environment";
       say(tools, message.ok ? tools.text.cameraSwitched : tools.text.cameraFailed);
       if (message.ok) {
         tools.torch = false; // a new camera starts with its light off
-        tools.shell.querySelector(".torch-toggle").setAttribute("aria-pressed", "false");
+        tools.shell.querySelector(".torch-toggle")?.setAttribute("aria-pressed", "false");
       }
     }
   }

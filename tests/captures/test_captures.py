@@ -186,7 +186,7 @@ def test_ending_the_session_finishes_its_recording(app, console, active, media):
     console.post(f"/sessions/{active}/recording/start")
     assert console.post(f"/sessions/{active}/end").status_code == 200
     assert [c for c in media.calls if c[0] != "snapshot"][-2:] == [
-        ("recording", active, "stop"),
+        ("recording", active, "finish"),
         ("close", active),
     ]
     with app.app_context():
@@ -233,8 +233,9 @@ def test_the_web_console_shows_no_capture_tools(app, web_console, make_customer,
     assert "Take snapshot" not in panel and "Start recording" not in panel
 
 
-def test_a_group_without_snapshot_or_recording_is_refused(app, console, active, media):
+def test_a_group_without_snapshot_or_recording_is_refused(app, console, make_customer, media):
     restrict(app, "tess@example.com", {features.SNAPSHOT})
+    active = started_session(app, console, make_customer)
     before = counts(app, active)
     response = console.post(f"/sessions/{active}/snapshots")
     assert response.status_code == 403
@@ -242,12 +243,15 @@ def test_a_group_without_snapshot_or_recording_is_refused(app, console, active, 
     panel = console.client.get(f"/console/sessions/{active}").text
     assert "Take snapshot" not in panel and "Start recording" in panel
 
+    console.post(f"/sessions/{active}/end")
     restrict(app, "tess@example.com", {features.RECORDING})
+    active = started_session(app, console, make_customer)
+    before = counts(app, active)
     response = console.post(f"/sessions/{active}/recording/start")
     assert response.status_code == 403
     assert "Your group is not permitted to record" in response.text
     assert counts(app, active) == before
-    assert media.calls == []
+    assert [call[0] for call in media.calls] == ["close"]  # the first session's end only
 
 
 def test_the_tools_speak_dutch(app, console, active, media):

@@ -313,7 +313,9 @@ def test_sms_through_twilio_posts_the_link_and_pin(app, console, twilio):
     form = parse_qs(request.body.decode())
     assert form["To"] == ["+31612345678"] and form["From"] == ["+3197010203040"]
     pin = pin_in(response.text)
-    assert form["Body"] == [f"Your support session: {link_in_dialog(response.text)} (PIN {pin})"]
+    # a Dutch number gets the Dutch text (the SMS goes out in the customer's language)
+    link = link_in_dialog(response.text)
+    assert form["Body"] == [f"Uw ondersteuningssessie: {link} (pincode {pin})"]
     lens_session = session_with_pin(app, pin)
     assert lens_session.channel == "sms"
     assert invitations_of(app, lens_session.id) == [

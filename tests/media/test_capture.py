@@ -15,7 +15,7 @@ import pytest
 from aiohttp import web
 from aiortc.jitterbuffer import JitterFrame
 
-from lens.features import TECHNICIAN_CONSOLE, WEB_CONSOLE, allowed_features
+from lens.features import ALL, TECHNICIAN_CONSOLE, WEB_CONSOLE, console_features
 from lens.media import MediaConfig, make_app
 from lens.media.app import CODECS
 from lens.media.capture import CaptureTotals, Recorder
@@ -292,8 +292,8 @@ def test_h264_is_recorded_to_matroska_as_it_came(tmp_path):
 def test_the_web_processs_client_gets_refusals_and_pictures(with_capture_sidecar, recordings):
     """MediaControl against the real sidecar: the Web Console's feature set is refused."""
     clip = encode_vp8_clip(seconds=1.0, width=320, height=240, keyframe_every=30)
-    web_console = sorted(allowed_features(WEB_CONSOLE, None))
-    technician_console = sorted(allowed_features(TECHNICIAN_CONSOLE, None))
+    web_console = sorted(console_features(WEB_CONSOLE, ALL))
+    technician_console = sorted(console_features(TECHNICIAN_CONSOLE, ALL))
 
     async def scenario(sidecar):
         control = MediaControl(sidecar.base_url, sidecar.secret, timeout=10)

@@ -15,9 +15,8 @@ import time
 import pytest
 
 from lens import features
-from lens.auth.models import Technician
 from lens.extensions import db
-from lens.features import allowed_features
+from lens.features import features_of
 from lens.media.testing import start_phone
 from lens.sessions.models import LensSession
 from lens.signaling.control import MediaControl, MediaRefused
@@ -144,20 +143,23 @@ def test_video_quality_is_refused(
     assert receive_until(phone_ws, '"quality"', time.monotonic() + 0.5) is None
 
 
-def test_a_group_change_takes_effect_on_an_open_socket(
+def test_a_group_change_applies_to_sessions_started_after_it(
     app, technician, http_server, controls_connect, subscriptions
 ):
     tech = Browser(http_server).log_in("tess@example.com")
-    session_id = new_session(app, tech)
+    session_id = new_session(app, tech, name="Before")
+    restrict(app, "tess@example.com", {features.CHAT})
+    later_id = new_session(app, tech, name="After")
+
     tech_ws = controls_connect("/console/ws", tech.http.cookies, session=session_id)
-    tech_ws.send(json.dumps({"type": "chat", "text": "allowed"}))
+    tech_ws.send(json.dumps({"type": "chat", "text": "still allowed"}))
     assert json.loads(tech_ws.receive(timeout=BOUND))["type"] == "chat"
 
-    restrict(app, "tess@example.com", {features.CHAT})
-    before = snapshot(app, session_id)
-    tech_ws.send(json.dumps({"type": "chat", "text": "not any more"}))
-    assert json.loads(tech_ws.receive(timeout=BOUND))["reason"] == "not_allowed"
-    assert snapshot(app, session_id) == before
+    later_ws = controls_connect("/console/ws", tech.http.cookies, session=later_id)
+    before = snapshot(app, later_id)
+    later_ws.send(json.dumps({"type": "chat", "text": "not in this one"}))
+    assert json.loads(later_ws.receive(timeout=BOUND))["reason"] == "not_allowed"
+    assert snapshot(app, later_id) == before
 
 
 @pytest.mark.media
@@ -170,8 +172,7 @@ def test_the_sidecar_refuses_hold_for_the_sessions_features(
     session_id = new_session(app, tech, prefix)
     with app.app_context():
         lens_session = db.session.get(LensSession, session_id)
-        owner = db.session.get(Technician, lens_session.technician_id)
-        session_features = allowed_features(lens_session.console, owner.group_permissions())
+        session_features = features_of(lens_session, lens_session.console)
     assert features.HOLD not in session_features
 
     async def scenario() -> None:

@@ -8,6 +8,7 @@ import pytest
 
 from lens import features
 from lens.controls.messages import CUSTOMER, TECHNICIAN, ControlRefused, parse
+from lens.features import WEB_CONSOLE, console_features
 
 ALL = features.ALL
 
@@ -115,9 +116,13 @@ def test_the_phone_answers_device_controls():
     assert refused(bad, CUSTOMER) == "bad_message"
 
 
-def test_drawing_needs_no_display_settings():
-    # the Web Console draws and freezes; only quality needs DISPLAY_SETTINGS
-    assert parse(draw(), TECHNICIAN, frozenset())[0] == "draw"
+def test_drawing_needs_freeze_and_drawing_not_display_settings():
+    # the Web Console draws and freezes; quality needs DISPLAY_SETTINGS, drawing its own switch
+    web_console = console_features(WEB_CONSOLE, ALL)
+    assert parse(draw(), TECHNICIAN, web_console)[0] == "draw"
     with pytest.raises(ControlRefused) as refusal:
-        parse(json.dumps({"type": "quality", "level": "low"}), TECHNICIAN, frozenset())
+        parse(json.dumps({"type": "quality", "level": "low"}), TECHNICIAN, web_console)
+    assert refusal.value.reason == "not_allowed"
+    with pytest.raises(ControlRefused) as refusal:
+        parse(draw(), TECHNICIAN, web_console - {features.FREEZE_DRAWING})
     assert refusal.value.reason == "not_allowed"

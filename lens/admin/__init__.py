@@ -1,0 +1,1 @@
+"""The Admin Center: technicians, groups and permissions, settings, reports, audit log."""
