@@ -67,8 +67,10 @@ def weight(browser, base: str, tech) -> None:
     total = sum(sizes.values())
     scripts = {u.rsplit("/", 1)[-1]: n for u, n in sizes.items() if u.endswith(".js")}
     tracker = [name for name in scripts if "jsfeat" in name or "anchors" in name]
-    print(f"first pages: {total} bytes in {len(sizes)} responses; scripts {sum(scripts.values())} "
-          f"bytes; tracker fetched: {tracker or 'no'}   load {load()}")
+    print(
+        f"first pages: {total} bytes in {len(sizes)} responses; scripts {sum(scripts.values())} "
+        f"bytes; tracker fetched: {tracker or 'no'}   load {load()}"
+    )
     for name, size in sorted(scripts.items()):
         print(f"  {name:28s} {size:7d}")
     phone_context.close()

@@ -20,6 +20,7 @@
   const MAX_FEATURES = 400; // ORB keypoints per frame for finding signatures
   const SIGNATURE_SIZE = 64; // keypoints kept in a drawing's signature
   const MIN_MATCHES = 10;
+  const MIN_SIGNATURE = 20; // fewer keypoints around a drawing: too little detail to follow
   const SEEK_MS = 4000; // how long a drawing is looked for before it stays where it is
   const REGION = 0.22;
   const GAP_MS = 700;
@@ -39,9 +40,13 @@
   function toFractions(g, w, h) {
     return [g[0], g[1] * h / w, g[2] / w, g[3] * w / h, g[4], g[5] / h];
   }
-  function sane(m) { // no mirror, no wild zoom or shear
+  function sane(m) { // close to a turn and a zoom: no mirror, no wild zoom, little shear
     const det = m[0] * m[4] - m[1] * m[3];
-    return det > 0.35 && det < 3 && Math.abs(m[0] - m[4]) < 0.6 && Math.abs(m[1] + m[3]) < 0.6;
+    return det > 0.35 && det < 3 && Math.abs(m[0] - m[4]) < 0.15 && Math.abs(m[1] + m[3]) < 0.15;
+  }
+  function steady(m) { // what a camera can do between two frames
+    return Math.abs(m[0] - 1) < 0.2 && Math.abs(m[4] - 1) < 0.2 && Math.abs(m[1]) < 0.2 &&
+      Math.abs(m[3]) < 0.2 && Math.abs(m[0] - m[4]) < 0.04 && Math.abs(m[1] + m[3]) < 0.04;
   }
 
   function popcount(v) {
@@ -198,7 +203,7 @@
     for (let i = 0; i < from.length; i++) inliers += mask.data[i];
     const m = this.model.data;
     const motion = [m[0], m[1], m[2], m[3], m[4], m[5]];
-    if (inliers >= 10 && inliers >= 0.35 * from.length && sane(motion)) this.moved = motion;
+    if (inliers >= 10 && inliers >= 0.35 * from.length && steady(motion)) this.moved = motion;
   };
 
   // New corners where the picture has few tracked points.
@@ -253,7 +258,7 @@
       const p = found.points[i];
       if (Math.hypot(p[0] - cx, p[1] - cy) <= reach) picked.push(i);
     }
-    if (picked.length < MIN_MATCHES) return null;
+    if (picked.length < MIN_SIGNATURE) return null;
     const bytes = new Uint8Array(picked.length * 32);
     const all = new Uint8Array(found.words.buffer);
     picked.forEach((i, k) => bytes.set(all.subarray(i * 32, i * 32 + 32), k * 32));

@@ -59,14 +59,16 @@ PROBE = """([videoSelector, canvasSelector, frozenSelector]) => {
     for (let y = 0; y < canvas.height; y += 2) for (let x = 0; x < canvas.width; x += 2) {
       if (d[4 * (y * canvas.width + x) + 3] === 0) continue;
       const z = x * x + y * y;
-      n++; sx += x; sy += y; sxx += x * x; syy += y * y; sxy += x * y; sxz += x * z; syz += y * z; sz += z;
+      n++; sx += x; sy += y; sxx += x * x; syy += y * y; sxy += x * y;
+      sxz += x * z; syz += y * z; sz += z;
     }
     if (n < 12) return { ink: n, at: null };
     // x² + y² + D x + E y + F = 0, least squares (Kasa)
     const m = [[sxx, sxy, sx], [sxy, syy, sy], [sx, sy, n]];
     const b = [-sxz, -syz, -sz];
     const det = (a) => a[0][0] * (a[1][1] * a[2][2] - a[1][2] * a[2][1])
-      - a[0][1] * (a[1][0] * a[2][2] - a[1][2] * a[2][0]) + a[0][2] * (a[1][0] * a[2][1] - a[1][1] * a[2][0]);
+      - a[0][1] * (a[1][0] * a[2][2] - a[1][2] * a[2][0])
+      + a[0][2] * (a[1][0] * a[2][1] - a[1][1] * a[2][0]);
     const base = det(m);
     if (!base) return { ink: n, at: null };
     const col = (k) => m.map((row, i) => row.map((v, j) => (j === k ? b[i] : v)));
@@ -104,7 +106,8 @@ TECH_POINT = """([x, y]) => {
 def chromium_args(clip: Path) -> list[str]:
     """Chromium's arguments with the clip as the fake camera (30 fps, looped)."""
     args = [a for a in CHROMIUM_ARGS if not a.startswith("--use-fake-device-for-media-stream")]
-    return [*args, "--use-fake-device-for-media-stream", f"--use-file-for-fake-video-capture={clip}"]
+    clip_arg = f"--use-file-for-fake-video-capture={clip}"
+    return [*args, "--use-fake-device-for-media-stream", clip_arg]
 
 
 @dataclass
@@ -141,8 +144,8 @@ INK = """([canvasSelector, videoSelector, frozenSelector, point, radius]) => {
   for (let i = 3; i < data.length; i += 4) if (data[i] > 0) ink++;
   return ink;
 }"""
-PHONE_INK = "([p, r]) => (%s)(['#technician-drawing', '#preview', '#frozen-picture', p, r])" % INK
-TECH_INK = "([p, r]) => (%s)(['.draw-canvas', '.remote-video', '.freeze-canvas', p, r])" % INK
+PHONE_INK = f"([p, r]) => ({INK})(['#technician-drawing', '#preview', '#frozen-picture', p, r])"
+TECH_INK = f"([p, r]) => ({INK})(['.draw-canvas', '.remote-video', '.freeze-canvas', p, r])"
 
 
 def distance(a, b) -> float:
@@ -183,9 +186,7 @@ def wait_for_still_target(page, timeout: float = 30.0) -> tuple[float, float]:
     while time.monotonic() < deadline:
         recent = page.evaluate("window.lensProbe.samples.slice(-6).map((s) => s.target)")
         if len(recent) == 6 and all(recent):
-            spread = max(
-                math.hypot(a[0] - START_TARGET[0], a[1] - START_TARGET[1]) for a in recent
-            )
+            spread = max(math.hypot(a[0] - START_TARGET[0], a[1] - START_TARGET[1]) for a in recent)
             if spread < 0.01:
                 return tuple(recent[-1])
         page.wait_for_timeout(50)
@@ -331,16 +332,20 @@ def report_latency(session: Session, seconds: float, load) -> None:
     phone, tech = samples(session.phone, since), samples(session.tech, since)
     lag = lag_ms(phone, tech)
     speed = fastest_motion(phone)
-    print(f"phone frames {len(phone)}, console frames {len(tech)}; console shows the phone's "
-          f"picture {lag} ms later; fastest target motion {speed:.2f} widths/s -> a drawing "
-          f"placed from the other screen's tracking would be off by up to "
-          f"{(speed * (lag or 0) / 1000):.3f} widths   load {load()}")
+    print(
+        f"phone frames {len(phone)}, console frames {len(tech)}; console shows the phone's "
+        f"picture {lag} ms later; fastest target motion {speed:.2f} widths/s -> a drawing "
+        f"placed from the other screen's tracking would be off by up to "
+        f"{(speed * (lag or 0) / 1000):.3f} widths   load {load()}"
+    )
 
 
 STATS = """async () => {
   const out = { presented: window.lensProbe.presented(), encoded: 0, sent: 0 };
   (await window.lensCustomer.peer.pc.getStats()).forEach((r) => {
-    if (r.type === 'outbound-rtp' && r.kind === 'video') { out.encoded += r.framesEncoded || 0; out.sent += r.framesSent || 0; }
+    if (r.type !== 'outbound-rtp' || r.kind !== 'video') return;
+    out.encoded += r.framesEncoded || 0;
+    out.sent += r.framesSent || 0;
   });
   const a = window.lensPhoneTools && window.lensPhoneTools.state.anchors;
   const s = a ? a.stats() : { frames: 0, msPerFrame: 0 };
@@ -392,9 +397,10 @@ def report_throttled(session: Session, seconds: float, load) -> None:
 
 
 def _rates(r: dict[str, float]) -> str:
-    return (f"preview {r['preview']:.1f} fps, outgoing encoded {r['encoded']:.1f} / sent "
-            f"{r['sent']:.1f} fps, tracker {r['tracked']:.1f} fps at {r['ms']:.1f} ms/frame")
-
+    return (
+        f"preview {r['preview']:.1f} fps, outgoing encoded {r['encoded']:.1f} / sent "
+        f"{r['sent']:.1f} fps, tracker {r['tracked']:.1f} fps at {r['ms']:.1f} ms/frame"
+    )
 
 
 # (seconds into the clip, file name): the moments of docs/tools.md's screenshot sequence
@@ -416,7 +422,8 @@ def screenshots(session: Session, shots: Path) -> None:
     page.wait_for_function(
         """([x, y]) => { const s = window.lensProbe.samples.slice(-40);
             const near = (p) => p && Math.hypot(p[0] - x, p[1] - y) < 0.01;
-            return s.length === 40 && !near(s[0].target) && s.slice(-3).every((v) => near(v.target)); }""",
+            return s.length === 40 && !near(s[0].target)
+              && s.slice(-3).every((v) => near(v.target)); }""",
         arg=list(START_TARGET),
         timeout=30000,
         polling=20,
@@ -424,7 +431,8 @@ def screenshots(session: Session, shots: Path) -> None:
     # the clip's end and start hold still for 2.7 s together; the start is 1.5 s before motion
     page.wait_for_function(
         """([x, y]) => { const s = window.lensProbe.samples.slice(-2);
-            return s.length === 2 && s.every((v) => !v.target || Math.hypot(v.target[0] - x, v.target[1] - y) > 0.004); }""",
+            const moved = (v) => !v.target || Math.hypot(v.target[0] - x, v.target[1] - y) > 0.004;
+            return s.length === 2 && s.every(moved); }""",
         arg=list(START_TARGET),
         timeout=30000,
         polling=10,

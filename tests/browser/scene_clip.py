@@ -1,4 +1,4 @@
-"""A generated camera clip for the anchored-drawing test: a textured board filmed by a moving camera.
+"""A generated camera clip for the anchored-drawing test: a board filmed by a moving camera.
 
 The board is procedural (chips, traces, vias and labels on green) with one magenta mark,
 the target. The camera holds still, pans along a known path, rotates up to 15° while
@@ -57,7 +57,8 @@ def pose_at(t: float) -> Pose:
     for (t0, a), (t1, b) in zip(KEYS, KEYS[1:], strict=False):
         if t0 <= t <= t1:
             k = 0.5 - 0.5 * math.cos(math.pi * (t - t0) / (t1 - t0)) if t1 > t0 else 1.0
-            return Pose(*(va + (vb - va) * k for va, vb in zip(_values(a), _values(b), strict=True)))
+            pairs = zip(_values(a), _values(b), strict=True)
+            return Pose(*(va + (vb - va) * k for va, vb in pairs))
     return START
 
 
@@ -91,7 +92,8 @@ def board(seed: int = 16) -> Image.Image:
         x, y = rng.randrange(BOARD[0]), rng.randrange(BOARD[1])
         length = rng.randrange(30, 220)
         end = (x + length, y) if rng.random() < 0.5 else (x, y + length)
-        draw.line([(x, y), end], fill=(rng.randrange(150, 220), rng.randrange(150, 190), 80), width=3)
+        copper = (rng.randrange(150, 220), rng.randrange(150, 190), 80)
+        draw.line([(x, y), end], fill=copper, width=3)
     for _ in range(260):  # chips with pins and a light notch
         w, h = rng.randrange(24, 120), rng.randrange(18, 90)
         x, y = rng.randrange(BOARD[0] - w), rng.randrange(BOARD[1] - h)

@@ -29,6 +29,10 @@ OUT_AND_BACK = """([since, loop, full]) => {
   return back > 0 && s[s.length - 1].t - s[back].t > 1500;
 }"""
 
+# The phone's latest frame shows both the target and a circle.
+RING_AND_TARGET = """() => { const s = window.lensProbe.samples;
+  return s.length > 3 && s[s.length - 1].ring !== null && s[s.length - 1].target !== null; }"""
+
 TRACKER_FILES = """() => performance.getEntriesByType('resource').map((e) => e.name)
   .filter((n) => n.includes('jsfeat') || n.includes('anchors.js') || n.includes('drawing.js'))
   .map((n) => n.split('/').pop())"""
@@ -52,20 +56,12 @@ def clip_browser(browser, board_clip, live_server):
 def judged(session, since: float) -> tuple[anchored.Verdict, anchored.Verdict]:
     """Wait until both screens saw the target go and come back; judge each screen."""
     for page in (session.phone, session.tech):
-        try:
-            page.wait_for_function(
-                OUT_AND_BACK,
-                arg=[since, (DURATION + 0.5) * 1000, anchored.FULL_MARK],
-                timeout=60000,
-                polling=250,
-            )
-        except Exception:
-            frames = anchored.samples(page, since)
-            import pathlib
-
-            pathlib.Path("/tmp/draw_debug.txt").write_text("\n".join(f"{(s['t'] - since) / 1000:6.2f} {s['count']:4d} {s['target']} "
-                            f"{s['ink']:5d} {s['ring']}" for s in frames[::3]))
-            raise
+        page.wait_for_function(
+            OUT_AND_BACK,
+            arg=[since, (DURATION + 0.5) * 1000, anchored.FULL_MARK],
+            timeout=60000,
+            polling=250,
+        )
     phone = anchored.judge(anchored.samples(session.phone, since))
     tech = anchored.judge(anchored.samples(session.tech, since))
     print(f"\nphone:   {phone.text()}\nconsole: {tech.text()}")
@@ -149,11 +145,7 @@ def test_a_circle_drawn_on_a_frozen_picture_follows_after_unfreeze_and_hold(
     at = anchored.target_now(tech)
     anchored.drag(tech, at, (at[0] + anchored.RADIUS, at[1]))
     phone.wait_for_function("window.lensPhoneTools.state.shapes.length === 1")
-    phone.wait_for_function(
-        """() => { const s = window.lensProbe.samples; window.lensProbe.on = true;
-                   return s.length > 3 && s[s.length - 1].ring !== null && s[s.length - 1].target !== null; }""",
-        timeout=10000,
-    )
+    phone.wait_for_function(RING_AND_TARGET, timeout=10000)
     last = phone.evaluate("window.lensProbe.samples[window.lensProbe.samples.length - 1]")
     assert anchored.distance(last["ring"], last["target"]) <= anchored.TOLERANCE
     tools.get_by_role("button", name="Unfreeze").click()
