@@ -14,10 +14,10 @@
 (function () {
   "use strict";
   const WORK_WIDTH = 320; // the picture is tracked at this width (and the same aspect)
-  const MAX_POINTS = 180;
-  const MIN_POINTS = 110; // fewer tracked points than this: look for new corners
+  const MAX_POINTS = 80;
+  const MIN_POINTS = 50; // fewer tracked points than this: look for new corners
   const SPACING = 8; // px between tracked points
-  const MAX_FEATURES = 400; // ORB keypoints per frame for finding signatures
+  const MAX_FEATURES = 300; // ORB keypoints per frame for finding signatures
   const SIGNATURE_SIZE = 64; // keypoints kept in a drawing's signature
   const MIN_MATCHES = 10;
   const MIN_SIGNATURE = 20; // fewer keypoints around a drawing: too little detail to follow
@@ -179,7 +179,7 @@
     const swap = this.prevXY;
     this.prevXY = this.curXY;
     this.curXY = swap;
-    jsfeat.optical_flow_lk.track(this.prev, this.cur, this.prevXY, this.curXY, this.count, 21, 20,
+    jsfeat.optical_flow_lk.track(this.prev, this.cur, this.prevXY, this.curXY, this.count, 13, 8,
                                  this.status, 0.01, 0.001);
     const from = [];
     const to = [];

@@ -35,7 +35,7 @@ PROBE = """([videoSelector, canvasSelector, frozenSelector]) => {
   const work = document.createElement('canvas');
   const ctx = work.getContext('2d', { willReadFrequently: true });
   const samples = [];
-  let presented = 0;
+  let presented = 0, presentedAt = 0;
   function target() {
     const w = 240, h = Math.round(240 * video.videoHeight / video.videoWidth);
     if (work.width !== w || work.height !== h) { work.width = w; work.height = h; }
@@ -78,6 +78,7 @@ PROBE = """([videoSelector, canvasSelector, frozenSelector]) => {
   }
   function tick(now, meta) {
     presented = meta ? meta.presentedFrames : presented + 1;
+    presentedAt = now;
     if (window.lensProbe.on) {
       const t = performance.timeOrigin + performance.now();
       const seen = target();
@@ -89,7 +90,7 @@ PROBE = """([videoSelector, canvasSelector, frozenSelector]) => {
     video.requestVideoFrameCallback(tick);
   }
   video.requestVideoFrameCallback(tick);
-  window.lensProbe = { on: true, samples: samples, presented: () => presented };
+  window.lensProbe = { on: true, samples: samples, presented: () => [presented, presentedAt] };
 }"""
 
 TECH_PROBE = [".remote-video", ".draw-canvas", ".freeze-canvas"]
@@ -179,18 +180,18 @@ def target_now(page) -> tuple[float, float] | None:
     )
 
 
+# The target has just come to rest at its start place after having been elsewhere: the
+# clip's end and start hold still from here for 2.7 s.
+ARRIVED = """([x, y]) => { const s = window.lensProbe.samples.slice(-40);
+  const near = (p) => p && Math.hypot(p[0] - x, p[1] - y) < 0.01;
+  return s.length === 40 && !near(s[0].target) && s.slice(-3).every((v) => near(v.target)); }"""
+
+
 def wait_for_still_target(page, timeout: float = 30.0) -> tuple[float, float]:
-    """Wait until the clip holds still at its start pose; returns the target's place."""
+    """Wait until the clip comes to rest at its start pose; returns the target's place."""
     page.evaluate("window.lensProbe.on = true")
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        recent = page.evaluate("window.lensProbe.samples.slice(-6).map((s) => s.target)")
-        if len(recent) == 6 and all(recent):
-            spread = max(math.hypot(a[0] - START_TARGET[0], a[1] - START_TARGET[1]) for a in recent)
-            if spread < 0.01:
-                return tuple(recent[-1])
-        page.wait_for_timeout(50)
-    raise AssertionError("the clip's still start was not seen on the technician's video")
+    page.wait_for_function(ARRIVED, arg=list(START_TARGET), timeout=timeout * 1000, polling=20)
+    return tuple(page.evaluate("window.lensProbe.samples.slice(-1)[0].target"))
 
 
 def drag(page, start: tuple[float, float], end: tuple[float, float]) -> None:
@@ -341,11 +342,14 @@ def report_latency(session: Session, seconds: float, load) -> None:
 
 
 STATS = """async () => {
-  const out = { presented: window.lensProbe.presented(), encoded: 0, sent: 0 };
+  const [presented, presentedAt] = window.lensProbe.presented();
+  const out = { presented: presented, presentedAt: presentedAt, encoded: 0, sent: 0 };
   (await window.lensCustomer.peer.pc.getStats()).forEach((r) => {
     if (r.type !== 'outbound-rtp' || r.kind !== 'video') return;
     out.encoded += r.framesEncoded || 0;
     out.sent += r.framesSent || 0;
+    out.limit = r.qualityLimitationReason;
+    out.size = r.frameWidth + 'x' + r.frameHeight;
   });
   const a = window.lensPhoneTools && window.lensPhoneTools.state.anchors;
   const s = a ? a.stats() : { frames: 0, msPerFrame: 0 };
@@ -362,11 +366,13 @@ def rates(phone, seconds: float) -> dict[str, float]:
     last = phone.evaluate(STATS)
     span = (last["t"] - first["t"]) / 1000
     return {
-        "preview": (last["presented"] - first["presented"]) / span,
+        "preview": (last["presented"] - first["presented"])
+        / ((last["presentedAt"] - first["presentedAt"]) / 1000),
         "encoded": (last["encoded"] - first["encoded"]) / span,
         "sent": (last["sent"] - first["sent"]) / span,
         "tracked": (last["tracked"] - first["tracked"]) / span,
         "ms": last["ms"],
+        "limit": f"{last.get('limit')} {last.get('size')}",
     }
 
 
@@ -383,10 +389,12 @@ def more_circles(session: Session, count: int) -> None:
 
 
 def report_throttled(session: Session, seconds: float, load) -> None:
+    session.phone.evaluate("window.lensProbe.on = false")  # the probe's own work off the phone
     throttle(session.phone, 4)
     none = rates(session.phone, seconds)
     print(f"4x throttle, no drawing: {_rates(none)}   load {load()}")
     circle_target(session)
+    session.phone.evaluate("window.lensProbe.on = false")
     session.phone.wait_for_function("window.lensPhoneTools.state.anchors !== null", timeout=20000)
     one = rates(session.phone, seconds)
     print(f"4x throttle, 1 drawing:  {_rates(one)}   load {load()}")
@@ -399,7 +407,8 @@ def report_throttled(session: Session, seconds: float, load) -> None:
 def _rates(r: dict[str, float]) -> str:
     return (
         f"preview {r['preview']:.1f} fps, outgoing encoded {r['encoded']:.1f} / sent "
-        f"{r['sent']:.1f} fps, tracker {r['tracked']:.1f} fps at {r['ms']:.1f} ms/frame"
+        f"{r['sent']:.1f} fps ({r['limit']}), tracker {r['tracked']:.1f} fps at "
+        f"{r['ms']:.1f} ms/frame"
     )
 
 
@@ -417,17 +426,7 @@ def screenshots(session: Session, shots: Path) -> None:
     """Both screens at known moments of the clip, timed from its still start on the phone."""
     clip_start = None
     page = session.phone
-    page.evaluate("window.lensProbe.on = true")
-    # the still start: the target at its start place after having been elsewhere
-    page.wait_for_function(
-        """([x, y]) => { const s = window.lensProbe.samples.slice(-40);
-            const near = (p) => p && Math.hypot(p[0] - x, p[1] - y) < 0.01;
-            return s.length === 40 && !near(s[0].target)
-              && s.slice(-3).every((v) => near(v.target)); }""",
-        arg=list(START_TARGET),
-        timeout=30000,
-        polling=20,
-    )
+    wait_for_still_target(page)
     # the clip's end and start hold still for 2.7 s together; the start is 1.5 s before motion
     page.wait_for_function(
         """([x, y]) => { const s = window.lensProbe.samples.slice(-2);
