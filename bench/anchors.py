@@ -93,6 +93,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("what", choices=["weight", "latency", "throttled"])
     parser.add_argument("--seconds", type=float, default=12.0)
+    parser.add_argument(
+        "--no-console-tracking",
+        action="store_true",
+        help="throttled: pause the console's tracker while measuring (it shares this machine)",
+    )
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="lens-anchors-"))
@@ -131,7 +136,8 @@ def main() -> None:
                 if args.what == "latency":
                     anchored.report_latency(session, args.seconds, load)
                 else:
-                    anchored.report_throttled(session, args.seconds, load)
+                    console = not args.no_console_tracking
+                    anchored.report_throttled(session, args.seconds, load, console)
             browser.close()
     finally:
         server.shutdown()

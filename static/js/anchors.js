@@ -364,7 +364,7 @@
         this.frameRef = meta && typeof meta.rtpTimestamp === "number"
           ? meta.rtpTimestamp >>> 0 : (meta ? meta.presentedFrames : null);
       }
-      if (fresh && !this.frozen && this.anchors.size) {
+      if (fresh && !this.frozen && !this.paused && this.anchors.size) {
         // a gap in the video (hold, a paused camera, a lost connection): find the drawings again
         if (performance.now() - this.lastFrameAt > GAP_MS) this.resume();
         this.lastFrameAt = performance.now();

@@ -82,10 +82,10 @@ PROBE = """([videoSelector, canvasSelector, frozenSelector]) => {
     if (window.lensProbe.on) {
       const t = performance.timeOrigin + performance.now();
       const seen = target();
-      setTimeout(() => { // after this frame's other callbacks (the tracker's) have drawn
+      requestAnimationFrame(() => { // in this frame, after its other video callbacks (the tracker's)
         const drawn = ring();
         samples.push({ t: t, count: seen.count, target: seen.at, ink: drawn.ink, ring: drawn.at });
-      }, 0);
+      });
     }
     video.requestVideoFrameCallback(tick);
   }
@@ -345,6 +345,7 @@ STATS = """async () => {
   const [presented, presentedAt] = window.lensProbe.presented();
   const out = { presented: presented, presentedAt: presentedAt, encoded: 0, sent: 0 };
   (await window.lensCustomer.peer.pc.getStats()).forEach((r) => {
+    if (r.type === 'media-source' && r.kind === 'video') out.source = r.frames || 0;
     if (r.type !== 'outbound-rtp' || r.kind !== 'video') return;
     out.encoded += r.framesEncoded || 0;
     out.sent += r.framesSent || 0;
@@ -368,6 +369,7 @@ def rates(phone, seconds: float) -> dict[str, float]:
     return {
         "preview": (last["presented"] - first["presented"])
         / ((last["presentedAt"] - first["presentedAt"]) / 1000),
+        "source": (last.get("source", 0) - first.get("source", 0)) / span,
         "encoded": (last["encoded"] - first["encoded"]) / span,
         "sent": (last["sent"] - first["sent"]) / span,
         "tracked": (last["tracked"] - first["tracked"]) / span,
@@ -388,7 +390,17 @@ def more_circles(session: Session, count: int) -> None:
         drag(session.tech, (x, y), (x + 0.05, y))
 
 
-def report_throttled(session: Session, seconds: float, load) -> None:
+def console_tracking(session: Session, on: bool) -> None:
+    """Pause or resume the console's own tracker and probe (to load this machine less)."""
+    session.tech.evaluate(
+        """(on) => { window.lensProbe.on = on;
+          const a = window.lensConsoleTools.current().anchors;
+          if (a) a.paused = !on; }""",
+        on,
+    )
+
+
+def report_throttled(session: Session, seconds: float, load, console: bool = True) -> None:
     session.phone.evaluate("window.lensProbe.on = false")  # the probe's own work off the phone
     throttle(session.phone, 4)
     none = rates(session.phone, seconds)
@@ -396,17 +408,21 @@ def report_throttled(session: Session, seconds: float, load) -> None:
     circle_target(session)
     session.phone.evaluate("window.lensProbe.on = false")
     session.phone.wait_for_function("window.lensPhoneTools.state.anchors !== null", timeout=20000)
+    console_tracking(session, console)
     one = rates(session.phone, seconds)
     print(f"4x throttle, 1 drawing:  {_rates(one)}   load {load()}")
+    console_tracking(session, True)
     more_circles(session, 4)
     session.phone.wait_for_function("window.lensPhoneTools.state.shapes.length === 5")
+    console_tracking(session, console)
     five = rates(session.phone, seconds)
     print(f"4x throttle, 5 drawings: {_rates(five)}   load {load()}")
 
 
 def _rates(r: dict[str, float]) -> str:
     return (
-        f"preview {r['preview']:.1f} fps, outgoing encoded {r['encoded']:.1f} / sent "
+        f"preview {r['preview']:.1f} fps, into the sender {r['source']:.1f}, outgoing "
+        f"encoded {r['encoded']:.1f} / sent "
         f"{r['sent']:.1f} fps ({r['limit']}), tracker {r['tracked']:.1f} fps at "
         f"{r['ms']:.1f} ms/frame"
     )
