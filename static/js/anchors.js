@@ -20,6 +20,7 @@
   const MAX_FEATURES = 300; // ORB keypoints per frame for finding signatures
   const SIGNATURE_SIZE = 64; // keypoints kept in a drawing's signature
   const MIN_MATCHES = 10;
+  const SURE_MATCHES = 16; // this many consistent matches need no second look
   const MIN_SIGNATURE = 20; // fewer keypoints around a drawing: too little detail to follow
   const SEEK_MS = 4000; // how long a drawing is looked for before it stays where it is
   const REGION = 0.22;
@@ -298,7 +299,9 @@
     const m = this.model.data;
     const motion = [m[0], m[1], m[2], m[3], m[4], m[5]];
     if (inliers < MIN_MATCHES - 2 || inliers < 0.4 * from.length || !sane(motion)) return null;
-    return toFractions(motion, this.w, this.h);
+    const placed = toFractions(motion, this.w, this.h);
+    placed.sure = inliers >= SURE_MATCHES && inliers >= 0.5 * from.length;
+    return placed;
   };
 
   // The motion of the picture near a point (fractions), from the last frame to this one.
@@ -335,7 +338,7 @@
     this.video = video;
     this.onChange = onChange;
     this.tracker = new Tracker();
-    this.anchors = new Map(); // id → { shape, transform, signature, seekUntil }
+    this.anchors = new Map(); // id → { shape, transform, signature, lost, candidate }
     this.frozen = null; // the still canvas while the picture is frozen
     this.cut = true;
     this.frameRef = null; // the current picture's reference (RTP timestamp, else a count)
@@ -397,22 +400,33 @@
       if (motion) anchor.transform = compose(motion, anchor.transform);
       else if (jumped && anchor.signature && !anchor.lost) { anchor.lost = true; anchor.lostAt = now; }
       if (!anchor.signature) return;
-      const seeking = anchor.lost || anchor.seekUntil > now;
+      if (anchor.candidate && motion) anchor.candidate = compose(motion, anchor.candidate);
       const key = apply(anchor.transform, keyPoint(anchor.shape));
       const shown = key[0] >= 0 && key[0] <= 1 && key[1] >= 0 && key[1] <= 1;
-      if (seeking ? tracker.frames % 2 === 0 : check && shown) {
+      if (anchor.lost || anchor.candidate ? tracker.frames % 2 === 0 : check && shown) {
         const found = tracker.locate(anchor.signature);
-        if (!found && anchor.lost && now - anchor.lostAt > SEEK_MS && tracker.features().points.length < 40) {
-          anchor.lost = false; // a picture with too little detail to find it in: show it as it was
+        if (!found) {
+          anchor.candidate = null;
+          if (anchor.lost && now - anchor.lostAt > SEEK_MS && tracker.features().points.length < 40) {
+            anchor.lost = false; // a picture with too little detail to find it in: show it as it was
+          }
+          return;
         }
-        if (!found) return;
-        const moved = apply(found, keyPoint(anchor.shape));
-        if (seeking || Math.hypot(moved[0] - key[0], (moved[1] - key[1]) * aspect) > SNAP) {
-          anchor.transform = found;
+        const at = apply(found, keyPoint(anchor.shape));
+        const agrees = (m) => {
+          const p = apply(m, keyPoint(anchor.shape));
+          return Math.hypot(p[0] - at[0], (p[1] - at[1]) * aspect) <= SNAP;
+        };
+        if (!anchor.lost && agrees(anchor.transform)) { anchor.candidate = null; return; }
+        // a new place is taken once a second look agrees: a similar part elsewhere is not enough
+        if (found.sure || (anchor.candidate && agrees(anchor.candidate))) {
+          anchor.transform = found.slice(0, 6);
+          anchor.lost = false;
+          anchor.found = true;
+          anchor.candidate = null;
+        } else {
+          anchor.candidate = found.slice(0, 6);
         }
-        anchor.lost = false;
-        anchor.seekUntil = 0;
-        anchor.found = true;
       }
     });
     if (this.onChange) this.onChange();
@@ -423,7 +437,7 @@
     this.readNow();
     const signature = shape.pinned ? null : this.tracker.signature(shape);
     this.anchors.set(shape.id, { shape: shape, pinned: !signature, transform: IDENTITY.slice(),
-                                 signature: signature, seekUntil: 0, found: true });
+                                 signature: signature, found: true, lost: false, candidate: null });
     this.run();
     return signature ? { frame: this.frameRef, points: signature.points, descriptors: signature.descriptors } : null;
   };
@@ -434,11 +448,11 @@
   Screen.prototype.adopt = function (shape) {
     if (!shape.id || !shape.anchor || shape.pinned) return;
     const anchor = { shape: shape, pinned: false, transform: IDENTITY.slice(), signature: shape.anchor,
-                     seekUntil: 0, found: false, lost: true, lostAt: performance.now() };
+                     found: false, lost: true, lostAt: performance.now(), candidate: null };
     this.anchors.set(shape.id, anchor);
     if (this.readNow()) {
       const found = this.tracker.locate(anchor.signature);
-      if (found) { anchor.transform = found; anchor.found = true; }
+      if (found) { anchor.transform = found.slice(0, 6); anchor.found = true; }
       if (found || this.frozen) anchor.lost = false; // a still will not change: show it anyway
     }
     this.run();
