@@ -82,7 +82,7 @@ PROBE = """([videoSelector, canvasSelector, frozenSelector]) => {
     if (window.lensProbe.on) {
       const t = performance.timeOrigin + performance.now();
       const seen = target();
-      requestAnimationFrame(() => { // in this frame, after its other video callbacks (the tracker's)
+      requestAnimationFrame(() => { // this frame, after the other video callbacks (the tracker)
         const drawn = ring();
         samples.push({ t: t, count: seen.count, target: seen.at, ink: drawn.ink, ring: drawn.at });
       });
