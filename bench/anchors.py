@@ -38,9 +38,9 @@ sys.path.insert(0, str(ROOT))
 from playwright.sync_api import expect, sync_playwright  # noqa: E402
 from werkzeug.serving import make_server  # noqa: E402
 
-from lens import create_app  # noqa: E402
 from lens.events.bus import InProcessBus  # noqa: E402
 from lens.extensions import db  # noqa: E402
+from lens.factory import create_app  # noqa: E402
 from lens.signaling.control import MediaControl  # noqa: E402
 from tests.browser import anchored  # noqa: E402
 from tests.browser.conftest import CHROMIUM, Sidecar  # noqa: E402
