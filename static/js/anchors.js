@@ -398,7 +398,15 @@
       const around = extent(here, aspect);
       const motion = tracker.motionNear(around.centre, around.radius);
       if (motion) anchor.transform = compose(motion, anchor.transform);
-      else if (jumped && anchor.signature && !anchor.lost) { anchor.lost = true; anchor.lostAt = now; }
+      else if (jumped && anchor.signature && !anchor.lost) {
+        const found = tracker.locate(anchor.signature); // where it went, if that is clear at once
+        if (found && found.sure) {
+          anchor.transform = found.slice(0, 6);
+          return;
+        }
+        anchor.lost = true;
+        anchor.lostAt = now;
+      }
       if (!anchor.signature) return;
       if (anchor.candidate && motion) anchor.candidate = compose(motion, anchor.candidate);
       const key = apply(anchor.transform, keyPoint(anchor.shape));
