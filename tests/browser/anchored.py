@@ -7,14 +7,13 @@ Shared by tests/browser/test_anchored_drawing.py and bench/anchors.py.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from playwright.sync_api import expect
 
 from tests.browser.conftest import CHROMIUM_ARGS
-from tests.browser.scene_clip import DURATION, HEIGHT, START, TARGET, WIDTH, to_picture
+from tests.browser.scene_clip import HEIGHT, START, TARGET, WIDTH, to_picture
 from tests.browser.test_media_flow import FRAMES, PHONE_READY
 from tests.browser.test_session_flow import create_pin, customer_joins
 
@@ -180,11 +179,16 @@ def target_now(page) -> tuple[float, float] | None:
     )
 
 
-# The target has just come to rest at its start place after having been elsewhere: the
-# clip's end and start hold still from here for 2.7 s.
-ARRIVED = """([x, y]) => { const s = window.lensProbe.samples.slice(-40);
-  const near = (p) => p && Math.hypot(p[0] - x, p[1] - y) < 0.01;
-  return s.length === 40 && !near(s[0].target) && s.slice(-3).every((v) => near(v.target)); }"""
+# The target has just come to rest at its start place: still there for the last 600 ms, and
+# elsewhere at most 1.5 s ago. The clip's end and start hold still for 2.7 s from its arrival.
+ARRIVED = """([x, y]) => { const s = window.lensProbe.samples;
+  if (!s.length) return false;
+  const last = s[s.length - 1].t;
+  const near = (v) => v.target && Math.hypot(v.target[0] - x, v.target[1] - y) < 0.006;
+  const recent = s.filter((v) => v.t >= last - 600);
+  let away = s.length - 1;
+  while (away >= 0 && near(s[away])) away--;
+  return recent.length >= 2 && recent.every(near) && away >= 0 && last - s[away].t <= 1500; }"""
 
 
 def wait_for_still_target(page, timeout: float = 30.0) -> tuple[float, float]:
@@ -428,34 +432,29 @@ def _rates(r: dict[str, float]) -> str:
     )
 
 
-# (seconds into the clip, file name): the moments of docs/tools.md's screenshot sequence
+# The moments of docs/tools.md's screenshot sequence, each as a condition on the probe's
+# latest frames (`still` is the target's mark size at rest): file name, condition.
 MOMENTS = [
-    (1.2, "anchor-1-drawn"),
-    (4.1, "anchor-2-panned"),
-    (5.6, "anchor-3-turned-closer"),
-    (9.9, "anchor-4-out-of-picture"),
-    (12.4, "anchor-5-back"),
+    ("anchor-1-drawn", None),  # the clip comes to rest (ARRIVED)
+    ("anchor-2-panned", "(s) => s.slice(-2).every((v) => v.target && v.target[1] < 0.3)"),
+    ("anchor-3-turned-closer", "(s, still) => s.slice(-2).every((v) => v.count > 1.35 * still)"),
+    ("anchor-4-out-of-picture", "(s) => s.length > 8 && s.slice(-8).every((v) => v.count === 0)"),
+    ("anchor-5-back", None),
 ]
 
 
 def screenshots(session: Session, shots: Path) -> None:
-    """Both screens at known moments of the clip, timed from its still start on the phone."""
-    clip_start = None
-    page = session.phone
-    wait_for_still_target(page)
-    # the clip's end and start hold still for 2.7 s together; the start is 1.5 s before motion
-    page.wait_for_function(
-        """([x, y]) => { const s = window.lensProbe.samples.slice(-2);
-            const moved = (v) => !v.target || Math.hypot(v.target[0] - x, v.target[1] - y) > 0.004;
-            return s.length === 2 && s.every(moved); }""",
-        arg=list(START_TARGET),
-        timeout=30000,
-        polling=10,
-    )
-    clip_start = time.monotonic() - 1.5
-    for at, name in [*MOMENTS[1:], (MOMENTS[0][0] + DURATION, MOMENTS[0][1])]:
-        wait = clip_start + at - time.monotonic()
-        if wait > 0:
-            page.wait_for_timeout(wait * 1000)
-        session.phone.screenshot(path=str(shots / f"{name}-phone.png"))
-        session.tech.screenshot(path=str(shots / f"{name}-console.png"))
+    """Each screen at the same moments of the clip (one loop of it for each screen)."""
+    for page, side in ((session.phone, "phone"), (session.tech, "console")):
+        for name, condition in MOMENTS:
+            if condition is None:
+                wait_for_still_target(page)
+                still = page.evaluate("window.lensProbe.samples.slice(-1)[0].count")
+            else:
+                page.wait_for_function(
+                    f"(still) => ({condition})(window.lensProbe.samples.slice(-12), still)",
+                    arg=still,
+                    timeout=30000,
+                    polling=20,
+                )
+            page.screenshot(path=str(shots / f"{name}-{side}.png"))

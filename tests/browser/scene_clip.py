@@ -42,7 +42,7 @@ KEYS: list[tuple[float, Pose]] = [
     (4.3, Pose(1020, 780, 0, 1.0)),  # pan down-right
     (5.6, Pose(960, 730, 15, 1.2)),  # rotate 15°, 20 % closer
     (6.9, Pose(960, 730, -10, 0.8)),  # turn back past zero, 20 % further
-    (7.8, Pose(960, 730, 0, 1.0)),
+    (7.8, Pose(940, 715, 0, 1.0)),  # nearly back (not quite: only the start is at rest there)
     (9.2, Pose(1320, 730, 0, 1.0)),  # the target leaves the picture on the left
     (10.4, Pose(1320, 730, 0, 1.0)),  # out of the picture for a second
     (11.8, START),  # back
