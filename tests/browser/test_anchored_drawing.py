@@ -21,10 +21,12 @@ from tests.browser.test_session_flow import console_of
 pytestmark = [pytest.mark.browser, pytest.mark.media]
 
 # The probe has watched a whole loop of the clip, in which the target left the picture and
-# came back for longer than a second.
+# came back for longer than a second, and at least 60 frames with the target (more than a loop
+# on a machine too loaded to show the clip at its frame rate).
 OUT_AND_BACK = """([since, loop, full]) => {
   const s = window.lensProbe.samples.filter((x) => x.t >= since);
   if (!s.length || s[s.length - 1].t - s[0].t < loop) return false;
+  if (s.filter((x) => x.count >= full).length < 60) return false; // a slow machine: watch longer
   const gone = s.findIndex((x) => x.count === 0);
   if (gone < 0) return false;
   const back = s.findIndex((x, i) => i > gone && x.count >= full);
@@ -61,7 +63,7 @@ def judged(session, since: float) -> tuple[anchored.Verdict, anchored.Verdict]:
         page.wait_for_function(
             OUT_AND_BACK,
             arg=[since, (DURATION + 0.5) * 1000, anchored.FULL_MARK],
-            timeout=60000,
+            timeout=120000,
             polling=250,
         )
     phone = anchored.judge(anchored.samples(session.phone, since))
@@ -71,7 +73,7 @@ def judged(session, since: float) -> tuple[anchored.Verdict, anchored.Verdict]:
 
 
 def assert_followed(verdict: anchored.Verdict) -> None:
-    assert verdict.visible >= 30  # frames enough to judge (a loaded machine shows fewer)
+    assert verdict.visible >= 60  # frames enough to judge (judged() waits for them)
     assert verdict.share >= 0.9, verdict.text()
     assert verdict.absent > 5 and verdict.absent_with_ink == 0, verdict.text()
     assert verdict.returns and all(r <= 1.0 for r in verdict.returns), verdict.text()
