@@ -6,8 +6,11 @@ well-formed one looks like. Anything else is refused before it reaches the other
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import math
+import re
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -141,6 +144,56 @@ def _draw_text(payload: dict[str, Any]) -> str:
     return text
 
 
+# An anchored drawing (docs/tools.md): its id, and what it covers on the frame it was drawn
+# on (ORB keypoints as picture fractions and their 32-byte descriptors, base64), so each
+# screen finds that content in the frame it shows and keeps the drawing on it. `frame` is
+# the technician's picture it refers to (its RTP timestamp; none on a frozen picture).
+# A pinned drawing (or one without an anchor) stays at its screen place.
+DRAW_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
+ANCHOR_POINTS = (8, 64)
+DESCRIPTOR_BYTES = 32
+MAX_FRAME = 2**32 - 1
+
+
+def _draw_id(payload: dict[str, Any]) -> str:
+    value = payload.get("id")
+    if not isinstance(value, str) or not DRAW_ID.fullmatch(value):
+        raise ControlRefused("bad_message")
+    return value
+
+
+def _frame(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_FRAME:
+        raise ControlRefused("bad_message")
+    return value
+
+
+def _anchor(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ControlRefused("bad_message")
+    points = value.get("points")
+    fewest, most = ANCHOR_POINTS
+    if not isinstance(points, list) or not fewest <= len(points) <= most:
+        raise ControlRefused("bad_message")
+    clean = []
+    for point in points:
+        if not isinstance(point, list) or len(point) != 2:
+            raise ControlRefused("bad_message")
+        clean.append([_coordinate(point[0]), _coordinate(point[1])])
+    descriptors = value.get("descriptors")
+    if not isinstance(descriptors, str) or len(descriptors) > 4 * most * DESCRIPTOR_BYTES // 3 + 4:
+        raise ControlRefused("bad_message")
+    try:
+        raw = base64.b64decode(descriptors, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ControlRefused("bad_message") from exc
+    if len(raw) != DESCRIPTOR_BYTES * len(clean):
+        raise ControlRefused("bad_message")
+    return {"frame": _frame(value.get("frame")), "points": clean, "descriptors": descriptors}
+
+
 @control("draw", {TECHNICIAN}, features.FREEZE_DRAWING)
 def _draw(payload: dict[str, Any]) -> dict[str, Any]:
     kind = _choice(payload, "kind", DRAW_KINDS)
@@ -155,6 +208,13 @@ def _draw(payload: dict[str, Any]) -> dict[str, Any]:
     }
     if kind == "text":
         shape["text"] = _draw_text(payload)
+    if "id" in payload:
+        shape["id"] = _draw_id(payload)
+        shape["pinned"] = _bool(payload, "pinned") if "pinned" in payload else False
+    if payload.get("anchor") is not None:
+        if "id" not in shape or shape["pinned"]:
+            raise ControlRefused("bad_message")  # an anchor belongs to a tracked drawing
+        shape["anchor"] = _anchor(payload["anchor"])
     return shape
 
 

@@ -32,6 +32,8 @@
       shapes: [],
       draft: null,
       tool: null,
+      anchors: null, // the tracker's screen (anchors.js) once a drawing tool is used
+      pin: false, // new drawings stay at their screen place instead of following the picture
       zoom: 1,
       view: "fit",
       torch: false,
@@ -64,6 +66,7 @@
   function detach() {
     if (!current) return;
     current.observer.disconnect();
+    if (current.anchors) current.anchors.stop();
     if (current.own) current.channel.close();
     current = null;
   }
@@ -87,7 +90,8 @@
   }
 
   function redraw(tools) {
-    const shapes = tools.draft ? tools.shapes.concat([tools.draft]) : tools.shapes;
+    const placed = tools.anchors ? tools.anchors.place(tools.shapes) : tools.shapes;
+    const shapes = tools.draft ? placed.concat([tools.draft]) : placed;
     LensDraw.render(tools.canvas, shapes, picture(tools));
   }
 
@@ -153,6 +157,10 @@
       button.textContent = on ? tools.text.unfreeze : tools.text.freeze;
     }
     tools.shell.querySelector(".frozen-badge").hidden = !on;
+    if (tools.anchors) {
+      if (on) tools.anchors.freeze(tools.frozen);
+      else tools.anchors.resume();
+    }
     if (!quiet) {
       send(tools, "freeze", { on: on });
       say(tools, on ? tools.text.frozen : tools.text.unfrozen);
@@ -174,8 +182,25 @@
 
   // --- drawing ---------------------------------------------------------------------------
 
+  // The tracker, fetched when the technician first picks a drawing tool.
+  function track(tools) {
+    if (tools.anchors) return;
+    LensDraw.tracker().then((anchors) => {
+      if (current !== tools || tools.anchors) return;
+      tools.anchors = anchors.screen(tools.video, () => redraw(tools));
+      if (!tools.frozen.hidden) tools.anchors.freeze(tools.frozen);
+    }).catch(() => say(tools, tools.text.noTracking));
+  }
+
+  function togglePin(tools, button) {
+    tools.pin = !tools.pin;
+    button.setAttribute("aria-pressed", String(tools.pin));
+    say(tools, tools.pin ? tools.text.pinOn : tools.text.pinOff);
+  }
+
   function chooseTool(tools, name) {
     tools.tool = tools.tool === name ? null : name;
+    if (tools.tool) track(tools);
     tools.shell.querySelectorAll("[data-draw]").forEach((button) => {
       button.setAttribute("aria-pressed", String(button.dataset.draw === tools.tool));
     });
@@ -187,10 +212,19 @@
     return { kind: tools.tool, color: color, width: 4, points: points };
   }
 
+  let drawings = 0;
   function finish(tools, shape) {
+    drawings += 1;
+    shape.id = "d" + drawings + "-" + Math.random().toString(36).slice(2, 8);
+    shape.pinned = tools.pin;
+    // anchored to what it covers in the picture shown now (live or frozen)
+    const anchor = tools.anchors && !tools.pin ? tools.anchors.draw(shape) : null;
+    if (anchor) shape.anchor = anchor;
+    else if (tools.anchors && !tools.pin) shape.pinned = true; // too little detail to follow
+    else if (!tools.anchors) shape.pinned = true;
     tools.shapes.push(shape);
     send(tools, "draw", shape);
-    say(tools, tools.text.drawn);
+    say(tools, shape.pinned && !tools.pin ? tools.text.drawnFixed : tools.text.drawn);
     redraw(tools);
   }
 
@@ -284,6 +318,7 @@
   function erase(tools) {
     tools.shapes = [];
     tools.draft = null;
+    if (tools.anchors) tools.anchors.clear();
     send(tools, "erase");
     say(tools, tools.text.erased);
     redraw(tools);
@@ -355,6 +390,7 @@
     else if (button.classList.contains("freeze-toggle")) freeze(tools, tools.frozen.hidden);
     else if (button.dataset.draw) chooseTool(tools, button.dataset.draw);
     else if (button.classList.contains("erase-drawings")) erase(tools);
+    else if (button.classList.contains("pin-drawings")) togglePin(tools, button);
     else if (button.classList.contains("torch-toggle")) torch(tools);
     else if (button.classList.contains("switch-camera")) switchCamera(tools);
   });

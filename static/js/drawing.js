@@ -108,7 +108,31 @@
     return true;
   }
 
+  // Another script of ours, once (same origin, so the pages' CSP allows it).
+  const base = document.currentScript ? document.currentScript.src.replace(/js\/drawing\.js(\?.*)?$/, "") : "/static/";
+  const loading = {};
+  function loadScript(path) {
+    if (!loading[path]) {
+      loading[path] = new Promise((resolve, reject) => {
+        const script = document.createElement("script");
+        script.src = base + path;
+        script.onload = resolve;
+        script.onerror = () => { delete loading[path]; reject(new Error("could not load " + path)); };
+        document.head.append(script);
+      });
+    }
+    return loading[path];
+  }
+
+  // The tracker of anchored drawings (anchors.js on the vendored jsfeat): fetched when the
+  // first drawing needs it, so pages without drawings never load it.
+  function tracker() {
+    return loadScript("vendor/jsfeat-0.0.8.min.js").then(() => loadScript("js/anchors.js"))
+      .then(() => window.LensAnchors);
+  }
+
   window.LensDraw = {
+    tracker: tracker,
     pictureRect: pictureRect,
     elementPicture: elementPicture,
     toPicture: toPicture,

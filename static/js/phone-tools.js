@@ -11,7 +11,24 @@
   };
   const NOTE_MS = 4000;
   const state = { channel: null, shapes: [], frozen: false, quality: null, facing: "environment",
-                  screen: null, noteTimer: null };
+                  screen: null, noteTimer: null, anchors: null };
+  // drawing.js once the session is active, the tracker (anchors.js) with the first anchored
+  // drawing: the customer's first pages (link to waiting) load neither
+  const base = document.currentScript.src.replace(/js\/phone-tools\.js(\?.*)?$/, "");
+  let drawing = null;
+  function drawingReady() {
+    if (window.LensDraw) return Promise.resolve();
+    if (!drawing) {
+      drawing = new Promise((resolve, reject) => {
+        const script = document.createElement("script");
+        script.src = base + "js/drawing.js";
+        script.onload = resolve;
+        script.onerror = () => { drawing = null; reject(new Error("drawing.js")); };
+        document.head.append(script);
+      });
+    }
+    return drawing;
+  }
 
   const $ = (id) => document.getElementById(id);
   const overlay = () => $("phone-overlay");
@@ -55,14 +72,34 @@
     const canvas = $("technician-drawing");
     const frozen = $("frozen-picture");
     const preview = $("preview");
-    if (!canvas || !preview) return;
+    if (!canvas || !preview || !window.LensDraw) return;
     // while the technician points at something the whole picture is shown, as on the console
     const root = document.querySelector(".customer-session");
     if (root) root.classList.toggle("tools-showing", state.frozen || state.shapes.length > 0);
     const rect = state.frozen
       ? LensDraw.elementPicture(frozen, frozen.width, frozen.height)
       : LensDraw.elementPicture(preview, preview.videoWidth, preview.videoHeight);
-    LensDraw.render(canvas, state.shapes, rect);
+    // an anchored drawing waits for the tracker to place it (or stays put if it cannot load)
+    const shapes = state.anchors ? state.anchors.place(state.shapes)
+      : state.shapes.filter((shape) => !shape.anchor || state.noTracker);
+    LensDraw.render(canvas, shapes, rect);
+  }
+
+  // Keep an anchored drawing on what it was drawn on (anchors.js); others stay put.
+  function track(shape) {
+    if (!shape.anchor) return;
+    drawingReady().then(() => LensDraw.tracker()).then((anchors) => {
+      if (!state.shapes.includes(shape)) return; // erased meanwhile
+      if (!state.anchors) {
+        state.anchors = anchors.screen($("preview"), redraw);
+        if (state.frozen) state.anchors.freeze($("frozen-picture"));
+      }
+      state.anchors.adopt(shape);
+      redraw();
+    }).catch(() => { // no tracker: the drawing stays where it was drawn
+      state.noTracker = true;
+      redraw();
+    });
   }
 
   function freeze(on) {
@@ -70,12 +107,17 @@
     if (on && !LensDraw.freezeFrame($("preview"), frozen)) on = false;
     state.frozen = on;
     frozen.hidden = !on;
+    if (state.anchors) {
+      if (on) state.anchors.freeze(frozen);
+      else state.anchors.resume();
+    }
     note(on ? overlay().dataset.frozen : "", true);
     redraw();
   }
 
   function clearTools() {
     state.shapes = [];
+    if (state.anchors) state.anchors.clear();
     if (state.frozen) freeze(false);
     redraw();
   }
@@ -177,6 +219,7 @@
       const sender = videoSender();
       if (sender && lens.sending && !lens.cameraPaused) await sender.replaceTrack(fresh);
       if (ok) state.facing = facing;
+      if (state.anchors) state.anchors.resume(); // another picture: find the drawings in it
       if (state.quality) await applyQuality(state.quality);
     }
     note(ok ? overlay().dataset.cameraSwitched : overlay().dataset.cameraFailed);
@@ -190,14 +233,16 @@
     state.channel = channel;
     channel.on("draw", (shape) => {
       state.shapes.push(shape);
-      redraw();
+      drawingReady().then(redraw);
+      track(shape);
       if (!state.frozen) note(overlay().dataset.drawing);
     });
     channel.on("erase", () => {
       state.shapes = [];
+      if (state.anchors) state.anchors.clear();
       redraw();
     });
-    channel.on("freeze", (message) => freeze(message.on === true));
+    channel.on("freeze", (message) => drawingReady().then(() => freeze(message.on === true)));
     channel.on("quality", (message) => applyQuality(message.level));
     channel.on("torch", (message) => setTorch(message.on === true));
     channel.on("camera", (message) => switchCamera(message.facing));
@@ -213,7 +258,10 @@
     const screen = document.querySelector("#step [data-screen]");
     const now = screen ? screen.dataset.screen : null;
     if (now !== state.screen) {
-      if (now === "active") sendCapabilities(); // the technician's tools are open now
+      if (now === "active") { // the technician's tools are open now
+        sendCapabilities();
+        drawingReady().then(place).catch(() => {});
+      }
       else if (now !== "on_hold") clearTools(); // ended, or handed on to another technician
       state.screen = now;
     }
@@ -225,7 +273,7 @@
     const box = overlay();
     if (!box || box.dataset.restoreFrozen !== "yes") return;
     box.dataset.restoreFrozen = "no";
-    freeze(true);
+    drawingReady().then(() => freeze(true));
   }
 
   document.addEventListener("lens:camera", () => {

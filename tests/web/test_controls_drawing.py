@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 
 import pytest
@@ -126,3 +127,60 @@ def test_drawing_needs_freeze_and_drawing_not_display_settings():
     with pytest.raises(ControlRefused) as refusal:
         parse(draw(), TECHNICIAN, web_console - {features.FREEZE_DRAWING})
     assert refusal.value.reason == "not_allowed"
+
+
+def anchor(count: int = 12, **fields) -> dict:
+    """An anchor as the console sends it: keypoints and their ORB descriptors."""
+    value = {
+        "frame": 123456,
+        "points": [[i / 100, 0.5] for i in range(count)],
+        "descriptors": base64.b64encode(bytes(range(32)) * count).decode(),
+    }
+    value.update(fields)
+    return value
+
+
+def test_an_anchored_drawing_passes_with_its_id_pin_and_anchor():
+    _, shape = parse(draw(kind="circle", id="d1-x_Y", anchor=anchor()), TECHNICIAN, ALL)
+    assert shape["id"] == "d1-x_Y" and shape["pinned"] is False
+    assert shape["anchor"]["frame"] == 123456
+    assert len(shape["anchor"]["points"]) == 12
+    _, frozen = parse(draw(id="d2", anchor=anchor(frame=None)), TECHNICIAN, ALL)
+    assert frozen["anchor"]["frame"] is None  # drawn on a frozen picture
+    _, pinned = parse(draw(id="d3", pinned=True), TECHNICIAN, ALL)
+    assert pinned["pinned"] is True and "anchor" not in pinned
+    _, biggest = parse(draw(kind="line", id="d4", anchor=anchor(64)), TECHNICIAN, ALL)
+    assert len(biggest["anchor"]["descriptors"]) <= 4 * 64 * 32 // 3 + 4
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"id": ""},
+        {"id": "a" * 33},
+        {"id": "d 1"},
+        {"id": "<script>"},
+        {"id": 5},
+        {"id": "d1", "pinned": "yes"},
+        {"anchor": anchor()},  # an anchor needs the drawing's id
+        {"id": "d1", "pinned": True, "anchor": anchor()},  # a pinned drawing has none
+        {"id": "d1", "anchor": "points"},
+        {"id": "d1", "anchor": anchor(7)},  # too few keypoints to find it again
+        {"id": "d1", "anchor": anchor(65)},
+        {"id": "d1", "anchor": anchor(frame=-1)},
+        {"id": "d1", "anchor": anchor(frame=2**32)},
+        {"id": "d1", "anchor": anchor(frame=1.5)},
+        {"id": "d1", "anchor": anchor(frame=True)},
+        {"id": "d1", "anchor": anchor(points=[[0.1, 1.2]] * 12)},
+        {"id": "d1", "anchor": anchor(points=[[0.1]] * 12)},
+        {"id": "d1", "anchor": anchor(descriptors="not base64!")},
+        {"id": "d1", "anchor": anchor(descriptors=base64.b64encode(bytes(31 * 12)).decode())},
+        {"id": "d1", "anchor": anchor(descriptors=None)},
+    ],
+)
+def test_a_bad_anchor_is_refused(fields):
+    assert refused(draw(**fields)) == "bad_message"
+
+
+def test_the_customer_cannot_send_an_anchored_drawing():
+    assert refused(draw(id="d1", anchor=anchor()), CUSTOMER) == "bad_message"

@@ -1,0 +1,150 @@
+"""Anchored drawings in real browsers: where tracking runs, and what it costs the phone.
+
+    .venv/bin/python bench/anchors.py weight       # bytes of the customer's first pages
+    .venv/bin/python bench/anchors.py latency      # phone -> console picture delay, pan speed
+    .venv/bin/python bench/anchors.py throttled    # phone at 4x CPU throttle, 1 and 5 drawings
+
+The phone and the technician are Chromium contexts; the phone's fake camera plays the
+generated board clip of tests/browser/scene_clip.py (textured, panned, turned, zoomed, the
+target out of the picture and back). The web app runs in this process, the sidecar in its
+own. Every figure is printed with /proc/loadavg next to it.
+
+* weight: every response body from the start page to "Waiting for your technician"
+  (start page, PIN, tutorial, permission, EULA, waiting), in bytes, and whether the
+  tracker (anchors.js, jsfeat) was fetched.
+* latency: the target's place is read from each side's pictures (its magenta mark) with
+  the page's clock; the delay is the shift that best lines the console's track up with
+  the phone's. With the clip's fastest motion it gives how far a drawing placed by one
+  screen's tracker would be off on the other screen.
+* throttled: DevTools `Emulation.setCPUThrottlingRate` 4 on the phone; the phone's preview
+  frame rate (presented frames), its outgoing video (outbound-rtp framesEncoded/framesSent)
+  and the tracker's own rate and cost, with no drawing, one drawing and five.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from playwright.sync_api import expect, sync_playwright  # noqa: E402
+from werkzeug.serving import make_server  # noqa: E402
+
+from lens.events.bus import InProcessBus  # noqa: E402
+from lens.extensions import db  # noqa: E402
+from lens.factory import create_app  # noqa: E402
+from lens.signaling.control import MediaControl  # noqa: E402
+from tests.browser import anchored  # noqa: E402
+from tests.browser.conftest import CHROMIUM, Sidecar  # noqa: E402
+from tests.browser.scene_clip import write_clip  # noqa: E402
+from tests.browser.test_session_flow import console_of, create_pin, customer_joins  # noqa: E402
+from tests.conftest import add_technician  # noqa: E402
+
+
+def load() -> str:
+    return Path("/proc/loadavg").read_text().split(" ", 3)[:3].__str__()
+
+
+def weight(browser, base: str, tech) -> None:
+    pin = create_pin(tech, "Weight Customer")
+    sizes: dict[str, int] = {}
+
+    def count(response) -> None:
+        try:
+            sizes[response.url] = sizes.get(response.url, 0) + len(response.body())
+        except Exception:  # a redirect or an aborted request has no body
+            sizes.setdefault(response.url, 0)
+
+    phone_context, phone = customer_joins(_Listening(browser, count), base, pin)
+    total = sum(sizes.values())
+    scripts = {u.rsplit("/", 1)[-1]: n for u, n in sizes.items() if u.endswith(".js")}
+    tracker = [name for name in scripts if "jsfeat" in name or "anchors" in name]
+    print(
+        f"first pages: {total} bytes in {len(sizes)} responses; scripts {sum(scripts.values())} "
+        f"bytes; tracker fetched: {tracker or 'no'}   load {load()}"
+    )
+    for name, size in sorted(scripts.items()):
+        print(f"  {name:28s} {size:7d}")
+    phone_context.close()
+
+
+class _Listening:
+    """A browser whose new contexts report every response to a function."""
+
+    def __init__(self, browser, on_response) -> None:
+        self.browser = browser
+        self.on_response = on_response
+
+    def new_context(self, **options):
+        context = self.browser.new_context(**options)
+        context.on("response", self.on_response)
+        return context
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("what", choices=["weight", "latency", "throttled"])
+    parser.add_argument("--seconds", type=float, default=12.0)
+    parser.add_argument(
+        "--no-console-tracking",
+        action="store_true",
+        help="throttled: pause the console's tracker while measuring (it shares this machine)",
+    )
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="lens-anchors-"))
+    os.environ["LENS_INSTANCE_PATH"] = str(workdir / "instance")
+    app = create_app(
+        {
+            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{workdir / 'lens.db'}",
+            "LENS_PASSWORD_METHOD": "pbkdf2:sha256:1",
+            "LENS_EVENT_BUS": InProcessBus(),
+            "RATELIMIT_ENABLED": False,
+        }
+    )
+    with app.app_context():
+        db.create_all()
+    add_technician(app, "Tess Technician", "tess@example.com")
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    sidecar = Sidecar()
+    sidecar_log = open(workdir / "sidecar.log", "wb")  # noqa: SIM115 (open while it runs)
+    sidecar.start(log=sidecar_log)
+    app.extensions["lens.media"] = MediaControl(sidecar.url, sidecar.secret, timeout=10)
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_port}"
+    expect.set_options(timeout=20_000)
+    clip = write_clip(workdir / "board.y4m")
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=CHROMIUM, args=anchored.chromium_args(clip)
+            )
+            _, tech = console_of(browser, base)
+            if args.what == "weight":
+                weight(browser, base, tech)
+            else:
+                session = anchored.start(browser, base, tech, "Bench Customer")
+                if args.what == "latency":
+                    anchored.report_latency(session, args.seconds, load)
+                else:
+                    console = not args.no_console_tracking
+                    anchored.report_throttled(session, args.seconds, load, console)
+            browser.close()
+    finally:
+        server.shutdown()
+        sidecar.stop()
+        sidecar_log.close()
+        time.sleep(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,532 @@
+// Anchored drawings: each drawing stays on the part of the picture it was drawn on while the
+// camera moves (pan, turn, closer or away), hides while that part is out of the picture and
+// comes back with it. Loaded with the vendored jsfeat (feature detection, optical flow, RANSAC)
+// only once a drawing exists, on the technician's console and on the phone alike.
+//
+// Each screen tracks the picture it shows itself (see docs/tools.md for the measurements):
+// - frame to frame: Lucas-Kanade optical flow of up to MAX_POINTS corners, and one robust
+//   (RANSAC) affine motion of the picture, corrected near each drawing by the median motion
+//   of the points around it;
+// - by content: a drawing carries a signature of what it covers (ORB keypoints and their
+//   descriptors, taken from the frame it was drawn on), which the other screen, or this one
+//   after a freeze, a hold or a lost track, finds again in whatever frame it has now.
+// An anchor's transform maps picture fractions (0..1) of its own frame to the current frame.
+(function () {
+  "use strict";
+  const WORK_WIDTH = 320; // the picture is tracked at this width (and the same aspect)
+  const MAX_POINTS = 80;
+  const MIN_POINTS = 50; // fewer tracked points than this: look for new corners
+  const SPACING = 8; // px between tracked points
+  const MAX_FEATURES = 300; // ORB keypoints per frame for finding signatures
+  const SIGNATURE_SIZE = 64; // keypoints kept in a drawing's signature
+  const MIN_MATCHES = 10;
+  const SURE_MATCHES = 16; // this many consistent matches need no second look
+  const MIN_SIGNATURE = 20; // fewer keypoints around a drawing: too little detail to follow
+  const SEEK_MS = 4000; // how long a drawing is looked for before it stays where it is
+  const REGION = 0.22;
+  const GAP_MS = 700;
+  const LEVELS = 4; // optical flow pyramid: follows motions up to ~60 px a frame at WORK_WIDTH
+  const CHECK_EVERY = 10; // frames between checks of a shown drawing against its signature
+  const SNAP = 0.02; // a check that puts the drawing this far (of the width) away moves it // no picture for this long: the camera may have moved meanwhile // the smallest radius (fraction of the width) around a drawing
+  const U8C1 = jsfeat.U8_t | jsfeat.C1_t;
+
+  // --- small affine helpers: [a, b, c, d, e, f] is x' = a x + b y + c, y' = d x + e y + f -
+  const IDENTITY = [1, 0, 0, 0, 1, 0];
+  function apply(m, p) { return [m[0] * p[0] + m[1] * p[1] + m[2], m[3] * p[0] + m[4] * p[1] + m[5]]; }
+  function compose(m, n) { // m after n
+    return [m[0] * n[0] + m[1] * n[3], m[0] * n[1] + m[1] * n[4], m[0] * n[2] + m[1] * n[5] + m[2],
+            m[3] * n[0] + m[4] * n[3], m[3] * n[1] + m[4] * n[4], m[3] * n[2] + m[4] * n[5] + m[5]];
+  }
+  // a pixel-space affine of a w×h picture as one on picture fractions
+  function toFractions(g, w, h) {
+    return [g[0], g[1] * h / w, g[2] / w, g[3] * w / h, g[4], g[5] / h];
+  }
+  function sane(m) { // close to a turn and a zoom: no mirror, no wild zoom, little shear
+    const det = m[0] * m[4] - m[1] * m[3];
+    return det > 0.35 && det < 3 && Math.abs(m[0] - m[4]) < 0.15 && Math.abs(m[1] + m[3]) < 0.15;
+  }
+  function steady(m) { // what a camera can do between two frames
+    return Math.abs(m[0] - 1) < 0.2 && Math.abs(m[4] - 1) < 0.2 && Math.abs(m[1]) < 0.2 &&
+      Math.abs(m[3]) < 0.2 && Math.abs(m[0] - m[4]) < 0.04 && Math.abs(m[1] + m[3]) < 0.04;
+  }
+
+  function popcount(v) {
+    v -= (v >>> 1) & 0x55555555;
+    v = (v & 0x33333333) + ((v >>> 2) & 0x33333333);
+    return (((v + (v >>> 4)) & 0x0f0f0f0f) * 0x01010101) >>> 24;
+  }
+
+  function toBase64(bytes) {
+    let text = "";
+    for (let i = 0; i < bytes.length; i++) text += String.fromCharCode(bytes[i]);
+    return btoa(text);
+  }
+  function fromBase64(text) {
+    const raw = atob(text);
+    const bytes = new Uint8Array(raw.length);
+    for (let i = 0; i < raw.length; i++) bytes[i] = raw.charCodeAt(i);
+    return bytes;
+  }
+
+  // The orientation of a keypoint by its intensity centroid (as in jsfeat's ORB sample).
+  const U_MAX = new Int32Array([15, 15, 15, 15, 14, 14, 14, 13, 13, 12, 11, 10, 9, 8, 6, 3, 0]);
+  function orientation(img, px, py) {
+    const src = img.data;
+    const step = img.cols;
+    const centre = py * step + px;
+    let m01 = 0;
+    let m10 = 0;
+    for (let u = -15; u <= 15; ++u) m10 += u * src[centre + u];
+    for (let v = 1; v <= 15; ++v) {
+      let sum = 0;
+      const d = U_MAX[v];
+      for (let u = -d; u <= d; ++u) {
+        const plus = src[centre + u + v * step];
+        const minus = src[centre + u - v * step];
+        sum += plus - minus;
+        m10 += u * (plus + minus);
+      }
+      m01 += v * sum;
+    }
+    return Math.atan2(m01, m10);
+  }
+
+  // The bounding circle of a shape's points (fractions), in fractions of the width.
+  function extent(points, aspect) {
+    let x0 = 1, y0 = 1, x1 = 0, y1 = 0;
+    points.forEach((p) => {
+      x0 = Math.min(x0, p[0]); y0 = Math.min(y0, p[1]);
+      x1 = Math.max(x1, p[0]); y1 = Math.max(y1, p[1]);
+    });
+    return { centre: [(x0 + x1) / 2, (y0 + y1) / 2], radius: Math.hypot(x1 - x0, (y1 - y0) / aspect) / 2 };
+  }
+
+  // A circle's rim point sits on the drawing; its centre is what it points at.
+  function keyPoint(shape) {
+    if (shape.kind === "circle" || shape.kind === "text") return shape.points[0];
+    if (shape.kind === "arrow") return shape.points[1];
+    return extent(shape.points, 1).centre;
+  }
+
+  function Tracker() {
+    this.canvas = document.createElement("canvas");
+    this.ctx = null;
+    this.w = 0;
+    this.h = 0;
+    this.prev = null;
+    this.cur = null;
+    this.prevXY = new Float32Array(MAX_POINTS * 2);
+    this.curXY = new Float32Array(MAX_POINTS * 2);
+    this.status = new Uint8Array(MAX_POINTS);
+    this.count = 0;
+    this.moved = null; // the last frame's motion of the whole picture (pixels), or null
+    this.pairs = null; // the last frame's tracked point pairs
+    this.featuresCache = null;
+    this.frames = 0;
+    this.busyMs = 0;
+    this.kernel = new jsfeat.motion_model.affine2d();
+    this.ransac = new jsfeat.ransac_params_t(3, 1.5, 0.5, 0.99);
+    this.model = new jsfeat.matrix_t(3, 3, jsfeat.F32_t | jsfeat.C1_t);
+  }
+
+  Tracker.prototype.resize = function (sourceWidth, sourceHeight) {
+    const w = WORK_WIDTH;
+    const h = Math.max(16, Math.round((WORK_WIDTH * sourceHeight) / sourceWidth));
+    if (w === this.w && h === this.h) return false;
+    this.w = w;
+    this.h = h;
+    this.canvas.width = w;
+    this.canvas.height = h;
+    this.ctx = this.canvas.getContext("2d", { willReadFrequently: true });
+    this.prev = new jsfeat.pyramid_t(LEVELS);
+    this.cur = new jsfeat.pyramid_t(LEVELS);
+    this.prev.allocate(w, h, U8C1);
+    this.cur.allocate(w, h, U8C1);
+    this.smooth = new jsfeat.matrix_t(w, h, U8C1);
+    this.corners = [];
+    for (let i = 0; i < w * h; i++) this.corners.push(new jsfeat.keypoint_t(0, 0, 0, 0, -1));
+    this.descriptors = new jsfeat.matrix_t(32, MAX_FEATURES, jsfeat.U8_t | jsfeat.C1_t);
+    this.count = 0;
+    return true;
+  };
+
+  // Read one picture (a video or a canvas); `cut` says it does not follow the last one.
+  Tracker.prototype.frame = function (source, sourceWidth, sourceHeight, cut) {
+    if (!sourceWidth || !sourceHeight) return false;
+    const started = performance.now();
+    if (this.resize(sourceWidth, sourceHeight)) cut = true;
+    this.ctx.drawImage(source, 0, 0, this.w, this.h);
+    const pixels = this.ctx.getImageData(0, 0, this.w, this.h).data;
+    const swap = this.prev;
+    this.prev = this.cur;
+    this.cur = swap;
+    jsfeat.imgproc.grayscale(pixels, this.w, this.h, this.cur.data[0]);
+    this.cur.build(this.cur.data[0], true);
+    this.featuresCache = null;
+    this.moved = null;
+    this.pairs = null;
+    if (cut) this.count = 0;
+    this.followed = 0;
+    if (this.count > 0) this.follow();
+    if (this.count < MIN_POINTS) this.replenish();
+    this.frames++;
+    this.busyMs += performance.now() - started;
+    return true;
+  };
+
+  // Optical flow from the last picture to this one, and the picture's motion.
+  Tracker.prototype.follow = function () {
+    this.followed = this.count;
+    const swap = this.prevXY;
+    this.prevXY = this.curXY;
+    this.curXY = swap;
+    jsfeat.optical_flow_lk.track(this.prev, this.cur, this.prevXY, this.curXY, this.count, 13, 8,
+                                 this.status, 0.01, 0.001);
+    const from = [];
+    const to = [];
+    let kept = 0;
+    for (let i = 0; i < this.count; i++) {
+      const x = this.curXY[2 * i];
+      const y = this.curXY[2 * i + 1];
+      if (!this.status[i] || x < 2 || y < 2 || x > this.w - 3 || y > this.h - 3) continue;
+      from.push({ x: this.prevXY[2 * i], y: this.prevXY[2 * i + 1] });
+      to.push({ x: x, y: y });
+      this.curXY[2 * kept] = x;
+      this.curXY[2 * kept + 1] = y;
+      kept++;
+    }
+    this.count = kept;
+    this.pairs = { from: from, to: to };
+    if (from.length < 12) return;
+    const mask = new jsfeat.matrix_t(from.length, 1, U8C1);
+    if (!jsfeat.motion_estimator.ransac(this.ransac, this.kernel, from, to, from.length, this.model, mask, 400)) return;
+    let inliers = 0;
+    for (let i = 0; i < from.length; i++) inliers += mask.data[i];
+    const m = this.model.data;
+    const motion = [m[0], m[1], m[2], m[3], m[4], m[5]];
+    if (inliers >= 10 && inliers >= 0.35 * from.length && steady(motion)) this.moved = motion;
+  };
+
+  // New corners where the picture has few tracked points.
+  Tracker.prototype.replenish = function () {
+    const img = this.cur.data[0];
+    jsfeat.yape06.laplacian_threshold = 12;
+    jsfeat.yape06.min_eigen_value_threshold = 12;
+    const found = jsfeat.yape06.detect(img, this.corners, 8);
+    const best = this.corners.slice(0, found).sort((a, b) => b.score - a.score);
+    const cols = Math.ceil(this.w / SPACING);
+    const taken = new Uint8Array(cols * Math.ceil(this.h / SPACING));
+    for (let i = 0; i < this.count; i++) {
+      taken[Math.floor(this.curXY[2 * i + 1] / SPACING) * cols + Math.floor(this.curXY[2 * i] / SPACING)] = 1;
+    }
+    for (let i = 0; i < best.length && this.count < MAX_POINTS; i++) {
+      const cell = Math.floor(best[i].y / SPACING) * cols + Math.floor(best[i].x / SPACING);
+      if (taken[cell]) continue;
+      taken[cell] = 1;
+      this.curXY[2 * this.count] = best[i].x;
+      this.curXY[2 * this.count + 1] = best[i].y;
+      this.count++;
+    }
+  };
+
+  // ORB keypoints of the current picture: positions (pixels) and 32-byte descriptors.
+  Tracker.prototype.features = function () {
+    if (this.featuresCache) return this.featuresCache;
+    const img = this.cur.data[0];
+    jsfeat.imgproc.gaussian_blur(img, this.smooth, 5, 0);
+    jsfeat.yape06.laplacian_threshold = 20;
+    jsfeat.yape06.min_eigen_value_threshold = 20;
+    const found = jsfeat.yape06.detect(this.smooth, this.corners, 17);
+    const best = this.corners.slice(0, found).sort((a, b) => b.score - a.score).slice(0, MAX_FEATURES);
+    best.forEach((c) => { c.angle = orientation(this.smooth, c.x | 0, c.y | 0); });
+    jsfeat.orb.describe(this.smooth, best, best.length, this.descriptors);
+    const words = new Uint32Array(best.length * 8);
+    words.set(new Uint32Array(this.descriptors.data.buffer, this.descriptors.data.byteOffset, best.length * 8));
+    this.featuresCache = { points: best.map((c) => [c.x, c.y]), words: words };
+    return this.featuresCache;
+  };
+
+  // What a drawing covers in the current picture: its strongest keypoints around it.
+  Tracker.prototype.signature = function (shape) {
+    if (!this.w) return null;
+    const found = this.features();
+    const around = extent(shape.points, this.h / this.w);
+    const reach = Math.max(REGION, around.radius * 1.5) * this.w;
+    const cx = around.centre[0] * this.w;
+    const cy = around.centre[1] * this.h;
+    const picked = [];
+    for (let i = 0; i < found.points.length && picked.length < SIGNATURE_SIZE; i++) {
+      const p = found.points[i];
+      if (Math.hypot(p[0] - cx, p[1] - cy) <= reach) picked.push(i);
+    }
+    if (picked.length < MIN_SIGNATURE) return null;
+    const bytes = new Uint8Array(picked.length * 32);
+    const all = new Uint8Array(found.words.buffer);
+    picked.forEach((i, k) => bytes.set(all.subarray(i * 32, i * 32 + 32), k * 32));
+    const round = (v) => Math.round(v * 10000) / 10000;
+    return {
+      points: picked.map((i) => [round(found.points[i][0] / this.w), round(found.points[i][1] / this.h)]),
+      descriptors: toBase64(bytes),
+    };
+  };
+
+  // Where a signature's frame lies in the current picture: an affine on fractions, or null.
+  Tracker.prototype.locate = function (signature) {
+    if (!this.w || !signature) return null;
+    const found = this.features();
+    const words = signature.words || (signature.words = new Uint32Array(fromBase64(signature.descriptors).buffer));
+    const from = [];
+    const to = [];
+    const n = found.points.length;
+    for (let s = 0; s < signature.points.length; s++) {
+      let best = 257, second = 257, at = -1;
+      for (let j = 0; j < n; j++) {
+        let d = 0;
+        for (let k = 0; k < 8 && d < second; k++) d += popcount(words[s * 8 + k] ^ found.words[j * 8 + k]);
+        if (d < best) { second = best; best = d; at = j; } else if (d < second) second = d;
+      }
+      if (at >= 0 && best < 64 && best < 0.8 * second) {
+        from.push({ x: signature.points[s][0] * this.w, y: signature.points[s][1] * this.h });
+        to.push({ x: found.points[at][0], y: found.points[at][1] });
+      }
+    }
+    if (from.length < MIN_MATCHES) return null;
+    const mask = new jsfeat.matrix_t(from.length, 1, U8C1);
+    const params = new jsfeat.ransac_params_t(3, 3, 0.5, 0.995);
+    if (!jsfeat.motion_estimator.ransac(params, this.kernel, from, to, from.length, this.model, mask, 1000)) return null;
+    let inliers = 0;
+    for (let i = 0; i < from.length; i++) inliers += mask.data[i];
+    const m = this.model.data;
+    const motion = [m[0], m[1], m[2], m[3], m[4], m[5]];
+    if (inliers < MIN_MATCHES - 2 || inliers < 0.4 * from.length || !sane(motion)) return null;
+    const placed = toFractions(motion, this.w, this.h);
+    placed.sure = inliers >= SURE_MATCHES && inliers >= 0.5 * from.length;
+    return placed;
+  };
+
+  // The motion of the picture near a point (fractions), from the last frame to this one.
+  Tracker.prototype.motionNear = function (centre, radius) {
+    if (!this.moved) return null;
+    const g = this.moved;
+    const cx = centre[0] * this.w;
+    const cy = centre[1] * this.h;
+    const reach = Math.max(REGION, radius * 1.3) * this.w;
+    const dx = [];
+    const dy = [];
+    const pairs = this.pairs;
+    for (let i = 0; i < pairs.from.length; i++) {
+      const p = pairs.from[i];
+      if (Math.hypot(p.x - cx, p.y - cy) > reach) continue;
+      const q = apply(g, [p.x, p.y]);
+      const rx = pairs.to[i].x - q[0];
+      const ry = pairs.to[i].y - q[1];
+      if (Math.abs(rx) < 12 && Math.abs(ry) < 12) { dx.push(rx); dy.push(ry); }
+    }
+    const motion = g.slice();
+    if (dx.length >= 8) { // a part that moves on its own (or parallax): follow its points
+      const median = (v) => v.sort((a, b) => a - b)[v.length >> 1];
+      motion[2] += median(dx);
+      motion[5] += median(dy);
+    }
+    return toFractions(motion, this.w, this.h);
+  };
+
+  // --- one screen: a video (and its frozen still), the anchors drawn over it --------------
+
+  function Screen(video, onChange) {
+    const screen = this;
+    this.video = video;
+    this.onChange = onChange;
+    this.tracker = new Tracker();
+    this.anchors = new Map(); // id → { shape, transform, signature, lost, candidate }
+    this.frozen = null; // the still canvas while the picture is frozen
+    this.cut = true;
+    this.frameRef = null; // the current picture's reference (RTP timestamp, else a count)
+    this.running = false;
+    this.stopped = false;
+    this.lastFrameAt = performance.now();
+    setTimeout(() => screen.run(), 0);
+  }
+
+  // Follow the video's frames (requestVideoFrameCallback) for as long as the screen lives:
+  // each one's reference always, the tracker's work only while there are drawings.
+  Screen.prototype.run = function () {
+    if (this.running || this.stopped) return;
+    this.running = true;
+    const video = this.video;
+    let lastTime = -1;
+    const next = () => {
+      if (this.stopped) return;
+      if (video.requestVideoFrameCallback) video.requestVideoFrameCallback(tick);
+      else requestAnimationFrame(() => tick(performance.now(), null));
+    };
+    const tick = (now, meta) => {
+      const fresh = meta || video.currentTime !== lastTime;
+      lastTime = video.currentTime;
+      if (fresh) {
+        this.frameRef = meta && typeof meta.rtpTimestamp === "number"
+          ? meta.rtpTimestamp >>> 0 : (meta ? meta.presentedFrames : null);
+      }
+      if (fresh && !this.frozen && !this.paused && this.anchors.size) {
+        // a gap in the video (hold, a paused camera, a lost connection): find the drawings again
+        if (performance.now() - this.lastFrameAt > GAP_MS) this.resume();
+        this.lastFrameAt = performance.now();
+        if (this.tracker.frame(video, video.videoWidth, video.videoHeight, this.cut)) {
+          this.cut = false;
+          this.update();
+        }
+      } else if (!this.anchors.size) {
+        this.cut = true; // nothing tracked meanwhile: the next drawing starts afresh
+      }
+      next();
+    };
+    next();
+  };
+
+  // Move every anchor with the picture. A drawing whose picture jumped (the motion could not
+  // be followed) hides until its signature is found again; a shown one is checked against its
+  // signature now and then, which undoes any drift.
+  Screen.prototype.update = function () {
+    const now = performance.now();
+    const tracker = this.tracker;
+    const aspect = tracker.h / tracker.w;
+    const jumped = !tracker.moved && tracker.followed >= 30;
+    const check = tracker.frames % CHECK_EVERY === 0;
+    this.anchors.forEach((anchor) => {
+      if (anchor.pinned) return;
+      const here = anchor.shape.points.map((p) => apply(anchor.transform, p));
+      const around = extent(here, aspect);
+      const motion = tracker.motionNear(around.centre, around.radius);
+      if (motion) anchor.transform = compose(motion, anchor.transform);
+      else if (jumped && anchor.signature && !anchor.lost) {
+        const found = tracker.locate(anchor.signature); // where it went, if that is clear at once
+        if (found && found.sure) {
+          anchor.transform = found.slice(0, 6);
+          return;
+        }
+        anchor.lost = true;
+        anchor.lostAt = now;
+      }
+      if (!anchor.signature) return;
+      if (anchor.candidate && motion) anchor.candidate = compose(motion, anchor.candidate);
+      const key = apply(anchor.transform, keyPoint(anchor.shape));
+      const shown = key[0] >= 0 && key[0] <= 1 && key[1] >= 0 && key[1] <= 1;
+      if (anchor.lost || anchor.candidate ? tracker.frames % 2 === 0 : check && shown) {
+        const found = tracker.locate(anchor.signature);
+        if (!found) {
+          anchor.candidate = null;
+          if (anchor.lost && now - anchor.lostAt > SEEK_MS && tracker.features().points.length < 40) {
+            anchor.lost = false; // a picture with too little detail to find it in: show it as it was
+          }
+          return;
+        }
+        const at = apply(found, keyPoint(anchor.shape));
+        const agrees = (m) => {
+          const p = apply(m, keyPoint(anchor.shape));
+          return Math.hypot(p[0] - at[0], (p[1] - at[1]) * aspect) <= SNAP;
+        };
+        if (!anchor.lost && agrees(anchor.transform)) { anchor.candidate = null; return; }
+        // a new place is taken once a second look agrees: a similar part elsewhere is not enough
+        if (found.sure || (anchor.candidate && agrees(anchor.candidate))) {
+          anchor.transform = found.slice(0, 6);
+          anchor.lost = false;
+          anchor.found = true;
+          anchor.candidate = null;
+        } else {
+          anchor.candidate = found.slice(0, 6);
+        }
+      }
+    });
+    if (this.onChange) this.onChange();
+  };
+
+  // The technician's new drawing, anchored to the picture shown now; returns its anchor.
+  Screen.prototype.draw = function (shape) {
+    this.readNow();
+    const signature = shape.pinned ? null : this.tracker.signature(shape);
+    this.anchors.set(shape.id, { shape: shape, pinned: !signature, transform: IDENTITY.slice(),
+                                 signature: signature, found: true, lost: false, candidate: null });
+    this.run();
+    return signature ? { frame: this.frameRef, points: signature.points, descriptors: signature.descriptors } : null;
+  };
+
+  // A drawing made on the other screen: hidden until its signature is found in this picture
+  // (a picture with too little detail to find it in shows it where it was drawn). One without
+  // an anchor (pinned) never moves.
+  Screen.prototype.adopt = function (shape) {
+    if (!shape.id || !shape.anchor || shape.pinned) return;
+    const anchor = { shape: shape, pinned: false, transform: IDENTITY.slice(), signature: shape.anchor,
+                     found: false, lost: true, lostAt: performance.now(), candidate: null };
+    this.anchors.set(shape.id, anchor);
+    if (this.readNow()) {
+      const found = this.tracker.locate(anchor.signature);
+      if (found) { anchor.transform = found.slice(0, 6); anchor.found = true; }
+      if (found || this.frozen) anchor.lost = false; // a still will not change: show it anyway
+    }
+    this.run();
+  };
+
+  // Make the tracker's picture the one shown now (the frozen still, or the video's frame)
+  // unless it is following the video already.
+  Screen.prototype.readNow = function () {
+    if (this.frozen) return this.tracker.w > 0;
+    if (this.anchors.size && this.tracker.w && !this.cut) return true;
+    const video = this.video;
+    if (!this.tracker.frame(video, video.videoWidth, video.videoHeight, true)) return false;
+    this.cut = false;
+    this.lastFrameAt = performance.now();
+    return true;
+  };
+
+  // The picture is held (freeze): anchors stay put, new drawings anchor to the still.
+  Screen.prototype.freeze = function (still) {
+    this.frozen = still;
+    if (still && still.width) this.tracker.frame(still, still.width, still.height, true);
+    this.cut = true;
+  };
+
+  // Live again, or the video came back after a gap (hold): find each drawing again.
+  Screen.prototype.resume = function () {
+    const wasFrozen = this.frozen;
+    this.frozen = null;
+    this.cut = true;
+    const now = performance.now();
+    this.anchors.forEach((anchor) => {
+      if (anchor.pinned || !anchor.signature) return;
+      anchor.lost = true; // hidden until found: the camera may have moved meanwhile
+      anchor.lostAt = now;
+      if (wasFrozen) anchor.found = false;
+    });
+    this.run();
+  };
+
+  Screen.prototype.clear = function () { this.anchors.clear(); };
+  Screen.prototype.stop = function () { this.stopped = true; this.anchors.clear(); };
+
+  // The shapes as they should be drawn now: moved with their anchors, without those whose
+  // anchored part is out of the picture.
+  Screen.prototype.place = function (shapes) {
+    const shown = [];
+    shapes.forEach((shape) => {
+      const anchor = this.anchors.get(shape.id);
+      if (!anchor || anchor.pinned) { shown.push(shape); return; }
+      if (anchor.lost) return;
+      const moved = shape.points.map((p) => apply(anchor.transform, p));
+      const key = apply(anchor.transform, keyPoint(shape));
+      if (key[0] < 0 || key[0] > 1 || key[1] < 0 || key[1] > 1) return;
+      shown.push(Object.assign({}, shape, { points: moved }));
+    });
+    return shown;
+  };
+
+  Screen.prototype.stats = function () {
+    const t = this.tracker;
+    return { frames: t.frames, msPerFrame: t.frames ? t.busyMs / t.frames : 0, points: t.count,
+             anchors: this.anchors.size };
+  };
+
+  window.LensAnchors = {
+    screen: (video, onChange) => new Screen(video, onChange),
+    Tracker: Tracker,
+  };
+})();
