@@ -66,6 +66,8 @@ def load_settings(instance_path: str, env: Mapping[str, str] | None = None) -> d
         # how long a write waits for a busy database before the user is told to try again
         "LENS_DB_BUSY_SECONDS": float(env.get("LENS_DB_BUSY_SECONDS", "15")),
         "REDIS_URL": redis_url,
+        # channels and keys of this site in Redis (several sites may share one server)
+        "LENS_REDIS_PREFIX": env.get("LENS_REDIS_PREFIX") or "lens:",
         "RATELIMIT_STORAGE_URI": env.get("LENS_RATELIMIT_STORAGE_URI")
         or (redis_url if redis_url else "memory://"),
         "RATELIMIT_HEADERS_ENABLED": True,

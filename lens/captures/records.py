@@ -28,6 +28,7 @@ SNAPSHOT_TAKEN = "snapshot"
 SNAPSHOT_DOWNLOADED = "snapshot_downloaded"
 RECORDING_STARTED = "recording_started"
 RECORDING_STOPPED = "recording_stopped"
+RECORDING_CUT = "recording_cut"  # its sidecar died: the file kept all but the last moment
 
 
 def inside(root: Path, relative: str) -> Path:
@@ -105,10 +106,16 @@ def start_recording(
     technician: Technician,
     relative_path: str,
     now: datetime,
+    media_boot: str | None = None,
 ) -> Recording:
-    """Keep a Recording row for a file the sidecar began writing, and an event."""
+    """Keep a Recording row for a file the sidecar (process `media_boot`) began writing, and
+    an event."""
     recording = Recording(
-        lens_session=lens_session, technician=technician, started_at=now, path=relative_path
+        lens_session=lens_session,
+        technician=technician,
+        started_at=now,
+        path=relative_path,
+        media_boot=media_boot,
     )
     db.add(recording)
     lifecycle.record_event(

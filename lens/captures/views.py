@@ -156,7 +156,12 @@ def make_captures_blueprint(console: str, url_prefix: str) -> Blueprint:
         written = Path(reply.get("path") or target).resolve()
         relative = written.relative_to(root.resolve()).as_posix()
         records.start_recording(
-            db.session, lens_session, current_user._get_current_object(), relative, now_utc()
+            db.session,
+            lens_session,
+            current_user._get_current_object(),
+            relative,
+            now_utc(),
+            media_boot=reply.get("boot"),
         )
         db.session.commit()
         return render_captures(lens_session)

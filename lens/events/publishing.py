@@ -35,6 +35,7 @@ class _Touched:
         self.technicians: set[int] = set()
         self.changed = False  # a column of the session row (its state, its technician…)
         self.events = False  # a new line in its log
+        self.captures = False  # a recording started or stopped (the console's captures panel)
 
 
 # Columns whose change no list or panel shows: the tools' state, bookkeeping.
@@ -66,6 +67,8 @@ def _after_flush(session: Session, flush_context: object) -> None:
                 entry = touched.setdefault(owner.id, _Touched())
                 entry.technicians.add(owner.technician_id)
                 entry.events = True
+                if obj.kind.startswith("recording_"):
+                    entry.captures = True
 
 
 def _publish(session: Session) -> None:
@@ -82,6 +85,7 @@ def _publish(session: Session) -> None:
                 "session_id": session_id,
                 "changed": entry.changed,
                 "events": entry.events,
+                "captures": entry.captures,
             }
             bus.publish(session_topic(session_id), message)
             for technician_id in entry.technicians:

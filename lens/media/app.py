@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hmac
 import logging
 import re
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -16,6 +18,7 @@ from aiortc import RTCSessionDescription
 
 from lens.media import passthrough
 from lens.media.config import MediaConfig
+from lens.media.heartbeat import BOOT, heartbeat, new_boot
 from lens.media.sessions import PUBLISHER, SUBSCRIBER, MediaSessions, SessionError
 
 logger = logging.getLogger(__name__)
@@ -32,8 +35,11 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 def make_app(config: MediaConfig) -> web.Application:
     """Build the sidecar: control routes, bearer-secret auth, shutdown that closes all."""
     app = web.Application(middlewares=[require_secret, json_errors])
+    if not config.sidecar_id:
+        config = dataclasses.replace(config, sidecar_id=f"{socket.gethostname()}-{config.port}")
     app[CONFIG] = config
     app[SESSIONS] = MediaSessions(config.network or config.ice_servers)
+    app[BOOT] = new_boot()
     app[CODECS] = passthrough.count_codecs()
     app.add_routes(
         [
@@ -50,6 +56,7 @@ def make_app(config: MediaConfig) -> web.Application:
         ]
     )
     app.cleanup_ctx.append(reap_idle_sessions)
+    app.cleanup_ctx.append(heartbeat(config))
     app.on_shutdown.append(close_sessions)
     return app
 
@@ -188,7 +195,9 @@ async def post_recording(request: web.Request) -> web.Response:
     action = body.get("action") if isinstance(body, dict) else None
     if action == "start":
         root = request.app[CONFIG].recordings_path
-        return web.json_response(session.start_recording(root, body.get("path")))
+        started = session.start_recording(root, body.get("path"))
+        # which process writes it: a restarted sidecar (new boot) no longer does
+        return web.json_response({**started, "boot": request.app[BOOT]})
     if action == "stop":
         return web.json_response((await session.stop_recording()).as_json())
     raise SessionError('body must be {"action": "start", "path": ...} or {"action": "stop"}', 400)
@@ -196,7 +205,7 @@ async def post_recording(request: web.Request) -> web.Response:
 
 async def get_session(request: web.Request) -> web.Response:
     """Both legs' state: connection, codecs, frames and bytes, resolution."""
-    return web.json_response(existing_session(request).state())
+    return web.json_response({**existing_session(request).state(), "boot": request.app[BOOT]})
 
 
 async def delete_session(request: web.Request) -> web.Response:
@@ -208,7 +217,16 @@ async def delete_session(request: web.Request) -> web.Response:
 
 async def healthz(request: web.Request) -> web.Response:
     """Liveness, no auth."""
-    return web.json_response({"status": "ok", "sessions": len(request.app[SESSIONS])})
+    config = request.app[CONFIG]
+    return web.json_response(
+        {
+            "status": "ok",
+            "id": config.sidecar_id,
+            "boot": request.app[BOOT],
+            "sessions": len(request.app[SESSIONS]),
+            "capacity": config.capacity,
+        }
+    )
 
 
 async def metrics(request: web.Request) -> web.Response:

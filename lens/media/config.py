@@ -26,6 +26,13 @@ class MediaConfig:
     # port range, announced address, interfaces, TURN secret (lens.media.ice); None: the
     # defaults, with `ice_servers`
     network: NetworkSettings | None = None
+    # Several sidecars (lens/media/heartbeat.py): with a Redis URL the sidecar registers
+    # itself there and heartbeats; the web processes pin each session to one of them.
+    redis_url: str = ""
+    registry_prefix: str = "lens:"
+    sidecar_id: str = ""
+    advertise_url: str = ""  # the control URL as the web processes reach it
+    capacity: int = 20  # sessions this sidecar is meant to carry
 
 
 def load_config(environ: Mapping[str, str] | None = None) -> MediaConfig:
@@ -44,7 +51,23 @@ def load_config(environ: Mapping[str, str] | None = None) -> MediaConfig:
         ice_servers=ice_servers,
         recordings_path=Path(env.get("LENS_RECORDINGS_PATH") or instance / "recordings"),
         network=load_network_settings(env, ice_servers),
+        redis_url=env.get("REDIS_URL", ""),
+        registry_prefix=env.get("LENS_REDIS_PREFIX") or "lens:",
+        sidecar_id=env.get("LENS_MEDIA_ID", ""),
+        advertise_url=env.get("LENS_MEDIA_ADVERTISE_URL", ""),
+        capacity=_positive(env, "LENS_MEDIA_CAPACITY", 20),
     )
+
+
+def _positive(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name) or str(default)
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be a whole number, got {raw!r}") from exc
+    if value < 1:
+        raise ValueError(f"{name} must be at least 1, got {value}")
+    return value
 
 
 def read_or_create_secret(path: Path) -> str:
