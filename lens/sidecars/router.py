@@ -106,7 +106,7 @@ class MediaRouter:
                 )
             )  # fmt: skip
         bus = current_app.extensions["lens.events"]
-        message = {"type": "session", "session_id": session_id}
+        message = {"type": "session", "session_id": session_id, "changed": False, "events": True}
         try:
             bus.publish(session_topic(session_id), message)
             bus.publish(technician_topic(technician_id), message)

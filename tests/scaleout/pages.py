@@ -1,4 +1,4 @@
-"""aiortc peers that behave like the Lens pages: they signal through a web process's
+"""aiortc peers that behave like the Lens pages: they signal through a web process's page
 WebSocket (not the sidecar's API) and, like static/js/webrtc.js, re-offer on a new peer
 connection when their media stops (the pages do it when Chrome reports the connection
 "disconnected"/"failed"; these peers when nothing arrived for SILENCE_SECONDS)."""
@@ -31,9 +31,10 @@ SILENCE_SECONDS = 2.0
 class Page:
     """The phone's page (`phone=True`: sends video + audio) or the technician's."""
 
-    url: str  # ws://host/path of the signaling socket
+    url: str  # ws://host/path of the page's socket
     cookie: str
     phone: bool
+    session: int | None = None  # the console names the session an offer is for
     video: EncodedClip | None = None
     audio: EncodedClip | None = None
     received: dict[str, ReceivedMedia] = field(default_factory=dict)
@@ -65,11 +66,24 @@ class Page:
     async def _exchange(self, sdp: str) -> dict:
         loop = asyncio.get_running_loop()
 
+        ref = f"offer-{self.offers}"
+
         def talk() -> dict:
             if self.ws is None or not self.ws.connected:
                 self.ws = Client.connect(self.url, headers={"Cookie": self.cookie})
-            self.ws.send(json.dumps({"type": "offer", "sdp": sdp}))
-            return json.loads(self.ws.receive(timeout=30))
+            message = {"type": "offer", "sdp": sdp, "ref": ref}
+            if self.session is not None:
+                message["session"] = self.session
+            self.ws.send(json.dumps(message))
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:  # the page's socket also carries pushes
+                raw = self.ws.receive(timeout=max(0.1, deadline - time.monotonic()))
+                if not raw or raw.startswith("<"):
+                    continue
+                reply = json.loads(raw)
+                if reply.get("ref") == ref:
+                    return reply
+            return {"type": "error", "reason": "no answer"}
 
         return await loop.run_in_executor(None, talk)
 

@@ -134,10 +134,12 @@ def test_two_web_processes_and_two_sidecars_pin_and_fail_over(
 
         # media: the phone signals through A, the technician through B
         video, audio = encode_vp8_clip(seconds=2.0), encode_opus_clip(1.0)
-        phone_page = Page(f"ws://{host_a}/c/media", cookie_header(phone.http), True, video, audio)
+        phone_page = Page(
+            f"ws://{host_a}/c/ws", cookie_header(phone.http), True, video=video, audio=audio
+        )
         tech_page = Page(
-            f"ws://{host_b}/console/sessions/{session_id}/media",
-            cookie_header(tech.http), False, audio=audio,
+            f"ws://{host_b}/console/ws", cookie_header(tech.http), False, session=session_id,
+            audio=audio,
         )  # fmt: skip
         pages += [phone_page, tech_page]
 
@@ -157,23 +159,24 @@ def test_two_web_processes_and_two_sidecars_pin_and_fail_over(
         assert legs, "the pinned sidecar has no legs of the session"
         assert sidecars[other].session_legs(session_id, secret) == {}
 
-        # chat both ways across the two processes
+        # chat both ways across the two processes (each page's own socket)
         phone_chat = Client.connect(
-            f"ws://{host_a}/c/controls", headers={"Cookie": cookie_header(phone.http)}
+            f"ws://{host_a}/c/ws", headers={"Cookie": cookie_header(phone.http)}
         )
         tech_chat = Client.connect(
-            f"ws://{host_b}/console/sessions/{session_id}/controls",
-            headers={"Cookie": cookie_header(tech.http)},
+            f"ws://{host_b}/console/ws", headers={"Cookie": cookie_header(tech.http)}
         )
+        tech_chat.send(json.dumps({"type": "open", "session": session_id}))
         import redis
 
         channel = f"{prefix}controls:{session_id}"
-        wait_until(  # each process's bus subscribed for its control socket
+        wait_until(  # each process's bus subscribed for its page's controls
             lambda: redis.Redis.from_url(redis_url).pubsub_numsub(channel)[0][1] == 2,
             5,
             "both control sockets subscribed",
         )
-        tech_chat.send(json.dumps({"type": "chat", "text": "Hello from B"}))
+        assert receive_until(tech_chat, f"session-log-{session_id}", time.monotonic() + 5)
+        tech_chat.send(json.dumps({"type": "chat", "text": "Hello from B", "session": session_id}))
         assert receive_until(phone_chat, "Hello from B", time.monotonic() + 5)
         phone_chat.send(json.dumps({"type": "chat", "text": "Hi from A"}))
         assert receive_until(tech_chat, "Hi from A", time.monotonic() + 5)
@@ -199,7 +202,8 @@ def test_two_web_processes_and_two_sidecars_pin_and_fail_over(
             ).all()
         assert kinds.count("media_moved") == 1
         assert sidecars[other].session_legs(session_id, secret)
-        pushed = receive_until(console_ws, "stopped answering", time.monotonic() + 5)
+        # the console's open panel says what happened
+        pushed = receive_until(tech_chat, "stopped answering", time.monotonic() + 5)
         assert pushed is not None and "moved to" in pushed
 
         # the next session is pinned to the sidecar that lives
