@@ -39,6 +39,13 @@ def load_config(environ: Mapping[str, str] | None = None) -> MediaConfig:
     """Build the config from LENS_MEDIA_* / LENS_ICE_SERVERS / LENS_TURN_* /
     LENS_INSTANCE_PATH / LENS_RECORDINGS_PATH; a ValueError names a bad setting."""
     env = os.environ if environ is None else environ
+    database = env.get("DATABASE_URL", "")
+    if database and not database.startswith("sqlite") and not env.get("LENS_MEDIA_SECRET"):
+        # several hosts: every web host calls this sidecar with the one shared secret
+        raise ValueError(
+            "DATABASE_URL names a database server, so this may be one of several hosts: set "
+            "LENS_MEDIA_SECRET to the same value on every host (docs/scale-out.md)"
+        )
     instance = Path(env.get("LENS_INSTANCE_PATH") or "instance")
     secret = env.get("LENS_MEDIA_SECRET") or read_or_create_secret(instance / "media-secret")
     ice_servers = json.loads(env.get("LENS_ICE_SERVERS") or "[]")

@@ -58,6 +58,9 @@ def make_app(tmp_path, monkeypatch, database_url: str, redis_url: str = ""):
     """An app as a scaled-out web process would run it: settings from the environment."""
     monkeypatch.setenv("LENS_INSTANCE_PATH", str(tmp_path / "instance"))
     monkeypatch.setenv("DATABASE_URL", database_url)
+    # the settings every host of a multi-host site shares (lens.config.check_shared_settings)
+    monkeypatch.setenv("SECRET_KEY", os.environ.get("SECRET_KEY") or "test-shared-secret-key")
+    monkeypatch.setenv("LENS_MEDIA_SECRET", os.environ.get("LENS_MEDIA_SECRET") or "test-media")
     if redis_url:
         monkeypatch.setenv("REDIS_URL", redis_url)
     else:
