@@ -137,7 +137,15 @@ def load_settings(instance_path: str, env: Mapping[str, str] | None = None) -> d
         "LENS_MEDIA_TIMEOUT": float(env.get("LENS_MEDIA_TIMEOUT", "10")),
         # Where the sidecar writes recordings (it reads the same variable); snapshots go to
         # <instance>/captures.
-        "LENS_RECORDINGS_PATH": env.get("LENS_RECORDINGS_PATH") or str(instance / "recordings"),
+        "LENS_RECORDINGS_PATH": env.get("LENS_RECORDINGS_PATH")
+        or str(Path(env.get("LENS_STORAGE_PATH") or instance) / "recordings"),
+        # Snapshots and finished recordings (lens/storage.py): a folder every host shares,
+        # or an S3-compatible object store.
+        "LENS_STORAGE": env.get("LENS_STORAGE", "folder"),
+        "LENS_STORAGE_PATH": env.get("LENS_STORAGE_PATH", ""),
+        "LENS_S3_BUCKET": env.get("LENS_S3_BUCKET", ""),
+        "LENS_S3_ENDPOINT_URL": env.get("LENS_S3_ENDPOINT_URL", ""),
+        "LENS_S3_REGION": env.get("LENS_S3_REGION", ""),
         # Chat messages and URLs a technician sends with one click, "|" between them.
         # Empty: the built-in ones, in the technician's language (lens.chat.text).
         "LENS_CHAT_PRESETS": [

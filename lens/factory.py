@@ -89,6 +89,12 @@ def register_extensions(app: Flask) -> None:
     )
     publishing.install()
 
+    from lens.storage import storage_from_env
+
+    app.extensions["lens.storage"] = app.config.get("LENS_STORAGE_BACKEND") or storage_from_env(
+        app.config, Path(app.instance_path)
+    )
+
     from lens.sidecars import MediaRouter, RedisRegistry, StaticRegistry
 
     if app.config["REDIS_URL"]:  # sidecars register there (several, pinned per session)

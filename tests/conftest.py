@@ -34,6 +34,14 @@ REDIS_URL = os.environ.get("REDIS_URL", "")
 RUN_PREFIX = f"lens-test-{secrets.token_hex(4)}:"  # this run's Redis channels and keys
 
 
+@pytest.fixture(autouse=True)
+def _servers_only_through_fixtures(monkeypatch) -> None:
+    """The run's DATABASE_URL/REDIS_URL reach a test through the fixtures below, never
+    through the environment of an app or a process the test starts itself."""
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.delenv("REDIS_URL", raising=False)
+
+
 def on_postgres() -> bool:
     return DATABASE_URL.startswith("postgresql")
 

@@ -23,6 +23,7 @@ from lens.captures.models import (
 )
 from lens.sessions import lifecycle
 from lens.sessions.models import LensSession
+from lens.storage import Storage
 
 SNAPSHOT_TAKEN = "snapshot"
 SNAPSHOT_DOWNLOADED = "snapshot_downloaded"
@@ -46,14 +47,12 @@ def store_snapshot(
     technician: Technician,
     png: bytes,
     size: tuple[int, int],
-    instance_path: Path,
+    storage: Storage,
     now: datetime,
 ) -> Snapshot:
-    """Write the PNG under captures/<session id>/ and keep a Snapshot row and an event."""
+    """Keep the PNG as captures/<session id>/… in the storage, a Snapshot row and an event."""
     relative = f"captures/{lens_session.id}/{secrets.token_hex(8)}.png"
-    file = inside(instance_path, relative)
-    file.parent.mkdir(parents=True, exist_ok=True)
-    file.write_bytes(png)
+    storage.put_bytes(relative, png, "image/png")
     width, height = size
     snapshot = Snapshot(
         lens_session=lens_session,
@@ -88,6 +87,11 @@ def log_download(
         now=now,
         detail=file_format.upper(),
     )
+
+
+def stored_recording_key(relative_path: str) -> str:
+    """A recording's key in the object store (the sidecar uploads it there when finished)."""
+    return f"recordings/{relative_path}"
 
 
 def new_recording_path(lens_session: LensSession) -> str:

@@ -11,6 +11,7 @@ import re
 import socket
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -199,8 +200,33 @@ async def post_recording(request: web.Request) -> web.Response:
         # which process writes it: a restarted sidecar (new boot) no longer does
         return web.json_response({**started, "boot": request.app[BOOT]})
     if action == "stop":
-        return web.json_response((await session.stop_recording()).as_json())
+        result = (await session.stop_recording()).as_json()
+        config = request.app[CONFIG]
+        if config.storage.get("LENS_STORAGE") == "s3" and result.get("size"):
+            result.update(await upload_recording(config, Path(result["path"])))
+        return web.json_response(result)
     raise SessionError('body must be {"action": "start", "path": ...} or {"action": "stop"}', 400)
+
+
+async def upload_recording(config: MediaConfig, path: Path) -> dict[str, Any]:
+    """Move a finished recording into the object store (the web hosts serve it from there);
+    on failure the file stays here and the answer says why."""
+    from lens.storage import StorageError, storage_from_env
+
+    relative = path.resolve().relative_to(config.recordings_path.resolve()).as_posix()
+    mime = "video/webm" if path.suffix == ".webm" else "video/x-matroska"
+
+    def upload() -> None:
+        storage = storage_from_env(config.storage, config.recordings_path)
+        storage.put_file(f"recordings/{relative}", path, mime)
+        path.unlink()
+
+    try:
+        await asyncio.get_running_loop().run_in_executor(None, upload)
+    except StorageError as exc:
+        logger.error("recording %s not uploaded: %s", path, exc)
+        return {"stored": "local", "storage_error": str(exc)}
+    return {"stored": "s3"}
 
 
 async def get_session(request: web.Request) -> web.Response:

@@ -33,6 +33,8 @@ class MediaConfig:
     sidecar_id: str = ""
     advertise_url: str = ""  # the control URL as the web processes reach it
     capacity: int = 20  # sessions this sidecar is meant to carry
+    # LENS_STORAGE=s3: a finished recording is uploaded there (lens/storage.py)
+    storage: dict[str, str] = field(default_factory=dict)
 
 
 def load_config(environ: Mapping[str, str] | None = None) -> MediaConfig:
@@ -56,8 +58,16 @@ def load_config(environ: Mapping[str, str] | None = None) -> MediaConfig:
         host=env.get("LENS_MEDIA_HOST") or "127.0.0.1",
         port=int(env.get("LENS_MEDIA_PORT") or 8765),
         ice_servers=ice_servers,
-        recordings_path=Path(env.get("LENS_RECORDINGS_PATH") or instance / "recordings"),
+        recordings_path=Path(
+            env.get("LENS_RECORDINGS_PATH")
+            or Path(env.get("LENS_STORAGE_PATH") or instance) / "recordings"
+        ),
         network=load_network_settings(env, ice_servers),
+        storage=dict(
+            (k, env[k])
+            for k in ("LENS_STORAGE", "LENS_S3_BUCKET", "LENS_S3_ENDPOINT_URL", "LENS_S3_REGION")
+            if env.get(k)
+        ),  # fmt: skip
         redis_url=env.get("REDIS_URL", ""),
         registry_prefix=env.get("LENS_REDIS_PREFIX") or "lens:",
         sidecar_id=env.get("LENS_MEDIA_ID", ""),

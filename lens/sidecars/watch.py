@@ -23,6 +23,7 @@ from lens.captures.salvage import salvage_recording
 from lens.extensions import db
 from lens.sessions import lifecycle
 from lens.sessions.models import LensSession
+from lens.storage import StorageError
 from lens.timeutil import now_utc
 
 log = logging.getLogger(__name__)
@@ -100,9 +101,17 @@ def close_lost_recording(recording_id: int) -> int:
     recording = db.session.get(Recording, recording_id)
     root = Path(current_app.config["LENS_RECORDINGS_PATH"])
     try:
-        duration, size = salvage_recording(records.inside(root, recording.path))
+        file = records.inside(root, recording.path)
     except ValueError:
-        duration, size = 0.0, 0
+        file = None
+    duration, size = salvage_recording(file) if file is not None else (0.0, 0)
+    storage = current_app.extensions["lens.storage"]
+    if storage.kind == "s3" and file is not None and file.exists():
+        try:  # what the sidecar would have uploaded at its stop
+            storage.put_file(records.stored_recording_key(recording.path), file, "video/webm")
+            file.unlink()
+        except StorageError as exc:
+            log.error("salvaged recording %s not uploaded: %s", recording_id, exc)
     recording.duration, recording.size = duration, size
     lifecycle.record_event(
         db.session,
