@@ -141,7 +141,12 @@ def run_level(
             other_cpu=100 * (busy1 - busy0 - sidecar_cpu) / elapsed - result["loadgen_cpu"],
             loadavg=float(loadavg),
         )
-        ask([w for w, _ in busy], ("stop", {"url": "", "secret": secret}), "stopped")
+        for worker, sidecar in busy:  # each worker deletes its sessions on its sidecar
+            worker.send(("stop", {"system": "lens", "url": sidecar.url, "secret": secret}))
+        for worker, _ in busy:
+            kind, payload = worker.recv()
+            if kind != "stopped":
+                raise RuntimeError(f"worker: {kind} {payload}")
         return result
     finally:
         for sidecar in sidecars:

@@ -60,7 +60,7 @@ class PostgresDatabases:
     def create(self) -> str:
         from sqlalchemy import text
 
-        name = f"lens_test_{secrets.token_hex(4)}"
+        name = f"{os.environ.get('LENS_TEST_DB_PREFIX', 'lens_test')}_{secrets.token_hex(4)}"
         with self._admin.connect() as connection:
             connection.execute(text(f'CREATE DATABASE "{name}"'))
         self._made.append(name)

@@ -33,7 +33,7 @@ def postgres_url() -> Iterator[str]:
     """A fresh, empty PostgreSQL database, dropped afterwards."""
     if not _reachable_postgres():
         pytest.fail(f"PostgreSQL is not reachable at {POSTGRES} (set LENS_TEST_POSTGRES_URL)")
-    name = f"lens_test_{secrets.token_hex(4)}"
+    name = f"{os.environ.get('LENS_TEST_DB_PREFIX', 'lens_test')}_{secrets.token_hex(4)}"
     admin = create_engine(POSTGRES, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
         connection.execute(text(f'CREATE DATABASE "{name}"'))
