@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from lens import create_app
 from lens.events import RedisBus
 from lens.extensions import db, limiter
+from lens.factory import create_app
 from tests.conftest import PASSWORD, add_technician, csrf_from
 from tests.web.test_live import Browser, receive_until, session_id_of
 

@@ -28,7 +28,7 @@ SESSIONS = 72
 SWEEPER = """
 import os, sys, time
 from pathlib import Path
-from lens import create_app
+from lens.factory import create_app
 from lens.cli import sweep_once
 app = create_app({"LENS_PASSWORD_METHOD": "pbkdf2:sha256:1"})
 with app.app_context():
