@@ -49,9 +49,9 @@ def s3_server(tmp_path, monkeypatch):
     deadline = time.monotonic() + 30
     while True:
         try:
-            requests.get(url, timeout=1)
+            requests.get(url, timeout=5)
             break
-        except requests.ConnectionError:
+        except requests.RequestException:  # not listening yet, or still loading (slow)
             assert process.poll() is None, "moto_server exited"
             assert time.monotonic() < deadline, "moto_server did not come up"
             time.sleep(0.1)
