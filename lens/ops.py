@@ -55,17 +55,20 @@ def check_sidecars() -> tuple[str, list[dict]]:
 
 @bp.get("/healthz")
 def healthz():
-    """200 when the database, Redis (if used) and a media sidecar answer; else 503 and which."""
+    """Which dependency is down: 503 when the database or Redis is (this process cannot
+    serve); no live media sidecar is "degraded", 200 (pages work, video does not)."""
     checks = {"database": check_database()}
     redis_state = check_redis()
     if redis_state is not None:
         checks["redis"] = redis_state
     checks["sidecars"], sidecars = check_sidecars()
     down = sorted(name for name, state in checks.items() if state != "ok")
-    body = {"status": "down" if down else "ok", "down": down, **checks}
+    fatal = [name for name in down if name != "sidecars"]
+    status = "down" if fatal else "degraded" if down else "ok"
+    body = {"status": status, "down": down, **checks}
     if sidecars:
         body["sidecar_list"] = sidecars
-    return jsonify(body), 503 if down else 200
+    return jsonify(body), 503 if fatal else 200
 
 
 @bp.get("/metrics")

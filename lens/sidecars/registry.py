@@ -48,7 +48,7 @@ class StaticRegistry:
 
     pins = False  # nothing to choose between: sessions are not pinned
 
-    def __init__(self, url: str, timeout: float = 1.0) -> None:
+    def __init__(self, url: str, timeout: float = 0.5) -> None:
         self.url = url.rstrip("/")
         self.fixed = SidecarInfo(id="default", url=self.url, boot="")
         self._timeout = timeout

@@ -148,3 +148,20 @@ def test_healthz_names_the_database_when_it_is_down(app):
     assert health.status_code == 503
     assert health.json["database"].startswith("down")
     assert "database" in health.json["down"]
+
+
+def test_healthz_says_when_no_media_sidecar_answers(app):
+    import socket
+
+    from lens.sidecars import MediaRouter, StaticRegistry
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        nobody = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    app.extensions["lens.media"] = MediaRouter(StaticRegistry(nobody), "secret")
+    health = app.test_client().get("/healthz")
+    assert health.status_code == 200  # the pages still work; video does not
+    assert health.json["status"] == "degraded"
+    assert health.json["down"] == ["sidecars"]
+    assert health.json["sidecars"].startswith("down")
+    assert health.json["database"] == "ok"
