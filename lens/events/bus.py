@@ -118,6 +118,8 @@ class RedisBus:
         self._pubsub: Any = None
         self._closed = threading.Event()
         self.connected = False
+        self._tried = False  # the listener has tried to connect at least once
+        self._resync_pending = False
         self.reconnects = 0
         self.last_error = ""
         self._thread = threading.Thread(target=self._listen, name="lens-redis-bus", daemon=True)
@@ -144,7 +146,9 @@ class RedisBus:
                     self._pubsub.subscribe(*new)
             # a change published after this returns reaches the mailbox
             self._confirmed.wait_for(
-                lambda: not self.connected or self._subscribed.issuperset(channels),
+                lambda: (
+                    self._subscribed.issuperset(channels) or (self._tried and not self.connected)
+                ),  # Redis down: do not hold the page
                 self.CONFIRM_SECONDS,
             )
         return _RedisSubscription(self, local, channels)
@@ -184,6 +188,7 @@ class RedisBus:
             if self._wanted:
                 pubsub.subscribe(*self._wanted)
             self.connected = True
+            self._tried = True
             self._confirmed.notify_all()
 
     def _drop(self, error: Exception) -> None:
@@ -191,6 +196,7 @@ class RedisBus:
             pubsub, self._pubsub = self._pubsub, None
             self._subscribed.clear()
             self.connected = False
+            self._tried = True
             self.last_error = str(error) or type(error).__name__
             self._confirmed.notify_all()
         if pubsub is not None:
@@ -211,10 +217,9 @@ class RedisBus:
                     pause = min(pause * 2, self.RETRY_SECONDS[1])
                     continue
                 pause = self.RETRY_SECONDS[0]
-                if not first:
-                    self.reconnects += 1
-                    log.warning("Redis bus: reconnected and resubscribed")
-                    self._resync()
+                if not first:  # once Redis confirmed every channel again (_dispatch)
+                    self._resync_pending = True
+                    self._resync_when_confirmed()
                 first = False
             try:
                 self._dispatch(self._pubsub.get_message(timeout=0.5))
@@ -236,6 +241,7 @@ class RedisBus:
             with self._lock:
                 self._subscribed.add(channel)
                 self._confirmed.notify_all()
+            self._resync_when_confirmed()
         elif kind == "unsubscribe":
             with self._lock:
                 self._subscribed.discard(channel)
@@ -246,6 +252,16 @@ class RedisBus:
                 log.warning("Redis bus: a message on %s is not JSON", channel)
                 return
             self._local.publish(channel[len(self._prefix) :], message)
+
+    def _resync_when_confirmed(self) -> None:
+        with self._lock:
+            ready = self._resync_pending and self._subscribed.issuperset(self._wanted)
+            if ready:
+                self._resync_pending = False
+        if ready:
+            self.reconnects += 1
+            log.warning("Redis bus: reconnected and resubscribed")
+            self._resync()
 
     def _resync(self) -> None:
         """Tell every local subscriber that messages may have been missed."""
