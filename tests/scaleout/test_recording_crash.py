@@ -13,6 +13,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+import requests
 from sqlalchemy import select
 
 from lens.captures.models import Recording
@@ -41,6 +42,15 @@ class PeerLoop:
     def stop(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=5)
+
+
+def media_state(media: Sidecar, session_id: int) -> dict:
+    reply = requests.get(
+        f"{media.url}/sessions/{session_id}",
+        headers={"Authorization": f"Bearer {media.secret}"},
+        timeout=5,
+    )
+    return reply.json()
 
 
 def ffprobe(path: Path) -> dict:
@@ -92,9 +102,14 @@ def test_a_recording_survives_its_sidecar_being_killed(
 
         http, phone, tech = peers.run(connect())
         started = console.post(f"/sessions/{session_id}/recording/start")
-        began = time.monotonic()
         assert started.status_code == 200, started.text
         assert "Stop recording" in started.text
+        # the file's first frame: the keyframe asked for at the start (the sidecar says so)
+        deadline = time.monotonic() + 10
+        while not media_state(media, session_id)["recording"]["started"]:
+            assert time.monotonic() < deadline, "the recording never got its first keyframe"
+            time.sleep(0.02)
+        began = time.monotonic()
         with app.app_context():
             recording = db.session.scalars(select(Recording)).one()
             assert recording.media_boot  # the sidecar process that writes it
