@@ -52,8 +52,11 @@ def s3_server(tmp_path, monkeypatch):
             requests.get(url, timeout=5)
             break
         except requests.RequestException:  # not listening yet, or still loading (slow)
-            assert process.poll() is None, "moto_server exited"
-            assert time.monotonic() < deadline, "moto_server did not come up"
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                process.wait(timeout=10)
+                log.close()
+                pytest.fail("moto_server did not come up")
             time.sleep(0.1)
     for name, value in (("AWS_ACCESS_KEY_ID", "test"), ("AWS_SECRET_ACCESS_KEY", "test"),
                         ("AWS_DEFAULT_REGION", "us-east-1")):  # fmt: skip
