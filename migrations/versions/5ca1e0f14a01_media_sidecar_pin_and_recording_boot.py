@@ -1,7 +1,7 @@
 """the session's media sidecar, and which sidecar process writes a recording
 
 Revision ID: 5ca1e0f14a01
-Revises: 5b1e2c7d9a41
+Revises: c3f1a9e2b7d4
 Create Date: 2026-11-30 00:45:00.000000
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '5ca1e0f14a01'
-down_revision = '5b1e2c7d9a41'
+down_revision = 'c3f1a9e2b7d4'
 branch_labels = None
 depends_on = None
 
