@@ -119,10 +119,30 @@ def create_admin_command(name: str, email: str, password: str | None) -> None:
     _create(name, email, ROLE_ADMIN, password)
 
 
+# pg_try_advisory_xact_lock key of the sweep: one sweep at a time per site ("LENSSWEP")
+SWEEP_LOCK = 0x4C454E5353574550
+
+
+def hold_sweep_lock() -> bool:
+    """Whether this transaction may sweep: on PostgreSQL only the process that holds the
+    site-wide advisory lock does (it is let go at commit); SQLite is one host's file,
+    whose writers the database serialises."""
+    if db.engine.dialect.name != "postgresql":
+        return True
+    return bool(
+        db.session.scalar(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": SWEEP_LOCK})
+    )
+
+
 def sweep_once() -> int:
-    """Expire unused PINs, close stalled joins and abandoned waits; commit; return how many."""
+    """Expire unused PINs, close stalled joins and abandoned waits; commit; return how many.
+
+    Every web process runs the sweep; while one holds the site's lock the others skip it."""
     from lens.admin.settings import forget_cached, setting
 
+    if not hold_sweep_lock():
+        db.session.rollback()
+        return 0
     forget_cached()  # a sweep thread keeps its app context: read the settings afresh
 
     def minutes(key: str) -> timedelta:

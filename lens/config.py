@@ -28,6 +28,40 @@ def _read_or_create_secret(path: Path) -> str:
     return value
 
 
+class SettingsError(RuntimeError):
+    """Settings this process must not start with; the message says what to set."""
+
+
+# Every host of a multi-host site must agree on these (docs/scale-out.md): a log-in cookie
+# signed on one host is checked on another, the sidecars' API is called by every web host.
+SHARED_SECRETS = ("SECRET_KEY", "LENS_MEDIA_SECRET")
+
+
+def multi_host(env: Mapping[str, str]) -> bool:
+    """A site on a database server (not one host's SQLite file) may have several hosts."""
+    url = env.get("DATABASE_URL", "")
+    return bool(url) and not url.startswith("sqlite")
+
+
+def check_shared_settings(env: Mapping[str, str]) -> None:
+    """Refuse to start a multi-host site's process without the settings all hosts share.
+
+    (Generated per instance folder, they would differ from host to host: log-ins would
+    not carry over and web hosts could not call the sidecars.)"""
+    if not multi_host(env):
+        return
+    missing = [name for name in SHARED_SECRETS if not env.get(name)]
+    ice = env.get("LENS_ICE_SERVERS", "")
+    if "turn:" in ice and '"credential"' not in ice and not env.get("LENS_TURN_SECRET"):
+        missing.append("LENS_TURN_SECRET")
+    if missing:
+        raise SettingsError(
+            f"DATABASE_URL names a database server, so this may be one of several hosts: "
+            f"set {', '.join(missing)} to the same value on every host (docs/scale-out.md). "
+            f"Lens does not start with a secret of this host's own."
+        )
+
+
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -52,6 +86,7 @@ def _ice_servers(env: Mapping[str, str]) -> list[dict[str, Any]]:
 def load_settings(instance_path: str, env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Build the Flask config from the environment and the instance folder."""
     env = os.environ if env is None else env
+    check_shared_settings(env)
     instance = Path(instance_path)
     secret_key = env.get("SECRET_KEY") or _read_or_create_secret(instance / "secret_key")
     redis_url = env.get("REDIS_URL", "")
@@ -67,6 +102,8 @@ def load_settings(instance_path: str, env: Mapping[str, str] | None = None) -> d
         # how long a write waits for a busy database before the user is told to try again
         "LENS_DB_BUSY_SECONDS": float(env.get("LENS_DB_BUSY_SECONDS", "15")),
         "REDIS_URL": redis_url,
+        # channels and keys of this site in Redis (several sites may share one server)
+        "LENS_REDIS_PREFIX": env.get("LENS_REDIS_PREFIX") or "lens:",
         "RATELIMIT_STORAGE_URI": env.get("LENS_RATELIMIT_STORAGE_URI")
         or (redis_url if redis_url else "memory://"),
         "RATELIMIT_HEADERS_ENABLED": True,
@@ -113,7 +150,15 @@ def load_settings(instance_path: str, env: Mapping[str, str] | None = None) -> d
         "LENS_MEDIA_TIMEOUT": float(env.get("LENS_MEDIA_TIMEOUT", "10")),
         # Where the sidecar writes recordings (it reads the same variable); snapshots go to
         # <instance>/captures.
-        "LENS_RECORDINGS_PATH": env.get("LENS_RECORDINGS_PATH") or str(instance / "recordings"),
+        "LENS_RECORDINGS_PATH": env.get("LENS_RECORDINGS_PATH")
+        or str(Path(env.get("LENS_STORAGE_PATH") or instance) / "recordings"),
+        # Snapshots and finished recordings (lens/storage.py): a folder every host shares,
+        # or an S3-compatible object store.
+        "LENS_STORAGE": env.get("LENS_STORAGE", "folder"),
+        "LENS_STORAGE_PATH": env.get("LENS_STORAGE_PATH", ""),
+        "LENS_S3_BUCKET": env.get("LENS_S3_BUCKET", ""),
+        "LENS_S3_ENDPOINT_URL": env.get("LENS_S3_ENDPOINT_URL", ""),
+        "LENS_S3_REGION": env.get("LENS_S3_REGION", ""),
         # Chat messages and URLs a technician sends with one click, "|" between them.
         # Empty: the built-in ones, in the technician's language (lens.chat.text).
         "LENS_CHAT_PRESETS": [

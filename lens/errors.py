@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import logging
+
 from flask import Flask, render_template, request
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
+from redis.exceptions import RedisError
 from sqlalchemy.exc import OperationalError
 
 from lens.database import DatabaseBusy, is_busy
+from lens.events import BusUnavailable
 from lens.sessions.errors import SessionError
+
+log = logging.getLogger(__name__)
+RETRY_AFTER_SECONDS = 10
 
 
 def session_error_message(error: SessionError) -> str:
@@ -36,20 +43,17 @@ def session_error_message(error: SessionError) -> str:
     return _("This action was refused.")
 
 
-def render_error(status: int, message: str):
+def render_error(status: int, message: str, headers: dict[str, str] | None = None):
     """The error page, or its message alone for an HTMX request."""
+    headers = {"Vary": "HX-Request", **(headers or {})}
     if request.headers.get("HX-Request"):
         response = render_template("_message.html", message=message, level="error")
         return (
             response,
             status,
-            {"HX-Retarget": "#messages", "HX-Reswap": "innerHTML", "Vary": "HX-Request"},
+            {"HX-Retarget": "#messages", "HX-Reswap": "innerHTML", **headers},
         )
-    return (
-        render_template("error.html", message=message, status=status),
-        status,
-        {"Vary": "HX-Request"},
-    )
+    return render_template("error.html", message=message, status=status), status, headers
 
 
 def register(app: Flask) -> None:
@@ -84,11 +88,22 @@ def register(app: Flask) -> None:
         )
         return response[0], response[1], {**response[2], "Retry-After": "5"}
 
+    @app.errorhandler(RedisError)
+    @app.errorhandler(BusUnavailable)
+    def redis_down(error: Exception):
+        log.error("Redis is unavailable: %s", error)
+        message = _(
+            "Lens cannot reach its message service (Redis) right now. Wait a moment and try again."
+        )
+        return render_error(503, message, {"Retry-After": str(RETRY_AFTER_SECONDS)})
+
     @app.errorhandler(OperationalError)
     def database_error(error: OperationalError):
         if is_busy(error):
             return database_busy(DatabaseBusy())
-        raise error
+        log.error("the database is unavailable: %s", error.orig)
+        message = _("Lens cannot reach its database right now. Wait a moment and try again.")
+        return render_error(503, message, {"Retry-After": str(RETRY_AFTER_SECONDS)})
 
     @app.errorhandler(500)
     def server_error(error):

@@ -37,9 +37,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     register_errorhandlers(app)
     register_commands(app)
     if app.config.get("LENS_START_SWEEPER"):
+        from lens.sidecars.watch import start_recording_watch
         from lens.sweeper import start_sweeper
 
         start_sweeper(app)
+        start_recording_watch(app)
     return app
 
 
@@ -83,16 +85,24 @@ def register_extensions(app: Flask) -> None:
     mail.init_app(app)
     login_manager.init_app(app)
     app.extensions["lens.events"] = app.config.get("LENS_EVENT_BUS") or events.make_bus(
-        app.config["REDIS_URL"]
+        app.config["REDIS_URL"], app.config["LENS_REDIS_PREFIX"]
     )
     publishing.install()
 
-    from lens.signaling.control import MediaControl
+    from lens.storage import storage_from_env
 
-    app.extensions["lens.media"] = app.config.get("LENS_MEDIA_CONTROL") or MediaControl(
-        app.config["LENS_MEDIA_URL"],
-        app.config["LENS_MEDIA_SECRET"],
-        app.config["LENS_MEDIA_TIMEOUT"],
+    app.extensions["lens.storage"] = app.config.get("LENS_STORAGE_BACKEND") or storage_from_env(
+        app.config, Path(app.instance_path)
+    )
+
+    from lens.sidecars import MediaRouter, RedisRegistry, StaticRegistry
+
+    if app.config["REDIS_URL"]:  # sidecars register there (several, pinned per session)
+        registry = RedisRegistry(app.config["REDIS_URL"], app.config["LENS_REDIS_PREFIX"])
+    else:
+        registry = StaticRegistry(app.config["LENS_MEDIA_URL"])
+    app.extensions["lens.media"] = app.config.get("LENS_MEDIA_CONTROL") or MediaRouter(
+        registry, app.config["LENS_MEDIA_SECRET"], app.config["LENS_MEDIA_TIMEOUT"]
     )
 
     from lens.invitations import setup as invitations

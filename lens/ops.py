@@ -1,4 +1,4 @@
-"""Operators' endpoints: health, and the web process's own figures."""
+"""Operators' endpoints: health (dependency by dependency), and the web process's own figures."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import ipaddress
 
 from flask import Blueprint, Response, abort, current_app, jsonify, request
 from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 
 from lens.database import COUNTERS
 from lens.extensions import db
@@ -13,11 +14,61 @@ from lens.extensions import db
 bp = Blueprint("ops", __name__)
 
 
+def check_database() -> str:
+    try:
+        db.session.execute(text("SELECT 1"))
+        return "ok"
+    except SQLAlchemyError as exc:
+        db.session.rollback()
+        return f"down: {type(exc.orig or exc).__name__}"
+
+
+def check_redis() -> str | None:
+    """None when this site runs without Redis."""
+    bus = current_app.extensions["lens.events"]
+    ping = getattr(bus, "ping", None)
+    if ping is None:
+        return None
+    try:
+        ping()
+    except Exception as exc:  # BusUnavailable, with the reason
+        return f"down: {exc}"
+    if not getattr(bus, "connected", True):
+        return "down: the listening connection is reconnecting"
+    return "ok"
+
+
+def check_sidecars() -> tuple[str, list[dict]]:
+    """The media sidecars that answer (a site needs at least one)."""
+    media = current_app.extensions["lens.media"]
+    live = getattr(media, "live_sidecars", None)
+    if live is None:
+        return "ok", []
+    try:
+        sidecars = live()
+    except Exception as exc:
+        return f"down: {exc}", []
+    if not sidecars:
+        return "down: no sidecar is alive", []
+    return "ok", [{"id": s.id, "sessions": s.sessions, "capacity": s.capacity} for s in sidecars]
+
+
 @bp.get("/healthz")
 def healthz():
-    """Up, and the database answers."""
-    db.session.execute(text("SELECT 1"))
-    return jsonify(status="ok")
+    """Which dependency is down: 503 when the database or Redis is (this process cannot
+    serve); no live media sidecar is "degraded", 200 (pages work, video does not)."""
+    checks = {"database": check_database()}
+    redis_state = check_redis()
+    if redis_state is not None:
+        checks["redis"] = redis_state
+    checks["sidecars"], sidecars = check_sidecars()
+    down = sorted(name for name, state in checks.items() if state != "ok")
+    fatal = [name for name in down if name != "sidecars"]
+    status = "down" if fatal else "degraded" if down else "ok"
+    body = {"status": status, "down": down, **checks}
+    if sidecars:
+        body["sidecar_list"] = sidecars
+    return jsonify(body), 503 if fatal else 200
 
 
 @bp.get("/metrics")

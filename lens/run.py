@@ -93,6 +93,13 @@ def main(argv: list[str] | None = None) -> int:
     if mode[0] not in ("all", "web", "media") or len(mode) > 1:
         log.error("usage: python -m lens.run [all|web|media]")
         return 2
+    from lens.config import SettingsError, check_shared_settings
+
+    try:  # a multi-host site's process without the shared secrets: say what to set, stop
+        check_shared_settings(os.environ)
+    except SettingsError as exc:
+        log.error("%s", exc)
+        return 2
     os.chdir(ROOT)
     if mode[0] == "media":
         os.execv(sys.executable, sidecar_command())

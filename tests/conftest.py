@@ -1,9 +1,17 @@
-"""Shared fixtures: an app on a temporary SQLite file, clients, technicians, log-in."""
+"""Shared fixtures: an app on a temporary database, clients, technicians, log-in.
+
+The suite runs on a SQLite file per test by default. With DATABASE_URL (PostgreSQL) and
+REDIS_URL in the environment it runs every test on them instead (.ci/run does both): one
+PostgreSQL database for the run, emptied before each test, and the Redis event bus and
+rate-limit storage under a prefix of the run's own.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import secrets
 import threading
 import time
 from collections.abc import Iterator
@@ -13,26 +21,153 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from lens.auth.models import Technician
-from lens.events import InProcessBus
+from lens.events import InProcessBus, make_bus
 from lens.extensions import db, limiter
 from lens.factory import create_app
 
 TOKEN = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"|"X-CSRFToken": "([^"]+)"')
 PASSWORD = "correct horse battery"
 
+# Read once, before any test's monkeypatch: the servers the whole run uses (or SQLite).
+DATABASE_URL = os.environ.get("DATABASE_URL", "")
+REDIS_URL = os.environ.get("REDIS_URL", "")
+RUN_PREFIX = f"lens-test-{secrets.token_hex(4)}:"  # this run's Redis channels and keys
+
+
+@pytest.fixture(autouse=True)
+def _servers_only_through_fixtures(monkeypatch) -> None:
+    """The run's DATABASE_URL/REDIS_URL reach a test through the fixtures below, never
+    through the environment of an app or a process the test starts itself."""
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.delenv("REDIS_URL", raising=False)
+
+
+def on_postgres() -> bool:
+    return DATABASE_URL.startswith("postgresql")
+
+
+class PostgresDatabases:
+    """Databases of this run on the DATABASE_URL server: made here, dropped at the end."""
+
+    def __init__(self, url: str) -> None:
+        from sqlalchemy import create_engine
+        from sqlalchemy.engine import make_url
+
+        self._url = make_url(url)
+        self._admin = create_engine(self._url, isolation_level="AUTOCOMMIT")
+        self._made: list[str] = []
+
+    def create(self) -> str:
+        from sqlalchemy import text
+
+        name = f"{os.environ.get('LENS_TEST_DB_PREFIX', 'lens_test')}_{secrets.token_hex(4)}"
+        with self._admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+        self._made.append(name)
+        return self._url.set(database=name).render_as_string(hide_password=False)
+
+    def drop(self, url: str) -> None:
+        from sqlalchemy import text
+        from sqlalchemy.engine import make_url
+
+        name = make_url(url).database
+        with self._admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        self._made.remove(name)
+
+    def drop_all(self) -> None:
+        for name in list(self._made):
+            self.drop(self._url.set(database=name).render_as_string(hide_password=False))
+        self._admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_databases() -> Iterator[PostgresDatabases | None]:
+    if not on_postgres():
+        yield None
+        return
+    databases = PostgresDatabases(DATABASE_URL)
+    yield databases
+    databases.drop_all()
+
+
+@pytest.fixture(scope="session")
+def shared_postgres(postgres_databases) -> Iterator[str]:
+    """The run's PostgreSQL database with every table (made once)."""
+    from sqlalchemy import create_engine
+
+    import lens.auth.models  # noqa: F401 - every model registered on the metadata
+    import lens.captures.models  # noqa: F401
+    import lens.chat.models  # noqa: F401
+    import lens.invitations.models  # noqa: F401
+    import lens.sessions.models  # noqa: F401
+    from lens.extensions import Base
+
+    url = postgres_databases.create()
+    engine = create_engine(url)
+    Base.metadata.create_all(engine)
+    engine.dispose()
+    return url
+
+
+def empty_postgres(url: str) -> None:
+    """Cut off what earlier tests left connected (daemon threads) and empty every table."""
+    from sqlalchemy import create_engine, text
+
+    from lens.extensions import Base
+
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    with engine.connect() as connection:
+        connection.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        )
+        connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+
 
 @pytest.fixture
-def app(tmp_path, monkeypatch) -> Iterator[Flask]:
+def database_url(request, tmp_path) -> str:
+    """This test's database: an emptied PostgreSQL one, or a new SQLite file."""
+    if not on_postgres():
+        return f"sqlite:///{tmp_path / 'lens.db'}"
+    url = request.getfixturevalue("shared_postgres")
+    empty_postgres(url)
+    return url
+
+
+def backend_config() -> dict:
+    """The event bus and rate-limit storage of this run: Redis under the run's prefix, or memory."""
+    if not REDIS_URL:
+        return {"LENS_EVENT_BUS": InProcessBus(), "RATELIMIT_STORAGE_URI": "memory://"}
+    return {
+        "LENS_EVENT_BUS": make_bus(REDIS_URL, f"{RUN_PREFIX}{secrets.token_hex(3)}:"),
+        "RATELIMIT_STORAGE_URI": REDIS_URL,
+        "RATELIMIT_KEY_PREFIX": RUN_PREFIX,
+        "REDIS_URL": REDIS_URL,
+    }
+
+
+def close_backends(app: Flask) -> None:
+    bus = app.extensions["lens.events"]
+    if hasattr(bus, "close"):
+        bus.close()
+
+
+@pytest.fixture
+def app(tmp_path, monkeypatch, database_url) -> Iterator[Flask]:
     monkeypatch.setenv("LENS_INSTANCE_PATH", str(tmp_path / "instance"))
     monkeypatch.delenv("DATABASE_URL", raising=False)
     monkeypatch.delenv("REDIS_URL", raising=False)
     app = create_app(
         {
             "TESTING": True,
-            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'lens.db'}",
+            "SQLALCHEMY_DATABASE_URI": database_url,
             "LENS_PASSWORD_METHOD": "pbkdf2:sha256:1",
-            "LENS_EVENT_BUS": InProcessBus(),
-            "RATELIMIT_STORAGE_URI": "memory://",
+            **backend_config(),
             "SERVER_NAME": None,
         }
     )
@@ -43,6 +178,7 @@ def app(tmp_path, monkeypatch) -> Iterator[Flask]:
     with app.app_context():
         db.session.remove()
         db.engine.dispose()
+    close_backends(app)
 
 
 @pytest.fixture
@@ -207,20 +343,23 @@ def http_server(app: Flask) -> Iterator[str]:
 
 
 @pytest.fixture
-def blank_app(tmp_path, monkeypatch) -> Iterator[Flask]:
-    """An app on an empty database file: no tables until `flask lens init` migrates it."""
+def blank_app(tmp_path, monkeypatch, postgres_databases) -> Iterator[Flask]:
+    """An app on an empty database: no tables until `flask lens init` migrates it."""
     monkeypatch.setenv("LENS_INSTANCE_PATH", str(tmp_path / "blank-instance"))
     monkeypatch.delenv("DATABASE_URL", raising=False)
     monkeypatch.delenv("REDIS_URL", raising=False)
-    database = tmp_path / "blank.db"
-    database.touch()
+    if postgres_databases is not None:
+        url = postgres_databases.create()
+    else:
+        database = tmp_path / "blank.db"
+        database.touch()
+        url = f"sqlite:///{database}"
     app = create_app(
         {
             "TESTING": True,
-            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{database}",
+            "SQLALCHEMY_DATABASE_URI": url,
             "LENS_PASSWORD_METHOD": "pbkdf2:sha256:1",
-            "LENS_EVENT_BUS": InProcessBus(),
-            "RATELIMIT_STORAGE_URI": "memory://",
+            **backend_config(),
         }
     )
     with app.app_context():
@@ -229,6 +368,9 @@ def blank_app(tmp_path, monkeypatch) -> Iterator[Flask]:
     with app.app_context():
         db.session.remove()
         db.engine.dispose()
+    close_backends(app)
+    if postgres_databases is not None:
+        postgres_databases.drop(url)
 
 
 @pytest.fixture

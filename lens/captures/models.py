@@ -46,6 +46,9 @@ class Recording(db.Model):
     path: Mapped[str] = mapped_column(String(255))
     duration: Mapped[float | None]
     size: Mapped[int | None]
+    # the sidecar process (its boot id) writing the file: once that process is gone, the
+    # recording has stopped whatever the row says (lens.sidecars.watch closes it)
+    media_boot: Mapped[str | None] = mapped_column(String(32))
 
     lens_session: Mapped[LensSession] = relationship()
     technician: Mapped[Technician] = relationship()

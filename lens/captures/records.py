@@ -23,11 +23,13 @@ from lens.captures.models import (
 )
 from lens.sessions import lifecycle
 from lens.sessions.models import LensSession
+from lens.storage import Storage
 
 SNAPSHOT_TAKEN = "snapshot"
 SNAPSHOT_DOWNLOADED = "snapshot_downloaded"
 RECORDING_STARTED = "recording_started"
 RECORDING_STOPPED = "recording_stopped"
+RECORDING_CUT = "recording_cut"  # its sidecar died: the file kept all but the last moment
 
 
 def inside(root: Path, relative: str) -> Path:
@@ -45,14 +47,12 @@ def store_snapshot(
     technician: Technician,
     png: bytes,
     size: tuple[int, int],
-    instance_path: Path,
+    storage: Storage,
     now: datetime,
 ) -> Snapshot:
-    """Write the PNG under captures/<session id>/ and keep a Snapshot row and an event."""
+    """Keep the PNG as captures/<session id>/… in the storage, a Snapshot row and an event."""
     relative = f"captures/{lens_session.id}/{secrets.token_hex(8)}.png"
-    file = inside(instance_path, relative)
-    file.parent.mkdir(parents=True, exist_ok=True)
-    file.write_bytes(png)
+    storage.put_bytes(relative, png, "image/png")
     width, height = size
     snapshot = Snapshot(
         lens_session=lens_session,
@@ -89,6 +89,11 @@ def log_download(
     )
 
 
+def stored_recording_key(relative_path: str) -> str:
+    """A recording's key in the object store (the sidecar uploads it there when finished)."""
+    return f"recordings/{relative_path}"
+
+
 def new_recording_path(lens_session: LensSession) -> str:
     """A fresh file name for the session's next recording, relative to the recordings folder."""
     return f"{lens_session.id}/{secrets.token_hex(8)}.webm"
@@ -105,10 +110,16 @@ def start_recording(
     technician: Technician,
     relative_path: str,
     now: datetime,
+    media_boot: str | None = None,
 ) -> Recording:
-    """Keep a Recording row for a file the sidecar began writing, and an event."""
+    """Keep a Recording row for a file the sidecar (process `media_boot`) began writing, and
+    an event."""
     recording = Recording(
-        lens_session=lens_session, technician=technician, started_at=now, path=relative_path
+        lens_session=lens_session,
+        technician=technician,
+        started_at=now,
+        path=relative_path,
+        media_boot=media_boot,
     )
     db.add(recording)
     lifecycle.record_event(

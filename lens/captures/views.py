@@ -34,6 +34,7 @@ from lens.sessions.errors import InvalidTransition
 from lens.sessions.models import LensSession, SessionState
 from lens.signaling.control import MediaError, MediaUnavailable
 from lens.signaling.relay import media_control
+from lens.storage import Storage, StorageError
 from lens.timeutil import now_utc
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,9 @@ def begin_recording(lens_session: LensSession, technician: Technician) -> None:
     reply = media_control().recording(lens_session.id, "start", str(target))
     written = Path(reply.get("path") or target).resolve()
     relative = written.relative_to(root.resolve()).as_posix()
-    records.start_recording(db.session, lens_session, technician, relative, now_utc())
+    records.start_recording(
+        db.session, lens_session, technician, relative, now_utc(), media_boot=reply.get("boot")
+    )
 
 
 def start_forced_recording(lens_session: LensSession, console: str) -> bool:
@@ -101,6 +104,10 @@ def start_forced_recording(lens_session: LensSession, console: str) -> bool:
     return True
 
 
+def storage() -> Storage:
+    return current_app.extensions["lens.storage"]
+
+
 def make_captures_blueprint(console: str, url_prefix: str) -> Blueprint:
     """One console's capture views (the Web Console's all refuse: it has no capture)."""
     bp = Blueprint(f"{console}_captures", __name__, url_prefix=url_prefix)
@@ -122,40 +129,56 @@ def make_captures_blueprint(console: str, url_prefix: str) -> Blueprint:
             png, width, height = media_control().snapshot(lens_session.id)
         except MediaError as exc:
             return media_failed(exc)
-        records.store_snapshot(
-            db.session,
-            lens_session,
-            current_user._get_current_object(),
-            png,
-            (width, height),
-            Path(current_app.instance_path),
-            now_utc(),
-        )
+        try:
+            records.store_snapshot(
+                db.session,
+                lens_session,
+                current_user._get_current_object(),
+                png,
+                (width, height),
+                storage(),
+                now_utc(),
+            )
+        except StorageError as exc:
+            current_app.logger.error("snapshot not stored: %s", exc)
+            db.session.rollback()
+            return render_error(503, _("The snapshot could not be stored. Try again."))
         db.session.commit()
         return render_captures(lens_session)
 
-    def own_snapshot(session_id: int, snapshot_id: int) -> tuple[Snapshot, Path]:
+    def own_snapshot(session_id: int, snapshot_id: int) -> tuple[Snapshot, bytes]:
         lens_session = get_own_session(session_id)
         snapshot = db.session.get(Snapshot, snapshot_id)
         if snapshot is None or snapshot.session_id != lens_session.id:
             abort(404)
-        return snapshot, records.inside(Path(current_app.instance_path), snapshot.path)
+        try:
+            return snapshot, storage().get_bytes(snapshot.path)
+        except StorageError as exc:
+            current_app.logger.error("snapshot %s unreadable: %s", snapshot.id, exc)
+            abort(404)
 
     @bp.get("/sessions/<int:session_id>/snapshots/<int:snapshot_id>/image")
     def snapshot_image(session_id: int, snapshot_id: int):
         """The stored PNG, shown in the page (the thumbnails)."""
-        _snapshot, file = own_snapshot(session_id, snapshot_id)
-        return send_file(file, mimetype="image/png", conditional=True, max_age=3600)
+        snapshot, png = own_snapshot(session_id, snapshot_id)
+        return send_file(
+            io.BytesIO(png),
+            mimetype="image/png",
+            download_name=f"lens-snapshot-{snapshot.id}.png",  # inline
+            max_age=3600,
+        )
 
     @bp.get("/sessions/<int:session_id>/snapshots/<int:snapshot_id>.<any(png, jpg):file_format>")
     def download_snapshot(session_id: int, snapshot_id: int, file_format: str):
         """Download a snapshot as PNG (as stored) or JPEG (converted now)."""
-        snapshot, file = own_snapshot(session_id, snapshot_id)
+        snapshot, png = own_snapshot(session_id, snapshot_id)
         name = f"lens-{snapshot.lens_session.public_id}-snapshot-{snapshot.id}.{file_format}"
         if file_format == "png":
-            response = send_file(file, mimetype="image/png", as_attachment=True, download_name=name)
+            response = send_file(
+                io.BytesIO(png), mimetype="image/png", as_attachment=True, download_name=name
+            )
         else:
-            jpeg = png_to_jpeg(file.read_bytes())
+            jpeg = png_to_jpeg(png)
             response = send_file(
                 io.BytesIO(jpeg), mimetype="image/jpeg", as_attachment=True, download_name=name
             )
@@ -211,10 +234,14 @@ def make_captures_blueprint(console: str, url_prefix: str) -> Blueprint:
             or recording.is_running
         ):
             abort(404)
+        download = request.args.get("download") == "1"
+        name = f"lens-{lens_session.public_id}-recording-{recording.id}.{ext}"
+        signed = storage().signed_url(records.stored_recording_key(recording.path), name)
+        if signed is not None:  # in the object store: the browser fetches it from there
+            return redirect(signed)
         file = records.inside(recordings_root(), recording.path)
         if not file.is_file():
             abort(404)
-        download = request.args.get("download") == "1"
         return send_file(
             file,
             mimetype=recording.mimetype,

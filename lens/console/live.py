@@ -117,6 +117,9 @@ class ConsolePage:
             self._on_change(message)
 
     def _on_change(self, message: Message) -> None:
+        if message.get("type") == "resync":  # the bus reconnected: changes may be missed
+            self.resync()
+            return
         session_id = message.get("session_id")
         lens_session = db.session.get(LensSession, session_id) if session_id else None
         if lens_session is None:
@@ -151,6 +154,28 @@ class ConsolePage:
                     oob=True,
                 )
             html += self.render_new_log_lines(lens_session)
+            if message.get("captures"):  # e.g. a recording its sidecar lost: not "Recording"
+                html += self.render_captures(lens_session)
+        self.sock.send_html(html)
+
+    def render_captures(self, lens_session: LensSession) -> str:
+        if lens_session.console != "technician":
+            return ""
+        return render_template(
+            "console/_captures.html", s=lens_session, features=self.features(lens_session), oob=True
+        )
+
+    def resync(self) -> None:
+        """Everything the page shows, again (lens.events.bus: after a lost connection)."""
+        html = self.render_list()
+        lens_session = self.own_session(self.panel) if self.panel is not None else None
+        if lens_session is not None:
+            features = self.features(lens_session)
+            html += render_template(
+                "console/_session_head.html", s=lens_session, features=features, oob=True
+            )
+            html += self.render_new_log_lines(lens_session)
+            html += self.render_captures(lens_session)
         self.sock.send_html(html)
 
     def render_dialog_customer(self, lens_session: LensSession) -> str:

@@ -98,6 +98,14 @@ def event_text(event: SessionEvent) -> str:
         if detail:
             return _("Recording stopped (%(seconds)s s)", seconds=detail)
         return _("Recording stopped")
+    if kind == "recording_cut":  # its sidecar died (lens.sidecars.watch)
+        return _("Recording cut off: its media server stopped (%(seconds)s s kept)", seconds=detail)
+    if kind == "media_moved":  # its sidecar died; the legs re-offered to another one
+        return _(
+            "Media server %(dead)s stopped answering; the video moved to %(to)s",
+            dead=data.get("from", ""),
+            to=data.get("to", ""),
+        )
     text = tool_text(kind, data)
     if text is not None:
         return text

@@ -149,7 +149,7 @@ class PhonePage:
         )
 
     def on_bus(self, message: Message) -> None:
-        if message.get("type") == "session":
+        if message.get("type") in ("session", "resync"):  # resync: the bus reconnected
             if not self.push_screen():
                 self.sock.close(CLOSE_NORMAL, "session over")
             return

@@ -58,7 +58,9 @@ def _pin_key() -> str:
 
 
 def _failed(response) -> bool:
-    return response.status_code != 303
+    # a 503 is the server's failure (Redis down), not a wrong PIN: nothing to count, and
+    # counting it would need the very Redis that is down
+    return response.status_code not in (303, 503)
 
 
 @bp.route("/", methods=["GET", "POST"])

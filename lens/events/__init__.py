@@ -1,5 +1,5 @@
 """Change notifications from the database to every open page."""
 
-from lens.events.bus import EventBus, InProcessBus, RedisBus, make_bus
+from lens.events.bus import BusUnavailable, EventBus, InProcessBus, RedisBus, make_bus
 
-__all__ = ["EventBus", "InProcessBus", "RedisBus", "make_bus"]
+__all__ = ["BusUnavailable", "EventBus", "InProcessBus", "RedisBus", "make_bus"]

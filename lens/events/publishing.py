@@ -6,11 +6,16 @@ that no caller can forget to notify the open consoles and customer pages.
 
 from __future__ import annotations
 
+import logging
+
 from flask import current_app, has_app_context
 from sqlalchemy import event, inspect
 from sqlalchemy.orm import Session
 
+from lens.events.bus import BusUnavailable
 from lens.sessions.models import LensSession, SessionEvent
+
+log = logging.getLogger(__name__)
 
 _KEY = "lens.touched"
 
@@ -30,6 +35,7 @@ class _Touched:
         self.technicians: set[int] = set()
         self.changed = False  # a column of the session row (its state, its technician…)
         self.events = False  # a new line in its log
+        self.captures = False  # a recording started or stopped (the console's captures panel)
 
 
 # Columns whose change no list or panel shows: the tools' state, bookkeeping.
@@ -61,6 +67,8 @@ def _after_flush(session: Session, flush_context: object) -> None:
                 entry = touched.setdefault(owner.id, _Touched())
                 entry.technicians.add(owner.technician_id)
                 entry.events = True
+                if obj.kind.startswith("recording_"):
+                    entry.captures = True
 
 
 def _publish(session: Session) -> None:
@@ -68,18 +76,24 @@ def _publish(session: Session) -> None:
     if not touched or not has_app_context():
         return
     bus = current_app.extensions["lens.events"]
-    for session_id, entry in touched.items():
-        if not (entry.changed or entry.events):  # only quiet columns (the tools' state)
-            continue
-        message = {
-            "type": "session",
-            "session_id": session_id,
-            "changed": entry.changed,
-            "events": entry.events,
-        }
-        bus.publish(session_topic(session_id), message)
-        for technician_id in entry.technicians:
-            bus.publish(technician_topic(technician_id), message)
+    try:
+        for session_id, entry in touched.items():
+            if not (entry.changed or entry.events):  # only quiet columns (the tools' state)
+                continue
+            message = {
+                "type": "session",
+                "session_id": session_id,
+                "changed": entry.changed,
+                "events": entry.events,
+                "captures": entry.captures,
+            }
+            bus.publish(session_topic(session_id), message)
+            for technician_id in entry.technicians:
+                bus.publish(technician_topic(technician_id), message)
+    except BusUnavailable:
+        # the change is committed; the open pages re-read everything when the bus is back
+        # (its listener hands them a resync), so the request that made it does not fail
+        log.warning("event bus unavailable: %d session change(s) not pushed", len(touched))
 
 
 def _forget(session: Session) -> None:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hmac
 import logging
 import re
+import socket
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -16,6 +19,7 @@ from aiortc import RTCSessionDescription
 
 from lens.media import passthrough
 from lens.media.config import MediaConfig
+from lens.media.heartbeat import BOOT, heartbeat, new_boot
 from lens.media.sessions import PUBLISHER, SUBSCRIBER, MediaSessions, SessionError
 
 logger = logging.getLogger(__name__)
@@ -32,8 +36,11 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 def make_app(config: MediaConfig) -> web.Application:
     """Build the sidecar: control routes, bearer-secret auth, shutdown that closes all."""
     app = web.Application(middlewares=[require_secret, json_errors])
+    if not config.sidecar_id:
+        config = dataclasses.replace(config, sidecar_id=f"{socket.gethostname()}-{config.port}")
     app[CONFIG] = config
     app[SESSIONS] = MediaSessions(config.network or config.ice_servers)
+    app[BOOT] = new_boot()
     app[CODECS] = passthrough.count_codecs()
     app.add_routes(
         [
@@ -50,6 +57,7 @@ def make_app(config: MediaConfig) -> web.Application:
         ]
     )
     app.cleanup_ctx.append(reap_idle_sessions)
+    app.cleanup_ctx.append(heartbeat(config))
     app.on_shutdown.append(close_sessions)
     return app
 
@@ -189,19 +197,45 @@ async def post_recording(request: web.Request) -> web.Response:
     action = body.get("action") if isinstance(body, dict) else None
     if action == "start":
         root = request.app[CONFIG].recordings_path
-        return web.json_response(session.start_recording(root, body.get("path")))
+        started = session.start_recording(root, body.get("path"))
+        # which process writes it: a restarted sidecar (new boot) no longer does
+        return web.json_response({**started, "boot": request.app[BOOT]})
     if action in ("stop", "finish"):
-        result = await session.stop_recording(ending=action == "finish")
-        return web.json_response(result.as_json())
+        result = (await session.stop_recording(ending=action == "finish")).as_json()
+        config = request.app[CONFIG]
+        if config.storage.get("LENS_STORAGE") == "s3" and result.get("size"):
+            result.update(await upload_recording(config, Path(result["path"])))
+        return web.json_response(result)
     raise SessionError(
         'body must be {"action": "start", "path": ...}, {"action": "stop"} or {"action": "finish"}',
         400,
     )
 
 
+async def upload_recording(config: MediaConfig, path: Path) -> dict[str, Any]:
+    """Move a finished recording into the object store (the web hosts serve it from there);
+    on failure the file stays here and the answer says why."""
+    from lens.storage import StorageError, storage_from_env
+
+    relative = path.resolve().relative_to(config.recordings_path.resolve()).as_posix()
+    mime = "video/webm" if path.suffix == ".webm" else "video/x-matroska"
+
+    def upload() -> None:
+        storage = storage_from_env(config.storage, config.recordings_path)
+        storage.put_file(f"recordings/{relative}", path, mime)
+        path.unlink()
+
+    try:
+        await asyncio.get_running_loop().run_in_executor(None, upload)
+    except StorageError as exc:
+        logger.error("recording %s not uploaded: %s", path, exc)
+        return {"stored": "local", "storage_error": str(exc)}
+    return {"stored": "s3"}
+
+
 async def get_session(request: web.Request) -> web.Response:
     """Both legs' state: connection, codecs, frames and bytes, resolution."""
-    return web.json_response(existing_session(request).state())
+    return web.json_response({**existing_session(request).state(), "boot": request.app[BOOT]})
 
 
 async def delete_session(request: web.Request) -> web.Response:
@@ -213,7 +247,16 @@ async def delete_session(request: web.Request) -> web.Response:
 
 async def healthz(request: web.Request) -> web.Response:
     """Liveness, no auth."""
-    return web.json_response({"status": "ok", "sessions": len(request.app[SESSIONS])})
+    config = request.app[CONFIG]
+    return web.json_response(
+        {
+            "status": "ok",
+            "id": config.sidecar_id,
+            "boot": request.app[BOOT],
+            "sessions": len(request.app[SESSIONS]),
+            "capacity": config.capacity,
+        }
+    )
 
 
 async def metrics(request: web.Request) -> web.Response:

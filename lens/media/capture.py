@@ -42,6 +42,10 @@ RTP_WRAP = 1 << 32
 
 DECODERS = {"video/vp8": "vp8", "video/h264": "h264"}
 CONTAINERS = {"video/vp8": ("webm", ".webm"), "video/h264": ("matroska", ".mkv")}
+# Crash safety: the muxer keeps the open cluster in memory and writes it when the next one
+# starts; short clusters, each written to the file at once, mean that a sidecar killed
+# mid-recording leaves a playable file lacking at most the last half second (tests/scaleout).
+MUXER_OPTIONS = {"cluster_time_limit": "500", "flush_packets": "1"}
 
 
 class CaptureError(Exception):
@@ -359,7 +363,9 @@ class Recorder:
         """Create the file and its streams from the first keyframe."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         container_format = CONTAINERS[self.video_mime][0]
-        container = av.open(str(self.path), "w", format=container_format)
+        container = av.open(
+            str(self.path), "w", format=container_format, options=dict(MUXER_OPTIONS)
+        )
         streams: dict[str, Any] = {}
         if self.video_mime == "video/vp8":
             width, height = vp8_resolution(keyframe) or (0, 0)

@@ -26,12 +26,28 @@ class MediaConfig:
     # port range, announced address, interfaces, TURN secret (lens.media.ice); None: the
     # defaults, with `ice_servers`
     network: NetworkSettings | None = None
+    # Several sidecars (lens/media/heartbeat.py): with a Redis URL the sidecar registers
+    # itself there and heartbeats; the web processes pin each session to one of them.
+    redis_url: str = ""
+    registry_prefix: str = "lens:"
+    sidecar_id: str = ""
+    advertise_url: str = ""  # the control URL as the web processes reach it
+    capacity: int = 20  # sessions this sidecar is meant to carry
+    # LENS_STORAGE=s3: a finished recording is uploaded there (lens/storage.py)
+    storage: dict[str, str] = field(default_factory=dict)
 
 
 def load_config(environ: Mapping[str, str] | None = None) -> MediaConfig:
     """Build the config from LENS_MEDIA_* / LENS_ICE_SERVERS / LENS_TURN_* /
     LENS_INSTANCE_PATH / LENS_RECORDINGS_PATH; a ValueError names a bad setting."""
     env = os.environ if environ is None else environ
+    database = env.get("DATABASE_URL", "")
+    if database and not database.startswith("sqlite") and not env.get("LENS_MEDIA_SECRET"):
+        # several hosts: every web host calls this sidecar with the one shared secret
+        raise ValueError(
+            "DATABASE_URL names a database server, so this may be one of several hosts: set "
+            "LENS_MEDIA_SECRET to the same value on every host (docs/scale-out.md)"
+        )
     instance = Path(env.get("LENS_INSTANCE_PATH") or "instance")
     secret = env.get("LENS_MEDIA_SECRET") or read_or_create_secret(instance / "media-secret")
     ice_servers = json.loads(env.get("LENS_ICE_SERVERS") or "[]")
@@ -42,9 +58,33 @@ def load_config(environ: Mapping[str, str] | None = None) -> MediaConfig:
         host=env.get("LENS_MEDIA_HOST") or "127.0.0.1",
         port=int(env.get("LENS_MEDIA_PORT") or 8765),
         ice_servers=ice_servers,
-        recordings_path=Path(env.get("LENS_RECORDINGS_PATH") or instance / "recordings"),
+        recordings_path=Path(
+            env.get("LENS_RECORDINGS_PATH")
+            or Path(env.get("LENS_STORAGE_PATH") or instance) / "recordings"
+        ),
         network=load_network_settings(env, ice_servers),
+        storage=dict(
+            (k, env[k])
+            for k in ("LENS_STORAGE", "LENS_S3_BUCKET", "LENS_S3_ENDPOINT_URL", "LENS_S3_REGION")
+            if env.get(k)
+        ),  # fmt: skip
+        redis_url=env.get("REDIS_URL", ""),
+        registry_prefix=env.get("LENS_REDIS_PREFIX") or "lens:",
+        sidecar_id=env.get("LENS_MEDIA_ID", ""),
+        advertise_url=env.get("LENS_MEDIA_ADVERTISE_URL", ""),
+        capacity=_positive(env, "LENS_MEDIA_CAPACITY", 20),
     )
+
+
+def _positive(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name) or str(default)
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be a whole number, got {raw!r}") from exc
+    if value < 1:
+        raise ValueError(f"{name} must be at least 1, got {value}")
+    return value
 
 
 def read_or_create_secret(path: Path) -> str:

@@ -458,22 +458,30 @@ def expire_due_sessions(
     waiting_timeout, and active sessions whose log has been quiet for idle_timeout;
     return how many."""
     count = 0
-    unused = select(LensSession).where(
-        LensSession.state == S.CREATED, LensSession.pin_expires_at <= now
+    # rows another sweep (another process) holds are skipped, never ended twice; SQLite
+    # has no row locks and serialises writers itself
+    unused = (
+        select(LensSession)
+        .with_for_update(skip_locked=True)
+        .where(LensSession.state == S.CREATED, LensSession.pin_expires_at <= now)
     )
     for lens_session in db.scalars(unused):
         expire_session(db, lens_session, now)
         count += 1
-    stalled = select(LensSession).where(
-        LensSession.state == S.CONNECTING, LensSession.connected_at <= now - connect_timeout
+    stalled = (
+        select(LensSession)
+        .with_for_update(skip_locked=True)
+        .where(LensSession.state == S.CONNECTING, LensSession.connected_at <= now - connect_timeout)
     )
     for lens_session in db.scalars(stalled):
         end_session(db, lens_session, actor="system", reason="timeout", now=now)
         count += 1
     if gone_after is not None:
         # waiting only: once started, the technician sees the media go and decides
-        gone = select(LensSession).where(
-            LensSession.state == S.WAITING, LensSession.customer_seen_at <= now - gone_after
+        gone = (
+            select(LensSession)
+            .with_for_update(skip_locked=True)
+            .where(LensSession.state == S.WAITING, LensSession.customer_seen_at <= now - gone_after)
         )
         for lens_session in db.scalars(gone):
             end_session(db, lens_session, actor="system", reason="customer_left", now=now)

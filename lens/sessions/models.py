@@ -110,6 +110,8 @@ class LensSession(db.Model):
     # What the tools left on the phone (lens.controls.state.ToolState); a change of it is
     # not a change of the session that the lists show.
     tools: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=dict)
+    # the media sidecar the session's legs go to, when several serve the site (lens.sidecars)
+    media_sidecar: Mapped[str | None] = mapped_column(String(64))
     updated_at: Mapped[datetime] = mapped_column(default=now_utc, onupdate=now_utc)
 
     technician: Mapped[Technician] = relationship()

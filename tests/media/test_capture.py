@@ -19,6 +19,7 @@ from lens.features import ALL, TECHNICIAN_CONSOLE, WEB_CONSOLE, console_features
 from lens.media import MediaConfig, make_app
 from lens.media.app import CODECS
 from lens.media.capture import CaptureTotals, Recorder
+from lens.media.heartbeat import BOOT
 from lens.media.testing import (
     EncodedClip,
     encode_vp8_clip,
@@ -128,7 +129,8 @@ def test_a_recording_plays_and_was_written_without_an_encoder(
         status, body = await sidecar.call(
             "POST", "/sessions/s1/recording", json={"action": "start", "path": str(target)}
         )
-        assert (status, body) == (200, {"recording": True, "path": str(target)})
+        assert status == 200 and body["boot"] == sidecar.app[BOOT]
+        assert body == {"recording": True, "path": str(target), "boot": body["boot"]}
         status, body = await sidecar.call(
             "POST", "/sessions/s1/recording", json={"action": "start", "path": str(target)}
         )

@@ -33,7 +33,7 @@ def postgres_url() -> Iterator[str]:
     """A fresh, empty PostgreSQL database, dropped afterwards."""
     if not _reachable_postgres():
         pytest.fail(f"PostgreSQL is not reachable at {POSTGRES} (set LENS_TEST_POSTGRES_URL)")
-    name = f"lens_test_{secrets.token_hex(4)}"
+    name = f"{os.environ.get('LENS_TEST_DB_PREFIX', 'lens_test')}_{secrets.token_hex(4)}"
     admin = create_engine(POSTGRES, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
         connection.execute(text(f'CREATE DATABASE "{name}"'))
@@ -58,6 +58,9 @@ def make_app(tmp_path, monkeypatch, database_url: str, redis_url: str = ""):
     """An app as a scaled-out web process would run it: settings from the environment."""
     monkeypatch.setenv("LENS_INSTANCE_PATH", str(tmp_path / "instance"))
     monkeypatch.setenv("DATABASE_URL", database_url)
+    # the settings every host of a multi-host site shares (lens.config.check_shared_settings)
+    monkeypatch.setenv("SECRET_KEY", os.environ.get("SECRET_KEY") or "test-shared-secret-key")
+    monkeypatch.setenv("LENS_MEDIA_SECRET", os.environ.get("LENS_MEDIA_SECRET") or "test-media")
     if redis_url:
         monkeypatch.setenv("REDIS_URL", redis_url)
     else:
@@ -72,3 +75,58 @@ def dispose(app) -> None:
     with app.app_context():
         db.session.remove()
         db.engine.dispose()
+
+
+class OwnRedis:
+    """A redis-server of the test's own on a free loopback port: stopped and started again
+    (the shared server must not be killed or have its clients cut)."""
+
+    def __init__(self, tmp_path) -> None:
+        import socket
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.dir = tmp_path
+        self.process = None
+
+    def start(self) -> None:
+        import shutil
+        import subprocess
+        import time
+
+        import redis
+
+        server = shutil.which("redis-server") or "/usr/bin/redis-server"
+        self.process = subprocess.Popen(
+            [server, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.dir)],
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                redis.Redis.from_url(self.url).ping()
+                return
+            except redis.ConnectionError:
+                assert time.monotonic() < deadline, "redis-server did not come up"
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+    def client(self):
+        import redis
+
+        return redis.Redis.from_url(self.url)
+
+
+@pytest.fixture
+def own_redis(tmp_path) -> Iterator[OwnRedis]:
+    server = OwnRedis(tmp_path)
+    server.start()
+    yield server
+    server.stop()

@@ -1,0 +1,236 @@
+"""Two web processes and two media sidecars on PostgreSQL and Redis: a session's legs meet
+on the sidecar it is pinned to whichever web process signals them, and move to the other
+sidecar when that one is killed."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import requests
+from simple_websocket import Client
+from sqlalchemy import select
+from werkzeug.serving import make_server
+
+from lens.extensions import db
+from lens.media.testing import encode_opus_clip, encode_vp8_clip
+from lens.sessions.models import LensSession, SessionEvent
+from tests.conftest import PASSWORD
+from tests.scaleout.conftest import dispose, make_app
+from tests.scaleout.pages import Page
+from tests.scaleout.test_recording_crash import PeerLoop
+from tests.web.test_live import Browser, receive_until
+
+pytestmark = [pytest.mark.scaleout, pytest.mark.media]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class SidecarProcess:
+    """`python -m lens.media` registering itself in Redis under the test's prefix."""
+
+    def __init__(self, name: str, env: dict[str, str], log) -> None:
+        self.name = name
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        environment = dict(env, LENS_MEDIA_PORT=str(self.port), LENS_MEDIA_ID=name)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "lens.media"], env=environment, stdout=log, stderr=log
+        )
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+    def session_legs(self, session_id: int, secret: str) -> dict:
+        reply = requests.get(
+            f"{self.url}/sessions/{session_id}",
+            headers={"Authorization": f"Bearer {secret}"},
+            timeout=5,
+        )
+        return reply.json() if reply.status_code == 200 else {}
+
+
+def serve(app):
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"127.0.0.1:{server.server_port}"
+
+
+def wait_until(condition, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while not (result := condition()):
+        assert time.monotonic() < deadline, f"{what} not within {timeout} s"
+        time.sleep(0.05)
+    return result
+
+
+def cookie_header(http: requests.Session) -> str:
+    return "; ".join(f"{c.name}={c.value}" for c in http.cookies)
+
+
+def test_two_web_processes_and_two_sidecars_pin_and_fail_over(
+    tmp_path, monkeypatch, postgres_url, redis_url
+):
+    prefix = f"lens-2x2-{secrets.token_hex(4)}:"
+    secret = secrets.token_urlsafe(16)
+    monkeypatch.setenv("LENS_REDIS_PREFIX", prefix)
+    monkeypatch.setenv("LENS_MEDIA_SECRET", secret)
+    monkeypatch.setenv("LENS_RECORDINGS_PATH", str(tmp_path / "recordings"))
+    web_a = make_app(tmp_path / "a", monkeypatch, postgres_url, redis_url)
+    web_b = make_app(tmp_path / "b", monkeypatch, postgres_url, redis_url)
+    assert web_a.test_cli_runner().invoke(args=["lens", "init"]).exit_code == 0
+    web_a.test_cli_runner().invoke(
+        args=["lens", "create-technician", "--name", "Tess", "--email", "tess@example.com",
+              "--password", PASSWORD]
+    )  # fmt: skip
+    log = open(tmp_path / "sidecars.log", "w+")  # noqa: SIM115 - closed below
+    env = dict(os.environ, REDIS_URL=redis_url, LENS_REDIS_PREFIX=prefix, LENS_MEDIA_SECRET=secret)
+    sidecars = {name: SidecarProcess(name, env, log) for name in ("side-1", "side-2")}
+    server_a, host_a = serve(web_a)
+    server_b, host_b = serve(web_b)
+    peers = PeerLoop()
+    pages: list[Page] = []
+    try:
+        router = web_b.extensions["lens.media"]
+        wait_until(lambda: len(router.live_sidecars()) == 2, 30, "both sidecars registered")
+        with web_b.app_context():
+            health = web_b.test_client().get("/healthz").json
+        assert health["sidecars"] == "ok" and len(health["sidecar_list"]) == 2
+
+        # the technician's console is on web B; the customer joins through web A
+        tech = Browser(host_b).log_in("tess@example.com")
+        pin = tech.post("/console/sessions", {"name": "Sam Scale"}).text.split('data-pin="')[1][:6]
+        with web_b.app_context():
+            session_id = db.session.scalar(select(LensSession.id).where(LensSession.pin == pin))
+        console_ws = Client.connect(
+            f"ws://{host_b}/console/ws", headers={"Cookie": cookie_header(tech.http)}
+        )
+        assert receive_until(console_ws, "session-rows", time.monotonic() + 5)
+        phone = Browser(host_a)
+        phone.join(pin)
+        accepted_at = time.monotonic()
+        assert phone.post("/c/accept").status_code == 200
+        row = receive_until(console_ws, "Customer connected", time.monotonic() + 5)
+        assert row is not None and "Sam Scale" in row
+        print(f"row on web B {1000 * (time.monotonic() - accepted_at):.0f} ms after Accept on A")
+        assert tech.post(f"/console/sessions/{session_id}/start").status_code == 200
+
+        # media: the phone signals through A, the technician through B
+        video, audio = encode_vp8_clip(seconds=2.0), encode_opus_clip(1.0)
+        phone_page = Page(
+            f"ws://{host_a}/c/ws", cookie_header(phone.http), True, video=video, audio=audio
+        )
+        tech_page = Page(
+            f"ws://{host_b}/console/ws", cookie_header(tech.http), False, session=session_id,
+            audio=audio,
+        )  # fmt: skip
+        pages += [phone_page, tech_page]
+
+        async def connect():
+            await phone_page.connect()
+            await tech_page.connect()
+            await tech_page.received["video"].wait_for(30, timeout=20)
+            phone_page.start_watch()
+            tech_page.start_watch()
+
+        peers.run(connect())
+        with web_a.app_context():
+            pinned = db.session.get(LensSession, session_id).media_sidecar
+        assert pinned in sidecars
+        other = next(name for name in sidecars if name != pinned)
+        legs = sidecars[pinned].session_legs(session_id, secret)
+        assert legs, "the pinned sidecar has no legs of the session"
+        assert sidecars[other].session_legs(session_id, secret) == {}
+
+        # chat both ways across the two processes (each page's own socket)
+        phone_chat = Client.connect(
+            f"ws://{host_a}/c/ws", headers={"Cookie": cookie_header(phone.http)}
+        )
+        tech_chat = Client.connect(
+            f"ws://{host_b}/console/ws", headers={"Cookie": cookie_header(tech.http)}
+        )
+        tech_chat.send(json.dumps({"type": "open", "session": session_id}))
+        import redis
+
+        channel = f"{prefix}controls:{session_id}"
+        wait_until(  # each process's bus subscribed for its page's controls
+            lambda: redis.Redis.from_url(redis_url).pubsub_numsub(channel)[0][1] == 2,
+            5,
+            "both control sockets subscribed",
+        )
+        assert receive_until(tech_chat, f"session-log-{session_id}", time.monotonic() + 5)
+        tech_chat.send(json.dumps({"type": "chat", "text": "Hello from B", "session": session_id}))
+        assert receive_until(phone_chat, "Hello from B", time.monotonic() + 5)
+        phone_chat.send(json.dumps({"type": "chat", "text": "Hi from A"}))
+        assert receive_until(tech_chat, "Hi from A", time.monotonic() + 5)
+
+        # kill the pinned sidecar: the legs move to the other, without a new session
+        frames_before = len(tech_page.received["video"].digests)
+        killed_at = time.perf_counter()
+        sidecars[pinned].kill()
+
+        def video_back() -> bool:
+            arrivals = tech_page.received["video"].arrival
+            return len(arrivals) > frames_before + 30 and arrivals[-1] > killed_at
+
+        wait_until(video_back, 40, "video back after the kill")
+        back = next(t for t in tech_page.received["video"].arrival[frames_before:] if t > killed_at)
+        print(f"video back {back - killed_at:.2f} s after the sidecar was killed")
+        with web_a.app_context():
+            moved = db.session.get(LensSession, session_id)
+            assert moved.media_sidecar == other
+            assert moved.state == "active"
+            kinds = db.session.scalars(
+                select(SessionEvent.kind).where(SessionEvent.session_id == session_id)
+            ).all()
+        assert kinds.count("media_moved") == 1
+        assert sidecars[other].session_legs(session_id, secret)
+        # the console's open panel says what happened
+        pushed = receive_until(tech_chat, "stopped answering", time.monotonic() + 5)
+        assert pushed is not None and "moved to" in pushed
+
+        # the next session is pinned to the sidecar that lives
+        pin2 = tech.post("/console/sessions", {"name": "Next"}).text.split('data-pin="')[1][:6]
+        with web_a.app_context():
+            next_id = db.session.scalar(select(LensSession.id).where(LensSession.pin == pin2))
+            wait_until(lambda: pinned not in {s.id for s in router.live_sidecars()}, 15, "dead")
+            chosen = web_a.extensions["lens.media"].sidecar_of(next_id, place=True)
+            assert chosen.id == other
+            assert db.session.get(LensSession, next_id).media_sidecar == other
+        phone_chat.close()
+        tech_chat.close()
+        console_ws.close()
+    finally:
+
+        async def close():
+            for page in pages:
+                await page.close()
+
+        peers.run(close())
+        peers.stop()
+        for sidecar in sidecars.values():
+            sidecar.stop()
+        log.close()
+        server_a.shutdown()
+        server_b.shutdown()
+        dispose(web_a)
+        dispose(web_b)
+        web_a.extensions["lens.events"].close()
+        web_b.extensions["lens.events"].close()
