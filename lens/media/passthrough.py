@@ -17,6 +17,7 @@ instead of ``encode()`` when its track yields ``av.Packet``s. This module:
 
 from __future__ import annotations
 
+import asyncio
 import fractions
 import time
 from collections.abc import Callable
@@ -33,16 +34,16 @@ from aiortc.codecs.vpx import Vp8Encoder
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.mediastreams import convert_timebase
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtcrtpreceiver import TimestampMapper
 from aiortc.rtp import RtpPacket
-from aiortc.utils import uint16_add, uint32_gt
+from aiortc.utils import uint16_add, uint16_gt, uint32_gt
 
-# A lost packet that NACK did not recover stalls aiortc's jitter buffer until 512 packets
-# pile up (seconds of video). Give up on it after this many newer packets, or after this
-# long, whichever comes first: at a phone's starting bitrate 128 packets take seconds.
-STALL_PACKETS = 128
-STALL_SECONDS = 0.3
+from lens.media.recovery import SILENCE, KeyframeRequests, LinkEstimate, NackList
+from lens.media.relay import _h264_nal_types, is_keyframe
 
 FrameHandler = Callable[[RTCRtpCodecParameters, JitterFrame], None]
+VIDEO_CLOCK_RATE = 90000
+BUFFER_PACKETS = 512  # a power of two (aiortc's ring); a 1080p keyframe is ~200 packets
 
 
 class FrameTap:
@@ -54,7 +55,7 @@ class FrameTap:
         self._worker_released = False
 
     def put(self, task: tuple[RTCRtpCodecParameters, JitterFrame] | None) -> None:
-        """Called by the receiver on the event loop for every reassembled frame (None = end)."""
+        """Called on the event loop for every reassembled frame (None = end)."""
         if task is None:
             self._on_end()
             return
@@ -67,55 +68,208 @@ class FrameTap:
         return None
 
 
-class ForwardingVideoBuffer(JitterBuffer):
-    """A video jitter buffer that releases a frame when its marker packet completes it."""
+def _starts_keyframe(mime_type: str, packet: RtpPacket) -> bool:
+    """True if `packet` is the first packet of a keyframe."""
+    data = packet._data  # type: ignore[attr-defined]
+    if mime_type == "video/vp8":
+        payload = packet.payload
+        # VP8 payload descriptor: S (start of partition) set and partition index 0
+        return bool(payload) and payload[0] & 0x17 == 0x10 and is_keyframe(mime_type, data)
+    if mime_type == "video/h264":
+        # Chrome (and libx264 with repeated headers) opens every IDR picture with an SPS
+        return 7 in _h264_nal_types(data)
+    return True
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        super().__init__(capacity=512, is_video=True)
+
+class RepeatingNacks:
+    """Stands in for aiortc's NackGenerator (which NACKs a packet once, at once).
+
+    It notes every packet's arrival in the stream's :class:`LinkEstimate` (jitter, bitrate,
+    silence, round trip from NACK to retransmission) and NACKs each missing packet at once,
+    then again every retry interval until the hole's give-up (``recovery.NackList``)."""
+
+    def __init__(self, receiver: RTCRtpReceiver, link: LinkEstimate) -> None:
+        self.link = link
+        self.nacks = NackList(link)
+        self.missing: set[int] = set()  # aiortc reads this only when add() returns True
+        self._receiver = receiver
+        self._ssrc: int | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def add(self, packet: RtpPacket) -> bool:
+        self._ssrc = packet.ssrc
+        retransmitted = packet.sequence_number in self.nacks._missing
+        size = len(packet.payload) + packet.padding_size
+        self.link.arrival(packet.timestamp, VIDEO_CLOCK_RATE, size, retransmitted)
+        self.nacks.add(packet.sequence_number)
+        self._schedule()
+        return False  # aiortc must not send its own NACK
+
+    def _schedule(self) -> None:
+        if self._timer is not None:
+            return
+        delay = self.nacks.next_due()
+        if delay is None:
+            return
+        self._timer = asyncio.get_running_loop().call_later(delay, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        lost = self.nacks.due()
+        if lost and self._ssrc is not None:
+            task = asyncio.get_running_loop().create_task(
+                self._receiver._send_rtcp_nack(self._ssrc, lost)
+            )
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        self._schedule()
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+
+class ForwardingVideoBuffer(JitterBuffer):
+    """A video jitter buffer that releases each frame as soon as it is complete.
+
+    aiortc's buffer holds a frame until the next frame's first packet arrives and waits for
+    512 packets before it gives up on a lost one. This one hands every complete frame to
+    `deliver` at once, in order; a hole (a lost first, middle or last packet alike) waits for
+    its retransmission only as long as the link's give-up (about two NACK rounds, from the
+    measured round trip and jitter). When a hole is given up, the frame is lost and with it
+    every frame until the next keyframe: the buffer skips ahead to the next keyframe's first
+    packet (holes inside a keyframe get the same wait) and asks for a keyframe. After a
+    silence (an outage) the buffer is flushed and a keyframe asked for, once.
+    """
+
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        link: LinkEstimate | None = None,
+        deliver: Callable[[JitterFrame, RtpPacket], None] | None = None,
+        request_keyframe: Callable[[], None] | None = None,
+        mime_type_of: Callable[[int], str | None] | None = None,
+    ) -> None:
+        super().__init__(capacity=BUFFER_PACKETS, is_video=True)
+        self.link = link or LinkEstimate(clock)
+        self.keyframes = KeyframeRequests(self.link)
         self.media_ssrc: int | None = None
+        self.frames: list[JitterFrame] = []  # released frames when there is no `deliver`
+        self.holes_given_up = 0
+        self.keyframe_requests = 0
+        self.frames_skipped = 0
+        self._clock = self.link.clock
+        self._deliver = deliver
+        self._request_keyframe = request_keyframe or (lambda: None)
+        self._mime_type_of = mime_type_of or (lambda payload_type: "video/vp8")
+        self._mime_type = "video/vp8"
+        self._missing_since: list[float | None] = [None] * BUFFER_PACKETS
+        self._max: int | None = None
         self._next_sequence: int | None = None
-        self._clock = clock
-        self._hole_since: float | None = None
+        self._need_keyframe = True  # a subscriber's decoder starts at a keyframe
+        self._scanned: int | None = None  # where the search for a keyframe goes on
 
     def add(self, packet: RtpPacket) -> tuple[bool, JitterFrame | None]:
         self.media_ssrc = packet.ssrc
-        pli_flag, frame = super().add(packet)
-        if (
-            frame is None
-            and self._origin is not None
-            and self._packets[self._origin % self._capacity] is None
-        ):
-            now = self._clock()
-            if self._hole_since is None:
-                self._hole_since = now
-            waiting = uint16_add(packet.sequence_number, -self._origin)
-            if waiting > STALL_PACKETS or now - self._hole_since > STALL_SECONDS:
-                # skip the hole; the next frame is marked discontinuous and we ask for a keyframe
-                self.smart_remove(1)
-                self._hole_since = None
-                pli_flag = True
-        else:
-            self._hole_since = None
-        return pli_flag, frame
+        self._mime_type = self._mime_type_of(packet.payload_type) or self._mime_type
+        now = self._clock()
+        seq = packet.sequence_number
+        if self._origin is not None and self.link.silence >= SILENCE:
+            self._flush(seq)  # an outage: what is buffered is stale
+            self._ask_keyframe()
+        if self._origin is None:
+            self._origin = self._max = seq
+        offset = uint16_add(seq, -self._origin)
+        if offset >= 0x8000:
+            return False, None  # older than what was released or given up: too late
+        if offset >= self._capacity:
+            self._flush(seq)  # more than the buffer holds is missing
+            self._ask_keyframe()
+            offset = 0
+        slot = seq % self._capacity
+        if self._packets[slot] is not None:
+            return False, None  # a duplicate
+        self._packets[slot] = packet
+        self._missing_since[slot] = None
+        if self._scanned is not None and uint16_gt(self._scanned, seq):
+            self._scanned = seq  # a retransmission behind the keyframe search
+        if uint16_gt(seq, self._max):
+            missed = uint16_add(self._max, 1)
+            while missed != seq:
+                self._missing_since[missed % self._capacity] = now
+                missed = uint16_add(missed, 1)
+            self._max = seq
+        self._release(now)
+        return False, None
 
-    def _remove_frame(self, sequence_number: int) -> JitterFrame | None:
+    # ----- internals --------------------------------------------------------------------
+
+    def _release(self, now: float) -> None:
+        while self._origin is not None and not uint16_gt(self._origin, self._max):
+            if self._need_keyframe and not self._skip_to_keyframe():
+                hole = self._origin
+            else:
+                packets, hole = self._complete_frame()
+                if packets is not None:
+                    self._emit(packets)
+                    continue
+            if hole is None:
+                return  # the frame's last packets have not arrived yet: not a hole
+            since = self._missing_since[hole % self._capacity]
+            if since is None or now - since <= self.link.give_up:
+                return  # a retransmission may still fill it
+            # give up: this frame is lost, and every frame up to the next keyframe with it
+            self.holes_given_up += 1
+            self._drop_through(hole)
+            if not self._need_keyframe:
+                self._need_keyframe = True
+            self._ask_keyframe()
+
+    def _skip_to_keyframe(self) -> bool:
+        """Drop packets until a keyframe's first packet is at the origin (True). A keyframe
+        that began after a hole is taken at once (nothing before it is needed); without
+        one, stop at the first hole (False): the missing packet may be a keyframe's first."""
+        seq = self._origin if self._scanned is None else self._scanned
+        if uint16_gt(self._origin, seq):
+            seq = self._origin
+        while not uint16_gt(seq, self._max):
+            packet = self._packets[seq % self._capacity]
+            if packet is not None and _starts_keyframe(self._mime_type, packet):
+                if seq != self._origin:
+                    self._drop_through(uint16_add(seq, -1))
+                self._scanned = None
+                return True
+            seq = uint16_add(seq, 1)
+        self._scanned = seq  # these packets were looked at; only newer ones can start one
+        while not uint16_gt(self._origin, self._max):
+            if self._packets[self._origin % self._capacity] is None:
+                return False
+            self._drop_through(self._origin)
+            self._ask_keyframe()
+        return False
+
+    def _complete_frame(self) -> tuple[list[RtpPacket] | None, int | None]:
+        """The packets of the frame at the origin if it is complete, else (None, the first
+        missing sequence number if a later packet arrived, or None)."""
         packets: list[RtpPacket] = []
-        timestamp = None
-        for count in range(self._capacity):
-            packet = self._packets[(self._origin + count) % self._capacity]
+        seq = self._origin
+        while True:
+            packet = self._packets[seq % self._capacity]
             if packet is None:
-                return None
-            if timestamp is None:
-                timestamp = packet.timestamp
-            elif packet.timestamp != timestamp:
-                # the marker packet was lost: the timestamp change closes the frame
-                return self._release(packets, count)
+                return None, (seq if uint16_gt(self._max, seq) else None)
+            if packets and packet.timestamp != packets[0].timestamp:
+                return packets, None  # no marker, but the next frame began: complete
             packets.append(packet)
             if packet.marker:
-                return self._release(packets, count + 1)
-        return None
+                return packets, None
+            if seq == self._max:
+                return None, None
+            seq = uint16_add(seq, 1)
 
-    def _release(self, packets: list[RtpPacket], count: int) -> JitterFrame:
+    def _emit(self, packets: list[RtpPacket]) -> None:
         frame = JitterFrame(
             data=b"".join(p._data for p in packets),  # type: ignore[attr-defined]
             timestamp=packets[0].timestamp,
@@ -124,8 +278,35 @@ class ForwardingVideoBuffer(JitterBuffer):
         # a frame after a gap may reference pictures the subscriber never got
         frame.contiguous = self._next_sequence is None or first == self._next_sequence  # type: ignore[attr-defined]
         self._next_sequence = uint16_add(packets[-1].sequence_number, 1)
-        self.remove(count)
-        return frame
+        self._drop_through(packets[-1].sequence_number)
+        self._need_keyframe = False
+        if is_keyframe(self._mime_type, frame.data):
+            self.keyframes.keyframe_arrived(len(frame.data))
+        if self._deliver is not None:
+            self._deliver(frame, packets[0])
+        else:
+            self.frames.append(frame)
+
+    def _drop_through(self, seq: int) -> None:
+        """Forget every packet from the origin up to and including `seq`."""
+        count = uint16_add(seq, -self._origin) + 1
+        for _ in range(count):
+            slot = self._origin % self._capacity
+            self._packets[slot] = None
+            self._missing_since[slot] = None
+            self._origin = uint16_add(self._origin, 1)
+
+    def _flush(self, seq: int) -> None:
+        self._packets = [None] * self._capacity
+        self._missing_since = [None] * self._capacity
+        self._origin = self._max = seq
+        self._need_keyframe = True
+        self._scanned = None
+
+    def _ask_keyframe(self) -> None:
+        if self.keyframes.may_send():
+            self.keyframe_requests += 1
+            self._request_keyframe()
 
 
 class ForwardingAudioBuffer(JitterBuffer):
@@ -146,12 +327,52 @@ class ForwardingAudioBuffer(JitterBuffer):
         return False, frame
 
 
-def divert_receiver(receiver: RTCRtpReceiver, kind: str, tap: FrameTap) -> None:
-    """Make `receiver` hand encoded frames to `tap`; call before the connection starts."""
+def divert_receiver(
+    receiver: RTCRtpReceiver,
+    kind: str,
+    tap: FrameTap,
+    request_keyframe: Callable[[], None] = lambda: None,
+) -> None:
+    """Make `receiver` hand encoded frames to `tap`; call before the connection starts.
+
+    For video, `request_keyframe` is called (at most once per keyframe in flight) when the
+    buffer lost a frame and needs a keyframe to go on."""
     receiver._RTCRtpReceiver__decoder_queue = tap  # type: ignore[attr-defined]
-    receiver._RTCRtpReceiver__jitter_buffer = (  # type: ignore[attr-defined]
-        ForwardingVideoBuffer() if kind == "video" else ForwardingAudioBuffer()
+    if kind != "video":
+        receiver._RTCRtpReceiver__jitter_buffer = ForwardingAudioBuffer()  # type: ignore[attr-defined]
+        return
+    codecs: dict[int, RTCRtpCodecParameters] = receiver._RTCRtpReceiver__codecs  # type: ignore[attr-defined]
+    mapper = TimestampMapper()
+
+    def deliver(frame: JitterFrame, first: RtpPacket) -> None:
+        # the buffer releases frames itself (several at once when a hole fills), so the
+        # receiver's own timestamp mapping is done here
+        frame.timestamp = mapper.map(frame.timestamp)
+        tap.put((codecs[first.payload_type], frame))
+
+    def mime_type_of(payload_type: int) -> str | None:
+        codec = codecs.get(payload_type)
+        return codec.mimeType.lower() if codec else None
+
+    link = LinkEstimate()
+    buffer = ForwardingVideoBuffer(
+        link=link, deliver=deliver, request_keyframe=request_keyframe, mime_type_of=mime_type_of
     )
+    receiver._RTCRtpReceiver__jitter_buffer = buffer  # type: ignore[attr-defined]
+    receiver._RTCRtpReceiver__nack_generator = RepeatingNacks(receiver, link)  # type: ignore[attr-defined]
+
+
+def video_buffer(receiver: RTCRtpReceiver) -> ForwardingVideoBuffer | None:
+    """The forwarding buffer of a diverted video receiver (its link estimate, keyframes)."""
+    buffer = receiver._RTCRtpReceiver__jitter_buffer  # type: ignore[attr-defined]
+    return buffer if isinstance(buffer, ForwardingVideoBuffer) else None
+
+
+def stop_nacks(receiver: RTCRtpReceiver) -> None:
+    """Cancel a diverted video receiver's NACK timer (the leg is closing)."""
+    nacks = getattr(receiver, "_RTCRtpReceiver__nack_generator", None)
+    if isinstance(nacks, RepeatingNacks):
+        nacks.stop()
 
 
 def media_ssrc(receiver: RTCRtpReceiver) -> int | None:

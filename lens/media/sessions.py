@@ -35,14 +35,12 @@ from lens.media.capture import (
     decode_snapshot,
     recording_path,
 )
-from lens.media.relay import ForwardedTrack, RelayTotals
+from lens.media.relay import LATE_AFTER, ForwardedTrack, RelayTotals
 
 logger = logging.getLogger(__name__)
 
 PUBLISHER = "publisher"
 SUBSCRIBER = "subscriber"
-KEYFRAME_REQUEST_INTERVAL = 0.3  # seconds: at most one PLI upstream per interval (Chrome ignores
-# a PLI that comes within 300 ms of its last keyframe, so a shorter one gains nothing)
 VIDEO_CODEC_PREFERENCE = ("video/vp8", "video/h264")
 AUDIO_CODEC_PREFERENCE = ("audio/opus",)
 SNAPSHOT_WAIT = 2.0  # seconds a snapshot waits for a keyframe it asked for
@@ -134,7 +132,6 @@ class LensMediaSession:
         self.created_at = time.monotonic()
         self._totals = totals
         self._ice_servers = ice_servers
-        self._last_keyframe_request = float("-inf")
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
         self._answering = 0
@@ -342,17 +339,31 @@ class LensMediaSession:
             track.offer(codec, frame)
 
     def request_keyframe(self) -> None:
-        """Ask the phone for a keyframe (PLI), at most once per KEYFRAME_REQUEST_INTERVAL."""
-        now = time.monotonic()
-        if self.publisher is None or now - self._last_keyframe_request < KEYFRAME_REQUEST_INTERVAL:
+        """Ask the phone for a keyframe (PLI) unless a request is still in flight: one is
+        repeated only after the phone leg's round trip plus a keyframe's transmission time
+        (``recovery.KeyframeRequests``)."""
+        if self.publisher is None:
             return
         receiver = self.publisher.receiver("video")
-        if receiver is None or passthrough.media_ssrc(receiver) is None:
+        buffer = passthrough.video_buffer(receiver) if receiver is not None else None
+        if buffer is None or buffer.media_ssrc is None or not buffer.keyframes.may_send():
             return
-        self._last_keyframe_request = now
+        self._send_keyframe_request(self.publisher)
+
+    def _send_keyframe_request(self, leg: Leg) -> None:
+        """Send PLI to the phone now (the caller decided one is due)."""
+        receiver = leg.receiver("video")
+        if leg is not self.publisher or receiver is None:
+            return
         self.keyframe_requests += 1
         self._totals.keyframe_requests += 1
         self._spawn(passthrough.send_pli(receiver))
+
+    def _late_after(self) -> float:
+        """How late a phone frame may arrive before the relay calls it stale."""
+        receiver = self.publisher.receiver("video") if self.publisher else None
+        buffer = passthrough.video_buffer(receiver) if receiver is not None else None
+        return buffer.link.late_after if buffer is not None else LATE_AFTER
 
     # ----- plumbing ---------------------------------------------------------------------
 
@@ -394,7 +405,12 @@ class LensMediaSession:
             route(leg, kind, codec, frame)
 
         tap = passthrough.FrameTap(on_frame, on_end=lambda: None)
-        passthrough.divert_receiver(leg.transceivers[kind].receiver, kind, tap)
+        passthrough.divert_receiver(
+            leg.transceivers[kind].receiver,
+            kind,
+            tap,
+            request_keyframe=lambda: self._send_keyframe_request(leg),
+        )
 
     async def _answer(self, leg: Leg, offer: RTCSessionDescription) -> RTCSessionDescription:
         self._answering += 1  # not attached until answered, yet the session is not idle
@@ -406,7 +422,13 @@ class LensMediaSession:
                     continue
                 leg.codecs[kind] = codec
                 if transceiver.direction in ("sendonly", "sendrecv"):
-                    track = ForwardedTrack(kind, codec, self.request_keyframe, self._totals)
+                    track = ForwardedTrack(
+                        kind,
+                        codec,
+                        self.request_keyframe,
+                        self._totals,
+                        late_after=self._late_after,
+                    )
                     transceiver.sender.replaceTrack(track)
                     passthrough.install_packer(transceiver.sender, codec)
                     if kind == "video":
@@ -430,6 +452,9 @@ class LensMediaSession:
     async def _close_leg(self, leg: Leg) -> None:
         for track in leg.outgoing.values():
             track.stop()
+        receiver = leg.receiver("video")
+        if receiver is not None:
+            passthrough.stop_nacks(receiver)
         if leg.closing is None:
             # One close per leg: a second pc.close() awaits the first one's future, and
             # cancelling that waiter (teardown cancels tasks) would break the first close.
