@@ -25,17 +25,21 @@ from dataclasses import dataclass
 from typing import Any
 
 import av
+from aioice.ice import StunProtocol
 from aiortc import RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
+from aiortc import clock as aiortc_clock
 from aiortc import rtcrtpreceiver as aiortc_receiver_module
 from aiortc import rtcrtpsender as aiortc_sender_module
 from aiortc.codecs.base import Encoder
 from aiortc.codecs.h264 import H264Encoder
 from aiortc.codecs.vpx import Vp8Encoder
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
-from aiortc.mediastreams import convert_timebase
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack, convert_timebase
+from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtcrtpreceiver import TimestampMapper
-from aiortc.rtp import RtpPacket
+from aiortc.rtp import RTP_HISTORY_SIZE, RtpPacket
 from aiortc.utils import uint16_add, uint16_gt, uint32_gt
 
 from lens.media.recovery import SILENCE, KeyframeRequests, LinkEstimate, NackList
@@ -88,8 +92,14 @@ class RepeatingNacks:
     silence, round trip from NACK to retransmission) and NACKs each missing packet at once,
     then again every retry interval until the hole's give-up (``recovery.NackList``)."""
 
-    def __init__(self, receiver: RTCRtpReceiver, link: LinkEstimate) -> None:
+    def __init__(
+        self,
+        receiver: RTCRtpReceiver,
+        link: LinkEstimate,
+        on_packet: Callable[[RtpPacket], None] | None = None,
+    ) -> None:
         self.link = link
+        self.on_packet = on_packet
         self.nacks = NackList(link)
         self.missing: set[int] = set()  # aiortc reads this only when add() returns True
         self._receiver = receiver
@@ -104,6 +114,9 @@ class RepeatingNacks:
         self.link.arrival(packet.timestamp, VIDEO_CLOCK_RATE, size, retransmitted)
         self.nacks.add(packet.sequence_number)
         self._schedule()
+        if self.on_packet is not None:
+            # the earliest point where a packet (or a retransmission, unwrapped) is known
+            self.on_packet(packet)
         return False  # aiortc must not send its own NACK
 
     def _schedule(self) -> None:
@@ -332,11 +345,13 @@ def divert_receiver(
     kind: str,
     tap: FrameTap,
     request_keyframe: Callable[[], None] = lambda: None,
+    on_packet: Callable[[RtpPacket], None] | None = None,
 ) -> None:
     """Make `receiver` hand encoded frames to `tap`; call before the connection starts.
 
     For video, `request_keyframe` is called (at most once per keyframe in flight) when the
-    buffer lost a frame and needs a keyframe to go on."""
+    buffer lost a frame and needs a keyframe to go on; `on_packet` gets every video RTP
+    packet (retransmissions unwrapped) as it arrives, before it is reassembled."""
     receiver._RTCRtpReceiver__decoder_queue = tap  # type: ignore[attr-defined]
     if kind != "video":
         receiver._RTCRtpReceiver__jitter_buffer = ForwardingAudioBuffer()  # type: ignore[attr-defined]
@@ -359,7 +374,7 @@ def divert_receiver(
         link=link, deliver=deliver, request_keyframe=request_keyframe, mime_type_of=mime_type_of
     )
     receiver._RTCRtpReceiver__jitter_buffer = buffer  # type: ignore[attr-defined]
-    receiver._RTCRtpReceiver__nack_generator = RepeatingNacks(receiver, link)  # type: ignore[attr-defined]
+    receiver._RTCRtpReceiver__nack_generator = RepeatingNacks(receiver, link, on_packet)  # type: ignore[attr-defined]
 
 
 def video_buffer(receiver: RTCRtpReceiver) -> ForwardingVideoBuffer | None:
@@ -394,6 +409,81 @@ def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> N
     """Call `callback` when the remote receiver sends PLI or FIR for this sender."""
     # aiortc's sender only sets a flag that an encoder would honour; pack() ignores it.
     sender._send_keyframe = callback  # type: ignore[method-assign]
+
+
+class IdleTrack(MediaStreamTrack):
+    """A sender's track that yields nothing: its packets are sent by a PacketSender, so
+    aiortc's send loop waits here (and never creates an encoder) until the leg stops."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+        self._stopped = asyncio.Event()
+
+    async def recv(self) -> Any:
+        await self._stopped.wait()
+        raise MediaStreamError
+
+    def stop(self) -> None:
+        super().stop()
+        self._stopped.set()
+
+
+def _send_datagram(dtls: RTCDtlsTransport, data: bytes) -> None:
+    """SRTP-protect and send one RTP packet now (aiortc's _send_rtp, without a task)."""
+    data = dtls._tx_srtp.protect(data)
+    pair = dtls.transport._connection._nominated.get(1)
+    if pair is None:
+        raise ConnectionError("no nominated ICE pair")
+    if isinstance(pair.protocol, StunProtocol):
+        # StunProtocol.send_data is `self.transport.sendto(...)`: UDP and TURN alike
+        pair.protocol.transport.sendto(data, pair.remote_addr)
+    else:
+        asyncio.ensure_future(pair.protocol.send_data(data, pair.remote_addr))
+    dtls._RTCDtlsTransport__tx_bytes += len(data)  # type: ignore[attr-defined]
+    dtls._RTCDtlsTransport__tx_packets += 1  # type: ignore[attr-defined]
+
+
+class PacketSender:
+    """Sends ready-made RTP packets as an aiortc sender's stream.
+
+    Each packet gets the sender's MID and an abs-send-time, goes into the sender's
+    retransmission history (so aiortc's own NACK handling answers the remote's NACKs,
+    over RTX when negotiated) and counts in the sender's reports (SR)."""
+
+    def __init__(self, sender: RTCRtpSender) -> None:
+        self._sender = sender
+
+    @property
+    def ssrc(self) -> int:
+        return self._sender._ssrc
+
+    def send(self, packet: RtpPacket) -> bool:
+        """Put `packet` on the wire now; False if the leg is not connected (yet)."""
+        sender = self._sender
+        dtls = sender.transport
+        if dtls._state != DtlsState.CONNECTED:
+            return False
+        ntp = aiortc_clock.current_ntp_time()
+        packet.extensions.mid = sender._RTCRtpSender__mid  # type: ignore[attr-defined]
+        packet.extensions.abs_send_time = (ntp >> 14) & 0x00FFFFFF
+        history = sender._RTCRtpSender__rtp_history  # type: ignore[attr-defined]
+        history[packet.sequence_number % RTP_HISTORY_SIZE] = packet
+        data = packet.serialize(sender._RTCRtpSender__rtp_header_extensions_map)  # type: ignore[attr-defined]
+        try:
+            _send_datagram(dtls, data)
+        except ConnectionError:
+            return False
+        sender._RTCRtpSender__ntp_timestamp = ntp  # type: ignore[attr-defined]
+        sender._RTCRtpSender__rtp_timestamp = packet.timestamp  # type: ignore[attr-defined]
+        sender._RTCRtpSender__octet_count += len(packet.payload)  # type: ignore[attr-defined]
+        sender._RTCRtpSender__packet_count += 1  # type: ignore[attr-defined]
+        return True
+
+
+def sender_rtt(sender: RTCRtpSender) -> float | None:
+    """The round trip aiortc's sender measured from the remote's receiver reports."""
+    return getattr(sender, "_RTCRtpSender__rtt", None)
 
 
 class PackOnlyEncoder(Encoder):

@@ -23,6 +23,7 @@ from aiortc import (
 )
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability, RTCRtpCodecParameters
+from aiortc.rtp import RtpPacket
 
 from lens import features
 from lens.media import passthrough
@@ -35,6 +36,7 @@ from lens.media.capture import (
     decode_snapshot,
     recording_path,
 )
+from lens.media.forwarder import LegRewriter, VideoForwarder
 from lens.media.relay import LATE_AFTER, ForwardedTrack, RelayTotals
 
 logger = logging.getLogger(__name__)
@@ -62,7 +64,8 @@ class Leg:
     pc: RTCPeerConnection
     transceivers: dict[str, RTCRtpTransceiver] = field(default_factory=dict)
     codecs: dict[str, RTCRtpCodecParameters] = field(default_factory=dict)
-    outgoing: dict[str, ForwardedTrack] = field(default_factory=dict)
+    # audio: a ForwardedTrack (frames = packets); the technician's video: a VideoForwarder
+    outgoing: dict[str, ForwardedTrack | VideoForwarder] = field(default_factory=dict)
     frames_received: dict[str, int] = field(default_factory=lambda: {"video": 0, "audio": 0})
     bytes_received: dict[str, int] = field(default_factory=lambda: {"video": 0, "audio": 0})
     created_at: float = field(default_factory=time.monotonic)
@@ -323,11 +326,18 @@ class LensMediaSession:
             self.request_keyframe()  # the snapshot history broke: start it again
         if self.recorder is not None:
             self.recorder.offer(kind, mime_type, frame)
-        if self.subscriber is None:
-            return
+        if self.subscriber is None or kind == "video":
+            return  # video reaches the technician packet by packet (_phone_video_packet)
         track = self.subscriber.outgoing.get(kind)
-        if track is not None:
+        if isinstance(track, ForwardedTrack):
             track.offer(codec, frame)
+
+    def _phone_video_packet(self, leg: Leg, packet: RtpPacket) -> None:
+        if leg is not self.publisher or self.on_hold or self.subscriber is None:
+            return
+        forwarder = self.subscriber.outgoing.get("video")
+        if isinstance(forwarder, VideoForwarder):
+            forwarder.forward(packet)
 
     def _from_technician(
         self, leg: Leg, kind: str, codec: RTCRtpCodecParameters, frame: JitterFrame
@@ -335,7 +345,7 @@ class LensMediaSession:
         if leg is not self.subscriber or self.publisher is None:
             return
         track = self.publisher.outgoing.get(kind)
-        if track is not None:
+        if isinstance(track, ForwardedTrack):
             track.offer(codec, frame)
 
     def request_keyframe(self) -> None:
@@ -410,6 +420,11 @@ class LensMediaSession:
             kind,
             tap,
             request_keyframe=lambda: self._send_keyframe_request(leg),
+            on_packet=(
+                (lambda packet: self._phone_video_packet(leg, packet))
+                if leg.role == PUBLISHER and kind == "video"
+                else None
+            ),
         )
 
     async def _answer(self, leg: Leg, offer: RTCSessionDescription) -> RTCSessionDescription:
@@ -421,7 +436,22 @@ class LensMediaSession:
                 if codec is None:
                     continue
                 leg.codecs[kind] = codec
-                if transceiver.direction in ("sendonly", "sendrecv"):
+                if transceiver.direction not in ("sendonly", "sendrecv"):
+                    continue
+                sender = transceiver.sender
+                passthrough.install_packer(sender, codec)  # no encoder, whatever happens
+                if kind == "video":
+                    # the phone's packets, rewritten for this leg (forwarder.py)
+                    sender.replaceTrack(passthrough.IdleTrack(kind))
+                    rewriter = LegRewriter(sender._ssrc, codec.payloadType, codec.mimeType.lower())
+                    leg.outgoing[kind] = VideoForwarder(
+                        rewriter,
+                        passthrough.PacketSender(sender).send,
+                        self.request_keyframe,
+                        self._totals.by_kind[kind],
+                    )
+                    passthrough.on_keyframe_request(sender, self.request_keyframe)
+                else:
                     track = ForwardedTrack(
                         kind,
                         codec,
@@ -429,10 +459,7 @@ class LensMediaSession:
                         self._totals,
                         late_after=self._late_after,
                     )
-                    transceiver.sender.replaceTrack(track)
-                    passthrough.install_packer(transceiver.sender, codec)
-                    if kind == "video":
-                        passthrough.on_keyframe_request(transceiver.sender, self.request_keyframe)
+                    sender.replaceTrack(track)
                     leg.outgoing[kind] = track
             await leg.pc.setLocalDescription(await leg.pc.createAnswer())
         except Exception as exc:
@@ -452,6 +479,9 @@ class LensMediaSession:
     async def _close_leg(self, leg: Leg) -> None:
         for track in leg.outgoing.values():
             track.stop()
+        for transceiver in leg.transceivers.values():
+            if isinstance(transceiver.sender.track, passthrough.IdleTrack):
+                transceiver.sender.track.stop()
         receiver = leg.receiver("video")
         if receiver is not None:
             passthrough.stop_nacks(receiver)
