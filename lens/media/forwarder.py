@@ -196,8 +196,9 @@ class LegRewriter:
 class VideoForwarder:
     """Forwards the phone's video packets to one technician leg (see the module doc).
 
-    `send` puts one rewritten packet on the wire (``passthrough.PacketSender.send``);
-    `request_keyframe` asks the phone for a keyframe (rate-limited by the session)."""
+    `send` puts one rewritten packet on the wire (``passthrough.PacketSender.send``) and
+    `ready` says whether it can yet; `request_keyframe` asks the phone for a keyframe
+    (rate-limited by the session)."""
 
     def __init__(
         self,
@@ -205,6 +206,7 @@ class VideoForwarder:
         send: Callable[[RtpPacket], bool],
         request_keyframe: Callable[[], None],
         totals: ForwardingStats,
+        ready: Callable[[], bool] = lambda: True,
     ) -> None:
         self.kind = "video"
         self.rewriter = rewriter
@@ -212,20 +214,22 @@ class VideoForwarder:
         self.resolution: tuple[int, int] | None = None
         self.packets_forwarded = 0
         self._send = send
+        self._ready = ready
         self._request_keyframe = request_keyframe
         self._totals = totals
         self._stopped = False
 
     def forward(self, packet: RtpPacket) -> None:
         """One packet from the phone (called on the event loop as it arrives)."""
-        if self._stopped:
-            return
+        if self._stopped or not self._ready():
+            return  # the stream starts (at a keyframe) once the leg is connected
         out, vp8 = self.rewriter.rewrite(packet)
         if out is None:
             if self.rewriter.waiting and packet.payload:
                 self._request_keyframe()
             return
         if not self._send(out):
+            self.rewriter.restart()  # the leg went away under us: start again at a keyframe
             return
         self.packets_forwarded += 1
         size = len(out.payload)

@@ -458,6 +458,14 @@ class PacketSender:
     def ssrc(self) -> int:
         return self._sender._ssrc
 
+    def ready(self) -> bool:
+        """True once the leg is connected and the sender configured (MID, extensions)."""
+        sender = self._sender
+        return (
+            sender._RTCRtpSender__started  # type: ignore[attr-defined]
+            and sender.transport._state == DtlsState.CONNECTED
+        )
+
     def send(self, packet: RtpPacket) -> bool:
         """Put `packet` on the wire now; False if the leg is not connected (yet)."""
         sender = self._sender

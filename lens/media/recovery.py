@@ -127,8 +127,9 @@ class NackList:
         if uint16_gt(sequence_number, self.max_seq):
             gap = uint16_add(sequence_number, -self.max_seq) - 1
             # after an outage the packets sent into it are long stale: do not ask for them
-            # (and a gap longer than a NACK can carry is beyond repair)
-            if 0 < gap <= MAX_NACKED and self.link.silence < self.link.give_up:
+            # (and a gap longer than a NACK can carry is beyond repair); a shorter pause
+            # may be this process's own (a busy event loop), so those are asked for
+            if 0 < gap <= MAX_NACKED and self.link.silence < SILENCE:
                 seq = uint16_add(self.max_seq, 1)
                 for _ in range(gap):
                     self._missing[seq] = [now, None, 0]

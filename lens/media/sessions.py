@@ -444,11 +444,13 @@ class LensMediaSession:
                     # the phone's packets, rewritten for this leg (forwarder.py)
                     sender.replaceTrack(passthrough.IdleTrack(kind))
                     rewriter = LegRewriter(sender._ssrc, codec.payloadType, codec.mimeType.lower())
+                    packet_sender = passthrough.PacketSender(sender)
                     leg.outgoing[kind] = VideoForwarder(
                         rewriter,
-                        passthrough.PacketSender(sender).send,
+                        packet_sender.send,
                         self.request_keyframe,
                         self._totals.by_kind[kind],
+                        ready=packet_sender.ready,
                     )
                     passthrough.on_keyframe_request(sender, self.request_keyframe)
                 else:

@@ -176,3 +176,28 @@ def test_a_leg_is_one_continuous_stream_across_a_phone_reconnect():
     assert abs(((timestamps[4] - timestamps[2]) & 0xFFFFFFFF) - 90000) < 100
     assert [p.marker for p in out] == [0, 1, 0, 1, 0, 1]
     assert out[4].payload[4:] == vp8_packet(60001, 3777, 30001, True, True).payload[4:]
+
+
+def test_technicians_joining_with_their_phones_get_a_keyframe_at_once(with_sidecar):
+    """Legs connecting at the same time: a keyframe the phone sent before the technician's
+    leg could carry it must not leave that leg waiting for the next natural keyframe."""
+    from lens.media.testing import encode_vp8_clip
+
+    clip = encode_vp8_clip(seconds=4.0, keyframe_every=120)
+
+    async def scenario(sidecar):
+        import asyncio
+
+        async def session(sid):
+            phone = await start_phone(sidecar.http, sidecar.base_url, sidecar.secret, sid, clip)
+            tech = await start_technician(sidecar.http, sidecar.base_url, sidecar.secret, sid)
+            try:
+                await tech.received["video"].wait_for(1, timeout=3.0)  # the clip's next: 4 s
+                assert tech.received["video"].keyframes == 1
+            finally:
+                await phone.pc.close()
+                await tech.pc.close()
+
+        await asyncio.gather(*(session(f"s{i}") for i in range(4)))
+
+    with_sidecar(scenario)
