@@ -28,6 +28,7 @@ import av
 from aioice.ice import StunProtocol
 from aiortc import RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
 from aiortc import clock as aiortc_clock
+from aiortc import codecs as aiortc_codecs
 from aiortc import rtcrtpreceiver as aiortc_receiver_module
 from aiortc import rtcrtpsender as aiortc_sender_module
 from aiortc.codecs.base import Encoder
@@ -37,11 +38,16 @@ from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack, convert_timebase
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcdtlstransport import State as DtlsState
-from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtcrtpparameters import (
+    RTCRtcpFeedback,
+    RTCRtpCodecParameters,
+    RTCRtpHeaderExtensionParameters,
+)
 from aiortc.rtcrtpreceiver import TimestampMapper
 from aiortc.rtp import RTP_HISTORY_SIZE, RtpPacket
 from aiortc.utils import uint16_add, uint16_gt, uint32_gt
 
+from lens.media.congestion import TransportFeedback
 from lens.media.recovery import SILENCE, KeyframeRequests, LinkEstimate, NackList
 from lens.media.relay import _h264_nal_types, is_keyframe
 
@@ -344,7 +350,7 @@ def divert_receiver(
     receiver: RTCRtpReceiver,
     kind: str,
     tap: FrameTap,
-    request_keyframe: Callable[[], None] = lambda: None,
+    request_keyframe: Callable[[], None] | None = None,
     on_packet: Callable[[RtpPacket], None] | None = None,
 ) -> None:
     """Make `receiver` hand encoded frames to `tap`; call before the connection starts.
@@ -368,6 +374,11 @@ def divert_receiver(
     def mime_type_of(payload_type: int) -> str | None:
         codec = codecs.get(payload_type)
         return codec.mimeType.lower() if codec else None
+
+    if request_keyframe is None:  # like aiortc's own receiver: PLI to the sender
+
+        def request_keyframe() -> None:
+            asyncio.ensure_future(send_pli(receiver))
 
     link = LinkEstimate()
     buffer = ForwardingVideoBuffer(
@@ -429,9 +440,9 @@ class IdleTrack(MediaStreamTrack):
         self._stopped.set()
 
 
-def _send_datagram(dtls: RTCDtlsTransport, data: bytes) -> None:
-    """SRTP-protect and send one RTP packet now (aiortc's _send_rtp, without a task)."""
-    data = dtls._tx_srtp.protect(data)
+def _send_datagram(dtls: RTCDtlsTransport, data: bytes, rtcp: bool = False) -> None:
+    """SRTP-protect and send one RTP (or RTCP) packet now (aiortc's _send_rtp, no task)."""
+    data = dtls._tx_srtp.protect_rtcp(data) if rtcp else dtls._tx_srtp.protect(data)
     pair = dtls.transport._connection._nominated.get(1)
     if pair is None:
         raise ConnectionError("no nominated ICE pair")
@@ -492,6 +503,101 @@ class PacketSender:
 def sender_rtt(sender: RTCRtpSender) -> float | None:
     """The round trip aiortc's sender measured from the remote's receiver reports."""
     return getattr(sender, "_RTCRtpSender__rtt", None)
+
+
+TRANSPORT_CC_URI = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
+TRANSPORT_CC_ID = 5  # aiortc uses 1-3; with BUNDLE the id space is shared by audio and video
+FEEDBACK_INTERVAL = 0.05  # seconds between transport-cc feedback packets (libwebrtc: 50-250 ms)
+
+
+def negotiate_transport_cc() -> None:
+    """Make every answer offer transport-wide congestion control instead of REMB.
+
+    aiortc advertises abs-send-time + goog-remb and computes REMB in Python; this swaps
+    both for the transport-cc header extension and RTCP feedback type, so a browser that
+    sends to the sidecar estimates its bandwidth itself from :class:`TransportCcFeedback`.
+    Idempotent; called when this module is imported."""
+    for extensions in aiortc_codecs.HEADER_EXTENSIONS.values():
+        extensions[:] = [
+            e
+            for e in extensions
+            if e.uri not in ("http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time",)
+            and e.uri != TRANSPORT_CC_URI
+        ]
+        extensions.append(RTCRtpHeaderExtensionParameters(id=TRANSPORT_CC_ID, uri=TRANSPORT_CC_URI))
+    for codecs in aiortc_codecs.CODECS.values():
+        for codec in codecs:
+            if aiortc_codecs.is_rtx(codec):
+                continue
+            feedback = [
+                f for f in codec.rtcpFeedback if f.type not in ("goog-remb", "transport-cc")
+            ]
+            codec.rtcpFeedback = [*feedback, RTCRtcpFeedback(type="transport-cc")]
+
+
+class _StampingQueue(asyncio.Queue):
+    """aioice's datagram queue, noting when each datagram came off the socket."""
+
+    last_arrival: float | None = None
+
+    def _put(self, item: Any) -> None:
+        super()._put((time.monotonic(), item))
+
+    def _get(self) -> Any:
+        arrival, item = super()._get()
+        self.last_arrival = arrival
+        return item
+
+
+class TransportCcFeedback:
+    """Sends transport-cc feedback for everything arriving on one leg's transport."""
+
+    def __init__(self, receiver: RTCRtpReceiver) -> None:
+        self.feedback = TransportFeedback()
+        self._receiver = receiver
+        self._dtls = receiver.transport
+        self._timer: asyncio.TimerHandle | None = None
+        connection = self._dtls.transport._connection
+        # datagrams are stamped when aioice takes them from the socket, before the DTLS
+        # task and the receivers get to them (a busy event loop delays those)
+        queue = _StampingQueue()
+        while not connection._queue.empty():
+            queue.put_nowait(connection._queue.get_nowait())
+        connection._queue = queue
+        self._queue = queue
+        router = self._dtls._rtp_router
+        route = router.route_rtp
+
+        def route_rtp(packet: RtpPacket) -> Any:
+            seq = packet.extensions.transport_sequence_number
+            if seq is not None:
+                self.feedback.add(seq, queue.last_arrival)
+                if self._timer is None:
+                    self._timer = asyncio.get_running_loop().call_later(
+                        FEEDBACK_INTERVAL, self._send
+                    )
+            return route(packet)
+
+        router.route_rtp = route_rtp
+
+    def _send(self) -> None:
+        self._timer = None
+        sender_ssrc = self._receiver._RTCRtpReceiver__rtcp_ssrc  # type: ignore[attr-defined]
+        media = media_ssrc(self._receiver) or 0
+        data = self.feedback.build(sender_ssrc or 0, media)
+        if data is None or self._dtls._state != DtlsState.CONNECTED:
+            return
+        try:
+            _send_datagram(self._dtls, data, rtcp=True)
+        except ConnectionError:
+            return
+        if self.feedback.pending:
+            self._timer = asyncio.get_running_loop().call_later(FEEDBACK_INTERVAL, self._send)
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
 
 class PackOnlyEncoder(Encoder):
@@ -558,3 +664,6 @@ def count_codecs() -> CodecCounter:
     aiortc_sender_module.get_encoder = counting_get_encoder
     aiortc_receiver_module.get_decoder = counting_get_decoder
     return counter
+
+
+negotiate_transport_cc()

@@ -70,6 +70,7 @@ class Leg:
     bytes_received: dict[str, int] = field(default_factory=lambda: {"video": 0, "audio": 0})
     created_at: float = field(default_factory=time.monotonic)
     closing: asyncio.Task[None] | None = None
+    congestion: passthrough.TransportCcFeedback | None = None  # the phone's leg
 
     def receiver(self, kind: str) -> RTCRtpReceiver | None:
         transceiver = self.transceivers.get(kind)
@@ -431,6 +432,10 @@ class LensMediaSession:
         self._answering += 1  # not attached until answered, yet the session is not idle
         try:
             await leg.pc.setRemoteDescription(offer)
+            if leg.role == PUBLISHER and leg.transceivers:
+                # the phone estimates its bandwidth from transport-cc feedback
+                receiver = leg.receiver("video") or next(iter(leg.transceivers.values())).receiver
+                leg.congestion = passthrough.TransportCcFeedback(receiver)
             for kind, transceiver in leg.transceivers.items():
                 codec = passthrough.negotiated_codec(transceiver)
                 if codec is None:
@@ -487,6 +492,8 @@ class LensMediaSession:
         receiver = leg.receiver("video")
         if receiver is not None:
             passthrough.stop_nacks(receiver)
+        if leg.congestion is not None:
+            leg.congestion.stop()
         if leg.closing is None:
             # One close per leg: a second pc.close() awaits the first one's future, and
             # cancelling that waiter (teardown cancels tasks) would break the first close.
