@@ -26,6 +26,7 @@ from aiortc.utils import uint16_add, uint16_gt
 from lens.media.relay import ForwardingStats, vp8_resolution
 
 VIDEO_CLOCK_RATE = 90000
+PLAYOUT_DELAY_MAX = 1000  # 10 s in 10 ms units: no upper limit in practice
 
 
 @dataclass
@@ -207,6 +208,7 @@ class VideoForwarder:
         request_keyframe: Callable[[], None],
         totals: ForwardingStats,
         ready: Callable[[], bool] = lambda: True,
+        playout_floor: Callable[[], float] | None = None,
     ) -> None:
         self.kind = "video"
         self.rewriter = rewriter
@@ -215,6 +217,7 @@ class VideoForwarder:
         self.packets_forwarded = 0
         self._send = send
         self._ready = ready
+        self._playout_floor = playout_floor
         self._request_keyframe = request_keyframe
         self._totals = totals
         self._stopped = False
@@ -228,6 +231,11 @@ class VideoForwarder:
             if self.rewriter.waiting and packet.payload:
                 self._request_keyframe()
             return
+        if self._playout_floor is not None and (vp8 is None or vp8.start):
+            # the technician's browser buffers long enough for the phone leg's
+            # retransmissions (RTP playout-delay extension, 10 ms units: min, max)
+            floor = round(self._playout_floor() * 100)
+            out.extensions.playout_delay = (floor, PLAYOUT_DELAY_MAX)
         if not self._send(out):
             self.rewriter.restart()  # the leg went away under us: start again at a keyframe
             return

@@ -19,12 +19,17 @@ from __future__ import annotations
 
 import asyncio
 import fractions
+import logging
+import socket
+import struct
 import time
+import types
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import av
+import pylibsrtp
 from aioice.ice import StunProtocol
 from aiortc import RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
 from aiortc import clock as aiortc_clock
@@ -44,12 +49,21 @@ from aiortc.rtcrtpparameters import (
     RTCRtpHeaderExtensionParameters,
 )
 from aiortc.rtcrtpreceiver import TimestampMapper
-from aiortc.rtp import RTP_HISTORY_SIZE, RtpPacket
+from aiortc.rtp import (
+    RTP_HISTORY_SIZE,
+    HeaderExtensionsMap,
+    RtpPacket,
+    is_rtcp,
+    pack_header_extensions,
+    unpack_header_extensions,
+)
 from aiortc.utils import uint16_add, uint16_gt, uint32_gt
 
 from lens.media.congestion import TransportFeedback
 from lens.media.recovery import SILENCE, KeyframeRequests, LinkEstimate, NackList
 from lens.media.relay import _h264_nal_types, is_keyframe
+
+logger = logging.getLogger(__name__)
 
 FrameHandler = Callable[[RTCRtpCodecParameters, JitterFrame], None]
 VIDEO_CLOCK_RATE = 90000
@@ -455,6 +469,36 @@ def _send_datagram(dtls: RTCDtlsTransport, data: bytes, rtcp: bool = False) -> N
     dtls._RTCDtlsTransport__tx_packets += 1  # type: ignore[attr-defined]
 
 
+class _PlayoutDelayMap(HeaderExtensionsMap):
+    """aiortc's header extension map plus the playout-delay extension (aiortc has none).
+
+    A packet whose ``extensions.playout_delay`` is (min, max) in 10 ms units carries it:
+    the receiving browser then keeps at least `min` in its jitter buffer."""
+
+    def __init__(self, configured: HeaderExtensionsMap, extension_id: int) -> None:
+        super().__init__()
+        self._HeaderExtensionsMap__ids = configured._HeaderExtensionsMap__ids  # type: ignore[attr-defined]
+        self._extension_id = extension_id
+
+    def set(self, values: Any) -> tuple[int, bytes]:
+        profile, value = super().set(values)
+        delay = getattr(values, "playout_delay", None)
+        if delay is None:
+            return profile, value
+        elements = unpack_header_extensions(profile, value) if profile else []
+        low, high = delay
+        elements.append((self._extension_id, ((low << 12) | high).to_bytes(3, "big")))
+        return pack_header_extensions(elements)
+
+
+def negotiated_extension_id(transceiver: RTCRtpTransceiver, uri: str) -> int | None:
+    """The id the remote offer gave a header extension we answered with, else None."""
+    for extension in transceiver._headerExtensions:
+        if extension.uri == uri:
+            return extension.id
+    return None
+
+
 class PacketSender:
     """Sends ready-made RTP packets as an aiortc sender's stream.
 
@@ -462,8 +506,10 @@ class PacketSender:
     retransmission history (so aiortc's own NACK handling answers the remote's NACKs,
     over RTX when negotiated) and counts in the sender's reports (SR)."""
 
-    def __init__(self, sender: RTCRtpSender) -> None:
+    def __init__(self, sender: RTCRtpSender, playout_delay_id: int | None = None) -> None:
         self._sender = sender
+        self._playout_delay_id = playout_delay_id
+        self._map_installed = False
 
     @property
     def ssrc(self) -> int:
@@ -483,6 +529,13 @@ class PacketSender:
         dtls = sender.transport
         if dtls._state != DtlsState.CONNECTED:
             return False
+        if not self._map_installed:
+            self._map_installed = True
+            if self._playout_delay_id:
+                configured = sender._RTCRtpSender__rtp_header_extensions_map  # type: ignore[attr-defined]
+                sender._RTCRtpSender__rtp_header_extensions_map = _PlayoutDelayMap(  # type: ignore[attr-defined]
+                    configured, self._playout_delay_id
+                )
         ntp = aiortc_clock.current_ntp_time()
         packet.extensions.mid = sender._RTCRtpSender__mid  # type: ignore[attr-defined]
         packet.extensions.abs_send_time = (ntp >> 14) & 0x00FFFFFF
@@ -507,6 +560,8 @@ def sender_rtt(sender: RTCRtpSender) -> float | None:
 
 TRANSPORT_CC_URI = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
 TRANSPORT_CC_ID = 5  # aiortc uses 1-3; with BUNDLE the id space is shared by audio and video
+PLAYOUT_DELAY_URI = "http://www.webrtc.org/experiments/rtp-hdrext/playout-delay"
+PLAYOUT_DELAY_ID = 6
 FEEDBACK_INTERVAL = 0.05  # seconds between transport-cc feedback packets (libwebrtc: 50-250 ms)
 
 
@@ -523,8 +578,13 @@ def negotiate_transport_cc() -> None:
             for e in extensions
             if e.uri not in ("http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time",)
             and e.uri != TRANSPORT_CC_URI
+            and e.uri != PLAYOUT_DELAY_URI
         ]
         extensions.append(RTCRtpHeaderExtensionParameters(id=TRANSPORT_CC_ID, uri=TRANSPORT_CC_URI))
+    video = aiortc_codecs.HEADER_EXTENSIONS["video"]
+    if PLAYOUT_DELAY_URI not in [e.uri for e in video]:
+        # the technician's browser is told how long to buffer (PacketSender)
+        video.append(RTCRtpHeaderExtensionParameters(id=PLAYOUT_DELAY_ID, uri=PLAYOUT_DELAY_URI))
     for codecs in aiortc_codecs.CODECS.values():
         for codec in codecs:
             if aiortc_codecs.is_rtx(codec):
@@ -535,18 +595,155 @@ def negotiate_transport_cc() -> None:
             codec.rtcpFeedback = [*feedback, RTCRtcpFeedback(type="transport-cc")]
 
 
-class _StampingQueue(asyncio.Queue):
-    """aioice's datagram queue, noting when each datagram came off the socket."""
+@types.coroutine
+def _resume(coroutine: Any, waiting_on: Any) -> Any:
+    """Hand a coroutine that suspended outside any task over to one (see _drive)."""
+    value = yield waiting_on
+    while True:
+        try:
+            waiting_on = coroutine.send(value)
+        except StopIteration as stop:
+            return stop.value
+        value = yield waiting_on
+
+
+def _drive(coroutine: Any) -> None:
+    """Run `coroutine` now, on the caller's stack; if it suspends, a task finishes it.
+
+    aiortc's RTP/RTCP handlers are coroutines that in practice never suspend (sending
+    RTCP ends in a plain sendto), so running them inline saves a task switch per packet."""
+    try:
+        waiting_on = coroutine.send(None)
+    except StopIteration:
+        return
+
+    async def finish() -> None:
+        await _resume(coroutine, waiting_on)
+
+    asyncio.ensure_future(finish())
+
+
+SO_TIMESTAMPNS = 35  # Linux (asm-generic): the kernel stamps each datagram's arrival
+_kernel_arrival: list[float | None] = [None]  # the datagram being delivered, monotonic
+
+
+def kernel_timestamps(receiver_or_sender: RTCRtpReceiver | RTCRtpSender) -> int:
+    """Have the kernel stamp every datagram on a leg's UDP sockets with its arrival time.
+
+    asyncio reads datagrams with recvfrom(), so the earliest time Python can take is when
+    the event loop gets to the socket, which on a loaded machine is milliseconds late and
+    looks like congestion to the phone's bandwidth estimator. This reads them with
+    recvmsg() and SO_TIMESTAMPNS instead; InlineMediaQueue uses that time. Call once the
+    leg's candidates are gathered; returns how many sockets were switched."""
+    connection = receiver_or_sender.transport.transport._connection
+    switched = 0
+    for protocol in connection._protocols:
+        transport = getattr(protocol, "transport", None)
+        sock = getattr(transport, "_sock", None)
+        if sock is None or sock.type != socket.SOCK_DGRAM or getattr(transport, "lens_stamped", 0):
+            continue
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        except OSError:
+            continue
+        transport._loop._remove_reader(transport._sock_fd)
+        transport._loop._add_reader(transport._sock_fd, _read_stamped, transport)
+        transport.lens_stamped = 1
+        switched += 1
+    return switched
+
+
+def _read_stamped(transport: Any) -> None:
+    """asyncio's _SelectorDatagramTransport._read_ready, with recvmsg and the kernel's stamp."""
+    if transport._conn_lost:
+        return
+    try:
+        data, ancillary, _, addr = transport._sock.recvmsg(transport.max_size, 64)
+    except (BlockingIOError, InterruptedError):
+        return
+    except OSError as exc:
+        transport._protocol.error_received(exc)
+        return
+    except (SystemExit, KeyboardInterrupt):
+        raise
+    except BaseException as exc:
+        transport._fatal_error(exc, "Fatal read error on datagram transport")
+        return
+    stamp = None
+    for level, kind, value in ancillary:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(value) >= 16:
+            seconds, nanoseconds = struct.unpack("qq", value[:16])
+            stamp = seconds + nanoseconds / 1e9 - (time.time() - time.monotonic())
+    _kernel_arrival[0] = stamp
+    try:
+        transport._protocol.datagram_received(data, addr)
+    finally:
+        _kernel_arrival[0] = None
+
+
+class InlineMediaQueue(asyncio.Queue):
+    """aioice's datagram queue for one leg, with a fast path for SRTP/SRTCP.
+
+    aioice puts each datagram on a queue that the DTLS transport's task awaits: three
+    coroutine layers and a task switch per packet. Once DTLS is up and nothing is queued
+    (order is kept), an SRTP or SRTCP datagram is instead decrypted and handed to aiortc's
+    RTP/RTCP handling right away, in aioice's socket callback, which is what aiortc's
+    receive loop does for it (``RTCDtlsTransport._recv_next``). Every datagram's arrival
+    time is noted as it comes off the socket (``last_arrival``, for transport-cc)."""
 
     last_arrival: float | None = None
 
-    def _put(self, item: Any) -> None:
-        super()._put((time.monotonic(), item))
+    def __init__(self, dtls: RTCDtlsTransport) -> None:
+        super().__init__()
+        self._dtls = dtls
+        self.inline = 0
+
+    def put_nowait(self, item: Any) -> None:
+        now = _kernel_arrival[0] or time.monotonic()
+        dtls = self._dtls
+        if (
+            item is not None
+            and not self._queue  # type: ignore[attr-defined]
+            and 127 < item[0][0] < 192
+            and dtls._rx_srtp is not None
+            and dtls._state == DtlsState.CONNECTED
+        ):
+            self.last_arrival = now
+            self.inline += 1
+            data = item[0]
+            dtls._RTCDtlsTransport__rx_bytes += len(data)  # type: ignore[attr-defined]
+            dtls._RTCDtlsTransport__rx_packets += 1  # type: ignore[attr-defined]
+            try:
+                if is_rtcp(data):
+                    _drive(dtls._handle_rtcp_data(dtls._rx_srtp.unprotect_rtcp(data)))
+                else:
+                    arrival_ms = aiortc_clock.current_ms()
+                    data = dtls._rx_srtp.unprotect(data)
+                    _drive(dtls._handle_rtp_data(data, arrival_time_ms=arrival_ms))
+            except pylibsrtp.Error:
+                pass  # what aiortc does with a packet it cannot decrypt
+            except Exception:
+                logger.exception("inline RTP/RTCP handling failed")
+            return
+        super().put_nowait((now, item))
 
     def _get(self) -> Any:
         arrival, item = super()._get()
         self.last_arrival = arrival
         return item
+
+
+def inline_media(receiver_or_sender: RTCRtpReceiver | RTCRtpSender) -> InlineMediaQueue:
+    """Install the fast path on the (bundled) transport of a leg; idempotent."""
+    dtls = receiver_or_sender.transport
+    connection = dtls.transport._connection
+    if isinstance(connection._queue, InlineMediaQueue):
+        return connection._queue
+    queue = InlineMediaQueue(dtls)
+    while not connection._queue.empty():
+        queue.put_nowait(connection._queue.get_nowait())
+    connection._queue = queue
+    return queue
 
 
 class TransportCcFeedback:
@@ -557,13 +754,9 @@ class TransportCcFeedback:
         self._receiver = receiver
         self._dtls = receiver.transport
         self._timer: asyncio.TimerHandle | None = None
-        connection = self._dtls.transport._connection
         # datagrams are stamped when aioice takes them from the socket, before the DTLS
         # task and the receivers get to them (a busy event loop delays those)
-        queue = _StampingQueue()
-        while not connection._queue.empty():
-            queue.put_nowait(connection._queue.get_nowait())
-        connection._queue = queue
+        queue = inline_media(receiver)
         self._queue = queue
         router = self._dtls._rtp_router
         route = router.route_rtp

@@ -31,6 +31,8 @@ MAX_GIVE_UP = 2.0  # seconds: past this a frozen picture is worse than a keyfram
 MIN_RETRY = 0.02  # seconds between two NACKs of one packet
 MIN_KEYFRAME_INTERVAL = 0.3  # Chrome ignores a request within 300 ms of its last keyframe
 SILENCE = 1.0  # seconds without a packet: an outage, not loss; flush and ask once
+LOSS_MEMORY = 10.0  # seconds a loss keeps the technician's playout floor up
+MAX_PLAYOUT_FLOOR = 0.5  # seconds
 MAX_NACKED = 256  # sequence numbers tracked at most (an RTCP NACK must stay small)
 
 
@@ -49,6 +51,7 @@ class LinkEstimate:
         self._window_start: float | None = None
         self._window_bytes = 0
         self.bitrate = 0.0  # bits per second over the last full window
+        self.last_loss: float | None = None  # when a packet last went missing
 
     def rtt_sample(self, rtt: float) -> None:
         if rtt <= 0:
@@ -95,6 +98,13 @@ class LinkEstimate:
         may wait, or every frame a retransmission completed would be thrown away."""
         return self.give_up + 4 * self.jitter + 0.1
 
+    def playout_floor(self) -> float:
+        """The jitter buffer a technician needs so a retransmission on this link arrives
+        in time (0 on a link that lost nothing lately: no delay is added for nothing)."""
+        if self.last_loss is None or self.clock() - self.last_loss > LOSS_MEMORY:
+            return 0.0
+        return min(MAX_PLAYOUT_FLOOR, self.rtt + 2 * self.jitter + 0.02)
+
     @property
     def keyframe_due(self) -> float:
         """How long a keyframe request stays in flight: its round trip plus the time the
@@ -130,6 +140,7 @@ class NackList:
             # (and a gap longer than a NACK can carry is beyond repair); a shorter pause
             # may be this process's own (a busy event loop), so those are asked for
             if 0 < gap <= MAX_NACKED and self.link.silence < SILENCE:
+                self.link.last_loss = now
                 seq = uint16_add(self.max_seq, 1)
                 for _ in range(gap):
                     self._missing[seq] = [now, None, 0]

@@ -323,8 +323,10 @@ class LensMediaSession:
         if leg is not self.publisher or self.on_hold:
             return
         mime_type = codec.mimeType.lower()
-        if kind == "video" and not self._history.add(mime_type, frame):
-            self.request_keyframe()  # the snapshot history broke: start it again
+        if kind == "video":
+            # a broken history is restarted by the next keyframe; a snapshot that finds
+            # none asks for one itself (asking here would cost the live picture keyframes)
+            self._history.add(mime_type, frame)
         if self.recorder is not None:
             self.recorder.offer(kind, mime_type, frame)
         if self.subscriber is None or kind == "video":
@@ -369,6 +371,12 @@ class LensMediaSession:
         self.keyframe_requests += 1
         self._totals.keyframe_requests += 1
         self._spawn(passthrough.send_pli(receiver))
+
+    def _playout_floor(self) -> float:
+        """How long the technician's browser should buffer, from the phone's link."""
+        receiver = self.publisher.receiver("video") if self.publisher else None
+        buffer = passthrough.video_buffer(receiver) if receiver is not None else None
+        return buffer.link.playout_floor() if buffer is not None else 0.0
 
     def _late_after(self) -> float:
         """How late a phone frame may arrive before the relay calls it stale."""
@@ -420,7 +428,9 @@ class LensMediaSession:
             leg.transceivers[kind].receiver,
             kind,
             tap,
-            request_keyframe=lambda: self._send_keyframe_request(leg),
+            # the frame view (snapshots, recordings) waits for the next keyframe after a
+            # loss rather than asking: the technician's browser asks when it needs one
+            request_keyframe=lambda: None,
             on_packet=(
                 (lambda packet: self._phone_video_packet(leg, packet))
                 if leg.role == PUBLISHER and kind == "video"
@@ -432,10 +442,13 @@ class LensMediaSession:
         self._answering += 1  # not attached until answered, yet the session is not idle
         try:
             await leg.pc.setRemoteDescription(offer)
-            if leg.role == PUBLISHER and leg.transceivers:
-                # the phone estimates its bandwidth from transport-cc feedback
-                receiver = leg.receiver("video") or next(iter(leg.transceivers.values())).receiver
-                leg.congestion = passthrough.TransportCcFeedback(receiver)
+            if leg.transceivers:
+                first = next(iter(leg.transceivers.values())).receiver
+                passthrough.inline_media(first)  # RTP/RTCP handled as it comes off the socket
+                if leg.role == PUBLISHER:
+                    # the phone estimates its bandwidth from transport-cc feedback
+                    receiver = leg.receiver("video") or first
+                    leg.congestion = passthrough.TransportCcFeedback(receiver)
             for kind, transceiver in leg.transceivers.items():
                 codec = passthrough.negotiated_codec(transceiver)
                 if codec is None:
@@ -449,13 +462,17 @@ class LensMediaSession:
                     # the phone's packets, rewritten for this leg (forwarder.py)
                     sender.replaceTrack(passthrough.IdleTrack(kind))
                     rewriter = LegRewriter(sender._ssrc, codec.payloadType, codec.mimeType.lower())
-                    packet_sender = passthrough.PacketSender(sender)
+                    playout_id = passthrough.negotiated_extension_id(
+                        transceiver, passthrough.PLAYOUT_DELAY_URI
+                    )
+                    packet_sender = passthrough.PacketSender(sender, playout_id)
                     leg.outgoing[kind] = VideoForwarder(
                         rewriter,
                         packet_sender.send,
                         self.request_keyframe,
                         self._totals.by_kind[kind],
                         ready=packet_sender.ready,
+                        playout_floor=self._playout_floor if playout_id else None,
                     )
                     passthrough.on_keyframe_request(sender, self.request_keyframe)
                 else:
@@ -469,6 +486,8 @@ class LensMediaSession:
                     sender.replaceTrack(track)
                     leg.outgoing[kind] = track
             await leg.pc.setLocalDescription(await leg.pc.createAnswer())
+            if leg.congestion is not None:  # candidates are gathered now
+                passthrough.kernel_timestamps(next(iter(leg.transceivers.values())).receiver)
         except Exception as exc:
             await self._close_leg(leg)
             raise SessionError(f"cannot answer the {leg.role} offer: {exc}", 400) from exc
