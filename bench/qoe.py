@@ -446,6 +446,14 @@ async def run_one(
         if emulator.is_alive():
             emulator.kill()
         if system == "lens":
+            with contextlib.suppress(OSError):
+                state = urllib.request.Request(
+                    f"{harness.sidecar}/sessions/{harness.sid}",
+                    headers={"Authorization": f"Bearer {harness.secret}"},
+                )
+                with urllib.request.urlopen(state, timeout=5) as resp:
+                    publisher = json.loads(resp.read())["publisher"] or {}
+                    print("sidecar:", json.dumps(publisher.get("transport")), flush=True)
             request = urllib.request.Request(
                 f"{harness.sidecar}/sessions/{harness.sid}",
                 method="DELETE",

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import fractions
 import logging
+import os
 import socket
 import struct
 import time
@@ -697,9 +698,14 @@ class InlineMediaQueue(asyncio.Queue):
         super().__init__()
         self._dtls = dtls
         self.inline = 0
+        self.kernel_stamped = 0
 
     def put_nowait(self, item: Any) -> None:
-        now = _kernel_arrival[0] or time.monotonic()
+        now = _kernel_arrival[0]
+        if now is None:
+            now = time.monotonic()
+        else:
+            self.kernel_stamped += 1
         dtls = self._dtls
         if (
             item is not None
@@ -757,7 +763,7 @@ class TransportCcFeedback:
         # datagrams are stamped when aioice takes them from the socket, before the DTLS
         # task and the receivers get to them (a busy event loop delays those)
         queue = inline_media(receiver)
-        self._queue = queue
+        self.queue = queue
         router = self._dtls._rtp_router
         route = router.route_rtp
 
@@ -859,4 +865,7 @@ def count_codecs() -> CodecCounter:
     return counter
 
 
-negotiate_transport_cc()
+# LENS_MEDIA_BWE=remb keeps aiortc's REMB (for comparison runs: bench/qoe.py)
+TRANSPORT_CC = os.environ.get("LENS_MEDIA_BWE", "transport-cc") != "remb"
+if TRANSPORT_CC:
+    negotiate_transport_cc()

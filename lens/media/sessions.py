@@ -93,7 +93,16 @@ class Leg:
             }
             if kind == "video" and track and track.resolution:
                 media[kind]["resolution"] = list(track.resolution)
+        transport = {}
+        if self.congestion is not None:
+            queue = self.congestion.queue
+            transport = {
+                "inline_packets": queue.inline,
+                "kernel_stamped": queue.kernel_stamped,
+                "transport_cc_feedback": self.congestion.feedback.packets_sent,
+            }
         return {
+            "transport": transport,
             "connection_state": self.pc.connectionState,
             "ice_connection_state": self.pc.iceConnectionState,
             **media,
@@ -445,7 +454,7 @@ class LensMediaSession:
             if leg.transceivers:
                 first = next(iter(leg.transceivers.values())).receiver
                 passthrough.inline_media(first)  # RTP/RTCP handled as it comes off the socket
-                if leg.role == PUBLISHER:
+                if leg.role == PUBLISHER and passthrough.TRANSPORT_CC:
                     # the phone estimates its bandwidth from transport-cc feedback
                     receiver = leg.receiver("video") or first
                     leg.congestion = passthrough.TransportCcFeedback(receiver)
