@@ -9,7 +9,10 @@ builds against Debian's libnetfilter-queue-dev). A benchmark, not a test.
 The phone is a real Chromium (fake camera 640x480@30, fake microphone) in the network
 namespace `mdphone`, joined to the root namespace by the veth pair mdv0/mdv1
 (10.21.1.1/30 ↔ 10.21.1.2/30). This kernel has no `netem`, so iptables queues every UDP
-packet crossing mdv0 (both directions) to a user-space emulator (NFQUEUE): Bernoulli loss
+packet leaving either end of the veth (phone → root in the phone's namespace, so the root
+side's kernel stamps a packet's arrival only once the emulated link delivered it; root →
+phone in the root namespace) to a user-space emulator (NFQUEUE), one process per
+direction: Bernoulli loss
 → a FIFO at the link's rate (tail drop past 0.5 s of queue) → delay ± uniform jitter,
 never reordering. The technician is a second Chromium in the root namespace.
 
@@ -27,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ctypes
 import json
 import multiprocessing
 import os
@@ -95,14 +99,15 @@ def setup_network() -> None:
     sh("ip", "-n", NETNS, "route", "add", "default", "via", ROOT_IP)
     # (nftables' own `queue` expression is missing from this kernel; the xtables NFQUEUE
     # target through iptables-nft works)
-    for chain, direction, queue in (
-        ("MDQOE_UP", "INPUT", QUEUE_UP),
-        ("MDQOE_DOWN", "OUTPUT", QUEUE_DOWN),
-    ):
-        sh("iptables", "-w", "-N", chain)
-        sh("iptables", "-w", "-A", chain, "-p", "udp", "-j", "NFQUEUE", "--queue-num", str(queue))
-        flag = "-i" if direction == "INPUT" else "-o"
-        sh("iptables", "-w", "-I", direction, flag, VETH_ROOT, "-j", chain)
+    # Each direction is queued where it leaves: phone → root in the phone's namespace (so
+    # a packet reaches the root namespace, and the kernel's arrival stamp, only once the
+    # emulated link delivered it), root → phone in the root namespace.
+    queue_down = ["-p", "udp", "-j", "NFQUEUE", "--queue-num", str(QUEUE_DOWN)]
+    sh("iptables", "-w", "-N", "MDQOE_DOWN")
+    sh("iptables", "-w", "-A", "MDQOE_DOWN", *queue_down)
+    sh("iptables", "-w", "-I", "OUTPUT", "-o", VETH_ROOT, "-j", "MDQOE_DOWN")
+    queue_up = ["-p", "udp", "-j", "NFQUEUE", "--queue-num", str(QUEUE_UP)]
+    sh("ip", "netns", "exec", NETNS, "iptables", "-w", "-A", "OUTPUT", "-o", VETH_PHONE, *queue_up)
 
 
 def teardown_network() -> None:
@@ -115,13 +120,26 @@ def teardown_network() -> None:
     sh("ip", "netns", "del", NETNS, check=False)
 
 
-def emulate(profile: Profile, outage_at: Any, ready: Any, stop: Any) -> None:
-    """The link emulator (its own process): both NFQUEUE queues, one loop, no threads."""
+def enter_netns(name: str) -> None:
+    """Move this process into a network namespace (os.setns is Python 3.12+)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(f"/var/run/netns/{name}", os.O_RDONLY)
+    if libc.setns(fd, 0x40000000) != 0:  # CLONE_NEWNET
+        raise OSError(ctypes.get_errno(), f"setns {name}")
+    os.close(fd)
+
+
+def emulate(
+    profile: Profile, queue: int, netns: str | None, outage_at: Any, ready: Any, stop: Any
+) -> None:
+    """One direction of the link emulator (its own process): one NFQUEUE queue, one loop."""
     from netfilterqueue import NetfilterQueue
 
-    rng = random.Random(2101)
+    if netns is not None:
+        enter_netns(netns)
+    rng = random.Random(queue)
     queues = []
-    for number in (QUEUE_UP, QUEUE_DOWN):
+    for number in (queue,):
         held: list[tuple[float, Any]] = []  # (release time, packet), FIFO
         state = {"free_at": 0.0, "last_out": 0.0}
 
@@ -403,10 +421,16 @@ async def run_one(
 ) -> dict[str, Any]:
     profile = PROFILES[profile_name]
     context = multiprocessing.get_context("fork")
-    outage_at, ready, stop = context.Value("d", 0.0), context.Event(), context.Event()
-    emulator = context.Process(target=emulate, args=(profile, outage_at, ready, stop))
-    emulator.start()
-    ready.wait(10)
+    outage_at, stop = context.Value("d", 0.0), context.Event()
+    emulators = []
+    for number, netns in ((QUEUE_UP, NETNS), (QUEUE_DOWN, None)):
+        ready = context.Event()
+        emulator = context.Process(
+            target=emulate, args=(profile, number, netns, outage_at, ready, stop)
+        )
+        emulator.start()
+        ready.wait(10)
+        emulators.append(emulator)
     harness.reset(system)
     wrapper = workdir / "chromium-in-netns"
     wrapper.write_text(f'#!/bin/sh\nexec ip netns exec {NETNS} {CHROMIUM} "$@"\n')
@@ -442,9 +466,10 @@ async def run_one(
         await phone_browser.close()
         await tech_browser.close()
         stop.set()
-        emulator.join(5)
-        if emulator.is_alive():
-            emulator.kill()
+        for emulator in emulators:
+            emulator.join(5)
+            if emulator.is_alive():
+                emulator.kill()
         if system == "lens":
             with contextlib.suppress(OSError):
                 state = urllib.request.Request(
