@@ -186,6 +186,7 @@ class ForwardingVideoBuffer(JitterBuffer):
         deliver: Callable[[JitterFrame, RtpPacket], None] | None = None,
         request_keyframe: Callable[[], None] | None = None,
         mime_type_of: Callable[[int], str | None] | None = None,
+        on_outage: Callable[[], None] | None = None,
     ) -> None:
         super().__init__(capacity=BUFFER_PACKETS, is_video=True)
         self.link = link or LinkEstimate(clock)
@@ -198,6 +199,7 @@ class ForwardingVideoBuffer(JitterBuffer):
         self._clock = self.link.clock
         self._deliver = deliver
         self._request_keyframe = request_keyframe or (lambda: None)
+        self._on_outage = on_outage
         self._mime_type_of = mime_type_of or (lambda payload_type: "video/vp8")
         self._mime_type = "video/vp8"
         self._missing_since: list[float | None] = [None] * BUFFER_PACKETS
@@ -213,7 +215,10 @@ class ForwardingVideoBuffer(JitterBuffer):
         seq = packet.sequence_number
         if self._origin is not None and self.link.silence >= SILENCE:
             self._flush(seq)  # an outage: what is buffered is stale
-            self._ask_keyframe()
+            if self._on_outage is not None:
+                self._on_outage()  # the forwarded stream needs a keyframe too: ask once
+            else:
+                self._ask_keyframe()
         if self._origin is None:
             self._origin = self._max = seq
         offset = uint16_add(seq, -self._origin)
@@ -367,6 +372,7 @@ def divert_receiver(
     tap: FrameTap,
     request_keyframe: Callable[[], None] | None = None,
     on_packet: Callable[[RtpPacket], None] | None = None,
+    on_outage: Callable[[], None] | None = None,
 ) -> None:
     """Make `receiver` hand encoded frames to `tap`; call before the connection starts.
 
@@ -397,7 +403,11 @@ def divert_receiver(
 
     link = LinkEstimate()
     buffer = ForwardingVideoBuffer(
-        link=link, deliver=deliver, request_keyframe=request_keyframe, mime_type_of=mime_type_of
+        link=link,
+        deliver=deliver,
+        request_keyframe=request_keyframe,
+        mime_type_of=mime_type_of,
+        on_outage=on_outage,
     )
     receiver._RTCRtpReceiver__jitter_buffer = buffer  # type: ignore[attr-defined]
     receiver._RTCRtpReceiver__nack_generator = RepeatingNacks(receiver, link, on_packet)  # type: ignore[attr-defined]
@@ -708,7 +718,8 @@ class InlineMediaQueue(asyncio.Queue):
             self.kernel_stamped += 1
         dtls = self._dtls
         if (
-            item is not None
+            INLINE
+            and item is not None
             and not self._queue  # type: ignore[attr-defined]
             and 127 < item[0][0] < 192
             and dtls._rx_srtp is not None
@@ -867,5 +878,6 @@ def count_codecs() -> CodecCounter:
 
 # LENS_MEDIA_BWE=remb keeps aiortc's REMB (for comparison runs: bench/qoe.py)
 TRANSPORT_CC = os.environ.get("LENS_MEDIA_BWE", "transport-cc") != "remb"
+INLINE = os.environ.get("LENS_MEDIA_INLINE", "1") != "0"  # 0: aiortc's queue (comparison runs)
 if TRANSPORT_CC:
     negotiate_transport_cc()

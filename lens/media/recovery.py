@@ -28,7 +28,8 @@ JITTER_GAIN = 1 / 16  # RFC 3550 interarrival jitter
 BITRATE_WINDOW = 1.0  # seconds
 MIN_GIVE_UP = 0.12  # seconds: even on a LAN a retransmission gets this long
 MAX_GIVE_UP = 2.0  # seconds: past this a frozen picture is worse than a keyframe
-MIN_RETRY = 0.02  # seconds between two NACKs of one packet
+MIN_RETRY = 0.05  # seconds between two NACKs of one packet
+MAX_TRIES = 4  # NACKs per packet: a burst loss (a stalled process) must not become a storm
 MIN_KEYFRAME_INTERVAL = 0.3  # Chrome ignores a request within 300 ms of its last keyframe
 SILENCE = 1.0  # seconds without a packet: an outage, not loss; flush and ask once
 LOSS_MEMORY = 10.0  # seconds a loss keeps the technician's playout floor up
@@ -109,7 +110,8 @@ class LinkEstimate:
     def keyframe_due(self) -> float:
         """How long a keyframe request stays in flight: its round trip plus the time the
         last keyframe took to send at the stream's bitrate."""
-        transmission = self.keyframe_bytes * 8 / max(self.bitrate, 100_000)
+        # (the bitrate right after an outage says little: floor it, cap the result)
+        transmission = min(1.0, self.keyframe_bytes * 8 / max(self.bitrate, 300_000))
         return max(MIN_KEYFRAME_INTERVAL, self.rtt + 2 * self.jitter + transmission)
 
 
@@ -163,7 +165,7 @@ class NackList:
         lost = []
         for seq, entry in list(self._missing.items()):
             first, last, _ = entry
-            if now - first > give_up:
+            if now - first > give_up or (entry[2] >= MAX_TRIES and now - last >= retry):
                 del self._missing[seq]
             elif last is None or now - last >= retry:
                 entry[1] = now

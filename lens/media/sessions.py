@@ -440,6 +440,8 @@ class LensMediaSession:
             # the frame view (snapshots, recordings) waits for the next keyframe after a
             # loss rather than asking: the technician's browser asks when it needs one
             request_keyframe=lambda: None,
+            # after an outage the technician's stream has a gap only a keyframe mends
+            on_outage=self.request_keyframe if leg.role == PUBLISHER else None,
             on_packet=(
                 (lambda packet: self._phone_video_packet(leg, packet))
                 if leg.role == PUBLISHER and kind == "video"
