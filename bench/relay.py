@@ -97,6 +97,9 @@ class Server:
         if system == "lens":
             env |= {"LENS_MEDIA_PORT": str(self.port), "LENS_MEDIA_SECRET": self.secret}
             command = [sys.executable, "-m", "lens.media"]
+            if os.environ.get("LENS_BENCH_PROFILE"):  # a cProfile dump per level, to read
+                dump = f"{os.environ['LENS_BENCH_PROFILE']}-{time.time():.0f}.prof"
+                command = [sys.executable, "-m", "cProfile", "-o", dump, "-m", "lens.media"]
             self.url = f"http://127.0.0.1:{self.port}"
             health = self.url + "/healthz"
         elif system == "mediarelay":

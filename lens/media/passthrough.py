@@ -17,32 +17,58 @@ instead of ``encode()`` when its track yields ``av.Packet``s. This module:
 
 from __future__ import annotations
 
+import asyncio
 import fractions
+import logging
+import os
+import socket
+import struct
 import time
+import types
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import av
+import pylibsrtp
+from aioice.ice import StunProtocol
 from aiortc import RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
+from aiortc import clock as aiortc_clock
+from aiortc import codecs as aiortc_codecs
 from aiortc import rtcrtpreceiver as aiortc_receiver_module
 from aiortc import rtcrtpsender as aiortc_sender_module
 from aiortc.codecs.base import Encoder
 from aiortc.codecs.h264 import H264Encoder
 from aiortc.codecs.vpx import Vp8Encoder
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
-from aiortc.mediastreams import convert_timebase
-from aiortc.rtcrtpparameters import RTCRtpCodecParameters
-from aiortc.rtp import RtpPacket
-from aiortc.utils import uint16_add, uint32_gt
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack, convert_timebase
+from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtcdtlstransport import State as DtlsState
+from aiortc.rtcrtpparameters import (
+    RTCRtcpFeedback,
+    RTCRtpCodecParameters,
+    RTCRtpHeaderExtensionParameters,
+)
+from aiortc.rtcrtpreceiver import TimestampMapper
+from aiortc.rtp import (
+    RTP_HISTORY_SIZE,
+    HeaderExtensionsMap,
+    RtpPacket,
+    is_rtcp,
+    pack_header_extensions,
+    unpack_header_extensions,
+)
+from aiortc.utils import uint16_add, uint16_gt, uint32_gt
 
-# A lost packet that NACK did not recover stalls aiortc's jitter buffer until 512 packets
-# pile up (seconds of video). Give up on it after this many newer packets, or after this
-# long, whichever comes first: at a phone's starting bitrate 128 packets take seconds.
-STALL_PACKETS = 128
-STALL_SECONDS = 0.3
+from lens.media.congestion import TransportFeedback
+from lens.media.recovery import SILENCE, KeyframeRequests, LinkEstimate, NackList
+from lens.media.relay import _h264_nal_types, is_keyframe
+
+logger = logging.getLogger(__name__)
 
 FrameHandler = Callable[[RTCRtpCodecParameters, JitterFrame], None]
+VIDEO_CLOCK_RATE = 90000
+BUFFER_PACKETS = 512  # a power of two (aiortc's ring); a 1080p keyframe is ~200 packets
 
 
 class FrameTap:
@@ -54,7 +80,7 @@ class FrameTap:
         self._worker_released = False
 
     def put(self, task: tuple[RTCRtpCodecParameters, JitterFrame] | None) -> None:
-        """Called by the receiver on the event loop for every reassembled frame (None = end)."""
+        """Called on the event loop for every reassembled frame (None = end)."""
         if task is None:
             self._on_end()
             return
@@ -67,55 +93,222 @@ class FrameTap:
         return None
 
 
-class ForwardingVideoBuffer(JitterBuffer):
-    """A video jitter buffer that releases a frame when its marker packet completes it."""
+def _starts_keyframe(mime_type: str, packet: RtpPacket) -> bool:
+    """True if `packet` is the first packet of a keyframe."""
+    data = packet._data  # type: ignore[attr-defined]
+    if mime_type == "video/vp8":
+        payload = packet.payload
+        # VP8 payload descriptor: S (start of partition) set and partition index 0
+        return bool(payload) and payload[0] & 0x17 == 0x10 and is_keyframe(mime_type, data)
+    if mime_type == "video/h264":
+        # Chrome (and libx264 with repeated headers) opens every IDR picture with an SPS
+        return 7 in _h264_nal_types(data)
+    return True
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        super().__init__(capacity=512, is_video=True)
+
+class RepeatingNacks:
+    """Stands in for aiortc's NackGenerator (which NACKs a packet once, at once).
+
+    It notes every packet's arrival in the stream's :class:`LinkEstimate` (jitter, bitrate,
+    silence, round trip from NACK to retransmission) and NACKs each missing packet at once,
+    then again every retry interval until the hole's give-up (``recovery.NackList``)."""
+
+    def __init__(
+        self,
+        receiver: RTCRtpReceiver,
+        link: LinkEstimate,
+        on_packet: Callable[[RtpPacket], None] | None = None,
+    ) -> None:
+        self.link = link
+        self.on_packet = on_packet
+        self.nacks = NackList(link)
+        self.missing: set[int] = set()  # aiortc reads this only when add() returns True
+        self._receiver = receiver
+        self._ssrc: int | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def add(self, packet: RtpPacket) -> bool:
+        self._ssrc = packet.ssrc
+        retransmitted = packet.sequence_number in self.nacks._missing
+        size = len(packet.payload) + packet.padding_size
+        self.link.arrival(packet.timestamp, VIDEO_CLOCK_RATE, size, retransmitted)
+        self.nacks.add(packet.sequence_number)
+        self._schedule()
+        if self.on_packet is not None:
+            # the earliest point where a packet (or a retransmission, unwrapped) is known
+            self.on_packet(packet)
+        return False  # aiortc must not send its own NACK
+
+    def _schedule(self) -> None:
+        if self._timer is not None:
+            return
+        delay = self.nacks.next_due()
+        if delay is None:
+            return
+        self._timer = asyncio.get_running_loop().call_later(delay, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        lost = self.nacks.due()
+        if lost and self._ssrc is not None:
+            task = asyncio.get_running_loop().create_task(
+                self._receiver._send_rtcp_nack(self._ssrc, lost)
+            )
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        self._schedule()
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+
+class ForwardingVideoBuffer(JitterBuffer):
+    """A video jitter buffer that releases each frame as soon as it is complete.
+
+    aiortc's buffer holds a frame until the next frame's first packet arrives and waits for
+    512 packets before it gives up on a lost one. This one hands every complete frame to
+    `deliver` at once, in order; a hole (a lost first, middle or last packet alike) waits for
+    its retransmission only as long as the link's give-up (about two NACK rounds, from the
+    measured round trip and jitter). When a hole is given up, the frame is lost and with it
+    every frame until the next keyframe: the buffer skips ahead to the next keyframe's first
+    packet (holes inside a keyframe get the same wait) and asks for a keyframe. After a
+    silence (an outage) the buffer is flushed and a keyframe asked for, once.
+    """
+
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        link: LinkEstimate | None = None,
+        deliver: Callable[[JitterFrame, RtpPacket], None] | None = None,
+        request_keyframe: Callable[[], None] | None = None,
+        mime_type_of: Callable[[int], str | None] | None = None,
+        on_outage: Callable[[], None] | None = None,
+    ) -> None:
+        super().__init__(capacity=BUFFER_PACKETS, is_video=True)
+        self.link = link or LinkEstimate(clock)
+        self.keyframes = KeyframeRequests(self.link)
         self.media_ssrc: int | None = None
+        self.frames: list[JitterFrame] = []  # released frames when there is no `deliver`
+        self.holes_given_up = 0
+        self.keyframe_requests = 0
+        self.frames_skipped = 0
+        self._clock = self.link.clock
+        self._deliver = deliver
+        self._request_keyframe = request_keyframe or (lambda: None)
+        self._on_outage = on_outage
+        self._mime_type_of = mime_type_of or (lambda payload_type: "video/vp8")
+        self._mime_type = "video/vp8"
+        self._missing_since: list[float | None] = [None] * BUFFER_PACKETS
+        self._max: int | None = None
         self._next_sequence: int | None = None
-        self._clock = clock
-        self._hole_since: float | None = None
+        self._need_keyframe = True  # a subscriber's decoder starts at a keyframe
+        self._scanned: int | None = None  # where the search for a keyframe goes on
 
     def add(self, packet: RtpPacket) -> tuple[bool, JitterFrame | None]:
         self.media_ssrc = packet.ssrc
-        pli_flag, frame = super().add(packet)
-        if (
-            frame is None
-            and self._origin is not None
-            and self._packets[self._origin % self._capacity] is None
-        ):
-            now = self._clock()
-            if self._hole_since is None:
-                self._hole_since = now
-            waiting = uint16_add(packet.sequence_number, -self._origin)
-            if waiting > STALL_PACKETS or now - self._hole_since > STALL_SECONDS:
-                # skip the hole; the next frame is marked discontinuous and we ask for a keyframe
-                self.smart_remove(1)
-                self._hole_since = None
-                pli_flag = True
-        else:
-            self._hole_since = None
-        return pli_flag, frame
+        self._mime_type = self._mime_type_of(packet.payload_type) or self._mime_type
+        now = self._clock()
+        seq = packet.sequence_number
+        if self._origin is not None and self.link.silence >= SILENCE:
+            self._flush(seq)  # an outage: what is buffered is stale
+            if self._on_outage is not None:
+                self._on_outage()  # the forwarded stream needs a keyframe too: ask once
+            else:
+                self._ask_keyframe()
+        if self._origin is None:
+            self._origin = self._max = seq
+        offset = uint16_add(seq, -self._origin)
+        if offset >= 0x8000:
+            return False, None  # older than what was released or given up: too late
+        if offset >= self._capacity:
+            self._flush(seq)  # more than the buffer holds is missing
+            self._ask_keyframe()
+            offset = 0
+        slot = seq % self._capacity
+        if self._packets[slot] is not None:
+            return False, None  # a duplicate
+        self._packets[slot] = packet
+        self._missing_since[slot] = None
+        if self._scanned is not None and uint16_gt(self._scanned, seq):
+            self._scanned = seq  # a retransmission behind the keyframe search
+        if uint16_gt(seq, self._max):
+            missed = uint16_add(self._max, 1)
+            while missed != seq:
+                self._missing_since[missed % self._capacity] = now
+                missed = uint16_add(missed, 1)
+            self._max = seq
+        self._release(now)
+        return False, None
 
-    def _remove_frame(self, sequence_number: int) -> JitterFrame | None:
+    # ----- internals --------------------------------------------------------------------
+
+    def _release(self, now: float) -> None:
+        while self._origin is not None and not uint16_gt(self._origin, self._max):
+            if self._need_keyframe and not self._skip_to_keyframe():
+                hole = self._origin
+            else:
+                packets, hole = self._complete_frame()
+                if packets is not None:
+                    self._emit(packets)
+                    continue
+            if hole is None:
+                return  # the frame's last packets have not arrived yet: not a hole
+            since = self._missing_since[hole % self._capacity]
+            if since is None or now - since <= self.link.give_up:
+                return  # a retransmission may still fill it
+            # give up: this frame is lost, and every frame up to the next keyframe with it
+            self.holes_given_up += 1
+            self._drop_through(hole)
+            if not self._need_keyframe:
+                self._need_keyframe = True
+            self._ask_keyframe()
+
+    def _skip_to_keyframe(self) -> bool:
+        """Drop packets until a keyframe's first packet is at the origin (True). A keyframe
+        that began after a hole is taken at once (nothing before it is needed); without
+        one, stop at the first hole (False): the missing packet may be a keyframe's first."""
+        seq = self._origin if self._scanned is None else self._scanned
+        if uint16_gt(self._origin, seq):
+            seq = self._origin
+        while not uint16_gt(seq, self._max):
+            packet = self._packets[seq % self._capacity]
+            if packet is not None and _starts_keyframe(self._mime_type, packet):
+                if seq != self._origin:
+                    self._drop_through(uint16_add(seq, -1))
+                self._scanned = None
+                return True
+            seq = uint16_add(seq, 1)
+        self._scanned = seq  # these packets were looked at; only newer ones can start one
+        while not uint16_gt(self._origin, self._max):
+            if self._packets[self._origin % self._capacity] is None:
+                return False
+            self._drop_through(self._origin)
+            self._ask_keyframe()
+        return False
+
+    def _complete_frame(self) -> tuple[list[RtpPacket] | None, int | None]:
+        """The packets of the frame at the origin if it is complete, else (None, the first
+        missing sequence number if a later packet arrived, or None)."""
         packets: list[RtpPacket] = []
-        timestamp = None
-        for count in range(self._capacity):
-            packet = self._packets[(self._origin + count) % self._capacity]
+        seq = self._origin
+        while True:
+            packet = self._packets[seq % self._capacity]
             if packet is None:
-                return None
-            if timestamp is None:
-                timestamp = packet.timestamp
-            elif packet.timestamp != timestamp:
-                # the marker packet was lost: the timestamp change closes the frame
-                return self._release(packets, count)
+                return None, (seq if uint16_gt(self._max, seq) else None)
+            if packets and packet.timestamp != packets[0].timestamp:
+                return packets, None  # no marker, but the next frame began: complete
             packets.append(packet)
             if packet.marker:
-                return self._release(packets, count + 1)
-        return None
+                return packets, None
+            if seq == self._max:
+                return None, None
+            seq = uint16_add(seq, 1)
 
-    def _release(self, packets: list[RtpPacket], count: int) -> JitterFrame:
+    def _emit(self, packets: list[RtpPacket]) -> None:
         frame = JitterFrame(
             data=b"".join(p._data for p in packets),  # type: ignore[attr-defined]
             timestamp=packets[0].timestamp,
@@ -124,8 +317,35 @@ class ForwardingVideoBuffer(JitterBuffer):
         # a frame after a gap may reference pictures the subscriber never got
         frame.contiguous = self._next_sequence is None or first == self._next_sequence  # type: ignore[attr-defined]
         self._next_sequence = uint16_add(packets[-1].sequence_number, 1)
-        self.remove(count)
-        return frame
+        self._drop_through(packets[-1].sequence_number)
+        self._need_keyframe = False
+        if is_keyframe(self._mime_type, frame.data):
+            self.keyframes.keyframe_arrived(len(frame.data))
+        if self._deliver is not None:
+            self._deliver(frame, packets[0])
+        else:
+            self.frames.append(frame)
+
+    def _drop_through(self, seq: int) -> None:
+        """Forget every packet from the origin up to and including `seq`."""
+        count = uint16_add(seq, -self._origin) + 1
+        for _ in range(count):
+            slot = self._origin % self._capacity
+            self._packets[slot] = None
+            self._missing_since[slot] = None
+            self._origin = uint16_add(self._origin, 1)
+
+    def _flush(self, seq: int) -> None:
+        self._packets = [None] * self._capacity
+        self._missing_since = [None] * self._capacity
+        self._origin = self._max = seq
+        self._need_keyframe = True
+        self._scanned = None
+
+    def _ask_keyframe(self) -> None:
+        if self.keyframes.may_send():
+            self.keyframe_requests += 1
+            self._request_keyframe()
 
 
 class ForwardingAudioBuffer(JitterBuffer):
@@ -146,12 +366,64 @@ class ForwardingAudioBuffer(JitterBuffer):
         return False, frame
 
 
-def divert_receiver(receiver: RTCRtpReceiver, kind: str, tap: FrameTap) -> None:
-    """Make `receiver` hand encoded frames to `tap`; call before the connection starts."""
+def divert_receiver(
+    receiver: RTCRtpReceiver,
+    kind: str,
+    tap: FrameTap,
+    request_keyframe: Callable[[], None] | None = None,
+    on_packet: Callable[[RtpPacket], None] | None = None,
+    on_outage: Callable[[], None] | None = None,
+) -> None:
+    """Make `receiver` hand encoded frames to `tap`; call before the connection starts.
+
+    For video, `request_keyframe` is called (at most once per keyframe in flight) when the
+    buffer lost a frame and needs a keyframe to go on; `on_packet` gets every video RTP
+    packet (retransmissions unwrapped) as it arrives, before it is reassembled."""
     receiver._RTCRtpReceiver__decoder_queue = tap  # type: ignore[attr-defined]
-    receiver._RTCRtpReceiver__jitter_buffer = (  # type: ignore[attr-defined]
-        ForwardingVideoBuffer() if kind == "video" else ForwardingAudioBuffer()
+    if kind != "video":
+        receiver._RTCRtpReceiver__jitter_buffer = ForwardingAudioBuffer()  # type: ignore[attr-defined]
+        return
+    codecs: dict[int, RTCRtpCodecParameters] = receiver._RTCRtpReceiver__codecs  # type: ignore[attr-defined]
+    mapper = TimestampMapper()
+
+    def deliver(frame: JitterFrame, first: RtpPacket) -> None:
+        # the buffer releases frames itself (several at once when a hole fills), so the
+        # receiver's own timestamp mapping is done here
+        frame.timestamp = mapper.map(frame.timestamp)
+        tap.put((codecs[first.payload_type], frame))
+
+    def mime_type_of(payload_type: int) -> str | None:
+        codec = codecs.get(payload_type)
+        return codec.mimeType.lower() if codec else None
+
+    if request_keyframe is None:  # like aiortc's own receiver: PLI to the sender
+
+        def request_keyframe() -> None:
+            asyncio.ensure_future(send_pli(receiver))
+
+    link = LinkEstimate()
+    buffer = ForwardingVideoBuffer(
+        link=link,
+        deliver=deliver,
+        request_keyframe=request_keyframe,
+        mime_type_of=mime_type_of,
+        on_outage=on_outage,
     )
+    receiver._RTCRtpReceiver__jitter_buffer = buffer  # type: ignore[attr-defined]
+    receiver._RTCRtpReceiver__nack_generator = RepeatingNacks(receiver, link, on_packet)  # type: ignore[attr-defined]
+
+
+def video_buffer(receiver: RTCRtpReceiver) -> ForwardingVideoBuffer | None:
+    """The forwarding buffer of a diverted video receiver (its link estimate, keyframes)."""
+    buffer = receiver._RTCRtpReceiver__jitter_buffer  # type: ignore[attr-defined]
+    return buffer if isinstance(buffer, ForwardingVideoBuffer) else None
+
+
+def stop_nacks(receiver: RTCRtpReceiver) -> None:
+    """Cancel a diverted video receiver's NACK timer (the leg is closing)."""
+    nacks = getattr(receiver, "_RTCRtpReceiver__nack_generator", None)
+    if isinstance(nacks, RepeatingNacks):
+        nacks.stop()
 
 
 def media_ssrc(receiver: RTCRtpReceiver) -> int | None:
@@ -173,6 +445,369 @@ def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> N
     """Call `callback` when the remote receiver sends PLI or FIR for this sender."""
     # aiortc's sender only sets a flag that an encoder would honour; pack() ignores it.
     sender._send_keyframe = callback  # type: ignore[method-assign]
+
+
+class IdleTrack(MediaStreamTrack):
+    """A sender's track that yields nothing: its packets are sent by a PacketSender, so
+    aiortc's send loop waits here (and never creates an encoder) until the leg stops."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+        self._stopped = asyncio.Event()
+
+    async def recv(self) -> Any:
+        await self._stopped.wait()
+        raise MediaStreamError
+
+    def stop(self) -> None:
+        super().stop()
+        self._stopped.set()
+
+
+def _send_datagram(dtls: RTCDtlsTransport, data: bytes, rtcp: bool = False) -> None:
+    """SRTP-protect and send one RTP (or RTCP) packet now (aiortc's _send_rtp, no task)."""
+    data = dtls._tx_srtp.protect_rtcp(data) if rtcp else dtls._tx_srtp.protect(data)
+    pair = dtls.transport._connection._nominated.get(1)
+    if pair is None:
+        raise ConnectionError("no nominated ICE pair")
+    if isinstance(pair.protocol, StunProtocol):
+        # StunProtocol.send_data is `self.transport.sendto(...)`: UDP and TURN alike
+        pair.protocol.transport.sendto(data, pair.remote_addr)
+    else:
+        asyncio.ensure_future(pair.protocol.send_data(data, pair.remote_addr))
+    dtls._RTCDtlsTransport__tx_bytes += len(data)  # type: ignore[attr-defined]
+    dtls._RTCDtlsTransport__tx_packets += 1  # type: ignore[attr-defined]
+
+
+class _PlayoutDelayMap(HeaderExtensionsMap):
+    """aiortc's header extension map plus the playout-delay extension (aiortc has none).
+
+    A packet whose ``extensions.playout_delay`` is (min, max) in 10 ms units carries it:
+    the receiving browser then keeps at least `min` in its jitter buffer."""
+
+    def __init__(self, configured: HeaderExtensionsMap, extension_id: int) -> None:
+        super().__init__()
+        self._HeaderExtensionsMap__ids = configured._HeaderExtensionsMap__ids  # type: ignore[attr-defined]
+        self._extension_id = extension_id
+
+    def set(self, values: Any) -> tuple[int, bytes]:
+        profile, value = super().set(values)
+        delay = getattr(values, "playout_delay", None)
+        if delay is None:
+            return profile, value
+        elements = unpack_header_extensions(profile, value) if profile else []
+        low, high = delay
+        elements.append((self._extension_id, ((low << 12) | high).to_bytes(3, "big")))
+        return pack_header_extensions(elements)
+
+
+def negotiated_extension_id(transceiver: RTCRtpTransceiver, uri: str) -> int | None:
+    """The id the remote offer gave a header extension we answered with, else None."""
+    for extension in transceiver._headerExtensions:
+        if extension.uri == uri:
+            return extension.id
+    return None
+
+
+class PacketSender:
+    """Sends ready-made RTP packets as an aiortc sender's stream.
+
+    Each packet gets the sender's MID and an abs-send-time, goes into the sender's
+    retransmission history (so aiortc's own NACK handling answers the remote's NACKs,
+    over RTX when negotiated) and counts in the sender's reports (SR)."""
+
+    def __init__(self, sender: RTCRtpSender, playout_delay_id: int | None = None) -> None:
+        self._sender = sender
+        self._playout_delay_id = playout_delay_id
+        self._map_installed = False
+
+    @property
+    def ssrc(self) -> int:
+        return self._sender._ssrc
+
+    def ready(self) -> bool:
+        """True once the leg is connected and the sender configured (MID, extensions)."""
+        sender = self._sender
+        return (
+            sender._RTCRtpSender__started  # type: ignore[attr-defined]
+            and sender.transport._state == DtlsState.CONNECTED
+        )
+
+    def send(self, packet: RtpPacket) -> bool:
+        """Put `packet` on the wire now; False if the leg is not connected (yet)."""
+        sender = self._sender
+        dtls = sender.transport
+        if dtls._state != DtlsState.CONNECTED:
+            return False
+        if not self._map_installed:
+            self._map_installed = True
+            if self._playout_delay_id:
+                configured = sender._RTCRtpSender__rtp_header_extensions_map  # type: ignore[attr-defined]
+                sender._RTCRtpSender__rtp_header_extensions_map = _PlayoutDelayMap(  # type: ignore[attr-defined]
+                    configured, self._playout_delay_id
+                )
+        ntp = aiortc_clock.current_ntp_time()
+        packet.extensions.mid = sender._RTCRtpSender__mid  # type: ignore[attr-defined]
+        packet.extensions.abs_send_time = (ntp >> 14) & 0x00FFFFFF
+        history = sender._RTCRtpSender__rtp_history  # type: ignore[attr-defined]
+        history[packet.sequence_number % RTP_HISTORY_SIZE] = packet
+        data = packet.serialize(sender._RTCRtpSender__rtp_header_extensions_map)  # type: ignore[attr-defined]
+        try:
+            _send_datagram(dtls, data)
+        except ConnectionError:
+            return False
+        sender._RTCRtpSender__ntp_timestamp = ntp  # type: ignore[attr-defined]
+        sender._RTCRtpSender__rtp_timestamp = packet.timestamp  # type: ignore[attr-defined]
+        sender._RTCRtpSender__octet_count += len(packet.payload)  # type: ignore[attr-defined]
+        sender._RTCRtpSender__packet_count += 1  # type: ignore[attr-defined]
+        return True
+
+
+def sender_rtt(sender: RTCRtpSender) -> float | None:
+    """The round trip aiortc's sender measured from the remote's receiver reports."""
+    return getattr(sender, "_RTCRtpSender__rtt", None)
+
+
+TRANSPORT_CC_URI = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
+TRANSPORT_CC_ID = 5  # aiortc uses 1-3; with BUNDLE the id space is shared by audio and video
+PLAYOUT_DELAY_URI = "http://www.webrtc.org/experiments/rtp-hdrext/playout-delay"
+PLAYOUT_DELAY_ID = 6
+FEEDBACK_INTERVAL = 0.05  # seconds between transport-cc feedback packets (libwebrtc: 50-250 ms)
+
+
+def negotiate_transport_cc() -> None:
+    """Make every answer offer transport-wide congestion control instead of REMB.
+
+    aiortc advertises abs-send-time + goog-remb and computes REMB in Python; this swaps
+    both for the transport-cc header extension and RTCP feedback type, so a browser that
+    sends to the sidecar estimates its bandwidth itself from :class:`TransportCcFeedback`.
+    Idempotent; called when this module is imported."""
+    for extensions in aiortc_codecs.HEADER_EXTENSIONS.values():
+        extensions[:] = [
+            e
+            for e in extensions
+            if e.uri not in ("http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time",)
+            and e.uri != TRANSPORT_CC_URI
+            and e.uri != PLAYOUT_DELAY_URI
+        ]
+        extensions.append(RTCRtpHeaderExtensionParameters(id=TRANSPORT_CC_ID, uri=TRANSPORT_CC_URI))
+    video = aiortc_codecs.HEADER_EXTENSIONS["video"]
+    if PLAYOUT_DELAY_URI not in [e.uri for e in video]:
+        # the technician's browser is told how long to buffer (PacketSender)
+        video.append(RTCRtpHeaderExtensionParameters(id=PLAYOUT_DELAY_ID, uri=PLAYOUT_DELAY_URI))
+    for codecs in aiortc_codecs.CODECS.values():
+        for codec in codecs:
+            if aiortc_codecs.is_rtx(codec):
+                continue
+            feedback = [
+                f for f in codec.rtcpFeedback if f.type not in ("goog-remb", "transport-cc")
+            ]
+            codec.rtcpFeedback = [*feedback, RTCRtcpFeedback(type="transport-cc")]
+
+
+@types.coroutine
+def _resume(coroutine: Any, waiting_on: Any) -> Any:
+    """Hand a coroutine that suspended outside any task over to one (see _drive)."""
+    value = yield waiting_on
+    while True:
+        try:
+            waiting_on = coroutine.send(value)
+        except StopIteration as stop:
+            return stop.value
+        value = yield waiting_on
+
+
+def _drive(coroutine: Any) -> None:
+    """Run `coroutine` now, on the caller's stack; if it suspends, a task finishes it.
+
+    aiortc's RTP/RTCP handlers are coroutines that in practice never suspend (sending
+    RTCP ends in a plain sendto), so running them inline saves a task switch per packet."""
+    try:
+        waiting_on = coroutine.send(None)
+    except StopIteration:
+        return
+
+    async def finish() -> None:
+        await _resume(coroutine, waiting_on)
+
+    asyncio.ensure_future(finish())
+
+
+SO_TIMESTAMPNS = 35  # Linux (asm-generic): the kernel stamps each datagram's arrival
+_kernel_arrival: list[float | None] = [None]  # the datagram being delivered, monotonic
+
+
+def kernel_timestamps(receiver_or_sender: RTCRtpReceiver | RTCRtpSender) -> int:
+    """Have the kernel stamp every datagram on a leg's UDP sockets with its arrival time.
+
+    asyncio reads datagrams with recvfrom(), so the earliest time Python can take is when
+    the event loop gets to the socket, which on a loaded machine is milliseconds late and
+    looks like congestion to the phone's bandwidth estimator. This reads them with
+    recvmsg() and SO_TIMESTAMPNS instead; InlineMediaQueue uses that time. Call once the
+    leg's candidates are gathered; returns how many sockets were switched."""
+    connection = receiver_or_sender.transport.transport._connection
+    switched = 0
+    for protocol in connection._protocols:
+        transport = getattr(protocol, "transport", None)
+        sock = getattr(transport, "_sock", None)
+        if sock is None or sock.type != socket.SOCK_DGRAM or getattr(transport, "lens_stamped", 0):
+            continue
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        except OSError:
+            continue
+        transport._loop._remove_reader(transport._sock_fd)
+        transport._loop._add_reader(transport._sock_fd, _read_stamped, transport)
+        transport.lens_stamped = 1
+        switched += 1
+    return switched
+
+
+def _read_stamped(transport: Any) -> None:
+    """asyncio's _SelectorDatagramTransport._read_ready, with recvmsg and the kernel's stamp."""
+    if transport._conn_lost:
+        return
+    try:
+        data, ancillary, _, addr = transport._sock.recvmsg(transport.max_size, 64)
+    except (BlockingIOError, InterruptedError):
+        return
+    except OSError as exc:
+        transport._protocol.error_received(exc)
+        return
+    except (SystemExit, KeyboardInterrupt):
+        raise
+    except BaseException as exc:
+        transport._fatal_error(exc, "Fatal read error on datagram transport")
+        return
+    stamp = None
+    for level, kind, value in ancillary:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(value) >= 16:
+            seconds, nanoseconds = struct.unpack("qq", value[:16])
+            stamp = seconds + nanoseconds / 1e9 - (time.time() - time.monotonic())
+    _kernel_arrival[0] = stamp
+    try:
+        transport._protocol.datagram_received(data, addr)
+    finally:
+        _kernel_arrival[0] = None
+
+
+class InlineMediaQueue(asyncio.Queue):
+    """aioice's datagram queue for one leg, with a fast path for SRTP/SRTCP.
+
+    aioice puts each datagram on a queue that the DTLS transport's task awaits: three
+    coroutine layers and a task switch per packet. Once DTLS is up and nothing is queued
+    (order is kept), an SRTP or SRTCP datagram is instead decrypted and handed to aiortc's
+    RTP/RTCP handling right away, in aioice's socket callback, which is what aiortc's
+    receive loop does for it (``RTCDtlsTransport._recv_next``). Every datagram's arrival
+    time is noted as it comes off the socket (``last_arrival``, for transport-cc)."""
+
+    last_arrival: float | None = None
+
+    def __init__(self, dtls: RTCDtlsTransport) -> None:
+        super().__init__()
+        self._dtls = dtls
+        self.inline = 0
+        self.kernel_stamped = 0
+
+    def put_nowait(self, item: Any) -> None:
+        now = _kernel_arrival[0]
+        if now is None:
+            now = time.monotonic()
+        else:
+            self.kernel_stamped += 1
+        dtls = self._dtls
+        if (
+            INLINE
+            and item is not None
+            and not self._queue  # type: ignore[attr-defined]
+            and 127 < item[0][0] < 192
+            and dtls._rx_srtp is not None
+            and dtls._state == DtlsState.CONNECTED
+        ):
+            self.last_arrival = now
+            self.inline += 1
+            data = item[0]
+            dtls._RTCDtlsTransport__rx_bytes += len(data)  # type: ignore[attr-defined]
+            dtls._RTCDtlsTransport__rx_packets += 1  # type: ignore[attr-defined]
+            try:
+                if is_rtcp(data):
+                    _drive(dtls._handle_rtcp_data(dtls._rx_srtp.unprotect_rtcp(data)))
+                else:
+                    arrival_ms = aiortc_clock.current_ms()
+                    data = dtls._rx_srtp.unprotect(data)
+                    _drive(dtls._handle_rtp_data(data, arrival_time_ms=arrival_ms))
+            except pylibsrtp.Error:
+                pass  # what aiortc does with a packet it cannot decrypt
+            except Exception:
+                logger.exception("inline RTP/RTCP handling failed")
+            return
+        super().put_nowait((now, item))
+
+    def _get(self) -> Any:
+        arrival, item = super()._get()
+        self.last_arrival = arrival
+        return item
+
+
+def inline_media(receiver_or_sender: RTCRtpReceiver | RTCRtpSender) -> InlineMediaQueue:
+    """Install the fast path on the (bundled) transport of a leg; idempotent."""
+    dtls = receiver_or_sender.transport
+    connection = dtls.transport._connection
+    if isinstance(connection._queue, InlineMediaQueue):
+        return connection._queue
+    queue = InlineMediaQueue(dtls)
+    while not connection._queue.empty():
+        queue.put_nowait(connection._queue.get_nowait())
+    connection._queue = queue
+    return queue
+
+
+class TransportCcFeedback:
+    """Sends transport-cc feedback for everything arriving on one leg's transport."""
+
+    def __init__(self, receiver: RTCRtpReceiver) -> None:
+        self.feedback = TransportFeedback()
+        self._receiver = receiver
+        self._dtls = receiver.transport
+        self._timer: asyncio.TimerHandle | None = None
+        # datagrams are stamped when aioice takes them from the socket, before the DTLS
+        # task and the receivers get to them (a busy event loop delays those)
+        queue = inline_media(receiver)
+        self.queue = queue
+        router = self._dtls._rtp_router
+        route = router.route_rtp
+
+        def route_rtp(packet: RtpPacket) -> Any:
+            seq = packet.extensions.transport_sequence_number
+            if seq is not None:
+                self.feedback.add(seq, queue.last_arrival)
+                if self._timer is None:
+                    self._timer = asyncio.get_running_loop().call_later(
+                        FEEDBACK_INTERVAL, self._send
+                    )
+            return route(packet)
+
+        router.route_rtp = route_rtp
+
+    def _send(self) -> None:
+        self._timer = None
+        sender_ssrc = self._receiver._RTCRtpReceiver__rtcp_ssrc  # type: ignore[attr-defined]
+        media = media_ssrc(self._receiver) or 0
+        data = self.feedback.build(sender_ssrc or 0, media)
+        if data is None or self._dtls._state != DtlsState.CONNECTED:
+            return
+        try:
+            _send_datagram(self._dtls, data, rtcp=True)
+        except ConnectionError:
+            return
+        if self.feedback.pending:
+            self._timer = asyncio.get_running_loop().call_later(FEEDBACK_INTERVAL, self._send)
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
 
 class PackOnlyEncoder(Encoder):
@@ -239,3 +874,10 @@ def count_codecs() -> CodecCounter:
     aiortc_sender_module.get_encoder = counting_get_encoder
     aiortc_receiver_module.get_decoder = counting_get_decoder
     return counter
+
+
+# LENS_MEDIA_BWE=remb keeps aiortc's REMB (for comparison runs: bench/qoe.py)
+TRANSPORT_CC = os.environ.get("LENS_MEDIA_BWE", "transport-cc") != "remb"
+INLINE = os.environ.get("LENS_MEDIA_INLINE", "1") != "0"  # 0: aiortc's queue (comparison runs)
+if TRANSPORT_CC:
+    negotiate_transport_cc()

@@ -22,7 +22,7 @@ HANDOFF_FRAMES = {"video": 3, "audio": 5}
 # A frame this far behind the stream's best recent arrival is stale: a backlog built up
 # somewhere (a starved event loop, socket buffers). Forwarding it would only pass the
 # delay on, so it is dropped and the stream restarts at a keyframe.
-LATE_AFTER = 0.3  # seconds
+LATE_AFTER = 0.3  # seconds; the phone's video uses its link's measure (recovery.late_after)
 BASELINE_WINDOW = 5.0  # seconds: the best arrival is re-learnt this often (clock drift)
 
 
@@ -58,9 +58,15 @@ def vp8_resolution(data: bytes) -> tuple[int, int] | None:
 class StreamDelay:
     """How late frames arrive relative to the stream's own clock and its best recent frame."""
 
-    def __init__(self, clock_rate: int, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        clock_rate: int,
+        clock: Callable[[], float] = time.monotonic,
+        late_after: Callable[[], float] = lambda: LATE_AFTER,
+    ) -> None:
         self._clock_rate = clock_rate
         self._clock = clock
+        self._late_after = late_after
         self.reset()
 
     def reset(self) -> None:
@@ -79,7 +85,7 @@ class StreamDelay:
             self._window_start = now
         else:
             self._best = min(self._best, offset)
-        return offset - min(self._previous_best, self._best) > LATE_AFTER
+        return offset - min(self._previous_best, self._best) > self._late_after()
 
 
 @dataclass
@@ -119,6 +125,7 @@ class ForwardedTrack(MediaStreamTrack):
         request_keyframe: Callable[[], None],
         totals: RelayTotals,
         clock: Callable[[], float] = time.monotonic,
+        late_after: Callable[[], float] = lambda: LATE_AFTER,
     ) -> None:
         super().__init__()
         self.kind = kind
@@ -137,7 +144,7 @@ class ForwardedTrack(MediaStreamTrack):
         self._pts_offset = 0
         self._last_pts: int | None = None
         self._rebase = False
-        self._delay = StreamDelay(codec.clockRate, clock)
+        self._delay = StreamDelay(codec.clockRate, clock, late_after)
 
     def source_changed(self) -> None:
         """A new publisher leg (new RTP clock) feeds this track: keep pts increasing."""

@@ -20,6 +20,7 @@ from aiortc import (
 )
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability, RTCRtpCodecParameters
+from aiortc.rtp import RtpPacket
 
 from lens import features
 from lens.media import ice, passthrough
@@ -32,14 +33,13 @@ from lens.media.capture import (
     decode_snapshot,
     recording_path,
 )
-from lens.media.relay import ForwardedTrack, RelayTotals
+from lens.media.forwarder import LegRewriter, VideoForwarder
+from lens.media.relay import LATE_AFTER, ForwardedTrack, RelayTotals
 
 logger = logging.getLogger(__name__)
 
 PUBLISHER = "publisher"
 SUBSCRIBER = "subscriber"
-KEYFRAME_REQUEST_INTERVAL = 0.3  # seconds: at most one PLI upstream per interval (Chrome ignores
-# a PLI that comes within 300 ms of its last keyframe, so a shorter one gains nothing)
 VIDEO_CODEC_PREFERENCE = ("video/vp8", "video/h264")
 AUDIO_CODEC_PREFERENCE = ("audio/opus",)
 SNAPSHOT_WAIT = 2.0  # seconds a snapshot waits for a keyframe it asked for
@@ -61,11 +61,13 @@ class Leg:
     pc: RTCPeerConnection
     transceivers: dict[str, RTCRtpTransceiver] = field(default_factory=dict)
     codecs: dict[str, RTCRtpCodecParameters] = field(default_factory=dict)
-    outgoing: dict[str, ForwardedTrack] = field(default_factory=dict)
+    # audio: a ForwardedTrack (frames = packets); the technician's video: a VideoForwarder
+    outgoing: dict[str, ForwardedTrack | VideoForwarder] = field(default_factory=dict)
     frames_received: dict[str, int] = field(default_factory=lambda: {"video": 0, "audio": 0})
     bytes_received: dict[str, int] = field(default_factory=lambda: {"video": 0, "audio": 0})
     created_at: float = field(default_factory=time.monotonic)
     closing: asyncio.Task[None] | None = None
+    congestion: passthrough.TransportCcFeedback | None = None  # the phone's leg
 
     def receiver(self, kind: str) -> RTCRtpReceiver | None:
         transceiver = self.transceivers.get(kind)
@@ -88,7 +90,16 @@ class Leg:
             }
             if kind == "video" and track and track.resolution:
                 media[kind]["resolution"] = list(track.resolution)
+        transport = {}
+        if self.congestion is not None:
+            queue = self.congestion.queue
+            transport = {
+                "inline_packets": queue.inline,
+                "kernel_stamped": queue.kernel_stamped,
+                "transport_cc_feedback": self.congestion.feedback.packets_sent,
+            }
         return {
+            "transport": transport,
             "connection_state": self.pc.connectionState,
             "ice_connection_state": self.pc.iceConnectionState,
             **media,
@@ -131,7 +142,6 @@ class LensMediaSession:
         self.created_at = time.monotonic()
         self._totals = totals
         self._ice_servers = ice_servers
-        self._last_keyframe_request = float("-inf")
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
         self._answering = 0
@@ -321,15 +331,24 @@ class LensMediaSession:
         if leg is not self.publisher or self.on_hold:
             return
         mime_type = codec.mimeType.lower()
-        if kind == "video" and not self._history.add(mime_type, frame):
-            self.request_keyframe()  # the snapshot history broke: start it again
+        if kind == "video":
+            # a broken history is restarted by the next keyframe; a snapshot that finds
+            # none asks for one itself (asking here would cost the live picture keyframes)
+            self._history.add(mime_type, frame)
         if self.recorder is not None:
             self.recorder.offer(kind, mime_type, frame)
-        if self.subscriber is None:
-            return
+        if self.subscriber is None or kind == "video":
+            return  # video reaches the technician packet by packet (_phone_video_packet)
         track = self.subscriber.outgoing.get(kind)
-        if track is not None:
+        if isinstance(track, ForwardedTrack):
             track.offer(codec, frame)
+
+    def _phone_video_packet(self, leg: Leg, packet: RtpPacket) -> None:
+        if leg is not self.publisher or self.on_hold or self.subscriber is None:
+            return
+        forwarder = self.subscriber.outgoing.get("video")
+        if isinstance(forwarder, VideoForwarder):
+            forwarder.forward(packet)
 
     def _from_technician(
         self, leg: Leg, kind: str, codec: RTCRtpCodecParameters, frame: JitterFrame
@@ -337,21 +356,41 @@ class LensMediaSession:
         if leg is not self.subscriber or self.publisher is None:
             return
         track = self.publisher.outgoing.get(kind)
-        if track is not None:
+        if isinstance(track, ForwardedTrack):
             track.offer(codec, frame)
 
     def request_keyframe(self) -> None:
-        """Ask the phone for a keyframe (PLI), at most once per KEYFRAME_REQUEST_INTERVAL."""
-        now = time.monotonic()
-        if self.publisher is None or now - self._last_keyframe_request < KEYFRAME_REQUEST_INTERVAL:
+        """Ask the phone for a keyframe (PLI) unless a request is still in flight: one is
+        repeated only after the phone leg's round trip plus a keyframe's transmission time
+        (``recovery.KeyframeRequests``)."""
+        if self.publisher is None:
             return
         receiver = self.publisher.receiver("video")
-        if receiver is None or passthrough.media_ssrc(receiver) is None:
+        buffer = passthrough.video_buffer(receiver) if receiver is not None else None
+        if buffer is None or buffer.media_ssrc is None or not buffer.keyframes.may_send():
             return
-        self._last_keyframe_request = now
+        self._send_keyframe_request(self.publisher)
+
+    def _send_keyframe_request(self, leg: Leg) -> None:
+        """Send PLI to the phone now (the caller decided one is due)."""
+        receiver = leg.receiver("video")
+        if leg is not self.publisher or receiver is None:
+            return
         self.keyframe_requests += 1
         self._totals.keyframe_requests += 1
         self._spawn(passthrough.send_pli(receiver))
+
+    def _playout_floor(self) -> float:
+        """How long the technician's browser should buffer, from the phone's link."""
+        receiver = self.publisher.receiver("video") if self.publisher else None
+        buffer = passthrough.video_buffer(receiver) if receiver is not None else None
+        return buffer.link.playout_floor() if buffer is not None else 0.0
+
+    def _late_after(self) -> float:
+        """How late a phone frame may arrive before the relay calls it stale."""
+        receiver = self.publisher.receiver("video") if self.publisher else None
+        buffer = passthrough.video_buffer(receiver) if receiver is not None else None
+        return buffer.link.late_after if buffer is not None else LATE_AFTER
 
     # ----- plumbing ---------------------------------------------------------------------
 
@@ -390,25 +429,72 @@ class LensMediaSession:
             route(leg, kind, codec, frame)
 
         tap = passthrough.FrameTap(on_frame, on_end=lambda: None)
-        passthrough.divert_receiver(leg.transceivers[kind].receiver, kind, tap)
+        passthrough.divert_receiver(
+            leg.transceivers[kind].receiver,
+            kind,
+            tap,
+            # the frame view (snapshots, recordings) waits for the next keyframe after a
+            # loss rather than asking: the technician's browser asks when it needs one
+            request_keyframe=lambda: None,
+            # after an outage the technician's stream has a gap only a keyframe mends
+            on_outage=self.request_keyframe if leg.role == PUBLISHER else None,
+            on_packet=(
+                (lambda packet: self._phone_video_packet(leg, packet))
+                if leg.role == PUBLISHER and kind == "video"
+                else None
+            ),
+        )
 
     async def _answer(self, leg: Leg, offer: RTCSessionDescription) -> RTCSessionDescription:
         self._answering += 1  # not attached until answered, yet the session is not idle
         try:
             await leg.pc.setRemoteDescription(offer)
+            if leg.transceivers:
+                first = next(iter(leg.transceivers.values())).receiver
+                passthrough.inline_media(first)  # RTP/RTCP handled as it comes off the socket
+                if leg.role == PUBLISHER and passthrough.TRANSPORT_CC:
+                    # the phone estimates its bandwidth from transport-cc feedback
+                    receiver = leg.receiver("video") or first
+                    leg.congestion = passthrough.TransportCcFeedback(receiver)
             for kind, transceiver in leg.transceivers.items():
                 codec = passthrough.negotiated_codec(transceiver)
                 if codec is None:
                     continue
                 leg.codecs[kind] = codec
-                if transceiver.direction in ("sendonly", "sendrecv"):
-                    track = ForwardedTrack(kind, codec, self.request_keyframe, self._totals)
-                    transceiver.sender.replaceTrack(track)
-                    passthrough.install_packer(transceiver.sender, codec)
-                    if kind == "video":
-                        passthrough.on_keyframe_request(transceiver.sender, self.request_keyframe)
+                if transceiver.direction not in ("sendonly", "sendrecv"):
+                    continue
+                sender = transceiver.sender
+                passthrough.install_packer(sender, codec)  # no encoder, whatever happens
+                if kind == "video":
+                    # the phone's packets, rewritten for this leg (forwarder.py)
+                    sender.replaceTrack(passthrough.IdleTrack(kind))
+                    rewriter = LegRewriter(sender._ssrc, codec.payloadType, codec.mimeType.lower())
+                    playout_id = passthrough.negotiated_extension_id(
+                        transceiver, passthrough.PLAYOUT_DELAY_URI
+                    )
+                    packet_sender = passthrough.PacketSender(sender, playout_id)
+                    leg.outgoing[kind] = VideoForwarder(
+                        rewriter,
+                        packet_sender.send,
+                        self.request_keyframe,
+                        self._totals.by_kind[kind],
+                        ready=packet_sender.ready,
+                        playout_floor=self._playout_floor if playout_id else None,
+                    )
+                    passthrough.on_keyframe_request(sender, self.request_keyframe)
+                else:
+                    track = ForwardedTrack(
+                        kind,
+                        codec,
+                        self.request_keyframe,
+                        self._totals,
+                        late_after=self._late_after,
+                    )
+                    sender.replaceTrack(track)
                     leg.outgoing[kind] = track
             await leg.pc.setLocalDescription(await leg.pc.createAnswer())
+            if leg.congestion is not None:  # candidates are gathered now
+                passthrough.kernel_timestamps(next(iter(leg.transceivers.values())).receiver)
         except Exception as exc:
             await self._close_leg(leg)
             raise SessionError(f"cannot answer the {leg.role} offer: {exc}", 400) from exc
@@ -426,6 +512,14 @@ class LensMediaSession:
     async def _close_leg(self, leg: Leg) -> None:
         for track in leg.outgoing.values():
             track.stop()
+        for transceiver in leg.transceivers.values():
+            if isinstance(transceiver.sender.track, passthrough.IdleTrack):
+                transceiver.sender.track.stop()
+        receiver = leg.receiver("video")
+        if receiver is not None:
+            passthrough.stop_nacks(receiver)
+        if leg.congestion is not None:
+            leg.congestion.stop()
         if leg.closing is None:
             # One close per leg: a second pc.close() awaits the first one's future, and
             # cancelling that waiter (teardown cancels tasks) would break the first close.

@@ -1,0 +1,221 @@
+"""Loss recovery on the phone's leg, driven by the measured round trip (no aiortc here).
+
+The phone's leg may be a mobile link with a round trip of half a second and several per
+cent loss. How long the sidecar waits for a lost packet, how often it NACKs it and how
+often it asks for a keyframe all follow from what it measures on that link:
+
+* :class:`LinkEstimate` keeps the round trip (NACK → retransmission, and the sender's
+  RTCP RTT when the sidecar sends on that leg), the packets' arrival jitter, the video
+  bitrate and the size of the last keyframe; from them it derives the give-up delay for a
+  hole, the NACK retry interval and how long a keyframe request is "in flight".
+* :class:`NackList` decides which missing sequence numbers to NACK now: at once when the
+  gap is seen, then again every retry interval, until the give-up.
+* :class:`KeyframeRequests` lets one keyframe request be in flight at a time.
+
+All of it takes a clock, so the tests drive time by hand.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from aiortc.utils import uint16_add, uint16_gt
+
+INITIAL_RTT = 0.2  # seconds, until a sample: a mobile link's typical round trip
+RTT_ALPHA = 0.8  # smoothing of round-trip samples (aiortc's sender uses 0.85)
+JITTER_GAIN = 1 / 16  # RFC 3550 interarrival jitter
+BITRATE_WINDOW = 1.0  # seconds
+MIN_GIVE_UP = 0.12  # seconds: even on a LAN a retransmission gets this long
+MAX_GIVE_UP = 2.0  # seconds: past this a frozen picture is worse than a keyframe
+MIN_RETRY = 0.05  # seconds between two NACKs of one packet
+MAX_TRIES = 4  # NACKs per packet: a burst loss (a stalled process) must not become a storm
+MIN_KEYFRAME_INTERVAL = 0.3  # Chrome ignores a request within 300 ms of its last keyframe
+SILENCE = 1.0  # seconds without a packet: an outage, not loss; flush and ask once
+LOSS_MEMORY = 10.0  # seconds a loss keeps the technician's playout floor up
+MAX_PLAYOUT_FLOOR = 0.5  # seconds
+MAX_NACKED = 256  # sequence numbers tracked at most (an RTCP NACK must stay small)
+
+
+class LinkEstimate:
+    """What the sidecar knows about one incoming video stream's path."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.rtt = INITIAL_RTT
+        self.rtt_samples = 0
+        self.jitter = 0.0  # seconds
+        self.last_arrival: float | None = None
+        self.silence = 0.0  # the gap before the latest packet, seconds
+        self.keyframe_bytes = 0
+        self._transit: float | None = None
+        self._window_start: float | None = None
+        self._window_bytes = 0
+        self.bitrate = 0.0  # bits per second over the last full window
+        self.last_loss: float | None = None  # when a packet last went missing
+
+    def rtt_sample(self, rtt: float) -> None:
+        if rtt <= 0:
+            return
+        if self.rtt_samples == 0:
+            self.rtt = rtt
+        else:
+            self.rtt = RTT_ALPHA * self.rtt + (1 - RTT_ALPHA) * rtt
+        self.rtt_samples += 1
+
+    def arrival(self, timestamp: int, clock_rate: int, size: int, retransmitted: bool) -> None:
+        """A packet arrived now (call before anything else looks at the packet)."""
+        now = self.clock()
+        self.silence = 0.0 if self.last_arrival is None else now - self.last_arrival
+        self.last_arrival = now
+        if not retransmitted:
+            transit = now - timestamp / clock_rate
+            if self._transit is not None and self.silence < SILENCE:
+                deviation = abs(transit - self._transit)
+                if deviation < 1.0:  # an RTP clock jump (new source) is not jitter
+                    self.jitter += (deviation - self.jitter) * JITTER_GAIN
+            self._transit = transit
+        if self._window_start is None or now - self._window_start >= BITRATE_WINDOW:
+            if self._window_start is not None:
+                self.bitrate = self._window_bytes * 8 / (now - self._window_start)
+            self._window_start = now
+            self._window_bytes = 0
+        self._window_bytes += size
+
+    @property
+    def give_up(self) -> float:
+        """How long a hole may wait for its retransmission: about two NACK rounds."""
+        wait = 2.5 * self.rtt + 4 * self.jitter + 0.03
+        return min(MAX_GIVE_UP, max(MIN_GIVE_UP, wait))
+
+    @property
+    def retry(self) -> float:
+        """How long after a NACK its retransmission is due (then NACK again)."""
+        return max(MIN_RETRY, 1.2 * self.rtt + 2 * self.jitter)
+
+    @property
+    def late_after(self) -> float:
+        """A frame this far behind the stream's best arrival is stale: longer than a hole
+        may wait, or every frame a retransmission completed would be thrown away."""
+        return self.give_up + 4 * self.jitter + 0.1
+
+    def playout_floor(self) -> float:
+        """The jitter buffer a technician needs so a retransmission on this link arrives
+        in time (0 on a link that lost nothing lately: no delay is added for nothing)."""
+        if self.last_loss is None or self.clock() - self.last_loss > LOSS_MEMORY:
+            return 0.0
+        return min(MAX_PLAYOUT_FLOOR, self.rtt + 2 * self.jitter + 0.02)
+
+    @property
+    def keyframe_due(self) -> float:
+        """How long a keyframe request stays in flight: its round trip plus the time the
+        last keyframe took to send at the stream's bitrate."""
+        # (the bitrate right after an outage says little: floor it, cap the result)
+        transmission = min(1.0, self.keyframe_bytes * 8 / max(self.bitrate, 300_000))
+        return max(MIN_KEYFRAME_INTERVAL, self.rtt + 2 * self.jitter + transmission)
+
+
+class NackList:
+    """Missing sequence numbers and when each was last NACKed."""
+
+    def __init__(self, link: LinkEstimate) -> None:
+        self.link = link
+        self.max_seq: int | None = None
+        # seq -> [first seen missing, last NACK sent (or None), NACKs sent]
+        self._missing: dict[int, list] = {}
+        self.nacks_sent = 0
+        self.recovered = 0
+
+    @property
+    def missing(self) -> set[int]:
+        return set(self._missing)
+
+    def add(self, sequence_number: int) -> bool:
+        """Note an arrived packet; True if it is a retransmission of a packet NACKed."""
+        now = self.link.clock()
+        if self.max_seq is None:
+            self.max_seq = sequence_number
+            return False
+        if uint16_gt(sequence_number, self.max_seq):
+            gap = uint16_add(sequence_number, -self.max_seq) - 1
+            # after an outage the packets sent into it are long stale: do not ask for them
+            # (and a gap longer than a NACK can carry is beyond repair); a shorter pause
+            # may be this process's own (a busy event loop), so those are asked for
+            if 0 < gap <= MAX_NACKED and self.link.silence < SILENCE:
+                self.link.last_loss = now
+                seq = uint16_add(self.max_seq, 1)
+                for _ in range(gap):
+                    self._missing[seq] = [now, None, 0]
+                    seq = uint16_add(seq, 1)
+            self.max_seq = sequence_number
+            self._trim()
+            return False
+        entry = self._missing.pop(sequence_number, None)
+        if entry is None:
+            return False
+        self.recovered += 1
+        if entry[2] == 1:  # Karn: only an unambiguous NACK gives a round-trip sample
+            self.link.rtt_sample(now - entry[1])
+        return True
+
+    def due(self) -> list[int]:
+        """The sequence numbers to NACK now (each marked as sent); expired ones are dropped."""
+        now = self.link.clock()
+        give_up, retry = self.link.give_up, self.link.retry
+        lost = []
+        for seq, entry in list(self._missing.items()):
+            first, last, _ = entry
+            if now - first > give_up or (entry[2] >= MAX_TRIES and now - last >= retry):
+                del self._missing[seq]
+            elif last is None or now - last >= retry:
+                entry[1] = now
+                entry[2] += 1
+                lost.append(seq)
+        self.nacks_sent += len(lost)
+        return sorted(lost)  # numeric order: aiortc's NACK packing needs it
+
+    def next_due(self) -> float | None:
+        """Seconds until the next NACK (or expiry) is due, None when nothing is missing."""
+        if not self._missing:
+            return None
+        now = self.link.clock()
+        give_up, retry = self.link.give_up, self.link.retry
+        soonest = min(
+            min(first + give_up, (last if last is not None else now) + retry)
+            for first, last, _ in self._missing.values()
+        )
+        return max(0.0, soonest - now)
+
+    def clear(self) -> None:
+        self._missing.clear()
+
+    def _trim(self) -> None:
+        if len(self._missing) > MAX_NACKED:
+            newest = sorted(self._missing, key=lambda s: uint16_add(self.max_seq, -s))
+            for seq in newest[MAX_NACKED:]:
+                del self._missing[seq]
+
+
+class KeyframeRequests:
+    """One keyframe request in flight: another only once the last one is overdue."""
+
+    def __init__(self, link: LinkEstimate) -> None:
+        self.link = link
+        self._sent_at = float("-inf")
+        self._answered = True
+
+    def may_send(self) -> bool:
+        """True (and the request counts as sent) if a keyframe request may go out now."""
+        now = self.link.clock()
+        waited = now - self._sent_at
+        if waited < MIN_KEYFRAME_INTERVAL:
+            return False
+        if not self._answered and waited < self.link.keyframe_due:
+            return False
+        self._sent_at = now
+        self._answered = False
+        return True
+
+    def keyframe_arrived(self, size: int) -> None:
+        self._answered = True
+        self.link.keyframe_bytes = size

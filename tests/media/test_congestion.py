@@ -1,0 +1,72 @@
+"""Transport-cc feedback: what arrived, when, and what did not, in the draft's format."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+from aiortc import RTCRtpReceiver
+
+from lens.media.congestion import TransportFeedback, parse_feedback
+from lens.media.passthrough import TRANSPORT_CC_URI
+
+pytestmark = pytest.mark.media
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_feedback_reports_arrivals_losses_and_large_gaps():
+    clock = Clock()
+    feedback = TransportFeedback(clock)
+    # 65534, 65535, (0 lost), 1 ... across the wrap; then one 20 ms late, one 9 s late
+    arrivals = {65534: 0.0, 65535: 0.0012, 1: 0.004, 2: 0.024, 3: 0.0245}
+    for seq, at in arrivals.items():
+        feedback.add(seq, clock.now + at)
+    feedback.add(4, clock.now + 9.0)  # beyond a two-byte delta (8.19 s): next packet
+    data = feedback.build(sender_ssrc=11, media_ssrc=22)
+    assert len(data) % 4 == 0
+    assert struct.unpack("!H", data[2:4])[0] == len(data) // 4 - 1
+    assert struct.unpack("!II", data[4:12]) == (11, 22)
+    base, reference, times = parse_feedback(data)
+    assert base == 65534
+    assert times[2] is None  # sequence number 0 was lost
+    received = [t for t in times if t is not None]
+    assert len(times) == 6 and len(received) == 5
+    # arrival spacing survives at 250 µs resolution
+    steps = [b - a for a, b in zip(received, received[1:], strict=False)]
+    assert steps == pytest.approx([1250, 2750, 20000, 500], abs=250)
+    later = feedback.build(11, 22)
+    base, reference_later, times = parse_feedback(later)
+    assert base == 4 and len(times) == 1
+    assert (reference_later - reference) * 64 == pytest.approx(9000, abs=64)
+    assert feedback.build(11, 22) is None  # nothing new
+
+
+def test_a_packet_older_than_the_last_feedback_is_not_reported_again():
+    clock = Clock()
+    feedback = TransportFeedback(clock)
+    for seq in (10, 12):
+        feedback.add(seq, clock.now)
+    first = parse_feedback(feedback.build(1, 2))
+    assert first[0] == 10 and first[2][1] is None
+    feedback.add(11, clock.now)  # reordered, after it was reported lost
+    feedback.add(13, clock.now)
+    base, _, times = parse_feedback(feedback.build(1, 2))
+    assert base == 13 and len(times) == 1
+
+
+def test_answers_offer_transport_cc_instead_of_remb():
+    video = RTCRtpReceiver.getCapabilities("video")
+    assert TRANSPORT_CC_URI in [e.uri for e in video.headerExtensions]
+    assert all("abs-send-time" not in e.uri for e in video.headerExtensions)
+    from aiortc.codecs import CODECS
+
+    vp8 = next(c for c in CODECS["video"] if c.mimeType == "video/VP8")
+    types = [f.type for f in vp8.rtcpFeedback]
+    assert "transport-cc" in types and "goog-remb" not in types

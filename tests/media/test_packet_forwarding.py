@@ -1,0 +1,203 @@
+"""Packet forwarding with real aiortc peers: the technician's NACKs are answered from the
+sidecar's own buffer, the sidecar NACKs the phone again until a retransmission arrives,
+and each leg's stream is rewritten into one continuous RTP stream."""
+
+from __future__ import annotations
+
+import pytest
+from aiortc.rtp import RtpPacket
+
+from lens.media.app import CODECS, SESSIONS
+from lens.media.forwarder import LegRewriter, parse_vp8
+from lens.media.testing import EncodedClip, start_phone, start_technician, wait_until
+
+pytestmark = pytest.mark.media
+
+
+def count_calls(obj, name: str, calls: list):
+    """Record every call of obj.name(*args) (an instance attribute shadows the method)."""
+    original = getattr(obj, name)
+
+    async def recorded(*args):
+        calls.append(args)
+        return await original(*args)
+
+    setattr(obj, name, recorded)
+
+
+def drop_packets(receiver, should_drop) -> list[RtpPacket]:
+    """Make an aiortc receiver lose the RTP packets `should_drop(packet)` picks."""
+    dropped: list[RtpPacket] = []
+    original = receiver._handle_rtp_packet
+
+    async def lossy(packet: RtpPacket, arrival_time_ms: int) -> None:
+        if should_drop(packet):
+            dropped.append(packet)
+            return
+        await original(packet, arrival_time_ms)
+
+    receiver._handle_rtp_packet = lossy
+    return dropped
+
+
+def in_clip_order(digests: list[bytes], clip: EncodedClip) -> None:
+    """Every frame arrived whole and none is missing: each follows its predecessor."""
+    index = {digest: i for i, digest in enumerate(clip.digests)}
+    order = [index[d] for d in digests]  # a KeyError = a frame that is not the clip's
+    for previous, current in zip(order, order[1:], strict=False):
+        assert current in ((previous + 1) % len(clip.frames), 0), order
+
+
+def test_the_technicians_nacks_are_answered_from_the_sidecars_buffer(with_sidecar, vp8_clip):
+    async def scenario(sidecar):
+        phone = await start_phone(sidecar.http, sidecar.base_url, sidecar.secret, "s1", vp8_clip)
+        phone_retransmits: list = []
+        phone_video = phone.pc.getTransceivers()[0].sender
+        count_calls(phone_video, "_retransmit", phone_retransmits)
+
+        tech = await start_technician(sidecar.http, sidecar.base_url, sidecar.secret, "s1")
+        video = tech.received["video"]
+        await video.wait_for(5, timeout=10)
+        session = sidecar.app[SESSIONS].get("s1")
+        sidecar_sender = session.subscriber.transceivers["video"].sender
+        answered: list = []
+        count_calls(sidecar_sender, "_retransmit", answered)
+        media_ssrc = sidecar_sender._ssrc
+        seen: set[int] = set()
+
+        def every_25th_once(packet: RtpPacket) -> bool:
+            if packet.ssrc != media_ssrc or packet.sequence_number in seen:
+                return False
+            seen.add(packet.sequence_number)
+            return packet.sequence_number % 25 == 0
+
+        dropped = drop_packets(tech.pc.getTransceivers()[0].receiver, every_25th_once)
+        start = len(video.digests)
+        await video.wait_for(start + 45, timeout=10)
+        assert len(dropped) >= 3
+        # the sidecar answered the technician's NACKs for exactly the packets it lost
+        answered_seqs = {args[0] for args in answered}
+        assert {p.sequence_number for p in dropped[:-1]} <= answered_seqs
+        in_clip_order(video.digests[start:], vp8_clip)  # no frame lost, none torn
+        assert phone_retransmits == []  # the phone was never asked for them
+        assert (sidecar.app[CODECS].encoders, sidecar.app[CODECS].decoders) == (0, 0)
+        await phone.pc.close()
+        await tech.pc.close()
+
+    with_sidecar(scenario)
+
+
+def test_the_sidecar_nacks_the_phone_again_when_a_retransmission_is_lost(with_sidecar, vp8_clip):
+    async def scenario(sidecar):
+        phone = await start_phone(sidecar.http, sidecar.base_url, sidecar.secret, "s1", vp8_clip)
+        tech = await start_technician(sidecar.http, sidecar.base_url, sidecar.secret, "s1")
+        video = tech.received["video"]
+        await video.wait_for(5, timeout=10)
+        phone_sender = phone.pc.getTransceivers()[0].sender
+        phone_retransmits: list = []
+        count_calls(phone_sender, "_retransmit", phone_retransmits)
+        media_ssrc, rtx_ssrc = phone_sender._ssrc, phone_sender._rtx_ssrc
+        target: dict[str, int] = {}
+
+        def lose_once_and_its_first_retransmission(packet: RtpPacket) -> bool:
+            if packet.ssrc == media_ssrc and not target and packet.sequence_number % 7 == 3:
+                target["seq"], target["rtx"] = packet.sequence_number, 0
+                return True
+            if (
+                packet.ssrc == rtx_ssrc
+                and target
+                and int.from_bytes(packet.payload[:2], "big") == target["seq"]
+            ):
+                target["rtx"] += 1
+                return target["rtx"] == 1
+            return False
+
+        session = sidecar.app[SESSIONS].get("s1")
+        drop_packets(session.publisher.receiver("video"), lose_once_and_its_first_retransmission)
+        start = len(video.digests)
+        await video.wait_for(start + 30, timeout=10)
+        await wait_until(lambda: target.get("rtx", 0) >= 2, 5)
+        # the phone was asked twice for the packet: the first answer was lost
+        assert [args[0] for args in phone_retransmits].count(target["seq"]) >= 2
+        in_clip_order(video.digests[start:], vp8_clip)  # and the frame was not given up
+        buffer_link = session.publisher.receiver("video")._RTCRtpReceiver__jitter_buffer.link
+        assert buffer_link.rtt_samples == 0 or buffer_link.rtt < 0.5
+        await phone.pc.close()
+        await tech.pc.close()
+
+    with_sidecar(scenario)
+
+
+def vp8_packet(seq: int, timestamp: int, picture_id: int, start: bool, key: bool) -> RtpPacket:
+    descriptor = bytes([0x90 if start else 0x80, 0x80, 0x80 | picture_id >> 8, picture_id & 0xFF])
+    header = bytes([0x00 if key else 0x01, 0, 0, 0x9D, 0x01, 0x2A, 0x80, 0x02, 0xE0, 0x01])
+    p = RtpPacket(payload_type=96, sequence_number=seq, timestamp=timestamp, ssrc=1111)
+    p.payload = descriptor + (header if start else b"\x55")
+    p.marker = 0 if start else 1
+    return p
+
+
+def test_a_leg_is_one_continuous_stream_across_a_phone_reconnect():
+    clock = [10.0]
+    rewriter = LegRewriter(
+        ssrc=4242, payload_type=120, mime_type="video/vp8", clock=lambda: clock[0]
+    )
+    out = []
+
+    def feed(packets):
+        for p in packets:
+            rewritten, _ = rewriter.rewrite(p)
+            if rewritten is not None:
+                out.append(rewritten)
+
+    # the first phone: a delta frame (waits), then a keyframe and a delta frame
+    feed([vp8_packet(500, 9000, 7, True, False), vp8_packet(501, 9000, 7, False, False)])
+    assert out == []
+    feed([vp8_packet(502, 12000, 8, True, True), vp8_packet(503, 12000, 8, False, True)])
+    feed([vp8_packet(504, 15000, 9, True, False), vp8_packet(505, 15000, 9, False, False)])
+    clock[0] += 1.0
+    rewriter.restart()  # a new phone leg: other SSRC, sequence numbers, clock, picture IDs
+    feed([vp8_packet(60000, 777, 30000, True, False)])  # not a keyframe: waits
+    feed([vp8_packet(60001, 3777, 30001, True, True), vp8_packet(60002, 3777, 30001, False, True)])
+    feed([vp8_packet(59990, 1, 1, True, False)])  # stale: sent before the restart point
+    assert len(out) == 6
+    assert {p.ssrc for p in out} == {4242} and {p.payload_type for p in out} == {120}
+    seqs = [p.sequence_number for p in out]
+    assert seqs == [(seqs[0] + i) & 0xFFFF for i in range(6)]
+    pictures = [parse_vp8(p.payload) for p in out]
+    ids = [
+        ((p.payload[d.picture_id_at] & 0x7F) << 8) | p.payload[d.picture_id_at + 1]
+        for p, d in zip(out, pictures, strict=True)
+    ]
+    assert ids[::2] == [ids[0], (ids[0] + 1) & 0x7FFF, (ids[0] + 2) & 0x7FFF]
+    timestamps = [p.timestamp for p in out]
+    assert timestamps[2] - timestamps[0] == 3000
+    # the new phone's keyframe follows about one second (the time that passed) later
+    assert abs(((timestamps[4] - timestamps[2]) & 0xFFFFFFFF) - 90000) < 100
+    assert [p.marker for p in out] == [0, 1, 0, 1, 0, 1]
+    assert out[4].payload[4:] == vp8_packet(60001, 3777, 30001, True, True).payload[4:]
+
+
+def test_technicians_joining_with_their_phones_get_a_keyframe_at_once(with_sidecar):
+    """Legs connecting at the same time: a keyframe the phone sent before the technician's
+    leg could carry it must not leave that leg waiting for the next natural keyframe."""
+    from lens.media.testing import encode_vp8_clip
+
+    clip = encode_vp8_clip(seconds=4.0, keyframe_every=120)
+
+    async def scenario(sidecar):
+        import asyncio
+
+        async def session(sid):
+            phone = await start_phone(sidecar.http, sidecar.base_url, sidecar.secret, sid, clip)
+            tech = await start_technician(sidecar.http, sidecar.base_url, sidecar.secret, sid)
+            try:
+                await tech.received["video"].wait_for(1, timeout=3.0)  # the clip's next: 4 s
+                assert tech.received["video"].keyframes == 1
+            finally:
+                await phone.pc.close()
+                await tech.pc.close()
+
+        await asyncio.gather(*(session(f"s{i}") for i in range(4)))
+
+    with_sidecar(scenario)

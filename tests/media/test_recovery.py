@@ -1,0 +1,140 @@
+"""Loss recovery from the measured round trip: NACK retries, give-up, keyframe requests."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiortc.rtp import RtpPacket
+
+from lens.media.passthrough import RepeatingNacks
+from lens.media.recovery import (
+    MIN_KEYFRAME_INTERVAL,
+    KeyframeRequests,
+    LinkEstimate,
+    NackList,
+)
+from lens.media.testing import wait_until
+
+pytestmark = pytest.mark.media
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 50.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def arrive(link: LinkEstimate, nacks: NackList, seq: int) -> bool:
+    retransmitted = seq in nacks.missing
+    link.arrival(seq * 1500, 90000, 1000, retransmitted)
+    return nacks.add(seq)
+
+
+def test_give_up_and_retry_follow_the_measured_round_trip_and_jitter():
+    link = LinkEstimate(Clock())
+    link.rtt_sample(0.01)
+    lan = (link.give_up, link.retry, link.late_after)
+    for _ in range(30):
+        link.rtt_sample(0.4)
+    assert link.rtt == pytest.approx(0.4, abs=0.01)
+    mobile = (link.give_up, link.retry, link.late_after)
+    assert lan[0] < 0.2 and mobile[0] > 1.0  # about two NACK rounds
+    assert mobile[1] > 0.4  # a NACK is repeated only once its retransmission is overdue
+    assert mobile[2] > mobile[0]  # a frame a retransmission completed is not "late"
+    link.jitter = 0.05
+    assert link.give_up > mobile[0]
+
+
+def test_a_missing_packet_is_nacked_at_once_then_every_retry_until_the_give_up():
+    clock = Clock()
+    link = LinkEstimate(clock)
+    link.rtt_sample(0.1)
+    nacks = NackList(link)
+    for seq in (10, 11, 13):
+        arrive(link, nacks, seq)
+    assert nacks.due() == [12]
+    assert nacks.due() == []  # not again before its retransmission is due
+    sent = [clock.now]
+    while nacks.missing:
+        clock.now += 0.01
+        if nacks.due():
+            sent.append(clock.now)
+    intervals = [b - a for a, b in zip(sent, sent[1:], strict=False)]
+    assert len(sent) >= 2 and all(i >= link.retry - 0.011 for i in intervals)
+    assert clock.now - sent[0] == pytest.approx(link.give_up, abs=0.011)  # then dropped
+
+
+def test_a_retransmission_ends_the_retries_and_measures_the_round_trip():
+    clock = Clock()
+    link = LinkEstimate(clock)
+    nacks = NackList(link)
+    arrive(link, nacks, 1)
+    arrive(link, nacks, 3)
+    assert nacks.due() == [2]
+    clock.now += 0.35
+    assert arrive(link, nacks, 2) is True
+    assert nacks.missing == set() and nacks.due() == []
+    assert link.rtt == pytest.approx(0.35)
+
+
+def test_packets_sent_into_an_outage_are_not_nacked():
+    clock = Clock()
+    link = LinkEstimate(clock)
+    nacks = NackList(link)
+    arrive(link, nacks, 1)
+    clock.now += 5.0
+    arrive(link, nacks, 400)
+    assert nacks.missing == set()
+
+
+def test_one_keyframe_request_in_flight_repeated_after_round_trip_plus_transmission():
+    clock = Clock()
+    link = LinkEstimate(clock)
+    link.rtt_sample(0.4)
+    link.bitrate = 300_000
+    link.keyframe_bytes = 30_000  # 0.8 s to send at 300 kbit/s
+    requests = KeyframeRequests(link)
+    assert requests.may_send()
+    clock.now += MIN_KEYFRAME_INTERVAL + 0.01
+    assert not requests.may_send()  # still in flight
+    clock.now += 0.4 + 0.8
+    assert requests.may_send()  # overdue: ask again
+    # a keyframe that arrives answers it: the next request need only wait Chrome's 300 ms
+    requests.keyframe_arrived(20_000)
+    clock.now += MIN_KEYFRAME_INTERVAL / 2
+    assert not requests.may_send()
+    clock.now += MIN_KEYFRAME_INTERVAL
+    assert requests.may_send()
+
+
+class FakeReceiver:
+    def __init__(self) -> None:
+        self.nacks: list[tuple[float, int, list[int]]] = []
+
+    async def _send_rtcp_nack(self, media_ssrc: int, lost: list[int]) -> None:
+        self.nacks.append((asyncio.get_running_loop().time(), media_ssrc, lost))
+
+
+def test_the_receivers_nack_timer_repeats_a_nack_until_the_give_up():
+    async def scenario():
+        receiver = FakeReceiver()
+        link = LinkEstimate()
+        link.rtt_sample(0.03)  # retry ~36 ms, give-up 0.12 s
+        generator = RepeatingNacks(receiver, link)
+        for seq in (100, 101, 103):
+            p = RtpPacket(payload_type=96, sequence_number=seq, timestamp=seq * 3000, ssrc=77)
+            p.payload = b"\x10\x00"
+            assert generator.add(p) is False  # aiortc must not send its own NACK
+        await wait_until(lambda: len(receiver.nacks) >= 2, 3)  # at once, then on the timer
+        await wait_until(lambda: generator._timer is None, 3)  # then it gives up ...
+        count = len(receiver.nacks)
+        await asyncio.sleep(0.2)
+        generator.stop()
+        return receiver.nacks, count
+
+    nacks, count = asyncio.run(scenario())
+    assert {(ssrc, tuple(lost)) for _, ssrc, lost in nacks} == {(77, (102,))}
+    assert len(nacks) == count  # ... and stays silent
