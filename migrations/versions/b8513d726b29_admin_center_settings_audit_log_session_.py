@@ -1,7 +1,7 @@
 """admin center: settings, audit log, session permissions, last seen
 
 Revision ID: b8513d726b29
-Revises: 5b1e2c7d9a41
+Revises: 5ca1e0f14a01
 Create Date: 2026-11-30 00:40:36.179319
 
 """
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = "b8513d726b29"
-down_revision = "5b1e2c7d9a41"
+down_revision = "5ca1e0f14a01"
 branch_labels = None
 depends_on = None
 
