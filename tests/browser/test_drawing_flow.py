@@ -78,6 +78,11 @@ def test_the_technicians_drawing_freeze_and_quality_reach_the_phone(
     tech.wait_for_function(f"({FRAMES})() > 10", timeout=15000)
     tools = tech.get_by_role("toolbar", name="Video tools")
     assert_bar_below_picture(tech)
+    # this test checks where shapes land on both screens: pinned, they stay where drawn
+    # (following the content is tests/browser/test_anchored_drawing.py's)
+    pin_to_screen = tools.get_by_role("button", name="Pin to screen")
+    pin_to_screen.click()
+    expect(pin_to_screen).to_have_attribute("aria-pressed", "true")
 
     # an arrow drawn on the technician's video shows on the phone at the same picture place
     tools.get_by_role("button", name="Arrow").click()

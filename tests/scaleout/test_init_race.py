@@ -35,6 +35,9 @@ def test_two_hosts_initialising_one_database_at_once_both_come_up(postgres_url, 
             "DATABASE_URL": postgres_url,
             "LENS_INSTANCE_PATH": str(tmp_path / name),  # each host its own instance folder
             "PYTHONPATH": str(ROOT),
+            # the settings every host of one site shares (docs/scale-out.md)
+            "SECRET_KEY": "the-site-secret-key-shared-by-both-hosts",
+            "LENS_MEDIA_SECRET": "the-site-media-secret-shared-by-both-hosts",
         }
         env.pop("REDIS_URL", None)
         hosts.append(
