@@ -7,7 +7,7 @@ import time
 
 import pytest
 from playwright.sync_api import expect
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from lens.extensions import db
 from lens.sessions.models import LensSession
@@ -22,6 +22,10 @@ NEW_PASSWORD = "a new long password"
 def first_admin_password(app, runner) -> str:
     with app.app_context():  # start from an empty database, as a fresh install does
         db.drop_all()
+        # and forget the migrations too (on a shared PostgreSQL database an earlier test's
+        # `lens init` left its version, and init would then create no tables)
+        db.session.execute(text("DROP TABLE IF EXISTS alembic_version"))
+        db.session.commit()
     result = runner.invoke(args=["lens", "init"])
     assert result.exit_code == 0, result.output
     return re.search(r"One-time password: (\S+)", result.output).group(1)
