@@ -407,13 +407,18 @@ def customer_arrived(db: Session, session_id: int, link: str, now: datetime) -> 
             .execution_options(synchronize_session=False)
         )
         return False
+    _presence_changed(db, session_id, "customer_back", now)
+    return True
+
+
+def _presence_changed(db: Session, session_id: int, kind: str, now: datetime) -> None:
+    """After a presence UPDATE: the lists are told, and a live session's log says `kind`."""
     lens_session = db.get(LensSession, session_id)
     if lens_session is not None:
         db.refresh(lens_session)
         flag_modified(lens_session, "customer_left_at")  # a change the lists show
         if lens_session.state in PRESENCE_STATES:
-            record_event(db, lens_session, "customer_back", actor="customer", now=now)
-    return True
+            record_event(db, lens_session, kind, actor="customer", now=now)
 
 
 def customer_left(db: Session, session_id: int, link: str, now: datetime) -> bool:
@@ -435,12 +440,7 @@ def customer_left(db: Session, session_id: int, link: str, now: datetime) -> boo
     )
     if left.rowcount != 1:
         return False
-    lens_session = db.get(LensSession, session_id)
-    if lens_session is not None:
-        db.refresh(lens_session)
-        flag_modified(lens_session, "customer_left_at")  # a change the lists show
-        if lens_session.state in PRESENCE_STATES:
-            record_event(db, lens_session, "customer_left", actor="customer", now=now)
+    _presence_changed(db, session_id, "customer_left", now)
     return True
 
 
