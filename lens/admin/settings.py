@@ -23,6 +23,7 @@ from lens.admin.models import Setting
 from lens.auth.models import Technician
 from lens.invitations.sms import DEFAULT_SMS_TEMPLATE
 from lens.invitations.text import TemplateError, fill_template, has_control_characters
+from lens.turn import is_turn_server
 
 LANGUAGES = ("en", "nl")
 SMS_PLACEHOLDERS = ("link", "pin", "name", "technician", "company")
@@ -290,11 +291,29 @@ def _ice_servers(spec: SettingSpec, raw: str) -> list[dict[str, Any]]:
     for server in servers:
         urls = server["urls"] if isinstance(server["urls"], list) else [server["urls"]]
         if not urls or not all(
-            isinstance(u, str) and u.split(":", 1)[0] in ("stun", "stuns", "turn", "turns")
-            for u in urls
+            isinstance(u, str) and u.split(":", 1)[0] in ("stun", "turn", "turns") for u in urls
         ):
+            raise SettingInvalid(str(_l("Each address starts with stun:, turn: or turns:.")))
+        if not is_turn_server(server):
+            continue
+        # the same rules as LENS_ICE_SERVERS (lens.network): no TURN password in any page
+        if "username" in server or "credential" in server:
             raise SettingInvalid(
-                str(_l("Each address starts with stun:, stuns:, turn: or turns:."))
+                str(
+                    _l(
+                        "A TURN server takes no username or password here: each page and "
+                        "the media server get short-lived ones made with LENS_TURN_SECRET."
+                    )
+                )
+            )
+        if not current_app.config.get("LENS_TURN_SECRET"):
+            raise SettingInvalid(
+                str(
+                    _l(
+                        "A TURN server needs LENS_TURN_SECRET (coturn's static-auth-secret) "
+                        "in the server's settings."
+                    )
+                )
             )
     return servers
 

@@ -307,9 +307,7 @@ class ConsolePage:
             self.sock.send_json(dict(refusal("not_open"), session=session_id))
             return
         allowed = self.features(lens_session)
-        error = receive_control(
-            session_id, TECHNICIAN, self.actor, allowed, message, self.console
-        )
+        error = receive_control(session_id, TECHNICIAN, self.actor, allowed, message, self.console)
         if error is not None:
             self.sock.send_json(dict(error, session=session_id))
 
@@ -320,10 +318,11 @@ class ConsolePage:
             self.sock.send_json({"type": "error", "reason": "refused", "ref": message.get("ref")})
             return
         session_id = lens_session.id
+        ice_servers = setting("LENS_ICE_SERVERS")  # the Admin Center's STUN/TURN servers
         control = media_control()
 
         def answer(offer: dict[str, str]) -> dict[str, str]:
-            return control.subscriber_offer(session_id, offer)
+            return control.subscriber_offer(session_id, offer, ice_servers)
 
         def work() -> None:
             reply = exchange_offer(message, answer)

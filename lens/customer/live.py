@@ -16,6 +16,7 @@ from typing import Any
 from flask import current_app, render_template
 from sqlalchemy.exc import SQLAlchemyError
 
+from lens.admin.settings import setting
 from lens.captures.records import open_recording
 from lens.chat.models import session_chat
 from lens.chat.rendering import render_chat_line
@@ -199,11 +200,12 @@ class PhonePage:
             self.sock.send_json({"type": "error", "reason": "refused", "ref": message.get("ref")})
             return
         features = self.features(lens_session)
+        ice_servers = setting("LENS_ICE_SERVERS")  # the Admin Center's STUN/TURN servers
         control = media_control()
         session_id = self.session_id
 
         def answer(offer: dict[str, str]) -> dict[str, str]:
-            return control.publisher_offer(session_id, offer, features)
+            return control.publisher_offer(session_id, offer, features, ice_servers)
 
         def work() -> None:
             reply = exchange_offer(message, answer)

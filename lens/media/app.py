@@ -17,7 +17,7 @@ from typing import Any
 from aiohttp import web
 from aiortc import RTCSessionDescription
 
-from lens.media import passthrough
+from lens.media import ice, passthrough
 from lens.media.config import MediaConfig
 from lens.media.heartbeat import BOOT, heartbeat, new_boot
 from lens.media.sessions import PUBLISHER, SUBSCRIBER, MediaSessions, SessionError
@@ -136,6 +136,18 @@ async def read_offer(request: web.Request) -> tuple[RTCSessionDescription, dict[
     return RTCSessionDescription(sdp=body["sdp"], type="offer"), body
 
 
+def leg_network(request: web.Request, body: dict[str, Any]) -> ice.NetworkSettings | None:
+    """The site's STUN/TURN servers sent with an offer (the Admin Center's setting), laid
+    over this sidecar's network settings; None when the web sent none (use the sidecar's)."""
+    if "ice_servers" not in body:
+        return None
+    config = request.app[CONFIG]
+    try:
+        return ice.with_site_ice_servers(config.network or config.ice_servers, body["ice_servers"])
+    except ice.NetworkSettingsError as exc:
+        raise SessionError(str(exc), 400) from exc
+
+
 def answer_json(answer: RTCSessionDescription) -> web.Response:
     return web.json_response({"sdp": answer.sdp, "type": answer.type})
 
@@ -149,17 +161,19 @@ async def post_publisher(request: web.Request) -> web.Response:
         isinstance(f, str) for f in session_features
     ):
         raise SessionError("features must be a list of names", 400)
+    network = leg_network(request, body)
     session = request.app[SESSIONS].get_or_create(sid)
-    answer = await session.connect_publisher(offer, frozenset(session_features))
+    answer = await session.connect_publisher(offer, frozenset(session_features), network)
     return answer_json(answer)
 
 
 async def post_subscriber(request: web.Request) -> web.Response:
     """The technician's offer (video + audio in, technician audio out) → the answer."""
     sid = session_id(request)
-    offer, _ = await read_offer(request)
+    offer, body = await read_offer(request)
+    network = leg_network(request, body)
     session = request.app[SESSIONS].get_or_create(sid)
-    return answer_json(await session.connect_subscriber(offer))
+    return answer_json(await session.connect_subscriber(offer, network))
 
 
 async def post_hold(request: web.Request) -> web.Response:

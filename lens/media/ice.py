@@ -21,6 +21,7 @@ the sessions module calls it where it made a plain RTCPeerConnection.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import logging
 import os
@@ -202,6 +203,30 @@ def load_network_settings(
         gather_timeout=gather_timeout,
         use_ipv6=env.get("LENS_MEDIA_IPV6", "1") != "0",
     )
+
+
+MAX_SITE_ICE_SERVERS = 16
+
+
+def with_site_ice_servers(
+    base: NetworkSettings | list[dict[str, Any]] | None, servers: Any
+) -> NetworkSettings:
+    """The sidecar's settings with the site's STUN/TURN servers (the Admin Center's setting,
+    sent by the web with each leg) in place of LENS_ICE_SERVERS; a NetworkSettingsError for
+    a list that cannot be used. Port range, announced addresses and the TURN secret stay."""
+    if not isinstance(servers, list) or len(servers) > MAX_SITE_ICE_SERVERS:
+        raise NetworkSettingsError(
+            f"ice_servers must be a list of at most {MAX_SITE_ICE_SERVERS} RTCIceServer objects"
+        )
+    if not isinstance(base, NetworkSettings):
+        base = NetworkSettings(ice_servers=parse_ice_servers(base or []))
+    parsed = parse_ice_servers(servers)
+    if any(url.is_turn and not url.credential for url in parsed) and not base.turn_secret:
+        raise NetworkSettingsError(
+            "ice_servers lists a TURN server without a credential and this sidecar has no "
+            "LENS_TURN_SECRET"
+        )
+    return dataclasses.replace(base, ice_servers=parsed)
 
 
 # ----- the hook ----------------------------------------------------------------------------

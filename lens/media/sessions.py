@@ -153,12 +153,16 @@ class LensMediaSession:
     # ----- legs -------------------------------------------------------------------------
 
     async def connect_publisher(
-        self, offer: RTCSessionDescription, session_features: frozenset[str]
+        self,
+        offer: RTCSessionDescription,
+        session_features: frozenset[str],
+        network: ice.NetworkSettings | None = None,
     ) -> RTCSessionDescription:
-        """Answer the phone's offer; a new phone leg replaces the old one (reconnect)."""
+        """Answer the phone's offer; a new phone leg replaces the old one (reconnect).
+        `network`: the site's STUN/TURN servers sent with the offer (else the sidecar's)."""
         self.features = session_features
         offered = offered_kinds(offer)
-        leg = self._new_leg(PUBLISHER)
+        leg = self._new_leg(PUBLISHER, network)
         # a technician already connected can only take the codec its leg negotiated
         technician_video = self.subscriber.codecs.get("video") if self.subscriber else None
         self._add_transceivers(
@@ -186,10 +190,12 @@ class LensMediaSession:
                 track.source_changed()
         return answer
 
-    async def connect_subscriber(self, offer: RTCSessionDescription) -> RTCSessionDescription:
+    async def connect_subscriber(
+        self, offer: RTCSessionDescription, network: ice.NetworkSettings | None = None
+    ) -> RTCSessionDescription:
         """Answer the technician's offer; a new technician leg replaces the old one."""
         offered = offered_kinds(offer)
-        leg = self._new_leg(SUBSCRIBER)
+        leg = self._new_leg(SUBSCRIBER, network)
         phone_video = self.publisher.codecs.get("video") if self.publisher else None
         self._add_transceivers(
             leg,
@@ -394,11 +400,11 @@ class LensMediaSession:
 
     # ----- plumbing ---------------------------------------------------------------------
 
-    def _new_leg(self, role: str) -> Leg:
+    def _new_leg(self, role: str, network: ice.NetworkSettings | None = None) -> Leg:
         if self._closed:
             raise SessionError("session is closed", 409)
         # port range, announced address, every STUN/TURN server: lens.media.ice
-        leg = Leg(role=role, pc=ice.peer_connection(self._ice_servers))
+        leg = Leg(role=role, pc=ice.peer_connection(network or self._ice_servers))
 
         @leg.pc.on("connectionstatechange")
         def on_connection_state() -> None:

@@ -135,15 +135,28 @@ class MediaRouter:
     # ----- MediaControl's interface -----------------------------------------------------
 
     def publisher_offer(
-        self, session_id: int, offer: dict[str, str], features: Iterable[str]
+        self,
+        session_id: int,
+        offer: dict[str, str],
+        features: Iterable[str],
+        ice_servers: list[dict[str, Any]] | None = None,
     ) -> dict[str, str]:
         features = list(features)
         return self._call(
-            session_id, True, lambda m: m.publisher_offer(session_id, offer, features)
+            session_id,
+            True,
+            lambda m: m.publisher_offer(session_id, offer, features, ice_servers),
         )
 
-    def subscriber_offer(self, session_id: int, offer: dict[str, str]) -> dict[str, str]:
-        return self._call(session_id, True, lambda m: m.subscriber_offer(session_id, offer))
+    def subscriber_offer(
+        self,
+        session_id: int,
+        offer: dict[str, str],
+        ice_servers: list[dict[str, Any]] | None = None,
+    ) -> dict[str, str]:
+        return self._call(
+            session_id, True, lambda m: m.subscriber_offer(session_id, offer, ice_servers)
+        )
 
     def hold(self, session_id: int) -> None:
         self._call(session_id, False, lambda m: m.hold(session_id))

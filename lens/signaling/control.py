@@ -45,15 +45,29 @@ class MediaControl:
         return response.json() if response.content else {}
 
     def publisher_offer(
-        self, session_id: int, offer: dict[str, str], features: Iterable[str]
+        self,
+        session_id: int,
+        offer: dict[str, str],
+        features: Iterable[str],
+        ice_servers: list[dict[str, Any]] | None = None,
     ) -> dict[str, str]:
-        """The phone's offer; returns the sidecar's answer."""
+        """The phone's offer; returns the sidecar's answer. `ice_servers`: the site's
+        STUN/TURN servers (the Admin Center's setting) for the sidecar's side of the leg."""
         body = {"sdp": offer["sdp"], "type": offer["type"], "features": sorted(features)}
+        if ice_servers is not None:
+            body["ice_servers"] = ice_servers
         return self._call("POST", f"/sessions/{session_id}/publisher", body)
 
-    def subscriber_offer(self, session_id: int, offer: dict[str, str]) -> dict[str, str]:
+    def subscriber_offer(
+        self,
+        session_id: int,
+        offer: dict[str, str],
+        ice_servers: list[dict[str, Any]] | None = None,
+    ) -> dict[str, str]:
         """The technician's offer; returns the sidecar's answer."""
-        body = {"sdp": offer["sdp"], "type": offer["type"]}
+        body: dict[str, Any] = {"sdp": offer["sdp"], "type": offer["type"]}
+        if ice_servers is not None:
+            body["ice_servers"] = ice_servers
         return self._call("POST", f"/sessions/{session_id}/subscriber", body)
 
     def hold(self, session_id: int) -> None:

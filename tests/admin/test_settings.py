@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+import time
 from datetime import timedelta
 
 from sqlalchemy import select
@@ -13,6 +15,8 @@ from lens.sessions import lifecycle
 from lens.sessions.models import LensSession
 from lens.timeutil import now_utc
 from tests.captures.conftest import session_id_of
+from tests.web.test_controls_live import joined_phone
+from tests.web.test_live import BOUND, Browser, receive_until
 
 
 def sessions_form(**changes) -> dict:
@@ -169,3 +173,53 @@ def test_stun_turn_servers_from_the_settings_reach_the_pages(app, admin, console
     customer.join(console.create_session("Jane")["pin"])
     page = customer.client.get("/c").text
     assert "stun:stun.example.org:3478" in page
+
+
+class OfferRecorder:
+    """Stands in for the sidecar's client: answers offers, keeping the ICE servers sent."""
+
+    def __init__(self) -> None:
+        self.ice_servers: dict[str, object] = {}
+
+    def publisher_offer(self, session_id, offer, features, ice_servers=None):
+        self.ice_servers["phone"] = ice_servers
+        return {"type": "answer", "sdp": "v=0\r\n"}
+
+    def subscriber_offer(self, session_id, offer, ice_servers=None):
+        self.ice_servers["technician"] = ice_servers
+        return {"type": "answer", "sdp": "v=0\r\n"}
+
+
+def test_stun_turn_servers_from_the_settings_reach_the_sidecar_with_each_leg(
+    app, admin, technician, http_server, controls_connect, subscriptions
+):
+    servers = [{"urls": "stun:stun.example.org:3478"}]
+    assert (
+        admin.post("/settings", sessions_form(LENS_ICE_SERVERS=json.dumps(servers))).status_code
+        == 302
+    )
+    recorder = OfferRecorder()
+    app.extensions["lens.media"] = recorder
+    tech = Browser(http_server).log_in("tess@example.com")
+    phone, session_id = joined_phone(app, http_server, tech, "/console", "Jane Stun")
+    phone_ws = controls_connect("/c/ws", phone.http.cookies)
+    phone_ws.send(json.dumps({"type": "offer", "sdp": "v=0\r\n", "ref": 1}))
+    assert '"answer"' in receive_until(phone_ws, '"ref": 1', time.monotonic() + BOUND)
+    assert tech.post(f"/console/sessions/{session_id}/start").status_code == 200
+    tech_ws = controls_connect("/console/ws", tech.http.cookies, session=session_id)
+    tech_ws.send(json.dumps({"type": "offer", "sdp": "v=0\r\n", "ref": 2, "session": session_id}))
+    assert '"answer"' in receive_until(tech_ws, '"ref": 2', time.monotonic() + BOUND)
+    assert recorder.ice_servers == {"phone": servers, "technician": servers}
+
+
+def test_a_turn_server_in_the_settings_needs_the_turn_secret_and_no_password(app, admin):
+    turn = '[{"urls": "turn:turn.example.org:3478"}]'
+    response = admin.post("/settings", sessions_form(LENS_ICE_SERVERS=turn))
+    assert response.status_code == 422 and "LENS_TURN_SECRET" in response.text
+    app.config["LENS_TURN_SECRET"] = "shared-secret"
+    with_password = '[{"urls": "turn:turn.example.org", "username": "u", "credential": "p"}]'
+    response = admin.post("/settings", sessions_form(LENS_ICE_SERVERS=with_password))
+    assert response.status_code == 422 and "short-lived" in response.text
+    assert admin.post("/settings", sessions_form(LENS_ICE_SERVERS=turn)).status_code == 302
+    with app.app_context():
+        assert db.session.scalar(select(Setting.key)) == "LENS_ICE_SERVERS"

@@ -169,3 +169,44 @@ def test_good_settings_are_read():
         ("turn", "t.example", 3478, "tcp"),
         ("turns", "t.example", 5349, "tcp"),
     ]
+
+
+def test_the_sidecar_gathers_with_the_servers_sent_with_the_offer(has_an_address):
+    """The Admin Center's STUN/TURN setting reaches the sidecar with each leg's offer: the
+    sidecar (started with none) gathers with the servers in the request, and refuses a list
+    it cannot use with a 400 that names the problem."""
+    from tests.media.conftest import running_sidecar
+
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        transport, stun_server = await loop.create_datagram_endpoint(
+            lambda: FakeStun("198.51.100.7"), local_addr=("127.0.0.1", 0)
+        )
+        port = transport.get_extra_info("sockname")[1]
+        phone = ice.peer_connection([])
+        phone.addTransceiver("video", direction="sendonly")
+        await phone.setLocalDescription(await phone.createOffer())
+        offer = {"sdp": phone.localDescription.sdp, "type": "offer"}
+        async with running_sidecar() as sidecar:
+            status, answer = await sidecar.call(
+                "POST",
+                "/sessions/s1/publisher",
+                json={**offer, "features": [], "ice_servers": [{"urls": f"stun:127.0.0.1:{port}"}]},
+            )
+            refused = await sidecar.call(
+                "POST",
+                "/sessions/s2/publisher",
+                json={**offer, "features": [], "ice_servers": [{"urls": "turn:t.example"}]},
+            )
+        await phone.close()
+        transport.close()
+        parsed = sdp.SessionDescription.parse(answer["sdp"]) if status == 200 else None
+        srflx = {c.ip for m in parsed.media for c in m.ice_candidates if c.type == "srflx"}
+        return status, srflx, stun_server.requests, refused
+
+    status, srflx, requests, (refused_status, refused_body) = asyncio.run(
+        asyncio.wait_for(scenario(), 30)
+    )
+    assert status == 200
+    assert srflx == {"198.51.100.7"} and requests >= 1
+    assert refused_status == 400 and "LENS_TURN_SECRET" in str(refused_body)
