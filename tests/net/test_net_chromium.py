@@ -1,6 +1,6 @@
 """The whole product on a hostile network: a Chromium phone whose network drops all UDP
 joins by PIN, the technician (Chromium, another namespace) clicks Start and sees the live
-video, relayed by coturn over TCP with credentials the page got from Lens.
+video, relayed by coturn over TCP, or over TLS, with credentials the page got from Lens.
 
 Server namespace: `lens.run web` (gunicorn), the sidecar, coturn. Pages are plain HTTP on
 the lab address, which Chromium is told to treat as secure (the camera needs that).
@@ -66,12 +66,19 @@ def add_technician(database: str) -> None:
         db.engine.dispose()
 
 
-def test_chromium_phone_without_udp_streams_through_turn_tcp(lab, monkeypatch):
+@pytest.mark.parametrize(
+    ("url", "protocol"),
+    [
+        (f"turn:{netlab.SERVER}:3478?transport=tcp", "tcp"),
+        (f"turns:{netlab.SERVER}:5349?transport=tcp", "tls"),
+    ],
+)
+def test_chromium_phone_without_udp_streams_through_turn(lab, monkeypatch, url, protocol):
     work = lab.workdir
     site = f"http://{netlab.SERVER}:8000"
     turn_secret = secrets.token_hex(16)
     database = f"sqlite:///{work / 'lens.db'}"
-    ice = [{"urls": [f"turn:{netlab.SERVER}:3478?transport=tcp"]}]
+    ice = [{"urls": [url]}]
     env = {
         "LENS_INSTANCE_PATH": str(work / "instance"),
         "DATABASE_URL": database,
@@ -92,7 +99,7 @@ def test_chromium_phone_without_udp_streams_through_turn_tcp(lab, monkeypatch):
     web = lab.start("s", "web", [sys.executable, "-m", "lens.run", "web"], env)
     lab.exec("t", sys.executable, str(PIN_CLIENT), site)  # waits for the site
     wait_for(
-        lambda: re.search(r":3478\b", lab.exec("s", "ss", "-ltn")) is not None,
+        lambda: re.search(r":5349\b", lab.exec("s", "ss", "-ltn")) is not None,
         10,
         f"coturn to listen\n{turn.tail()}",
     )
@@ -103,6 +110,8 @@ def test_chromium_phone_without_udp_streams_through_turn_tcp(lab, monkeypatch):
     lab.iptables("p", "-I", "OUTPUT", "-p", "udp", "-m", "comment", "--comment", "udp-out",
                  "-j", "DROP")  # fmt: skip
     args = [*CHROMIUM_ARGS, f"--unsafely-treat-insecure-origin-as-secure={site}"]
+    if protocol == "tls":  # coturn's certificate is the lab's own, self-signed
+        args.append("--ignore-certificate-errors")
 
     with sync_playwright() as playwright:
         phone_browser = playwright.chromium.launch(
@@ -127,7 +136,7 @@ def test_chromium_phone_without_udp_streams_through_turn_tcp(lab, monkeypatch):
             tech_browser.close()
 
     assert pair is not None and pair["type"] == "relay", (pair, sidecar.tail(), web.tail())
-    assert pair["relayProtocol"] == "tcp"
+    assert pair["relayProtocol"] == protocol
     # the page got a derived, expiring credential, never the secret
     assert page_ice[0]["username"].split(":")[1].endswith("-phone")
     assert turn_secret not in json.dumps(page_ice)
