@@ -477,8 +477,18 @@ async def run_one(
                     headers={"Authorization": f"Bearer {harness.secret}"},
                 )
                 with urllib.request.urlopen(state, timeout=5) as resp:
-                    publisher = json.loads(resp.read())["publisher"] or {}
-                    print("sidecar:", json.dumps(publisher.get("transport")), flush=True)
+                    state = json.loads(resp.read())
+                    publisher = state["publisher"] or {}
+                    print(
+                        "sidecar:",
+                        json.dumps(
+                            {
+                                **(publisher.get("transport") or {}),
+                                "keyframe_requests": state.get("keyframe_requests"),
+                            }
+                        ),
+                        flush=True,
+                    )
             request = urllib.request.Request(
                 f"{harness.sidecar}/sessions/{harness.sid}",
                 method="DELETE",

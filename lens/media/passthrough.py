@@ -198,7 +198,9 @@ class ForwardingVideoBuffer(JitterBuffer):
         self.frames_skipped = 0
         self._clock = self.link.clock
         self._deliver = deliver
-        self._request_keyframe = request_keyframe or (lambda: None)
+        # None: this buffer never asks (the technician's browser does, through the same
+        # one-in-flight gate, which a request that is never sent must not take)
+        self._request_keyframe = request_keyframe
         self._on_outage = on_outage
         self._mime_type_of = mime_type_of or (lambda payload_type: "video/vp8")
         self._mime_type = "video/vp8"
@@ -343,7 +345,7 @@ class ForwardingVideoBuffer(JitterBuffer):
         self._scanned = None
 
     def _ask_keyframe(self) -> None:
-        if self.keyframes.may_send():
+        if self._request_keyframe is not None and self.keyframes.may_send():
             self.keyframe_requests += 1
             self._request_keyframe()
 
@@ -373,11 +375,13 @@ def divert_receiver(
     request_keyframe: Callable[[], None] | None = None,
     on_packet: Callable[[RtpPacket], None] | None = None,
     on_outage: Callable[[], None] | None = None,
+    frame_view_asks: bool = True,
 ) -> None:
     """Make `receiver` hand encoded frames to `tap`; call before the connection starts.
 
     For video, `request_keyframe` is called (at most once per keyframe in flight) when the
-    buffer lost a frame and needs a keyframe to go on; `on_packet` gets every video RTP
+    buffer lost a frame and needs a keyframe to go on, unless `frame_view_asks` is False
+    (then only others ask, through the buffer's gate); `on_packet` gets every video RTP
     packet (retransmissions unwrapped) as it arrives, before it is reassembled."""
     receiver._RTCRtpReceiver__decoder_queue = tap  # type: ignore[attr-defined]
     if kind != "video":
@@ -405,7 +409,7 @@ def divert_receiver(
     buffer = ForwardingVideoBuffer(
         link=link,
         deliver=deliver,
-        request_keyframe=request_keyframe,
+        request_keyframe=request_keyframe if frame_view_asks else None,
         mime_type_of=mime_type_of,
         on_outage=on_outage,
     )
@@ -417,6 +421,12 @@ def video_buffer(receiver: RTCRtpReceiver) -> ForwardingVideoBuffer | None:
     """The forwarding buffer of a diverted video receiver (its link estimate, keyframes)."""
     buffer = receiver._RTCRtpReceiver__jitter_buffer  # type: ignore[attr-defined]
     return buffer if isinstance(buffer, ForwardingVideoBuffer) else None
+
+
+def nack_list(receiver: RTCRtpReceiver) -> NackList | None:
+    """A diverted video receiver's NACK bookkeeping (for its state), else None."""
+    nacks = getattr(receiver, "_RTCRtpReceiver__nack_generator", None)
+    return nacks.nacks if isinstance(nacks, RepeatingNacks) else None
 
 
 def stop_nacks(receiver: RTCRtpReceiver) -> None:

@@ -98,6 +98,22 @@ class Leg:
                 "kernel_stamped": queue.kernel_stamped,
                 "transport_cc_feedback": self.congestion.feedback.packets_sent,
             }
+        receiver = self.receiver("video")
+        buffer = passthrough.video_buffer(receiver) if receiver is not None else None
+        if buffer is not None:
+            link = buffer.link
+            nacks = passthrough.nack_list(receiver)
+            transport["recovery"] = {
+                "rtt_ms": round(link.rtt * 1000),
+                "rtt_samples": link.rtt_samples,
+                "jitter_ms": round(link.jitter * 1000, 1),
+                "give_up_ms": round(link.give_up * 1000),
+                "playout_floor_ms": round(link.playout_floor() * 1000),
+                "nacks_sent": nacks.nacks_sent if nacks else None,
+                "recovered": nacks.recovered if nacks else None,
+                "holes_given_up": buffer.holes_given_up,
+                "buffer_keyframe_requests": buffer.keyframe_requests,
+            }
         return {
             "transport": transport,
             "connection_state": self.pc.connectionState,
@@ -439,9 +455,12 @@ class LensMediaSession:
             leg.transceivers[kind].receiver,
             kind,
             tap,
-            # the frame view (snapshots, recordings) waits for the next keyframe after a
-            # loss rather than asking: the technician's browser asks when it needs one
-            request_keyframe=lambda: None,
+            # a hole the frame view gives up (as long as the phone's leg allows for one
+            # retransmission round or two) is a hole in the technician's stream too, which
+            # only a keyframe mends: ask the phone now (through the buffer's one-in-flight
+            # gate) rather than when the technician's browser gives up waiting (3 s)
+            request_keyframe=lambda: self._send_keyframe_request(leg),
+            frame_view_asks=leg.role == PUBLISHER,
             # after an outage the technician's stream has a gap only a keyframe mends
             on_outage=self.request_keyframe if leg.role == PUBLISHER else None,
             on_packet=(

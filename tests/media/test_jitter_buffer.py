@@ -212,3 +212,18 @@ def test_the_buffer_survives_sequence_number_wrap():
     phone.send(4)
     assert len(phone.buffer.frames) == 5
     assert all(f.contiguous for f in phone.buffer.frames[1:])
+
+
+def test_a_buffer_that_never_asks_leaves_the_keyframe_gate_to_the_technician():
+    """The frame view of a forwarding session does not ask for keyframes itself; when it
+    gives up a hole, the technician's PLI (which goes through the same one-in-flight gate)
+    must still go out at once. (On the 'bad' link profile a gate taken by requests that were
+    never sent held every technician PLI back: 1 PLI reached the phone of 5, frozen 13 s.)"""
+    phone = Phone(gop=300)
+    phone.buffer = ForwardingVideoBuffer(link=phone.link, request_keyframe=None)
+    phone.send(5)
+    phone.send(1, lose={(5, 1)})
+    phone.send(int(phone.link.give_up / FRAME) + 3)
+    assert phone.buffer.holes_given_up == 1
+    assert phone.buffer.keyframe_requests == 0
+    assert phone.buffer.keyframes.may_send()  # the technician's request goes out now
