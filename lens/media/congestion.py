@@ -52,6 +52,11 @@ class TransportFeedback:
             self._next_base = self._highest - MAX_PENDING // 2
             self._arrivals = {s: t for s, t in self._arrivals.items() if s >= self._next_base}
 
+    @property
+    def pending(self) -> bool:
+        """Arrivals not reported yet (more than one feedback packet holds): send again soon."""
+        return bool(self._arrivals)
+
     def build(self, sender_ssrc: int, media_ssrc: int) -> bytes | None:
         """One RTCP transport-cc feedback packet for what arrived since the last one."""
         if not self._arrivals or self._next_base is None:

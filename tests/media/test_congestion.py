@@ -70,3 +70,16 @@ def test_answers_offer_transport_cc_instead_of_remb():
     vp8 = next(c for c in CODECS["video"] if c.mimeType == "video/VP8")
     types = [f.type for f in vp8.rtcpFeedback]
     assert "transport-cc" in types and "goog-remb" not in types
+
+
+def test_pending_says_whether_another_feedback_packet_is_due():
+    """The sender's timer sends again at once while arrivals are left over (more than one
+    feedback packet can carry), and not when everything was reported."""
+    feedback = TransportFeedback(clock=Clock())
+    for seq in range(1500):
+        feedback.add(seq, arrival=seq * 0.001)
+    assert feedback.pending
+    assert feedback.build(1, 2) is not None
+    assert feedback.pending  # 1,000 per packet: 500 are left
+    assert feedback.build(1, 2) is not None
+    assert not feedback.pending
