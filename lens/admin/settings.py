@@ -196,13 +196,6 @@ def setting(key: str) -> Any:
     return default_of(key)
 
 
-def setting_if_read(key: str) -> Any:
-    """The setting's value if this request has read the settings already, else None (no query)."""
-    if g.get("_lens_settings") is None:
-        return None
-    return setting(key)
-
-
 def default_of(key: str) -> Any:
     """The environment's value (lens.config), as the setting holds it."""
     value = current_app.config.get(key)

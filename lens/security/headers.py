@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
-from flask import Flask, Request, Response, request
+from flask import Flask, Request, Response, g, request
 
 # The pages that may use the phone's or the computer's devices, and which. The customer's
 # session page asks for the rear camera and the microphone (customer.js); both consoles'
@@ -54,7 +54,9 @@ REFERRER_POLICY = "same-origin"
 
 
 def init_app(app: Flask) -> None:
-    """Set the headers on every response of the app."""
+    """Set the headers on every response of the app; templates get the image_from filter."""
+
+    app.jinja_env.filters["image_from"] = image_from
 
     @app.after_request
     def add_security_headers(response: Response) -> Response:
@@ -65,7 +67,8 @@ def init_app(app: Flask) -> None:
 def set_security_headers(response: Response, req: Request, config: Mapping) -> None:
     """Put every security header on response (a header the view set itself is kept)."""
     headers = response.headers
-    headers.setdefault("Content-Security-Policy", content_security_policy(req, logo_origin()))
+    origins = tuple(g.get("lens_image_origins", ()))
+    headers.setdefault("Content-Security-Policy", content_security_policy(req, origins))
     headers.setdefault("X-Frame-Options", "DENY")
     headers.setdefault("X-Content-Type-Options", "nosniff")
     headers.setdefault("Referrer-Policy", REFERRER_POLICY)
@@ -77,13 +80,13 @@ def set_security_headers(response: Response, req: Request, config: Mapping) -> N
         headers.setdefault("Strict-Transport-Security", f"max-age={hsts}")
 
 
-def content_security_policy(req: Request, logo: str = "") -> str:
-    """The policy of a page served for req; `logo` is an origin images may also come from."""
+def content_security_policy(req: Request, image_origins: tuple[str, ...] = ()) -> str:
+    """The policy of a page served for req; images may also come from image_origins."""
     # 'self' covers same-origin sockets in current browsers; older Safari needs ws(s):
     # spelled out. Scheme and host as the browser used them (behind a trusted proxy,
     # X-Forwarded-Proto says https: lens.network).
     socket_scheme = "wss" if req.is_secure else "ws"
-    images = " ".join(filter(None, ("'self'", "data:", logo)))
+    images = " ".join(("'self'", "data:", *image_origins))
     directives = {
         "default-src": "'self'",
         "script-src": "'self'",
@@ -110,14 +113,15 @@ def permissions_policy(devices: tuple[str, ...] | None) -> str:
     return ", ".join(parts)
 
 
-def logo_origin() -> str:
-    """The company logo's origin if this request's page read the setting (it shows the logo)."""
-    from lens.admin.settings import setting_if_read
+def image_from(url: str) -> str:
+    """Let this response's page show an image from url's site; returns url (a Jinja filter).
 
-    # Pages that show the logo read it while rendering; no other response costs a query
-    # (and a page about a database that is down makes none).
-    url = setting_if_read("LENS_COMPANY_LOGO_URL") or ""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        return ""
-    return f"{parts.scheme}://{parts.netloc}"
+    A template that shows an image from elsewhere (the company logo) says so where it
+    shows it: `{{ logo|image_from }}`; other pages keep images to this site."""
+    parts = urlsplit(url or "")
+    if parts.scheme in ("http", "https") and parts.netloc:
+        origins = g.setdefault("lens_image_origins", [])
+        origin = f"{parts.scheme}://{parts.netloc}"
+        if origin not in origins:
+            origins.append(origin)
+    return url

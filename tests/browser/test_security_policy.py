@@ -42,15 +42,9 @@ def test_the_dialog_closes_without_inline_handlers(live_server, technician, brow
 
 def test_no_other_site_can_frame_the_console(live_server, technician, browser, policy_violations):
     context, page = console_of(browser, live_server)
-    other = context.new_page()
-    # another origin (localhost is not 127.0.0.1) that frames the console
-    other.goto(live_server.replace("127.0.0.1", "localhost") + "/no-such-page")
+    other = context.new_page()  # a page of no origin of Lens's, with the log-in cookie
     with other.expect_console_message(lambda m: "frame-ancestors" in m.text):
-        other.evaluate(
-            "(url) => { const f = document.createElement('iframe'); f.src = url;"
-            " document.body.append(f); }",
-            live_server + "/console/",
-        )
+        other.set_content(f'<iframe src="{live_server}/console/"></iframe>')
     framed = other.frames[-1]
     assert framed != other.main_frame
     assert framed.get_by_role("button", name="New session").count() == 0

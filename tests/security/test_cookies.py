@@ -31,7 +31,11 @@ def log_in(client, base_url: str):
     return client.post(
         "/login",
         base_url=base_url,
-        data={"email": "tess@example.com", "password": PASSWORD, "csrf_token": csrf_from(page.text)},
+        data={
+            "email": "tess@example.com",
+            "password": PASSWORD,
+            "csrf_token": csrf_from(page.text),
+        },
         headers={"Referer": base_url + "/login"},  # Flask-WTF wants one on HTTPS
     )
 

@@ -69,7 +69,7 @@ def test_the_pages_switch_htmx_eval_and_inline_styles_off():
         "<style>p { color: red }</style>",
         '<button hx-on:click="go()">',
         "<div hx-vals='js:{a: 1}'>",
-        '<div hx-trigger="keyup[key==\'Enter\']">',
+        "<div hx-trigger=\"keyup[key=='Enter']\">",
         '<img src="x.png" onerror="go()"/>',
     ],
 )
@@ -81,8 +81,7 @@ def test_the_check_passes_scripts_by_address_and_data_attributes():
     markup = (
         '<script src="/static/js/console.js" defer></script>'
         '<button data-close-dialog data-online="x" hx-post="/x" hx-trigger="click">Close</button>'
-        "<svg><path stroke=\"#000\" d=\"M0 0\"/></svg>"
+        '<svg><path stroke="#000" d="M0 0"/></svg>'
     )
     assert inline_code(markup) == []
     assert inline_code(source_markup('<p{% if x %} onclick="y"{% endif %}>')) != []
-
