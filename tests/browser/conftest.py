@@ -64,6 +64,31 @@ POLICY_MESSAGES = (
 )
 
 
+def compiled_once(expression: str) -> str:
+    """A wait_for_function predicate that polls without eval.
+
+    Playwright evaluates a string predicate with the page's eval, again on every poll
+    (requestAnimationFrame); the first call runs inside DevTools' evaluation, where the
+    page's CSP allows eval, the later ones do not (no 'unsafe-eval'). Wrapped in a
+    function, the string is evaluated once and the function, compiled, is what polls. A
+    predicate that is itself a function is called with the argument, as Playwright does."""
+    return f"(arg) => {{ const v = ({expression}); return typeof v === 'function' ? v(arg) : v; }}"
+
+
+@pytest.fixture(autouse=True)
+def predicates_without_eval(monkeypatch) -> None:
+    """Every page's wait_for_function works under the pages' CSP (see compiled_once)."""
+    from playwright.sync_api import Frame, Page
+
+    for cls in (Page, Frame):
+        original = cls.wait_for_function
+
+        def wait_for_function(self, expression, *args, _original=original, **kwargs):
+            return _original(self, compiled_once(expression), *args, **kwargs)
+
+        monkeypatch.setattr(cls, "wait_for_function", wait_for_function)
+
+
 @pytest.fixture(autouse=True)
 def policy_violations(monkeypatch) -> Iterator[list[str]]:
     """Fail a browser test whose pages broke the site's CSP or Permissions-Policy.
