@@ -189,10 +189,16 @@ def load_settings(instance_path: str, env: Mapping[str, str] | None = None) -> d
         "MAIL_SUPPRESS_SEND": env.get("MAIL_SUPPRESS_SEND", "0") == "1",
         "BABEL_DEFAULT_LOCALE": "en",
         "LENS_LANGUAGES": ("en", "nl"),
+        # Cookies (lens.security.cookies): Secure on HTTPS requests, and on every request
+        # with LENS_SECURE_COOKIES=1 (behind a TLS proxy not listed as trusted).
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": env.get("LENS_SECURE_COOKIES", "0") == "1",
         "REMEMBER_COOKIE_SECURE": env.get("LENS_SECURE_COOKIES", "0") == "1",
+        "REMEMBER_COOKIE_HTTPONLY": True,
+        "REMEMBER_COOKIE_SAMESITE": "Lax",
+        # Strict-Transport-Security on HTTPS responses (lens.security.headers); 0: none
+        "LENS_HSTS_SECONDS": _int(env, "LENS_HSTS_SECONDS", 365 * 24 * 3600),
         "WTF_CSRF_TIME_LIMIT": None,
         # Page sockets (lens.sockets): sizes, rates and caps that keep one client from
         # taking the process. Reads are larger than a TLS record (lens.sockets.tls).

@@ -32,6 +32,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     logs.init_app(app)
     network.init_app(app)
+    from lens.security import cookies, headers  # issue 12: headers and cookies
+
+    headers.init_app(app)
+    cookies.init_app(app)
     register_extensions(app)
     register_blueprints(app)
     register_errorhandlers(app)

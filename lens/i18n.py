@@ -8,6 +8,7 @@ from flask import Blueprint, current_app, redirect, request
 from flask_babel import gettext
 
 from lens.config import DEFAULT_CUSTOM_FIELD
+from lens.security.cookies import cookie_secure
 
 bp = Blueprint("i18n", __name__)
 
@@ -45,5 +46,12 @@ def switch_language(code: str):
     """Remember the chosen language and go back."""
     response = redirect(safe_next(request.args.get("next"), "/"))
     if code in current_app.config["LENS_LANGUAGES"]:
-        response.set_cookie(COOKIE, code, max_age=365 * 24 * 3600, samesite="Lax")
+        response.set_cookie(
+            COOKIE,
+            code,
+            max_age=365 * 24 * 3600,
+            samesite="Lax",
+            httponly=True,
+            secure=cookie_secure(),
+        )
     return response

@@ -122,7 +122,8 @@ document.addEventListener("htmx:beforeRequest", () => {
 // The New session window follows its session, as the manual has it: the page tells the
 // socket which session the window shows ({type: "dialog"}), and the server pushes the
 // window's customer line ("Customer connected", Start session) whenever it changes.
-// Escape closes the window; its Start session closes it once the session has started.
+// Escape, Close and Cancel close the window; its Start session closes it once the session
+// has started.
 (function () {
   "use strict";
   let told = null; // the session the server was last told about
@@ -156,6 +157,11 @@ document.addEventListener("htmx:beforeRequest", () => {
       tell(false);
     }).observe(slot, { childList: true, subtree: true });
     LensSocket.onOpen(() => tell(true)); // a new socket knows nothing of the window
+  });
+
+  // Close and Cancel (data-close-dialog: the page's policy runs no inline handler)
+  document.addEventListener("click", (event) => {
+    if (event.target.closest("#new-session [data-close-dialog]")) closeDialog();
   });
 
   document.addEventListener("keydown", (event) => {

@@ -54,6 +54,75 @@ def browser():
         chromium.close()
 
 
+# What Chromium writes to a page's console when the page's policies refuse something
+# (lens.security.headers): an inline script or handler, a style, a connection, a device.
+POLICY_MESSAGES = (
+    "Content Security Policy",
+    "Content-Security-Policy",
+    "Permissions policy violation",
+    "Permissions-Policy",
+)
+
+
+def compiled_once(expression: str) -> str:
+    """A wait_for_function predicate that polls without eval.
+
+    Playwright evaluates a string predicate with the page's eval, again on every poll
+    (requestAnimationFrame); the first call runs inside DevTools' evaluation, where the
+    page's CSP allows eval, the later ones do not (no 'unsafe-eval'). Wrapped in a
+    function, the string is evaluated once and the function, compiled, is what polls. A
+    predicate that is itself a function is called with the argument, as Playwright does."""
+    return f"(arg) => {{ const v = ({expression}); return typeof v === 'function' ? v(arg) : v; }}"
+
+
+@pytest.fixture(autouse=True)
+def predicates_without_eval(monkeypatch) -> None:
+    """Every page's wait_for_function works under the pages' CSP (see compiled_once)."""
+    from playwright.sync_api import Frame, Page
+
+    for cls in (Page, Frame):
+        original = cls.wait_for_function
+
+        def wait_for_function(self, expression, *args, _original=original, **kwargs):
+            return _original(self, compiled_once(expression), *args, **kwargs)
+
+        monkeypatch.setattr(cls, "wait_for_function", wait_for_function)
+
+
+@pytest.fixture(autouse=True)
+def policy_violations(monkeypatch) -> Iterator[list[str]]:
+    """Fail a browser test whose pages broke the site's CSP or Permissions-Policy.
+
+    Every context a test opens (from the session's Chromium or one it launches itself)
+    reports its pages' console; a policy message there fails the test at its end."""
+    from playwright.sync_api import Browser
+
+    found: list[str] = []
+
+    def watch(context):
+        def on_console(message) -> None:
+            if any(marker in message.text for marker in POLICY_MESSAGES):
+                found.append(f"{message.type}: {message.text} ({message.location.get('url')})")
+
+        context.on("console", on_console)
+        return context
+
+    new_context, new_page = Browser.new_context, Browser.new_page
+
+    def watched_context(self, *args, **kwargs):
+        return watch(new_context(self, *args, **kwargs))
+
+    def watched_page(self, *args, **kwargs):
+        page = new_page(self, *args, **kwargs)
+        watch(page.context)
+        return page
+
+    monkeypatch.setattr(Browser, "new_context", watched_context)
+    monkeypatch.setattr(Browser, "new_page", watched_page)
+    yield found
+    assert found == [], "the pages broke their security policies:\n" + "\n".join(found)
+
+
 @pytest.fixture
 def shots(tmp_path) -> Path:
     """Where screenshots go: docs/screenshots with LENS_UPDATE_SCREENSHOTS=1, else a temp dir."""
