@@ -218,9 +218,11 @@ async def run_worker(conn: Connection, video: EncodedClip, audio: EncodedClip) -
                             sessions.append(await start_direct(sid, video, audio))
                         elif system == "janus":
                             sessions.append(await start_janus(janus, sid, video, audio))
-                        else:
+                        else:  # "urls": each session's own server (bench/sidecars.py)
+                            url = (argument.get("urls") or {}).get(sid, argument.get("url"))
+                            target = {**argument, "url": url}
                             sessions.append(
-                                await start_via_control_api(http, argument, sid, video, audio)
+                                await start_via_control_api(http, target, sid, video, audio)
                             )
                     conn.send(("ready", None))
                 elif command == "mark":
@@ -248,7 +250,9 @@ async def run_worker(conn: Connection, video: EncodedClip, audio: EncodedClip) -
                         for pc in session.pcs:
                             await pc.close()
                         if system in ("lens", "mediarelay"):
-                            url = f"{argument['url']}/sessions/{session.sid}"
+                            urls = argument.get("urls") or {}
+                            base = urls.get(session.sid, argument.get("url"))
+                            url = f"{base}/sessions/{session.sid}"
                             headers = {"Authorization": f"Bearer {argument['secret']}"}
                             async with http.delete(url, headers=headers):
                                 pass

@@ -108,6 +108,12 @@ def register_extensions(app: Flask) -> None:
     app.extensions["lens.media"] = app.config.get("LENS_MEDIA_CONTROL") or MediaRouter(
         registry, app.config["LENS_MEDIA_SECRET"], app.config["LENS_MEDIA_TIMEOUT"]
     )
+    from lens.sidecars.legs import LegWatch
+
+    # the pages' legs on those sidecars: told to offer again when theirs is gone
+    app.extensions["lens.legs"] = LegWatch(
+        lambda: getattr(app.extensions["lens.media"], "registry", None)
+    )
 
     from lens.invitations import setup as invitations
 

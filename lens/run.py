@@ -16,12 +16,14 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from lens import ROOT
 
 log = logging.getLogger("lens.run")
 
-RESTART_DELAY = 0.5
+WATCH_SECONDS = 0.1  # how often the run command looks at its processes
+RESTART_DELAY = 0.5  # after a quick second death, doubling up to MAX_RESTART_DELAY
 MAX_RESTART_DELAY = 30.0
 STABLE_AFTER = 30.0  # a sidecar that ran this long restarts at once again
 
@@ -75,6 +77,48 @@ def sidecar_command() -> list[str]:
     return [sys.executable, "-m", "lens.media"]
 
 
+class SidecarSupervisor:
+    """The media sidecar, started again when it dies: at once after it ran for a while (its
+    pages' media comes back as soon as it listens, lens/sidecars/legs.py), backing off from
+    RESTART_DELAY to MAX_RESTART_DELAY while it keeps dying quickly (a crash loop)."""
+
+    def __init__(self, command: list[str], env: Mapping[str, str], output: Any = None) -> None:
+        self.command = command
+        self.env = dict(env)
+        self.output = output  # the sidecar's stdout and stderr (default: the run command's)
+        self.process: subprocess.Popen | None = None
+        self.started = 0.0
+        self.delay = 0.0  # before the next restart
+        self.restart_at: float | None = None
+        self.restarts = 0
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            self.command, cwd=ROOT, env=self.env, stdout=self.output, stderr=self.output
+        )
+        self.started = time.monotonic()
+        self.restart_at = None
+
+    def check(self) -> None:
+        """Restart the sidecar if it has exited and its back-off delay has passed."""
+        if self.process is None or self.process.poll() is None:
+            return
+        now = time.monotonic()
+        if self.restart_at is None:
+            if now - self.started > STABLE_AFTER:
+                self.delay = 0.0
+            log.warning(
+                "media sidecar exited with %s; restarting in %.1f s",
+                self.process.returncode,
+                self.delay,
+            )
+            self.restart_at = now + self.delay
+            self.delay = min(max(self.delay * 2, RESTART_DELAY), MAX_RESTART_DELAY)
+        if now >= self.restart_at:
+            self.restarts += 1
+            self.start()
+
+
 def web_certificate() -> tuple[Path | None, Path | None]:
     """The certificate gunicorn serves (made on first run), or none with LENS_TLS=0."""
     if os.environ.get("LENS_TLS", "1") == "0":
@@ -111,9 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     if os.environ.get("LENS_SMS_BACKEND", "log") == "log":
         log.info("SMS backend: log (development) - text messages are written to this log, not sent")
     web = subprocess.Popen(web_command(cert, key), cwd=ROOT, env=env)
-    sidecar = subprocess.Popen(sidecar_command(), cwd=ROOT, env=env)
-    sidecar_started = time.monotonic()
-    delay = RESTART_DELAY
+    sidecar = SidecarSupervisor(sidecar_command(), env)
+    sidecar.start()
     port = os.environ.get("LENS_PORT", "8443")
     log.info(
         "Lens is up: https://localhost:%s/console (customers: https://<this host>:%s/)", port, port
@@ -132,22 +175,16 @@ def main(argv: list[str] | None = None) -> int:
             if web.poll() is not None:
                 log.error("web process exited with %s; stopping", web.returncode)
                 break
-            if sidecar.poll() is not None:
-                if time.monotonic() - sidecar_started > STABLE_AFTER:
-                    delay = RESTART_DELAY
-                log.warning(
-                    "media sidecar exited with %s; restarting in %.1f s", sidecar.returncode, delay
-                )
-                time.sleep(delay)
-                delay = min(delay * 2, MAX_RESTART_DELAY)  # back off from a crash loop
-                sidecar = subprocess.Popen(sidecar_command(), cwd=ROOT, env=env)
-                sidecar_started = time.monotonic()
-            time.sleep(0.2)
+            sidecar.check()
+            time.sleep(WATCH_SECONDS)
     finally:
-        for process in (web, sidecar):
-            if process.poll() is None:
+        processes = [web, sidecar.process]
+        for process in processes:
+            if process is not None and process.poll() is None:
                 process.terminate()
-        for process in (web, sidecar):
+        for process in processes:
+            if process is None:
+                continue
             try:
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:

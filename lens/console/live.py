@@ -54,6 +54,7 @@ class ConsolePage:
         self.log_seen = 0  # the last log line the open panel has
         self.stop_controls = None
         self.media: set[int] = set()  # sessions whose video this page negotiated
+        self.legs: dict[int, Any] = {}  # their legs, watched (lens.sidecars.legs)
         # the reader and the forwarders (threads under the dev server) share the page's state
         self.lock = threading.RLock()
         self.seen_at = float("-inf")
@@ -72,6 +73,9 @@ class ConsolePage:
                     self.on_message(message)
         finally:
             self.sock.finish()
+            legs = current_app.extensions["lens.legs"]
+            for leg in list(self.legs.values()):
+                legs.remove(leg)
             with self.sock.unit():
                 for session_id in self.media:
                     log_media(session_id, "media_closed", self.actor)
@@ -320,9 +324,19 @@ class ConsolePage:
         session_id = lens_session.id
         ice_servers = setting("LENS_ICE_SERVERS")  # the Admin Center's STUN/TURN servers
         control = media_control()
+        legs = current_app.extensions["lens.legs"]
+
+        def reconnect() -> None:  # the sidecar under the leg is gone: offer again now
+            self.sock.send_json({"type": "media_reconnect", "session": session_id})
 
         def answer(offer: dict[str, str]) -> dict[str, str]:
-            return control.subscriber_offer(session_id, offer, ice_servers)
+            reply = control.subscriber_offer(session_id, offer, ice_servers)
+            with self.lock:  # the new leg replaces the old one on the sidecar
+                legs.remove(self.legs.pop(session_id, None))
+                leg = legs.add(session_id, reply, reconnect)
+                if leg is not None:
+                    self.legs[session_id] = leg
+            return reply
 
         def work() -> None:
             reply = exchange_offer(message, answer)

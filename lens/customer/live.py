@@ -49,6 +49,7 @@ class PhonePage:
         self.last_screen: tuple | None = None
         self.seen_at = 0.0
         self.media = False
+        self.leg = None  # this page's media leg, watched (lens.sidecars.legs)
         self.link = secrets.token_hex(8)  # this socket, for presence (lifecycle.customer_arrived)
 
     def run(self) -> None:
@@ -75,6 +76,7 @@ class PhonePage:
                     self.on_message(message)
         finally:
             self.sock.finish()
+            current_app.extensions["lens.legs"].remove(self.leg)
             if self.media:
                 with self.sock.unit():
                     log_media(self.session_id, "media_closed", CUSTOMER)
@@ -202,10 +204,14 @@ class PhonePage:
         features = self.features(lens_session)
         ice_servers = setting("LENS_ICE_SERVERS")  # the Admin Center's STUN/TURN servers
         control = media_control()
+        legs = current_app.extensions["lens.legs"]
         session_id = self.session_id
 
         def answer(offer: dict[str, str]) -> dict[str, str]:
-            return control.publisher_offer(session_id, offer, features, ice_servers)
+            reply = control.publisher_offer(session_id, offer, features, ice_servers)
+            legs.remove(self.leg)  # the new leg replaces the old one on the sidecar
+            self.leg = legs.add(session_id, reply, self.reconnect)
+            return reply
 
         def work() -> None:
             reply = exchange_offer(message, answer)
@@ -217,6 +223,11 @@ class PhonePage:
                 record_if_forced(session_id)
 
         self.sock.spawn(work)
+
+
+    def reconnect(self) -> None:
+        """The sidecar under this page's leg is gone: the page offers again now."""
+        self.sock.send_json({"type": "media_reconnect"})
 
 
 def record_if_forced(session_id: int) -> None:

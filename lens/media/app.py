@@ -148,8 +148,10 @@ def leg_network(request: web.Request, body: dict[str, Any]) -> ice.NetworkSettin
         raise SessionError(str(exc), 400) from exc
 
 
-def answer_json(answer: RTCSessionDescription) -> web.Response:
-    return web.json_response({"sdp": answer.sdp, "type": answer.type})
+def answer_json(request: web.Request, answer: RTCSessionDescription) -> web.Response:
+    """The answer, and which process made it: a web process tells the leg's page to offer
+    again once this boot is gone (lens/sidecars/legs.py)."""
+    return web.json_response({"sdp": answer.sdp, "type": answer.type, "boot": request.app[BOOT]})
 
 
 async def post_publisher(request: web.Request) -> web.Response:
@@ -164,7 +166,7 @@ async def post_publisher(request: web.Request) -> web.Response:
     network = leg_network(request, body)
     session = request.app[SESSIONS].get_or_create(sid)
     answer = await session.connect_publisher(offer, frozenset(session_features), network)
-    return answer_json(answer)
+    return answer_json(request, answer)
 
 
 async def post_subscriber(request: web.Request) -> web.Response:
@@ -173,7 +175,7 @@ async def post_subscriber(request: web.Request) -> web.Response:
     offer, body = await read_offer(request)
     network = leg_network(request, body)
     session = request.app[SESSIONS].get_or_create(sid)
-    return answer_json(await session.connect_subscriber(offer, network))
+    return answer_json(request, await session.connect_subscriber(offer, network))
 
 
 async def post_hold(request: web.Request) -> web.Response:

@@ -11,6 +11,7 @@ that the media moved, and the pages' re-offers land on the new one.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
@@ -30,13 +31,31 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MEDIA_MOVED = "media_moved"
+OFFER_WAIT_SECONDS = 8.0  # well inside the pages' 20 s wait for an answer (webrtc.js)
+OFFER_RETRY_SECONDS = 0.2
+
+
+class NoSidecar(MediaUnavailable):
+    """No live sidecar to place the session on."""
+
+
+def _no_sidecar(exc: MediaUnavailable) -> bool:
+    """Nothing listens (refused, or none registered): one may come up in a moment."""
+    return isinstance(exc, NoSidecar) or isinstance(exc.__cause__, requests.ConnectionError)
 
 
 class MediaRouter:
     """MediaControl's calls, each to the sidecar of its session."""
 
-    def __init__(self, registry: Any, secret: str, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        registry: Any,
+        secret: str,
+        timeout: float = 10.0,
+        offer_wait: float = OFFER_WAIT_SECONDS,
+    ) -> None:
         self.registry = registry
+        self.offer_wait = offer_wait
         self._secret = secret
         self._timeout = timeout
         self._controls: dict[str, MediaControl] = {}
@@ -62,13 +81,13 @@ class MediaRouter:
         if not place:
             raise MediaUnavailable(f"the session's media sidecar {pinned or '(none)'} is not alive")
         if not live:
-            raise MediaUnavailable("no media sidecar is alive")
+            raise NoSidecar("no media sidecar is alive")
         chosen = min(live.values(), key=lambda s: s.load)
         if not self._pin(session_id, pinned, chosen.id):
             pinned = self._pinned(session_id)  # another process pinned it first: follow
             if pinned in live:
                 return live[pinned]
-            raise MediaUnavailable(f"the session's media sidecar {pinned} is not alive")
+            raise NoSidecar(f"the session's media sidecar {pinned} is not alive")
         if pinned is not None:
             self._log_move(session_id, pinned, chosen.id)
         log.info("session %s pinned to sidecar %s", session_id, chosen.id)
@@ -116,10 +135,15 @@ class MediaRouter:
     def _call(self, session_id: int, place: bool, call: Callable[[MediaControl], T]) -> T:
         """Call the session's sidecar; one that refuses the connection is dead: forget it
         and, for an offer, place the session on another one."""
+        return self._call_on(session_id, place, lambda sidecar: call(self.control(sidecar.url)))
+
+    def _call_on(
+        self, session_id: int, place: bool, call: Callable[[SidecarInfo], T]
+    ) -> T:
         for _attempt in range(2):
             sidecar = self.sidecar_of(session_id, place)
             try:
-                return call(self.control(sidecar.url))
+                return call(sidecar)
             except MediaUnavailable as exc:
                 if (
                     not isinstance(exc.__cause__, requests.ConnectionError)
@@ -130,7 +154,32 @@ class MediaRouter:
                 self.registry.forget(sidecar.id)
                 if not place:
                     raise
-        raise MediaUnavailable("no media sidecar took the offer")
+        raise NoSidecar("no media sidecar took the offer")
+
+    def _offer(self, session_id: int, send: Callable[[MediaControl], dict[str, Any]]) -> dict:
+        """An offer, answered as soon as a sidecar can take it.
+
+        A page offers again the moment its sidecar is gone (lens/sidecars/legs.py), often
+        before a restarted one (or any) listens: rather than fail and leave the page to try
+        again seconds later, the offer waits here up to `offer_wait` seconds, trying every
+        OFFER_RETRY_SECONDS. The answer names the sidecar and its boot (what legs.py watches).
+        """
+        deadline = time.monotonic() + self.offer_wait
+        while True:
+            try:
+                return self._call_on(
+                    session_id,
+                    True,
+                    lambda sidecar: {
+                        **send(self.control(sidecar.url)),
+                        "sidecar": sidecar.id,
+                        "sidecar_url": sidecar.url,
+                    },
+                )
+            except MediaUnavailable as exc:
+                if not _no_sidecar(exc) or time.monotonic() + OFFER_RETRY_SECONDS > deadline:
+                    raise
+            time.sleep(OFFER_RETRY_SECONDS)
 
     # ----- MediaControl's interface -----------------------------------------------------
 
@@ -142,10 +191,8 @@ class MediaRouter:
         ice_servers: list[dict[str, Any]] | None = None,
     ) -> dict[str, str]:
         features = list(features)
-        return self._call(
-            session_id,
-            True,
-            lambda m: m.publisher_offer(session_id, offer, features, ice_servers),
+        return self._offer(
+            session_id, lambda m: m.publisher_offer(session_id, offer, features, ice_servers)
         )
 
     def subscriber_offer(
@@ -154,9 +201,7 @@ class MediaRouter:
         offer: dict[str, str],
         ice_servers: list[dict[str, Any]] | None = None,
     ) -> dict[str, str]:
-        return self._call(
-            session_id, True, lambda m: m.subscriber_offer(session_id, offer, ice_servers)
-        )
+        return self._offer(session_id, lambda m: m.subscriber_offer(session_id, offer, ice_servers))
 
     def hold(self, session_id: int) -> None:
         self._call(session_id, False, lambda m: m.hold(session_id))

@@ -1,6 +1,7 @@
 // Shared WebRTC plumbing for both sides: a peer connection negotiated with the media sidecar
 // through the page's socket (non-trickle: the offer carries every candidate), rebuilt when
-// the connection is lost.
+// the connection is lost — when the browser notices, or at once when the server says the
+// sidecar under it is gone ("media_reconnect", lens/sidecars/legs.py).
 (function () {
   "use strict";
 
@@ -27,12 +28,30 @@
       this.closed = false;
       this.everConnected = false;
       this.retryTimer = null;
+      this.onReconnect = (message) => {
+        const session = this.options.session;
+        if (session !== undefined && message.session !== session) return;
+        this.reconnectNow();
+      };
     }
 
     start() {
       this.closed = false;
+      LensSocket.on("media_reconnect", this.onReconnect);
       this.connect();
       return this;
+    }
+
+    // The sidecar under this connection is gone: offer again now, without waiting for ICE
+    // to notice (the web process holds the offer until a sidecar can answer it).
+    reconnectNow() {
+      if (this.closed) return;
+      clearTimeout(this.retryTimer);
+      this.retryTimer = null;
+      const old = this.pc;
+      this.pc = null;
+      if (old) old.close();
+      this.connect(); // says "lost" (or "connecting") at once
     }
 
     state(name) {
@@ -56,12 +75,13 @@
       });
       await pc.setLocalDescription(await pc.createOffer());
       await gatheringComplete(pc);
+      if (pc !== this.pc) return; // superseded (reconnectNow, close) while gathering
       try {
         const answer = await this.exchange(pc.localDescription.sdp);
         if (pc !== this.pc) return;
         await pc.setRemoteDescription(answer);
       } catch (error) {
-        this.retry(2000);
+        if (pc === this.pc) this.retry(2000);
       }
     }
 
@@ -88,6 +108,7 @@
 
     close() {
       this.closed = true;
+      LensSocket.off("media_reconnect", this.onReconnect);
       clearTimeout(this.retryTimer);
       if (this.pc) this.pc.close();
       this.pc = null;

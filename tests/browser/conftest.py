@@ -180,11 +180,11 @@ class Sidecar:
 
 @pytest.fixture
 def sidecar(app) -> Iterator[Sidecar]:
-    """A running sidecar wired into the app."""
-    from lens.signaling.control import MediaControl
+    """A running sidecar wired into the app, as the one sidecar of `bin/run`."""
+    from lens.sidecars import MediaRouter, StaticRegistry
 
     media = Sidecar()
     media.start()
-    app.extensions["lens.media"] = MediaControl(media.url, media.secret, timeout=10)
+    app.extensions["lens.media"] = MediaRouter(StaticRegistry(media.url), media.secret, timeout=10)
     yield media
     media.stop()

@@ -1,13 +1,17 @@
 """aiortc peers that behave like the Lens pages: they signal through a web process's page
 WebSocket (not the sidecar's API) and, like static/js/webrtc.js, re-offer on a new peer
-connection when their media stops (the pages do it when Chrome reports the connection
-"disconnected"/"failed"; these peers when nothing arrived for SILENCE_SECONDS)."""
+connection at once when the web process says the sidecar under their leg is gone
+("media_reconnect", lens/sidecars/legs.py), and by themselves when their media stops (the
+pages when Chrome reports the connection "disconnected"/"failed"; these peers when nothing
+arrived for `silence` seconds)."""
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import json
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -40,6 +44,8 @@ class Page:
     received: dict[str, ReceivedMedia] = field(default_factory=dict)
     offers: int = 0
     errors: list[str] = field(default_factory=list)
+    silence: float = SILENCE_SECONDS  # re-offer by itself after this long without media
+    pushes: list[float] = field(default_factory=list)  # perf_counter of each media_reconnect
 
     def __post_init__(self) -> None:
         self.received = {"video": ReceivedMedia("video"), "audio": ReceivedMedia("audio")}
@@ -47,6 +53,11 @@ class Page:
         self.ws = None
         self._watch: asyncio.Task | None = None
         self.sending: dict[str, ReplayTrack] = {}
+        self._replies: dict[str, concurrent.futures.Future] = {}
+        self._reader: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._connecting = asyncio.Lock()
+        self._tasks: set[asyncio.Task] = set()
 
     def _setup(self):
         pc = peer_connection()
@@ -63,32 +74,64 @@ class Page:
         tap_receiver(pc.addTransceiver(audio, direction="sendrecv"), self.received["audio"])
         return pc, None
 
+    def _open(self) -> None:
+        """The page's socket, and a reader: replies by ref, media_reconnect pushes."""
+        if self.ws is not None and self.ws.connected:
+            return
+        self.ws = ws = Client.connect(self.url, headers={"Cookie": self.cookie})
+        self._reader = threading.Thread(target=self._read, args=(ws,), daemon=True)
+        self._reader.start()
+
+    def _read(self, ws: Client) -> None:
+        while ws.connected:
+            try:
+                raw = ws.receive(timeout=0.5)
+            except Exception:  # closed
+                return
+            if not raw or raw.startswith("<"):  # the page's socket also carries pushes
+                continue
+            message = json.loads(raw)
+            waiting = self._replies.pop(message.get("ref"), None)
+            if waiting is not None:
+                waiting.set_result(message)
+            elif message.get("type") == "media_reconnect" and self._loop is not None:
+                self.pushes.append(time.perf_counter())
+                self._loop.call_soon_threadsafe(self._reconnect_now)
+
+    def _reconnect_now(self) -> None:
+        task = self._loop.create_task(self.connect())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     async def _exchange(self, sdp: str) -> dict:
         loop = asyncio.get_running_loop()
-
         ref = f"offer-{self.offers}"
+        reply: concurrent.futures.Future = concurrent.futures.Future()
+        self._replies[ref] = reply
+        message = {"type": "offer", "sdp": sdp, "ref": ref}
+        if self.session is not None:
+            message["session"] = self.session
 
-        def talk() -> dict:
-            if self.ws is None or not self.ws.connected:
-                self.ws = Client.connect(self.url, headers={"Cookie": self.cookie})
-            message = {"type": "offer", "sdp": sdp, "ref": ref}
-            if self.session is not None:
-                message["session"] = self.session
+        def send() -> None:
+            self._open()
             self.ws.send(json.dumps(message))
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:  # the page's socket also carries pushes
-                raw = self.ws.receive(timeout=max(0.1, deadline - time.monotonic()))
-                if not raw or raw.startswith("<"):
-                    continue
-                reply = json.loads(raw)
-                if reply.get("ref") == ref:
-                    return reply
-            return {"type": "error", "reason": "no answer"}
 
-        return await loop.run_in_executor(None, talk)
+        await loop.run_in_executor(None, send)
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(reply), 30)
+        except TimeoutError:
+            return {"type": "error", "reason": "no answer"}
+        finally:
+            self._replies.pop(ref, None)
 
     async def connect(self) -> None:
         """Offer on a new peer connection until an answer comes (the page's retry)."""
+        self._loop = asyncio.get_running_loop()
+        async with self._connecting:  # one at a time: a push may come during a re-offer
+            await self._connect()
+        self.connected_perf = time.perf_counter()
+
+    async def _connect(self) -> None:
         while True:
             old, self.pc = self.pc, None
             if old is not None:
@@ -116,23 +159,23 @@ class Page:
         return arrivals[-1] if arrivals else 0.0
 
     async def keep_up(self) -> None:
-        """Re-offer whenever the media has stopped for SILENCE_SECONDS."""
+        """Re-offer whenever the media has stopped for `silence` seconds."""
         while True:
             await asyncio.sleep(0.2)
             since = max(self.last_arrival(), getattr(self, "connected_perf", 0.0))
-            if self.pc is not None and time.perf_counter() - since > SILENCE_SECONDS:
+            if self.pc is not None and time.perf_counter() - since > self.silence:
                 await self.connect()
-                self.connected_perf = time.perf_counter()
 
     def start_watch(self) -> None:
         self.connected_perf = time.perf_counter()
         self._watch = asyncio.get_running_loop().create_task(self.keep_up())
 
     async def close(self) -> None:
-        if self._watch is not None:
-            self._watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watch
+        for task in [self._watch, *self._tasks]:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self.pc is not None:
             await self.pc.close()
         if self.ws is not None:

@@ -30,6 +30,8 @@ from tests.web.test_live import Browser, receive_until
 
 pytestmark = [pytest.mark.scaleout, pytest.mark.media]
 
+SILENCE = 15.0  # the test pages' own re-offer after this long without media
+
 
 def free_port() -> int:
     with socket.socket() as probe:
@@ -133,13 +135,16 @@ def test_two_web_processes_and_two_sidecars_pin_and_fail_over(
         assert tech.post(f"/console/sessions/{session_id}/start").status_code == 200
 
         # media: the phone signals through A, the technician through B
+        # the pages re-offer by themselves only after SILENCE s without media (as Chrome does
+        # when ICE gives up): what brings the media back sooner is the web process's push
         video, audio = encode_vp8_clip(seconds=2.0), encode_opus_clip(1.0)
         phone_page = Page(
-            f"ws://{host_a}/c/ws", cookie_header(phone.http), True, video=video, audio=audio
+            f"ws://{host_a}/c/ws", cookie_header(phone.http), True, video=video, audio=audio,
+            silence=SILENCE,
         )
         tech_page = Page(
             f"ws://{host_b}/console/ws", cookie_header(tech.http), False, session=session_id,
-            audio=audio,
+            audio=audio, silence=SILENCE,
         )  # fmt: skip
         pages += [phone_page, tech_page]
 
@@ -192,7 +197,15 @@ def test_two_web_processes_and_two_sidecars_pin_and_fail_over(
 
         wait_until(video_back, 40, "video back after the kill")
         back = next(t for t in tech_page.received["video"].arrival[frames_before:] if t > killed_at)
-        print(f"video back {back - killed_at:.2f} s after the sidecar was killed")
+        told = [page.pushes[0] - killed_at for page in (phone_page, tech_page) if page.pushes]
+        print(
+            f"video back {back - killed_at:.2f} s after the sidecar was killed; pages told to "
+            f"reconnect after {', '.join(f'{t:.2f}' for t in told)} s"
+        )
+        # each web process told its own page (phone on A, technician on B), and that is
+        # what brought the video back: sooner than the pages' own SILENCE s
+        assert len(told) == 2, "a page was not told that its sidecar is gone"
+        assert back - killed_at < SILENCE, "the video came back only by the pages' own timer"
         with web_a.app_context():
             moved = db.session.get(LensSession, session_id)
             assert moved.media_sidecar == other
