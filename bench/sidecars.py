@@ -9,8 +9,9 @@ the web processes place them (lens/sidecars/router.py: least-loaded live sidecar
 for equal capacities spreads them evenly). The same load-generator workers (--workers,
 default 2) carry the sessions whatever the number of sidecars, each session going to its
 own sidecar (bench/load.py: phones replaying 640x480@30 VP8 + Opus, technicians that
-match frames by hash): one sidecar and two are driven by the same load generator. Per number of sidecars and level it prints the sidecars' CPU (total
-and per session), sessions per sidecar (from their heartbeats), frames lost and latency;
+match frames by hash): one sidecar and two are driven by the same load generator. Per
+number of sidecars and level it prints the sidecars' CPU (total and per session),
+sessions per sidecar (from their heartbeats), frames lost and latency;
 then, for 1 and 2 sidecars, the most sessions with < 1 % frames lost. Machine load
 (/proc/loadavg) and "other CPU" (everything but the sidecars and the load generators)
 are printed beside every figure: on a shared 2-core machine they decide the tails.

@@ -63,7 +63,8 @@ class LegWatch:
         url = answer.get("sidecar_url")
         if not isinstance(url, str) or not url:
             return None
-        leg = Leg(session_id, str(answer.get("sidecar", "")), url, str(answer.get("boot", "")), tell)
+        sidecar, boot = str(answer.get("sidecar", "")), str(answer.get("boot", ""))
+        leg = Leg(session_id, sidecar, url, boot, tell)
         with self._lock:
             self._legs.add(leg)
             if self._thread is None:
