@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -26,6 +27,8 @@ WATCH_SECONDS = 0.1  # how often the run command looks at its processes
 RESTART_DELAY = 0.5  # after a quick second death, doubling up to MAX_RESTART_DELAY
 MAX_RESTART_DELAY = 30.0
 STABLE_AFTER = 30.0  # a sidecar that ran this long restarts at once again
+SPARE_AFTER = 5.0  # the spare sidecar starts once the sidecar has run this long
+STANDBY = "LENS_MEDIA_STANDBY"  # lens/media/__main__.py
 
 
 def _instance_path() -> str:
@@ -78,19 +81,32 @@ def sidecar_command() -> list[str]:
 
 
 class SidecarSupervisor:
-    """The media sidecar, started again when it dies: at once after it ran for a while (its
-    pages' media comes back as soon as it listens, lens/sidecars/legs.py), backing off from
-    RESTART_DELAY to MAX_RESTART_DELAY while it keeps dying quickly (a crash loop)."""
+    """The media sidecar, started again when it dies.
 
-    def __init__(self, command: list[str], env: Mapping[str, str], output: Any = None) -> None:
+    A spare (`spare=True`) is a second sidecar process that has loaded everything and waits
+    (lens/media/__main__.py, LENS_MEDIA_STANDBY): when the sidecar dies, the spare takes its
+    port at once instead of a fresh process spending seconds on its imports (more on a busy
+    machine), and a new spare is started SPARE_AFTER seconds later. After a sidecar that ran
+    a while the restart is immediate (its pages' media comes back as soon as it listens,
+    lens/sidecars/legs.py); one that keeps dying quickly (a crash loop) is started again
+    after RESTART_DELAY, doubling up to MAX_RESTART_DELAY.
+    """
+
+    def __init__(
+        self, command: list[str], env: Mapping[str, str], output: Any = None, spare: bool = True
+    ) -> None:
         self.command = command
         self.env = dict(env)
-        self.output = output  # the sidecar's stdout and stderr (default: the run command's)
+        self.output = output  # the sidecars' stdout and stderr (default: the run command's)
+        self.use_spare = spare
         self.process: subprocess.Popen | None = None
+        self.spare: subprocess.Popen | None = None
+        self.spare_ready = False
         self.started = 0.0
         self.delay = 0.0  # before the next restart
         self.restart_at: float | None = None
         self.restarts = 0
+        self.promoted = 0  # restarts the spare took
 
     def start(self) -> None:
         self.process = subprocess.Popen(
@@ -99,24 +115,74 @@ class SidecarSupervisor:
         self.started = time.monotonic()
         self.restart_at = None
 
+    def processes(self) -> list[subprocess.Popen]:
+        return [p for p in (self.process, self.spare) if p is not None]
+
     def check(self) -> None:
-        """Restart the sidecar if it has exited and its back-off delay has passed."""
-        if self.process is None or self.process.poll() is None:
-            return
+        """Restart the sidecar if it has exited and its back-off delay has passed; keep a
+        spare ready."""
         now = time.monotonic()
-        if self.restart_at is None:
-            if now - self.started > STABLE_AFTER:
-                self.delay = 0.0
-            log.warning(
-                "media sidecar exited with %s; restarting in %.1f s",
-                self.process.returncode,
-                self.delay,
-            )
-            self.restart_at = now + self.delay
-            self.delay = min(max(self.delay * 2, RESTART_DELAY), MAX_RESTART_DELAY)
-        if now >= self.restart_at:
-            self.restarts += 1
-            self.start()
+        if self.process is not None and self.process.poll() is not None:
+            if self.restart_at is None:
+                if now - self.started > STABLE_AFTER:
+                    self.delay = 0.0
+                log.warning(
+                    "media sidecar exited with %s; restarting in %.1f s",
+                    self.process.returncode,
+                    self.delay,
+                )
+                self.restart_at = now + self.delay
+                self.delay = min(max(self.delay * 2, RESTART_DELAY), MAX_RESTART_DELAY)
+            if now >= self.restart_at:
+                self.restarts += 1
+                if not self._promote():
+                    self.start()
+        elif self.use_spare and now - self.started > SPARE_AFTER:
+            self._keep_spare()
+
+    def _keep_spare(self) -> None:
+        if self.spare is not None and self.spare.poll() is not None:
+            log.warning("spare media sidecar exited with %s", self.spare.returncode)
+            self.spare = None
+        if self.spare is None:
+            self.spare = subprocess.Popen(
+                self.command, cwd=ROOT, env={**self.env, STANDBY: "1"}, stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE, stderr=self.output,
+            )  # fmt: skip
+            self.spare_ready = False
+        elif not self.spare_ready and self.spare.stdout is not None:
+            readable, _, _ = select.select([self.spare.stdout], [], [], 0)
+            if readable:
+                self.spare_ready = self.spare.stdout.readline() == b"ready\n"
+
+    def _promote(self) -> bool:
+        """The spare takes over; False when there is none alive."""
+        spare, self.spare = self.spare, None
+        if spare is None or spare.poll() is not None or spare.stdin is None:
+            return False
+        try:
+            spare.stdin.write(b"go\n")
+            spare.stdin.close()
+        except OSError:
+            return False
+        if spare.stdout is not None:
+            spare.stdout.close()
+        self.process = spare
+        self.started = time.monotonic()
+        self.restart_at = None
+        self.promoted += 1
+        log.info("the spare media sidecar took over")
+        return True
+
+    def stop(self, timeout: float = 10) -> None:
+        for process in self.processes():
+            if process.poll() is None:
+                process.terminate()
+        for process in self.processes():
+            try:
+                process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
 
 
 def web_certificate() -> tuple[Path | None, Path | None]:
@@ -155,7 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     if os.environ.get("LENS_SMS_BACKEND", "log") == "log":
         log.info("SMS backend: log (development) - text messages are written to this log, not sent")
     web = subprocess.Popen(web_command(cert, key), cwd=ROOT, env=env)
-    sidecar = SidecarSupervisor(sidecar_command(), env)
+    spare = os.environ.get("LENS_MEDIA_SPARE", "1") != "0"
+    sidecar = SidecarSupervisor(sidecar_command(), env, spare=spare)
     sidecar.start()
     port = os.environ.get("LENS_PORT", "8443")
     log.info(
@@ -178,17 +245,13 @@ def main(argv: list[str] | None = None) -> int:
             sidecar.check()
             time.sleep(WATCH_SECONDS)
     finally:
-        processes = [web, sidecar.process]
-        for process in processes:
-            if process is not None and process.poll() is None:
-                process.terminate()
-        for process in processes:
-            if process is None:
-                continue
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        if web.poll() is None:
+            web.terminate()
+        sidecar.stop()
+        try:
+            web.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            web.kill()
     return 0 if stopping else 1
 
 

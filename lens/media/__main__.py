@@ -1,14 +1,24 @@
-"""`python -m lens.media`: run the media sidecar."""
+"""`python -m lens.media`: run the media sidecar.
+
+With LENS_MEDIA_STANDBY=1 (what the run command starts as its spare, lens/run.py) it loads
+everything, says "ready" on stdout, and waits: it serves once a line comes on stdin (the
+sidecar died: this one takes its port at once, without the seconds a fresh start spends
+importing), and stops when stdin closes.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
+import sys
 
 from aiohttp import web
 
 from lens.logs import configure_logging
 from lens.media.app import make_app
 from lens.media.config import load_config
+
+STANDBY = "LENS_MEDIA_STANDBY"
 
 
 def main() -> None:
@@ -19,7 +29,21 @@ def main() -> None:
     except ValueError as exc:  # a bad setting: say which, and stop
         logging.getLogger("lens.media").error("%s", exc)
         raise SystemExit(2) from exc
-    web.run_app(make_app(config), host=config.host, port=config.port, print=None)
+    app = make_app(config)
+    if os.environ.get(STANDBY) == "1" and not wait_for_go():
+        return
+    web.run_app(app, host=config.host, port=config.port, print=None)
+
+
+def wait_for_go() -> bool:
+    """A standby: True once told to serve, False when the run command went away first."""
+    try:
+        sys.stdout.write("ready\n")
+        sys.stdout.flush()
+        os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # anything printed later: the log
+        return bool(sys.stdin.buffer.readline())
+    except KeyboardInterrupt:  # Ctrl-C reaches the whole process group
+        return False
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """The one sidecar of the embedded default (`bin/run`: SQLite, no Redis) SIGKILLed
-mid-session: the run command starts it again, the web process tells both pages at once,
-their offers wait for the new sidecar, and the video comes back without a new session."""
+mid-session: the run command's spare takes over (or, without one, as under systemd, a new
+process starts), the web process tells both pages at once, their offers wait for the new
+sidecar, and the video comes back without a new session."""
 
 from __future__ import annotations
 
@@ -32,8 +33,9 @@ SILENCE = 15.0  # the test pages' own re-offer after this long without media
 class Supervised:
     """The sidecar under the run command's supervisor (lens.run.SidecarSupervisor)."""
 
-    def __init__(self, env: dict[str, str], log) -> None:
-        self.supervisor = run.SidecarSupervisor([sys.executable, "-m", "lens.media"], env, log)
+    def __init__(self, env: dict[str, str], log, spare: bool) -> None:
+        command = [sys.executable, "-m", "lens.media"]
+        self.supervisor = run.SidecarSupervisor(command, env, log, spare=spare)
         self.stopped = threading.Event()
         self.supervisor.start()
         self.thread = threading.Thread(target=self.watch, daemon=True)
@@ -46,13 +48,13 @@ class Supervised:
     def stop(self) -> None:
         self.stopped.set()
         self.thread.join(timeout=5)
-        process = self.supervisor.process
-        if process is not None and process.poll() is None:
-            process.terminate()
-            process.wait(timeout=10)
+        self.supervisor.stop()
 
 
-def test_the_one_sidecar_killed_and_restarted_brings_the_video_back(tmp_path, monkeypatch):
+@pytest.mark.parametrize("spare", [True, False], ids=["spare", "fresh-start"])
+def test_the_one_sidecar_killed_and_restarted_brings_the_video_back(
+    tmp_path, monkeypatch, spare
+):
     port = free_port()
     secret = secrets.token_urlsafe(16)
     monkeypatch.setenv("LENS_MEDIA_URL", f"http://127.0.0.1:{port}")
@@ -68,7 +70,7 @@ def test_the_one_sidecar_killed_and_restarted_brings_the_video_back(tmp_path, mo
     env = dict(os.environ, LENS_MEDIA_PORT=str(port), LENS_MEDIA_SECRET=secret)
     for name in ("REDIS_URL", "DATABASE_URL"):
         env.pop(name, None)
-    sidecar = Supervised(env, log)
+    sidecar = Supervised(env, log, spare)
     server, host = serve(app)
     peers = PeerLoop()
     pages: list[Page] = []
@@ -104,6 +106,8 @@ def test_the_one_sidecar_killed_and_restarted_brings_the_video_back(tmp_path, mo
 
         peers.run(connect())
 
+        if spare:  # the spare the run command keeps beside the sidecar has loaded and waits
+            wait_until(lambda: sidecar.supervisor.spare_ready, 60, "the spare sidecar ready")
         frames_before = len(tech_page.received["video"].digests)
         first = sidecar.supervisor.process
         killed_at = time.perf_counter()
@@ -117,10 +121,12 @@ def test_the_one_sidecar_killed_and_restarted_brings_the_video_back(tmp_path, mo
         back = next(t for t in tech_page.received["video"].arrival[frames_before:] if t > killed_at)
         told = [page.pushes[0] - killed_at for page in (phone_page, tech_page) if page.pushes]
         print(
+            f"{'spare' if spare else 'fresh start'}: "
             f"video back {back - killed_at:.2f} s after the sidecar was killed; pages told "
             f"after {', '.join(f'{t:.2f}' for t in told)} s (load {os.getloadavg()[0]:.1f})"
         )
         assert sidecar.supervisor.process is not first and sidecar.supervisor.restarts == 1
+        assert sidecar.supervisor.promoted == (1 if spare else 0)
         # both pages were told, and that is what brought the video back, not their own timer
         assert len(told) == 2, "a page was not told that its sidecar is gone"
         assert back - killed_at < SILENCE, "the video came back only by the pages' own timer"
