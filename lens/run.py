@@ -2,8 +2,10 @@
 
 `python -m lens.run` — what `bin/run` starts. Stops both cleanly on Ctrl-C or SIGTERM.
 `python -m lens.run web` / `python -m lens.run media` — one of them alone, for a service
-manager that starts and restarts each (docs/deploy.md: systemd units). `LENS_TLS=0`
-serves plain HTTP, for a TLS proxy in front on the same host.
+manager that starts and restarts each (docs/deploy.md: systemd units); `media` watches the
+sidecar with its spare like the whole run does (LENS_MEDIA_SPARE=0: the sidecar alone, left
+to the service manager). `LENS_TLS=0` serves plain HTTP, for a TLS proxy in front on the
+same host.
 """
 
 from __future__ import annotations
@@ -211,8 +213,12 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", exc)
         return 2
     os.chdir(ROOT)
+    spare = os.environ.get("LENS_MEDIA_SPARE", "1") != "0"
     if mode[0] == "media":
-        os.execv(sys.executable, sidecar_command())
+        if not spare:
+            os.execv(sys.executable, sidecar_command())
+        # the service manager restarts this supervisor if it dies; it restarts the sidecar
+        return supervise(None, SidecarSupervisor(sidecar_command(), os.environ, spare=True))
     prepare()
     cert, key = web_certificate()
     if mode[0] == "web":
@@ -221,14 +227,16 @@ def main(argv: list[str] | None = None) -> int:
     if os.environ.get("LENS_SMS_BACKEND", "log") == "log":
         log.info("SMS backend: log (development) - text messages are written to this log, not sent")
     web = subprocess.Popen(web_command(cert, key), cwd=ROOT, env=env)
-    spare = os.environ.get("LENS_MEDIA_SPARE", "1") != "0"
-    sidecar = SidecarSupervisor(sidecar_command(), env, spare=spare)
-    sidecar.start()
     port = os.environ.get("LENS_PORT", "8443")
     log.info(
         "Lens is up: https://localhost:%s/console (customers: https://<this host>:%s/)", port, port
     )
+    return supervise(web, SidecarSupervisor(sidecar_command(), env, spare=spare))
 
+
+def supervise(web: subprocess.Popen | None, sidecar: SidecarSupervisor) -> int:
+    """Run until a signal (0) or the web process exits (1), restarting the sidecar."""
+    sidecar.start()
     stopping = False
 
     def stop(signum, frame):  # noqa: ARG001
@@ -239,19 +247,23 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, stop)
     try:
         while not stopping:
-            if web.poll() is not None:
+            if web is not None and web.poll() is not None:
                 log.error("web process exited with %s; stopping", web.returncode)
                 break
+            if web is None and sidecar.process is not None and sidecar.process.poll() == 2:
+                log.error("the media sidecar refuses its settings (see above); stopping")
+                return 2  # as the sidecar alone would: the service manager shows the failure
             sidecar.check()
             time.sleep(WATCH_SECONDS)
     finally:
-        if web.poll() is None:
+        if web is not None and web.poll() is None:
             web.terminate()
         sidecar.stop()
-        try:
-            web.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            web.kill()
+        if web is not None:
+            try:
+                web.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                web.kill()
     return 0 if stopping else 1
 
 
