@@ -119,3 +119,22 @@ def test_run_serves_https_and_restarts_the_sidecar(running):
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=20) == 0
     assert sidecar_pid(process.pid) is None
+
+
+def test_run_media_stops_when_the_sidecar_refuses_its_settings(tmp_path):
+    """`lens.run media` (the systemd unit) restarts a sidecar that dies, but one that
+    refuses its settings stops it with the sidecar's own code: systemd shows the failure."""
+    env = dict(
+        os.environ,
+        LENS_INSTANCE_PATH=str(tmp_path / "instance"),
+        LENS_MEDIA_PORT=str(free_port()),
+        LENS_ICE_SERVERS="{not json",
+    )
+    for name in ("DATABASE_URL", "REDIS_URL"):
+        env.pop(name, None)
+    done = subprocess.run(
+        [sys.executable, "-m", "lens.run", "media"], cwd=ROOT, env=env, capture_output=True,
+        text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "refuses its settings" in done.stderr
