@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/sidecar_restart.py                 # 5 kills with a spare, 5 without
     .venv/bin/python bench/sidecar_restart.py --kills 3 --nice -15
+    .venv/bin/python bench/sidecar_restart.py --chromium      # the pages in Debian Chromium
 
 The embedded default as `bin/run` runs it: one web process (SQLite, no Redis; served
 threaded in this process), one sidecar under the run command's supervisor
@@ -11,7 +12,10 @@ a session; the two pages are aiortc peers that signal through the web process's 
 sockets and behave like static/js/webrtc.js (they re-offer when told "media_reconnect";
 their own silence timer is 15 s, so it is the push that brings them back). Then, per
 kill: SIGKILL the sidecar, and measure the time until the pages were told and until video
-frames reach the technician again (30 more frames, on the same session). The load
+frames reach the technician again (30 more frames, on the same session). With
+--chromium the phone and the console are Chromium contexts with the fake camera (as in the
+browser tests, static/js/webrtc.js itself): the times until each page says "Connection
+lost" and until the console has decoded a frame on its new connection. The load
 (/proc/loadavg) is printed with every figure: on a shared machine the sidecar's start and
 the reconnection wait for CPU.
 """
@@ -171,10 +175,106 @@ def run_mode(spare: bool, kills: int, folder: Path) -> list[dict[str, float]]:
     return results
 
 
+def run_chromium(spare: bool, kills: int, folder: Path) -> list[dict[str, float]]:
+    """The same with the real pages in Chromium."""
+    import logging
+
+    from playwright.sync_api import expect, sync_playwright
+
+    from lens import run
+    from lens.factory import create_app
+    from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
+    from tests.browser.test_media_flow import LOST, MARK_PC, NEW_PC_FRAMES, PHONE_READY
+    from tests.browser.test_session_flow import console_of, create_pin, customer_joins
+    from tests.conftest import add_technician
+    from tests.scaleout.test_two_sidecars import free_port, serve, wait_until
+
+    port = free_port()
+    for name in ("REDIS_URL", "DATABASE_URL"):
+        os.environ.pop(name, None)
+    os.environ.update(
+        LENS_INSTANCE_PATH=str(folder / "instance"),
+        LENS_MEDIA_URL=f"http://127.0.0.1:{port}",
+        LENS_MEDIA_SECRET=secrets.token_urlsafe(16),
+        LENS_RECORDINGS_PATH=str(folder / "recordings"),
+    )
+    app = create_app({"LENS_PASSWORD_METHOD": "pbkdf2:sha256:1", "RATELIMIT_ENABLED": False})
+    assert app.test_cli_runner().invoke(args=["lens", "init"]).exit_code == 0
+    add_technician(app, "Tess Technician", "tess@example.com")
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    log = (folder / "sidecar.log").open("w")
+    env = dict(os.environ, LENS_MEDIA_PORT=str(port))
+    supervisor = run.SidecarSupervisor([sys.executable, "-m", "lens.media"], env, log, spare)
+    supervisor.start()
+    stopped = threading.Event()
+
+    def watch() -> None:
+        while not stopped.wait(run.WATCH_SECONDS):
+            supervisor.check()
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    server, host = serve(app)
+    base = f"http://{host}"
+    expect.set_options(timeout=30_000)
+    results = []
+    try:
+        wait_until(lambda: app.extensions["lens.media"].live_sidecars(), 60, "the sidecar")
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            _, tech = console_of(browser, base)
+            pin = create_pin(tech, "Bench Restart")
+            _, phone = customer_joins(browser, base, pin)
+            phone.wait_for_function(PHONE_READY, timeout=30000)
+            row = tech.get_by_role("row").filter(has_text="Bench Restart")
+            row.get_by_role("button", name="Start").click()
+            expect(tech.locator(".media-state")).to_have_text("Connected")
+            for _ in range(kills):
+                tech.wait_for_function(
+                    "() => window.lensConsoleMedia.current().peer.pc.connectionState"
+                    " === 'connected'"
+                )
+                if spare:
+                    wait_until(lambda: supervisor.spare_ready, 60, "the spare ready")
+                time.sleep(2.0)  # a steady stream before the kill
+                tech.evaluate(MARK_PC)
+                load = loadavg()
+                killed_at = time.perf_counter()
+                supervisor.process.kill()
+                seen: dict[str, float] = {}
+                while "back" not in seen and time.perf_counter() - killed_at < 60:
+                    for name, page, label in (
+                        ("tech lost", tech, ".media-state"), ("phone lost", phone, "#media-state")
+                    ):  # fmt: skip
+                        if name not in seen and page.locator(label).text_content() == LOST:
+                            seen[name] = time.perf_counter() - killed_at
+                    if tech.evaluate(NEW_PC_FRAMES) >= 1:
+                        seen["back"] = time.perf_counter() - killed_at
+                    time.sleep(0.02)
+                seen["load"] = float(load)
+                results.append(seen)
+                print(
+                    f"chromium, {'spare' if spare else 'fresh start'}: "
+                    + ", ".join(f"{k} {v:.2f} s" for k, v in seen.items() if k != "load")
+                    + f" (load {load})",
+                    flush=True,
+                )
+                supervisor.started -= run.STABLE_AFTER  # as after a sidecar that ran a while
+            browser.close()
+    finally:
+        stopped.set()
+        watcher.join(timeout=5)
+        supervisor.stop()
+        log.close()
+        server.shutdown()
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kills", type=int, default=5, help="kills per mode")
     parser.add_argument("--modes", default="spare,fresh")
+    parser.add_argument("--chromium", action="store_true", help="the pages in Chromium")
     parser.add_argument(
         "--nice", type=int, default=0, help="e.g. -15: run before other work (needs root)"
     )
@@ -186,9 +286,10 @@ def main() -> None:
     summary = {}
     for mode in args.modes.split(","):
         with tempfile.TemporaryDirectory() as tmp:
-            summary[mode] = run_mode(mode == "spare", args.kills, Path(tmp))
+            measure = run_chromium if args.chromium else run_mode
+            summary[mode] = measure(mode == "spare", args.kills, Path(tmp))
     for mode, results in summary.items():
-        backs = sorted(r["back"] for r in results)
+        backs = sorted(r.get("back", float("inf")) for r in results)
         loads = [r["load"] for r in results]
         print(
             f"{mode}: video back after {statistics.median(backs):.2f} s median, "

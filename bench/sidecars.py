@@ -1,6 +1,6 @@
 """Scale-out benchmark: sessions on one media sidecar vs spread over two.
 
-    .venv/bin/python bench/sidecars.py                  # levels 4,8,16 on 1 and 2 sidecars
+    .venv/bin/python bench/sidecars.py --nice -15       # levels 8-64 on 1 and 2 sidecars
     .venv/bin/python bench/sidecars.py --levels 2,4 --window 5
 
 Each sidecar is its own `python -m lens.media` process registered in Redis (as with
@@ -158,7 +158,7 @@ def run_level(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--levels", default="4,8,16")
+    parser.add_argument("--levels", default="8,16,32,48,64")
     parser.add_argument("--sidecars", default="1,2")
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--window", type=float, default=8.0)
