@@ -207,10 +207,13 @@ class PhonePage:
         legs = current_app.extensions["lens.legs"]
         session_id = self.session_id
 
+        answered_by: list[str] = []  # the sidecar process that took the leg
+
         def answer(offer: dict[str, str]) -> dict[str, str]:
             reply = control.publisher_offer(session_id, offer, features, ice_servers)
             legs.remove(self.leg)  # the new leg replaces the old one on the sidecar
             self.leg = legs.add(session_id, reply, self.reconnect)
+            answered_by.append(str(reply.get("boot") or ""))
             return reply
 
         def work() -> None:
@@ -220,21 +223,32 @@ class PhonePage:
                 log_media(session_id, "media_connected", CUSTOMER)
             self.sock.send_json(reply)
             if reply["type"] == "answer":
-                record_if_forced(session_id)
+                record_if_forced(session_id, answered_by[-1] if answered_by else "")
 
         self.sock.spawn(work)
-
 
     def reconnect(self) -> None:
         """The sidecar under this page's leg is gone: the page offers again now."""
         self.sock.send_json({"type": "media_reconnect"})
 
 
-def record_if_forced(session_id: int) -> None:
-    """A forced-recording session whose phone (re)connected after Start records now."""
+def record_if_forced(session_id: int, boot: str = "") -> None:
+    """A forced-recording session whose phone (re)connected after Start records now.
+
+    `boot`: the sidecar process that answered the phone. A recording still open but written
+    by another one was cut off with its sidecar: it is closed first (what the recording
+    watch would do a moment later), so that the forced recording starts again at once.
+    """
     from lens.captures.views import start_forced_recording
+    from lens.sidecars.watch import close_lost_recording
 
     db.session.rollback()  # read the session as it is now
     lens_session = db.session.get(LensSession, session_id)
-    if lens_session is not None:
-        start_forced_recording(lens_session, lens_session.console)
+    if lens_session is None:
+        return
+    recording = open_recording(db.session, session_id)
+    if boot and recording is not None and recording.media_boot not in (None, boot):
+        close_lost_recording(recording.id)
+        db.session.rollback()
+        lens_session = db.session.get(LensSession, session_id)
+    start_forced_recording(lens_session, lens_session.console)

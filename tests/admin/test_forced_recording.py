@@ -18,7 +18,7 @@ from lens.captures.models import Recording
 from lens.extensions import db
 from lens.media import MediaConfig, make_app
 from lens.media.testing import encode_vp8_clip, start_phone, wait_until
-from lens.sessions.models import LensSession
+from lens.sessions.models import LensSession, SessionEvent
 from lens.signaling.control import MediaControl
 from tests.admin.test_permissions import make_group_in_admin_center, move_to_group
 from tests.captures.conftest import session_id_of
@@ -114,3 +114,52 @@ def test_a_forced_recording_group_records_from_start_and_cannot_stop(
         capture_output=True, text=True, check=True, timeout=30,
     )  # fmt: skip
     assert int(frames.stdout.strip()) >= 30  # it decodes: the file plays
+
+
+def test_a_forced_recording_cut_off_by_its_sidecar_starts_again_when_the_phone_is_back(
+    app, admin, console, make_customer
+):
+    """The phone's media is back on a new sidecar process before the recording watch has
+    closed the old recording: the phone's answer names the new process, so the recording
+    it no longer writes is closed at once and the forced recording starts again."""
+    from lens.customer.live import record_if_forced
+    from tests.captures.conftest import FakeMedia
+
+    class Media(FakeMedia):
+        boot = "boot-1"
+
+        def recording(self, session_id: int, action: str, path: str | None = None) -> dict:
+            return {**super().recording(session_id, action, path), "boot": self.boot}
+
+    media = Media(Path(app.config["LENS_RECORDINGS_PATH"]))
+    app.extensions["lens.media"] = media
+    group_id = make_group_in_admin_center(app, admin, "recorded", set(), recording="forced")
+    move_to_group(app, admin, "tess@example.com", group_id)
+    pin = console.create_session("Rita Restarted")["pin"]
+    session_id = session_id_of(app, pin)
+    customer = make_customer()
+    assert customer.join(pin).status_code == 303
+    assert customer.accept().status_code == 200
+    assert console.post(f"/sessions/{session_id}/start").status_code == 200
+    with app.app_context():
+        first = db.session.scalars(select(Recording)).one()
+        assert first.media_boot == "boot-1" and first.stopped_at is None
+
+    with app.test_request_context():
+        record_if_forced(session_id, "boot-1")  # the same process: nothing to do
+    with app.app_context():
+        assert len(db.session.scalars(select(Recording)).all()) == 1
+
+    media.boot = "boot-2"  # the sidecar was restarted; the phone's leg is on the new one
+    with app.test_request_context():
+        record_if_forced(session_id, "boot-2")
+    with app.app_context():
+        rows = db.session.scalars(select(Recording).order_by(Recording.id)).all()
+        assert len(rows) == 2
+        assert rows[0].stopped_at is not None  # closed once, as cut off
+        assert rows[1].media_boot == "boot-2" and rows[1].stopped_at is None
+        kinds = db.session.scalars(
+            select(SessionEvent.kind).where(SessionEvent.session_id == session_id)
+        ).all()
+    assert kinds.count("recording_cut") == 1
+    assert [c[2] for c in media.calls if c[0] == "recording"] == ["start", "start"]
