@@ -31,7 +31,13 @@ from lens.events.publishing import technician_topic
 from lens.extensions import db
 from lens.features import features_of
 from lens.sessions.models import HANDLING_STATES, LensSession, SessionEvent
-from lens.signaling.relay import exchange_offer, log_media, media_control
+from lens.signaling.relay import (
+    busy,
+    exchange_offer,
+    log_media,
+    media_control,
+    offer_slots,
+)
 from lens.sockets import PageSocket
 from lens.sockets.page import bad_message
 
@@ -55,6 +61,7 @@ class ConsolePage:
         self.stop_controls = None
         self.media: set[int] = set()  # sessions whose video this page negotiated
         self.legs: dict[int, Any] = {}  # their legs, watched (lens.sidecars.legs)
+        self.offer_slots = offer_slots()
         # the reader and the forwarders (threads under the dev server) share the page's state
         self.lock = threading.RLock()
         self.seen_at = float("-inf")
@@ -339,10 +346,16 @@ class ConsolePage:
             return reply
 
         def work() -> None:
-            reply = exchange_offer(message, answer)
+            try:
+                reply = exchange_offer(message, answer)
+            finally:
+                self.offer_slots.release()
             if reply["type"] == "answer" and session_id not in self.media:
                 self.media.add(session_id)
                 log_media(session_id, "media_connected", self.actor)
             self.sock.send_json(reply)
 
+        if not self.offer_slots.acquire(blocking=False):
+            self.sock.send_json(busy(message))
+            return
         self.sock.spawn(work)

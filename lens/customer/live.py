@@ -28,7 +28,14 @@ from lens.extensions import db
 from lens.features import features_of
 from lens.sessions import lifecycle
 from lens.sessions.models import LensSession, SessionState
-from lens.signaling.relay import MEDIA_STATES, exchange_offer, log_media, media_control
+from lens.signaling.relay import (
+    MEDIA_STATES,
+    busy,
+    exchange_offer,
+    log_media,
+    media_control,
+    offer_slots,
+)
 from lens.sockets import CLOSE_NORMAL, PageSocket
 from lens.sockets.page import bad_message
 from lens.timeutil import now_utc
@@ -50,6 +57,7 @@ class PhonePage:
         self.seen_at = 0.0
         self.media = False
         self.leg = None  # this page's media leg, watched (lens.sidecars.legs)
+        self.offer_slots = offer_slots()
         self.link = secrets.token_hex(8)  # this socket, for presence (lifecycle.customer_arrived)
 
     def run(self) -> None:
@@ -217,7 +225,10 @@ class PhonePage:
             return reply
 
         def work() -> None:
-            reply = exchange_offer(message, answer)
+            try:
+                reply = exchange_offer(message, answer)
+            finally:
+                self.offer_slots.release()
             if reply["type"] == "answer" and not self.media:
                 self.media = True
                 log_media(session_id, "media_connected", CUSTOMER)
@@ -225,6 +236,9 @@ class PhonePage:
             if reply["type"] == "answer":
                 record_if_forced(session_id, answered_by[-1] if answered_by else "")
 
+        if not self.offer_slots.acquire(blocking=False):
+            self.sock.send_json(busy(message))
+            return
         self.sock.spawn(work)
 
     def reconnect(self) -> None:

@@ -5,12 +5,16 @@ with its own candidates inside (the shape of WHIP/WHEP, one exchange). JSON mess
 page's one socket (lens.sockets), matched by the page's `ref`:
   browser → web  {"type": "offer", "ref": 3, "sdp": "...", "session": 12 (consoles)}
   web → browser  {"type": "answer", "ref": 3, "sdp": "..."}
-  web → browser  {"type": "error", "ref": 3, "reason": "unavailable" | "refused" | "bad_message"}
+  web → browser  {"type": "error", "ref": 3, "reason": "unavailable" | "refused" | "bad_message"
+                  | "busy"}
+An offer waits in the web process while no sidecar can take it (lens.sidecars.router), so a
+page may have only OFFERS_IN_FLIGHT offers waiting at once ("busy" beyond that).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -27,6 +31,17 @@ from lens.timeutil import now_utc
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE = 64 * 1024
+OFFERS_IN_FLIGHT = 3  # a page re-offering at once may leave one superseded offer waiting
+
+
+def offer_slots() -> threading.BoundedSemaphore:
+    """A page's allowance of offers waiting for an answer."""
+    return threading.BoundedSemaphore(OFFERS_IN_FLIGHT)
+
+
+def busy(message: dict[str, Any]) -> dict[str, Any]:
+    """The reply to an offer beyond the page's allowance."""
+    return {"type": "error", "ref": message.get("ref"), "reason": "busy"}
 Answerer = Callable[[dict[str, str]], dict[str, str]]
 
 

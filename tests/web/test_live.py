@@ -230,3 +230,40 @@ def test_a_failed_seen_mark_does_not_end_the_customers_status_socket(
     began = time.monotonic()
     assert tech.post(f"/console/sessions/{session_id}/start").status_code == 200
     assert receive_until(ws, "Session active", began + BOUND) is not None
+
+
+def test_an_offer_waits_for_a_sidecar_and_a_page_may_have_only_a_few_waiting(
+    app, technician, http_server, ws_connect, subscriptions
+):
+    """With no sidecar listening an offer waits (one may come up in a moment), so a page
+    gets only OFFERS_IN_FLIGHT of them waiting at once: the next is "busy" at once."""
+    import json
+    import socket
+
+    from lens.sidecars import MediaRouter, StaticRegistry
+    from lens.signaling.relay import OFFERS_IN_FLIGHT
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        nobody = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    app.extensions["lens.media"] = MediaRouter(StaticRegistry(nobody), "s", offer_wait=1.5)
+    _, _, ws = waiting_phone(app, http_server, ws_connect, subscriptions, "Olga Offers")
+    sent = time.monotonic()
+    for ref in range(OFFERS_IN_FLIGHT + 1):
+        ws.send(json.dumps({"type": "offer", "ref": ref, "sdp": "v=0\r\n"}))
+    replies = {}
+    while len(replies) < OFFERS_IN_FLIGHT + 1:
+        raw = ws.receive(timeout=BOUND)
+        assert raw is not None, f"replies so far: {replies}"
+        if raw.startswith("{"):
+            reply = json.loads(raw)
+            replies[reply["ref"]] = (reply["reason"], time.monotonic() - sent)
+    busy = [ref for ref, (reason, _) in replies.items() if reason == "busy"]
+    assert len(busy) == 1 and replies[busy[0]][1] < 1.0  # at once, not after the wait
+    waited = [at for reason, at in replies.values() if reason == "unavailable"]
+    assert len(waited) == OFFERS_IN_FLIGHT and min(waited) >= 1.0  # after waiting
+    # the allowance is given back: the next offer waits again rather than being busy
+    ws.send(json.dumps({"type": "offer", "ref": "again", "sdp": "v=0\r\n"}))
+    while (raw := ws.receive(timeout=BOUND)) is not None and not raw.startswith("{"):
+        pass
+    assert raw is not None and json.loads(raw)["reason"] == "unavailable"
