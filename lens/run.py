@@ -167,9 +167,7 @@ class SidecarSupervisor:
             spare.stdin.close()
         except OSError:
             return False
-        if spare.stdout is not None:
-            spare.stdout.close()
-        self.process = spare
+        self.process = spare  # its stdout pipe stays open: it may not have said "ready" yet
         self.started = time.monotonic()
         self.restart_at = None
         self.promoted += 1

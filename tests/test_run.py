@@ -138,3 +138,35 @@ def test_run_media_stops_when_the_sidecar_refuses_its_settings(tmp_path):
     )  # fmt: skip
     assert done.returncode == 2
     assert "refuses its settings" in done.stderr
+
+
+def test_a_spare_told_to_serve_before_it_has_loaded_serves_once_loaded(tmp_path, monkeypatch):
+    """The sidecar dies while the spare is still importing: the spare takes over anyway
+    (its "ready" then goes nowhere) and serves."""
+    from lens import run
+
+    monkeypatch.setattr(run, "SPARE_AFTER", 0.0)
+    port = free_port()
+    env = dict(
+        os.environ, LENS_INSTANCE_PATH=str(tmp_path / "instance"), LENS_MEDIA_PORT=str(port)
+    )
+    for name in ("DATABASE_URL", "REDIS_URL"):
+        env.pop(name, None)
+    log = open(tmp_path / "sidecars.log", "w+")  # noqa: SIM115 - closed below
+    supervisor = run.SidecarSupervisor([sys.executable, "-m", "lens.media"], env, log)
+    try:
+        supervisor.start()
+        time.sleep(0.01)  # SPARE_AFTER is 0: the next check starts the spare
+        supervisor.check()
+        spare = supervisor.spare
+        assert spare is not None and not supervisor.spare_ready
+        supervisor.process.kill()
+        supervisor.process.wait(timeout=10)
+        supervisor.check()  # the spare, still loading, is told to serve
+        assert supervisor.process is spare and supervisor.promoted == 1
+        url = f"http://127.0.0.1:{port}/healthz"
+        wait_until(lambda: requests.get(url, timeout=2).ok, 60, "the promoted spare")
+        assert spare.poll() is None
+    finally:
+        supervisor.stop()
+        log.close()

@@ -38,8 +38,11 @@ def main() -> None:
 def wait_for_go() -> bool:
     """A standby: True once told to serve, False when the run command went away first."""
     try:
-        sys.stdout.write("ready\n")
-        sys.stdout.flush()
+        try:
+            sys.stdout.write("ready\n")
+            sys.stdout.flush()
+        except OSError:  # nobody reads it (any more): the line on stdin is what counts
+            pass
         os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # anything printed later: the log
         return bool(sys.stdin.buffer.readline())
     except KeyboardInterrupt:  # Ctrl-C reaches the whole process group
