@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -78,9 +79,13 @@ def running(tmp_path):
         [sys.executable, "-m", "lens.run"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
     )
     yield process, web_port, media_port, tmp_path
-    if process.poll() is None:
+    if process.poll() is None:  # a failed test: the sidecars too, not left behind orphaned
+        children = sidecar_pids(process.pid)
         process.kill()
         process.wait(timeout=10)
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
     log.close()
 
 
