@@ -79,8 +79,10 @@ def running(tmp_path):
         [sys.executable, "-m", "lens.run"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
     )
     yield process, web_port, media_port, tmp_path
-    if process.poll() is None:  # a failed test: the sidecars too, not left behind orphaned
-        children = sidecar_pids(process.pid)
+    if process.poll() is None:  # a failed test: its children too, not left behind orphaned
+        from tests.webserver import _children_of
+
+        children = _children_of(process.pid)
         process.kill()
         process.wait(timeout=10)
         for pid in children:
