@@ -98,7 +98,11 @@ def run_mode(spare: bool, kills: int, folder: Path) -> list[dict[str, float]]:
         assert tech.post(f"/console/sessions/{session_id}/start").status_code == 200
         video, audio = encode_vp8_clip(seconds=2.0), encode_opus_clip(1.0)
         phone_page = Page(
-            f"ws://{host}/c/ws", cookie_header(phone.http), True, video=video, audio=audio,
+            f"ws://{host}/c/ws",
+            cookie_header(phone.http),
+            True,
+            video=video,
+            audio=audio,
             silence=15.0,
         )
         tech_page = Page(

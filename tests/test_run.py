@@ -154,9 +154,7 @@ def test_a_spare_told_to_serve_before_it_has_loaded_serves_once_loaded(tmp_path,
 
     monkeypatch.setattr(run, "SPARE_AFTER", 0.0)
     port = free_port()
-    env = dict(
-        os.environ, LENS_INSTANCE_PATH=str(tmp_path / "instance"), LENS_MEDIA_PORT=str(port)
-    )
+    env = dict(os.environ, LENS_INSTANCE_PATH=str(tmp_path / "instance"), LENS_MEDIA_PORT=str(port))
     for name in ("DATABASE_URL", "REDIS_URL"):
         env.pop(name, None)
     log = open(tmp_path / "sidecars.log", "w+")  # noqa: SIM115 - closed below

@@ -137,9 +137,7 @@ class MediaRouter:
         and, for an offer, place the session on another one."""
         return self._call_on(session_id, place, lambda sidecar: call(self.control(sidecar.url)))
 
-    def _call_on(
-        self, session_id: int, place: bool, call: Callable[[SidecarInfo], T]
-    ) -> T:
+    def _call_on(self, session_id: int, place: bool, call: Callable[[SidecarInfo], T]) -> T:
         for _attempt in range(2):
             sidecar = self.sidecar_of(session_id, place)
             try:

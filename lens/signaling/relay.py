@@ -42,6 +42,8 @@ def offer_slots() -> threading.BoundedSemaphore:
 def busy(message: dict[str, Any]) -> dict[str, Any]:
     """The reply to an offer beyond the page's allowance."""
     return {"type": "error", "ref": message.get("ref"), "reason": "busy"}
+
+
 Answerer = Callable[[dict[str, str]], dict[str, str]]
 
 

@@ -52,9 +52,7 @@ class Supervised:
 
 
 @pytest.mark.parametrize("spare", [True, False], ids=["spare", "fresh-start"])
-def test_the_one_sidecar_killed_and_restarted_brings_the_video_back(
-    tmp_path, monkeypatch, spare
-):
+def test_the_one_sidecar_killed_and_restarted_brings_the_video_back(tmp_path, monkeypatch, spare):
     port = free_port()
     secret = secrets.token_urlsafe(16)
     monkeypatch.setenv("LENS_MEDIA_URL", f"http://127.0.0.1:{port}")
@@ -88,7 +86,11 @@ def test_the_one_sidecar_killed_and_restarted_brings_the_video_back(
 
         video, audio = encode_vp8_clip(seconds=2.0), encode_opus_clip(1.0)
         phone_page = Page(
-            f"ws://{host}/c/ws", cookie_header(phone.http), True, video=video, audio=audio,
+            f"ws://{host}/c/ws",
+            cookie_header(phone.http),
+            True,
+            video=video,
+            audio=audio,
             silence=SILENCE,
         )
         tech_page = Page(

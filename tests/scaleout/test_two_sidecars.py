@@ -139,7 +139,11 @@ def test_two_web_processes_and_two_sidecars_pin_and_fail_over(
         # when ICE gives up): what brings the media back sooner is the web process's push
         video, audio = encode_vp8_clip(seconds=2.0), encode_opus_clip(1.0)
         phone_page = Page(
-            f"ws://{host_a}/c/ws", cookie_header(phone.http), True, video=video, audio=audio,
+            f"ws://{host_a}/c/ws",
+            cookie_header(phone.http),
+            True,
+            video=video,
+            audio=audio,
             silence=SILENCE,
         )
         tech_page = Page(
