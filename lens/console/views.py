@@ -151,11 +151,15 @@ def make_console_blueprint(console: str, url_prefix: str) -> Blueprint:
 
     @bp.get("/")
     def index():
-        """The console: toolbar, session list, selected session."""
+        """The console: toolbar, session list, selected session (?session=N opens one)."""
+        opened = request.args.get("session", type=int)
         return render_template(
             "console/index.html",
             sessions=sessions_for_list(current_user.id),
             custom_labels=setting("LENS_CUSTOM_FIELDS"),
+            open_url=url_for(".session_detail", session_id=get_own_session(opened).id)
+            if opened is not None
+            else None,
         )
 
     @bp.get("/sessions/new")
