@@ -106,6 +106,21 @@ def features_of(lens_session: LensSession, console_in_use: str) -> frozenset[str
     )
 
 
+def console_handled_in(session_console: str, console_in_use: str) -> str:
+    """The session's console once it is started from `console_in_use`: the one offering less.
+
+    The phone's page and the sidecar know no console in use; they follow the session's
+    own. Started in the Web Console, a Technician Console session becomes a Web Console
+    one, so that the phone offers no chat the technician cannot see; the other way round
+    nothing changes (`features_of` takes the intersection anyway).
+    """
+    in_use = CONSOLE_FEATURES.get(console_in_use)
+    own = CONSOLE_FEATURES.get(session_console)
+    if in_use is not None and (own is None or in_use < own):
+        return console_in_use
+    return session_console
+
+
 def technician_may(technician: Technician, console: str, permission: str) -> bool:
     """Whether the technician may use `console` and, in it, `permission` (e.g. a channel)."""
     permissions = permissions_of(technician)

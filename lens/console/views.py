@@ -26,6 +26,7 @@ from lens.console.forms import NewSessionForm, custom_values, new_session_form
 from lens.console.invite import InviteResult, invite, join_qr, join_url
 from lens.console.live import ConsolePage
 from lens.console.log_text import event_text
+from lens.console.panel import render_panel
 from lens.console.queries import sessions_for_list
 from lens.console.tools import register_tool_routes
 from lens.controls.state import ToolState
@@ -53,18 +54,7 @@ def get_own_session(session_id: int) -> LensSession:
 
 def render_detail(lens_session: LensSession):
     """The selected session's panel: its actions and log."""
-    features = features_of(lens_session, g.console)
-    who = f"s{lens_session.id}-technician{current_user.id}"
-    return render_template(
-        "console/_session_detail.html",
-        s=lens_session,
-        features=features,
-        chat_messages=chat_history(lens_session.id),
-        captures=session_captures(db.session, lens_session.id),
-        tools=ToolState.from_column(lens_session.tools),
-        oob=False,
-        ice_servers=page_ice_servers(ice_config(), who),
-    )
+    return render_panel(lens_session, g.console, current_user.id)
 
 
 def dialog_form() -> NewSessionForm:
@@ -211,7 +201,7 @@ def make_console_blueprint(console: str, url_prefix: str) -> Blueprint:
         from lens.captures.views import start_forced_recording
 
         lens_session = lifecycle.start_session(
-            db.session, get_own_session(session_id), current_user, now_utc()
+            db.session, get_own_session(session_id), current_user, now_utc(), console
         )
         start_forced_recording(lens_session, console)  # lens.features: forced recording
         return render_detail(lens_session)

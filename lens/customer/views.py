@@ -27,6 +27,7 @@ from lens.network import page_ice_servers
 from lens.sessions import lifecycle
 from lens.sessions.errors import SessionError
 from lens.sessions.models import LensSession, SessionState
+from lens.signaling.relay import stop_media
 from lens.sockets import serve as serve_page
 from lens.timeutil import now_utc
 
@@ -166,6 +167,21 @@ def accept():
         return ended
     lifecycle.accept_eula(db.session, lens_session, now_utc())
     db.session.commit()
+    return render_status(lens_session)
+
+
+@bp.post("/c/end")
+@retry_when_busy
+def end():
+    """End session, from the phone (after its confirm): the technician's console follows."""
+    lens_session, ended = _own_session_or_ended()
+    if ended:
+        return ended
+    lifecycle.end_session(
+        db.session, lens_session, actor="customer", reason="customer", now=now_utc()
+    )
+    db.session.commit()
+    stop_media(lens_session.id)
     return render_status(lens_session)
 
 

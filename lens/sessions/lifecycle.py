@@ -281,9 +281,16 @@ def active_session_of(db: Session, technician: Technician) -> LensSession | None
 
 
 def start_session(
-    db: Session, lens_session: LensSession, technician: Technician, now: datetime
+    db: Session,
+    lens_session: LensSession,
+    technician: Technician,
+    now: datetime,
+    console: str | None = None,
 ) -> LensSession:
     """The technician picks the waiting session up; one active session each.
+
+    `console` is the console in use: the session is handled in it from now on where it
+    offers less than the session's own (lens.features.console_handled_in).
 
     Commits, so that the database's partial unique index has the last word when two
     Start requests race past the check below.
@@ -295,7 +302,15 @@ def start_session(
     if current is not None and current.id != lens_session.id:
         raise OneActiveSession(current.public_id)
     lens_session.started_at = now
-    _transition(db, lens_session, "start", actor=technician_actor(technician), now=now)
+    data = None
+    if console is not None:
+        handled_in = features.console_handled_in(lens_session.console, console)
+        if handled_in != lens_session.console:
+            data = {"console": handled_in, "was": lens_session.console}
+            lens_session.console = handled_in
+    _transition(
+        db, lens_session, "start", actor=technician_actor(technician), now=now, data=data
+    )
     try:
         db.commit()
     except IntegrityError as exc:
