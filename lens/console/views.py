@@ -19,9 +19,7 @@ from flask import (
 from flask_babel import gettext as _
 from flask_login import current_user
 
-from lens.admin.settings import ice_config, setting
-from lens.captures.records import session_captures
-from lens.chat.setup import chat_history
+from lens.admin.settings import setting
 from lens.console.forms import NewSessionForm, custom_values, new_session_form
 from lens.console.invite import InviteResult, invite, join_qr, join_url
 from lens.console.live import ConsolePage
@@ -29,12 +27,10 @@ from lens.console.log_text import event_text
 from lens.console.panel import render_panel
 from lens.console.queries import sessions_for_list
 from lens.console.tools import register_tool_routes
-from lens.controls.state import ToolState
 from lens.database import retry_when_busy
 from lens.extensions import db, limiter, sock
-from lens.features import CHANNELS, CONSOLE_ACCESS, SESSIONS, features_of, require_feature
+from lens.features import CHANNELS, CONSOLE_ACCESS, SESSIONS, require_feature
 from lens.invitations import create_session_once
-from lens.network import page_ice_servers
 from lens.sessions import lifecycle
 from lens.sessions.models import Channel, LensSession
 from lens.signaling.relay import stop_media

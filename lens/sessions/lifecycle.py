@@ -308,9 +308,7 @@ def start_session(
         if handled_in != lens_session.console:
             data = {"console": handled_in, "was": lens_session.console}
             lens_session.console = handled_in
-    _transition(
-        db, lens_session, "start", actor=technician_actor(technician), now=now, data=data
-    )
+    _transition(db, lens_session, "start", actor=technician_actor(technician), now=now, data=data)
     try:
         db.commit()
     except IntegrityError as exc:

@@ -28,9 +28,7 @@ VIEW = """() => {
 def collect_errors(page, errors: list[str], who: str) -> None:
     """Uncaught errors, console errors and failed requests of a page, from now on."""
     page.on("pageerror", lambda error: errors.append(f"{who}: {error}"))
-    page.on(
-        "console", lambda m: errors.append(f"{who}: {m.text}") if m.type == "error" else None
-    )
+    page.on("console", lambda m: errors.append(f"{who}: {m.text}") if m.type == "error" else None)
     page.on(
         "response",
         lambda r: errors.append(f"{who}: {r.status} {r.url}") if r.status >= 400 else None,
@@ -118,9 +116,7 @@ def test_the_whole_session_flow_has_no_page_errors(
 
     # Transfer: the phone's connection goes, a new one is prepared for Otto
     tess.get_by_role("button", name="Transfer", exact=True).click()
-    tess.locator(".transfer-targets").get_by_role(
-        "button", name="Transfer to Otto Other"
-    ).click()
+    tess.locator(".transfer-targets").get_by_role("button", name="Transfer to Otto Other").click()
     expect(phone.get_by_role("heading", name="Waiting for your technician")).to_be_visible()
     expect(phone.get_by_text("Your technician: Otto Other")).to_be_visible()
     phone.wait_for_function(PHONE_READY, timeout=15000)
@@ -173,8 +169,10 @@ def test_keyboard_reaches_and_opens_a_row_and_the_new_session_window_is_modal(
     expect(panel.get_by_role("heading", name="Keyboard Customer")).to_have_count(0)
 
     # Tab to the row's link (no mouse), Enter opens the session
-    link = tech.get_by_role("row").filter(has_text="Keyboard Customer").get_by_role(
-        "link", name="Keyboard Customer"
+    link = (
+        tech.get_by_role("row")
+        .filter(has_text="Keyboard Customer")
+        .get_by_role("link", name="Keyboard Customer")
     )
     tech.evaluate("() => document.activeElement && document.activeElement.blur()")
     for _ in range(30):

@@ -56,9 +56,7 @@ def test_the_customer_ends_an_active_session_and_the_console_follows(
     assert phone.post("/c/end").status_code == 410
 
 
-def test_end_from_the_phone_needs_its_csrf_token_and_its_own_session(
-    app, technician, http_server
-):
+def test_end_from_the_phone_needs_its_csrf_token_and_its_own_session(app, technician, http_server):
     tech = Browser(http_server).log_in("tess@example.com")
     pin = tech.create_session("Jane Token")
     session_id = session_id_of(app, pin)

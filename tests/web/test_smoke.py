@@ -1,5 +1,6 @@
 import re
 
+
 def test_pages_render(client, console):
     assert client.get("/").status_code == 200
     page = client.get("/console/")
@@ -17,7 +18,7 @@ def test_favicon_ico_leads_to_the_sites_icon(client):
     assert icon.mimetype == "image/svg+xml"
 
 
-def test_a_rows_link_opens_the_console_with_that_session(app, client, console, make_customer):
+def test_a_rows_link_opens_the_console_with_that_session(client, console):
     created = console.create_session("Keyboard Kim")
     page = client.get("/console/").text
     link = re.search(r'<a class="row-open" href="([^"]+)">Keyboard Kim</a>', page)
