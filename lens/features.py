@@ -106,19 +106,31 @@ def features_of(lens_session: LensSession, console_in_use: str) -> frozenset[str
     )
 
 
-def console_handled_in(session_console: str, console_in_use: str) -> str:
-    """The session's console once it is started from `console_in_use`: the one offering less.
+def started_in(lens_session: LensSession) -> str:
+    """The console the session was last started from (its own console before any Start)."""
+    from sqlalchemy import select
+    from sqlalchemy.orm import object_session
 
-    The phone's page and the sidecar know no console in use; they follow the session's
-    own. Started in the Web Console, a Technician Console session becomes a Web Console
-    one, so that the phone offers no chat the technician cannot see; the other way round
-    nothing changes (`features_of` takes the intersection anyway).
-    """
-    in_use = CONSOLE_FEATURES.get(console_in_use)
-    own = CONSOLE_FEATURES.get(session_console)
-    if in_use is not None and (own is None or in_use < own):
-        return console_in_use
-    return session_console
+    from lens.sessions.models import SessionEvent
+
+    db = object_session(lens_session)
+    data = None
+    if db is not None:
+        data = db.scalar(
+            select(SessionEvent.data)
+            .where(SessionEvent.session_id == lens_session.id, SessionEvent.kind == "start")
+            .order_by(SessionEvent.id.desc())
+            .limit(1)
+        )
+    console = data.get("console") if isinstance(data, dict) else None
+    return console if console in CONSOLES else lens_session.console
+
+
+def customer_features(lens_session: LensSession) -> frozenset[str]:
+    """What the phone offers and may send: the session as seen from the console it was
+    started in (the phone knows no console in use; a session started in the Web Console
+    shows the customer no chat that the technician could not read)."""
+    return features_of(lens_session, started_in(lens_session))
 
 
 def technician_may(technician: Technician, console: str, permission: str) -> bool:

@@ -50,7 +50,7 @@ def event_data(event: SessionEvent) -> dict[str, Any]:
 def event_text(event: SessionEvent) -> str:
     """What the log says for one event."""
     kind, detail, data = event.kind, event.detail or "", event_data(event)
-    if kind == "start" and data.get("console") == "web":  # lens.features.console_handled_in
+    if kind == "start" and data.get("console") == "web":  # lens.features.customer_features
         return _("Session started in the Web Console, with the Web Console's tools")
     simple = {
         "accept": lambda: _("Customer accepted the licence agreement"),

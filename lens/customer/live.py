@@ -25,7 +25,7 @@ from lens.controls.messages import CUSTOMER, REGISTRY
 from lens.database import DatabaseBusy, retrying
 from lens.events.publishing import session_topic
 from lens.extensions import db
-from lens.features import features_of
+from lens.features import customer_features, started_in
 from lens.sessions import lifecycle
 from lens.sessions.models import LensSession, SessionState
 from lens.signaling.relay import (
@@ -192,7 +192,7 @@ class PhonePage:
             log.warning("could not mark session %s seen: %s", self.session_id, exc)
 
     def features(self, lens_session: LensSession) -> frozenset[str]:
-        return features_of(lens_session, lens_session.console)
+        return customer_features(lens_session)
 
     # --- the page's messages --------------------------------------------------------------
 
@@ -273,4 +273,4 @@ def record_if_forced(session_id: int, boot: str = "") -> None:
         close_lost_recording(recording.id)
         db.session.rollback()
         lens_session = db.session.get(LensSession, session_id)
-    start_forced_recording(lens_session, lens_session.console)
+    start_forced_recording(lens_session, started_in(lens_session))

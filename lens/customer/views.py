@@ -22,7 +22,7 @@ from lens.customer.live import PhonePage
 from lens.database import retry_when_busy
 from lens.errors import session_error_message
 from lens.extensions import db, limiter, sock
-from lens.features import features_of
+from lens.features import customer_features
 from lens.network import page_ice_servers
 from lens.sessions import lifecycle
 from lens.sessions.errors import SessionError
@@ -110,7 +110,7 @@ def _own_session_or_ended():
 
 def session_features(lens_session: LensSession) -> frozenset[str]:
     """What the session's technician may do in it (the phone offers chat by it)."""
-    return features_of(lens_session, lens_session.console)
+    return customer_features(lens_session)
 
 
 def recording_now(session_id: int) -> bool:

@@ -289,8 +289,8 @@ def start_session(
 ) -> LensSession:
     """The technician picks the waiting session up; one active session each.
 
-    `console` is the console in use: the session is handled in it from now on where it
-    offers less than the session's own (lens.features.console_handled_in).
+    `console` is the console in use, kept in the log line: the phone's page follows it
+    (lens.features.customer_features).
 
     Commits, so that the database's partial unique index has the last word when two
     Start requests race past the check below.
@@ -302,12 +302,7 @@ def start_session(
     if current is not None and current.id != lens_session.id:
         raise OneActiveSession(current.public_id)
     lens_session.started_at = now
-    data = None
-    if console is not None:
-        handled_in = features.console_handled_in(lens_session.console, console)
-        if handled_in != lens_session.console:
-            data = {"console": handled_in, "was": lens_session.console}
-            lens_session.console = handled_in
+    data = {"console": console} if console is not None else None
     _transition(db, lens_session, "start", actor=technician_actor(technician), now=now, data=data)
     try:
         db.commit()

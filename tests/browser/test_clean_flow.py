@@ -244,9 +244,9 @@ def test_a_technician_console_session_opened_in_the_web_console(
           const post = (path) => fetch(path, { method: 'POST',
             headers: { 'X-CSRFToken': token, 'HX-Request': 'true' } }).then((r) => r.status);
           return [await post(`/web/sessions/${id}/hold`),
-                  await post(`/console/sessions/${id}/hold`),
+                  await post(`/web/sessions/${id}/transfer`),
                   await post(`/web/sessions/${id}/snapshots`),
-                  await post(`/console/sessions/${id}/recording/start`)];
+                  await post(`/web/sessions/${id}/recording/start`)];
         }""",
         session_id,
     )

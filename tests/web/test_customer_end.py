@@ -7,6 +7,7 @@ import time
 
 from lens.extensions import db
 from lens.sessions.models import LensSession
+from tests.conftest import csrf_from
 from tests.web.test_live import BOUND, Browser, receive_until, session_id_of, waiting_phone
 
 
@@ -65,7 +66,7 @@ def test_end_from_the_phone_needs_its_csrf_token_and_its_own_session(app, techni
     without = phone.http.post(phone.base + "/c/end", headers={"HX-Request": "true"}, timeout=10)
     assert without.status_code == 400
     stranger = Browser(http_server)
-    stranger.get("/")
+    stranger.token = csrf_from(stranger.get("/").text)  # a phone that joined nothing
     assert stranger.post("/c/end").status_code == 410
     with app.app_context():
         assert db.session.get(LensSession, session_id).state == "connecting"
