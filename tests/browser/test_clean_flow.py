@@ -153,7 +153,7 @@ def test_the_whole_session_flow_has_no_page_errors(
     expect(second.get_by_role("heading", name="The session has ended")).to_be_visible()
     tess.wait_for_timeout(1500)  # a late replaceTrack or reconnect attempt would show by now
 
-    assert errors == []
+    assert errors == [], "\n".join(errors)
     for context in (phone_context, second_context, tess_context, otto_context):
         context.close()
 
