@@ -106,6 +106,33 @@ def features_of(lens_session: LensSession, console_in_use: str) -> frozenset[str
     )
 
 
+def started_in(lens_session: LensSession) -> str:
+    """The console the session was last started from (its own console before any Start)."""
+    from sqlalchemy import select
+    from sqlalchemy.orm import object_session
+
+    from lens.sessions.models import SessionEvent
+
+    db = object_session(lens_session)
+    data = None
+    if db is not None:
+        data = db.scalar(
+            select(SessionEvent.data)
+            .where(SessionEvent.session_id == lens_session.id, SessionEvent.kind == "start")
+            .order_by(SessionEvent.id.desc())
+            .limit(1)
+        )
+    console = data.get("console") if isinstance(data, dict) else None
+    return console if console in CONSOLES else lens_session.console
+
+
+def customer_features(lens_session: LensSession) -> frozenset[str]:
+    """What the phone offers and may send: the session as seen from the console it was
+    started in (the phone knows no console in use; a session started in the Web Console
+    shows the customer no chat that the technician could not read)."""
+    return features_of(lens_session, started_in(lens_session))
+
+
 def technician_may(technician: Technician, console: str, permission: str) -> bool:
     """Whether the technician may use `console` and, in it, `permission` (e.g. a channel)."""
     permissions = permissions_of(technician)

@@ -1,10 +1,13 @@
-"""Operators' endpoints: health (dependency by dependency), and the web process's own figures."""
+"""Operators' endpoints: health (dependency by dependency), and the web process's own figures.
+
+Also /favicon.ico, which browsers ask for by that name whatever a page links to.
+"""
 
 from __future__ import annotations
 
 import ipaddress
 
-from flask import Blueprint, Response, abort, current_app, jsonify, request
+from flask import Blueprint, Response, abort, current_app, jsonify, redirect, request, url_for
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -51,6 +54,14 @@ def check_sidecars() -> tuple[str, list[dict]]:
     if not sidecars:
         return "down: no sidecar is alive", []
     return "ok", [{"id": s.id, "sessions": s.sessions, "capacity": s.capacity} for s in sidecars]
+
+
+@bp.get("/favicon.ico")
+def favicon():
+    """The site's icon under the name browsers try first (no 404 in their consoles)."""
+    response = redirect(url_for("static", filename="favicon.svg"), 301)
+    response.cache_control.max_age = 86400
+    return response
 
 
 @bp.get("/healthz")

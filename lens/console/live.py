@@ -23,6 +23,7 @@ from lens.admin.setup import SEEN_EVERY, technician_seen
 from lens.auth.revocation import SIGNED_OUT
 from lens.chat.models import session_chat
 from lens.chat.rendering import render_chat_line
+from lens.console.panel import render_panel
 from lens.console.queries import sessions_for_list
 from lens.controls.channel import control_handlers, controls_topic, receive_control, refusal
 from lens.controls.messages import CUSTOMER, REGISTRY, TECHNICIAN
@@ -56,6 +57,7 @@ class ConsolePage:
         self.actor = actor
         self.rows: set[int] = set()
         self.panel: int | None = None
+        self.panel_live = False  # the open panel's session was live when it was opened
         self.dialog: int | None = None  # the session the New session window shows
         self.log_seen = 0  # the last log line the open panel has
         self.stop_controls = None
@@ -156,7 +158,15 @@ class ConsolePage:
             html += self.render_row(lens_session)
         if changed and self.dialog == session_id:
             html += self.render_dialog_customer(lens_session)
-        if self.panel == session_id:
+        if self.panel == session_id and changed and self.panel_live and not lens_session.is_live:
+            # ended elsewhere (the customer, a time-out): the whole panel, so that the video
+            # and the tools go and its page stops reconnecting to media that is gone
+            self.panel_live = False
+            events = lens_session.events
+            self.log_seen = events[-1].id if events else 0
+            panel = render_panel(lens_session, self.panel_console(lens_session), self.technician_id)
+            html += f'<div hx-swap-oob="innerHTML:#session-panel">{panel}</div>'
+        elif self.panel == session_id:
             if changed:
                 html += render_template(
                     "console/_session_head.html",
@@ -205,8 +215,11 @@ class ConsolePage:
         self.log_seen = events[-1].id
         return render_template("console/_log_lines.html", s=lens_session, events=events)
 
+    def panel_console(self, lens_session: LensSession) -> str:
+        return self.console or lens_session.console
+
     def features(self, lens_session: LensSession) -> frozenset[str]:
-        return features_of(lens_session, self.console or lens_session.console)
+        return features_of(lens_session, self.panel_console(lens_session))
 
     # --- the page's messages --------------------------------------------------------------
 
@@ -245,6 +258,7 @@ class ConsolePage:
             return
         self.close_panel()
         session_id = self.panel = lens_session.id
+        self.panel_live = lens_session.is_live
         bus = current_app.extensions["lens.events"]
         subscription = bus.subscribe([controls_topic(session_id)])
         self.stop_controls = self.sock.forward(

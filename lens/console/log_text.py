@@ -50,6 +50,8 @@ def event_data(event: SessionEvent) -> dict[str, Any]:
 def event_text(event: SessionEvent) -> str:
     """What the log says for one event."""
     kind, detail, data = event.kind, event.detail or "", event_data(event)
+    if kind == "start" and data.get("console") == "web":  # lens.features.customer_features
+        return _("Session started in the Web Console, with the Web Console's tools")
     simple = {
         "accept": lambda: _("Customer accepted the licence agreement"),
         "start": lambda: _("Session started"),

@@ -19,21 +19,18 @@ from flask import (
 from flask_babel import gettext as _
 from flask_login import current_user
 
-from lens.admin.settings import ice_config, setting
-from lens.captures.records import session_captures
-from lens.chat.setup import chat_history
+from lens.admin.settings import setting
 from lens.console.forms import NewSessionForm, custom_values, new_session_form
 from lens.console.invite import InviteResult, invite, join_qr, join_url
 from lens.console.live import ConsolePage
 from lens.console.log_text import event_text
+from lens.console.panel import render_panel
 from lens.console.queries import sessions_for_list
 from lens.console.tools import register_tool_routes
-from lens.controls.state import ToolState
 from lens.database import retry_when_busy
 from lens.extensions import db, limiter, sock
-from lens.features import CHANNELS, CONSOLE_ACCESS, SESSIONS, features_of, require_feature
+from lens.features import CHANNELS, CONSOLE_ACCESS, SESSIONS, require_feature
 from lens.invitations import create_session_once
-from lens.network import page_ice_servers
 from lens.sessions import lifecycle
 from lens.sessions.models import Channel, LensSession
 from lens.signaling.relay import stop_media
@@ -53,18 +50,7 @@ def get_own_session(session_id: int) -> LensSession:
 
 def render_detail(lens_session: LensSession):
     """The selected session's panel: its actions and log."""
-    features = features_of(lens_session, g.console)
-    who = f"s{lens_session.id}-technician{current_user.id}"
-    return render_template(
-        "console/_session_detail.html",
-        s=lens_session,
-        features=features,
-        chat_messages=chat_history(lens_session.id),
-        captures=session_captures(db.session, lens_session.id),
-        tools=ToolState.from_column(lens_session.tools),
-        oob=False,
-        ice_servers=page_ice_servers(ice_config(), who),
-    )
+    return render_panel(lens_session, g.console, current_user.id)
 
 
 def dialog_form() -> NewSessionForm:
@@ -151,11 +137,15 @@ def make_console_blueprint(console: str, url_prefix: str) -> Blueprint:
 
     @bp.get("/")
     def index():
-        """The console: toolbar, session list, selected session."""
+        """The console: toolbar, session list, selected session (?session=N opens one)."""
+        opened = request.args.get("session", type=int)
         return render_template(
             "console/index.html",
             sessions=sessions_for_list(current_user.id),
             custom_labels=setting("LENS_CUSTOM_FIELDS"),
+            open_url=url_for(".session_detail", session_id=get_own_session(opened).id)
+            if opened is not None
+            else None,
         )
 
     @bp.get("/sessions/new")
@@ -207,7 +197,7 @@ def make_console_blueprint(console: str, url_prefix: str) -> Blueprint:
         from lens.captures.views import start_forced_recording
 
         lens_session = lifecycle.start_session(
-            db.session, get_own_session(session_id), current_user, now_utc()
+            db.session, get_own_session(session_id), current_user, now_utc(), console
         )
         start_forced_recording(lens_session, console)  # lens.features: forced recording
         return render_detail(lens_session)

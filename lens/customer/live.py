@@ -25,7 +25,7 @@ from lens.controls.messages import CUSTOMER, REGISTRY
 from lens.database import DatabaseBusy, retrying
 from lens.events.publishing import session_topic
 from lens.extensions import db
-from lens.features import features_of
+from lens.features import customer_features, started_in
 from lens.sessions import lifecycle
 from lens.sessions.models import LensSession, SessionState
 from lens.signaling.relay import (
@@ -59,6 +59,7 @@ class PhonePage:
         self.leg = None  # this page's media leg, watched (lens.sidecars.legs)
         self.offer_slots = offer_slots()
         self.link = secrets.token_hex(8)  # this socket, for presence (lifecycle.customer_arrived)
+        self.chat_offered: bool | None = None  # whether the page shows the chat (None: unknown)
 
     def run(self) -> None:
         """Serve the page until its socket closes or its session is over."""
@@ -134,15 +135,22 @@ class PhonePage:
         if lens_session is None:
             return False
         recording = open_recording(db.session, self.session_id) is not None
-        screen = (lens_session.state, recording)
+        screen = (lens_session.state, recording, lens_session.technician_id)
+        chat = "chat" in self.features(lens_session)
+        if self.chat_offered is None:
+            self.chat_offered = chat  # as the page was rendered, a moment ago
         if screen != self.last_screen:
             self.last_screen = screen
+            html = ""
             if lens_session.state != SessionState.CONNECTING:  # the join steps are the page's
-                self.sock.send_html(
-                    render_template(
-                        "customer/_status.html", s=lens_session, recording=recording, oob=True
-                    )
+                html = render_template(
+                    "customer/_status.html", s=lens_session, recording=recording, oob=True
                 )
+            if self.chat_offered and not chat:  # started in the Web Console: no chat there
+                self.chat_offered = False
+                html += '<section id="phone-chat" hx-swap-oob="delete"></section>'
+            if html:
+                self.sock.send_html(html)
         return lens_session.is_live
 
     def push_chat(self) -> None:
@@ -184,7 +192,7 @@ class PhonePage:
             log.warning("could not mark session %s seen: %s", self.session_id, exc)
 
     def features(self, lens_session: LensSession) -> frozenset[str]:
-        return features_of(lens_session, lens_session.console)
+        return customer_features(lens_session)
 
     # --- the page's messages --------------------------------------------------------------
 
@@ -265,4 +273,4 @@ def record_if_forced(session_id: int, boot: str = "") -> None:
         close_lost_recording(recording.id)
         db.session.rollback()
         lens_session = db.session.get(LensSession, session_id)
-    start_forced_recording(lens_session, lens_session.console)
+    start_forced_recording(lens_session, started_in(lens_session))

@@ -22,11 +22,12 @@ from lens.customer.live import PhonePage
 from lens.database import retry_when_busy
 from lens.errors import session_error_message
 from lens.extensions import db, limiter, sock
-from lens.features import features_of
+from lens.features import customer_features
 from lens.network import page_ice_servers
 from lens.sessions import lifecycle
 from lens.sessions.errors import SessionError
 from lens.sessions.models import LensSession, SessionState
+from lens.signaling.relay import stop_media
 from lens.sockets import serve as serve_page
 from lens.timeutil import now_utc
 
@@ -109,7 +110,7 @@ def _own_session_or_ended():
 
 def session_features(lens_session: LensSession) -> frozenset[str]:
     """What the session's technician may do in it (the phone offers chat by it)."""
-    return features_of(lens_session, lens_session.console)
+    return customer_features(lens_session)
 
 
 def recording_now(session_id: int) -> bool:
@@ -166,6 +167,21 @@ def accept():
         return ended
     lifecycle.accept_eula(db.session, lens_session, now_utc())
     db.session.commit()
+    return render_status(lens_session)
+
+
+@bp.post("/c/end")
+@retry_when_busy
+def end():
+    """End session, from the phone (after its confirm): the technician's console follows."""
+    lens_session, ended = _own_session_or_ended()
+    if ended:
+        return ended
+    lifecycle.end_session(
+        db.session, lens_session, actor="customer", reason="customer", now=now_utc()
+    )
+    db.session.commit()
+    stop_media(lens_session.id)
     return render_status(lens_session)
 
 

@@ -31,6 +31,12 @@ class PinNotValid(SessionError):
     code = "pin_not_valid"
 
 
+class PinUsed(PinNotValid):
+    """The PIN was valid and a customer joined with it: it works once."""
+
+    code = "pin_used"
+
+
 class LinkNotValid(SessionError):
     code = "link_not_valid"
 

@@ -28,6 +28,7 @@ from lens.sessions.errors import (
     OneActiveSession,
     OtherDevice,
     PinNotValid,
+    PinUsed,
     TransferRefused,
 )
 from lens.sessions.models import (
@@ -199,13 +200,32 @@ def join_by_pin(db: Session, pin: str, device_key: str, now: datetime) -> LensSe
         raise PinNotValid("a PIN is six digits")
     lens_session = db.scalar(select(LensSession).where(LensSession.pin == pin).with_for_update())
     if lens_session is None:
+        if pin_was_used(db, pin, now):
+            raise PinUsed("PIN already used")
         raise PinNotValid("unknown PIN")
     if lens_session.pin_expires_at <= now:
         expire_session(db, lens_session, now)
         raise PinNotValid("expired PIN")
     if not _join(db, lens_session, device_key, "pin", now):
-        raise PinNotValid("PIN already used")
+        raise PinUsed("PIN already used")
     return lens_session
+
+
+def pin_was_used(db: Session, pin: str, now: datetime) -> bool:
+    """Whether a customer joined with this PIN within its validity (a used PIN is cleared).
+
+    The PIN is found in its session's log ("pin_issued"); only sessions whose validity has
+    not passed are looked at, so a PIN that could be given out again says nothing.
+    """
+    recent = select(LensSession.id).where(
+        LensSession.pin_expires_at > now, LensSession.connected_at.is_not(None)
+    )
+    issued = select(SessionEvent.id).where(
+        SessionEvent.session_id.in_(recent),
+        SessionEvent.kind == "pin_issued",
+        SessionEvent.detail == pin,
+    )
+    return db.scalar(issued.limit(1)) is not None
 
 
 def join_by_token(db: Session, token: str, device_key: str, now: datetime) -> LensSession:
@@ -261,9 +281,16 @@ def active_session_of(db: Session, technician: Technician) -> LensSession | None
 
 
 def start_session(
-    db: Session, lens_session: LensSession, technician: Technician, now: datetime
+    db: Session,
+    lens_session: LensSession,
+    technician: Technician,
+    now: datetime,
+    console: str | None = None,
 ) -> LensSession:
     """The technician picks the waiting session up; one active session each.
+
+    `console` is the console in use, kept in the log line: the phone's page follows it
+    (lens.features.customer_features).
 
     Commits, so that the database's partial unique index has the last word when two
     Start requests race past the check below.
@@ -275,7 +302,8 @@ def start_session(
     if current is not None and current.id != lens_session.id:
         raise OneActiveSession(current.public_id)
     lens_session.started_at = now
-    _transition(db, lens_session, "start", actor=technician_actor(technician), now=now)
+    data = {"console": console} if console is not None else None
+    _transition(db, lens_session, "start", actor=technician_actor(technician), now=now, data=data)
     try:
         db.commit()
     except IntegrityError as exc:

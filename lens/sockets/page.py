@@ -12,8 +12,10 @@ code does runs in `unit()`, which gives the connection back when it ends.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -224,3 +226,24 @@ def serve(ws, owner: str, make_page: Callable[[PageSocket], Any]) -> None:
             page.run()
     except TooManySockets as exc:
         sock.close(CLOSE_TRY_LATER, exc.reason)
+    finally:
+        let_the_close_finish(ws)
+
+
+def let_the_close_finish(ws) -> None:
+    """Under werkzeug (`flask run`, the tests' server) flask-sock lets werkzeug write an HTTP
+    response once the handler returns, into the socket that carried the WebSocket: the
+    browser reads it as a broken frame ("Invalid frame header", close code 1006) and a
+    page told that its session is over reconnects. So, there, the close frame is followed
+    by the end of the connection (what is written after it goes nowhere). Other servers
+    write nothing after the handler.
+    """
+    if getattr(ws, "mode", None) != "werkzeug":
+        return
+    if ws.connected:
+        try:
+            ws.close(CLOSE_NORMAL)
+        except Exception:  # closed by the other side meanwhile
+            log.debug("socket already closed", exc_info=True)
+    with contextlib.suppress(OSError):  # the other side has gone already
+        ws.sock.shutdown(socket.SHUT_WR)

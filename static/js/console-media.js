@@ -90,6 +90,7 @@
   }
 
   document.addEventListener("htmx:afterSettle", follow);
+  document.addEventListener("htmx:oobAfterSwap", follow); // a panel pushed whole (ended elsewhere)
   document.addEventListener("DOMContentLoaded", follow);
   window.lensConsoleMedia = { current: () => current };
 })();

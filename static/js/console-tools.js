@@ -116,12 +116,21 @@
     });
   }
 
+  // The next zoom from `shown` (the picture's width / the stage's, whichever view is on):
+  // in is always larger, even from Actual size of a picture smaller than Fit (issue 15);
+  // out stops at Fit, or, below Fit, at Actual size.
+  function nextZoom(shown, direction, actual) {
+    if (direction === "in") return Math.min(MAX_ZOOM, Math.max(shown * ZOOM_STEP, shown));
+    const floor = shown > 1 ? 1 : Math.min(1, actual || 1);
+    return Math.max(floor, shown / ZOOM_STEP);
+  }
+
   function zoom(tools, direction) {
-    // zoom from what is shown now, whichever view that is
-    const shown = tools.frame.clientWidth / Math.max(1, tools.stage.clientWidth);
-    const next = direction === "in" ? shown * ZOOM_STEP : shown / ZOOM_STEP;
-    tools.zoom = Math.min(MAX_ZOOM, Math.max(1, next));
-    tools.view = tools.zoom === 1 ? "fit" : "zoom";
+    const stage = Math.max(1, tools.stage.clientWidth);
+    const shown = tools.frame.clientWidth / stage;
+    const actual = tools.video.videoWidth ? tools.video.videoWidth / stage : 1;
+    tools.zoom = nextZoom(shown, direction, actual);
+    tools.view = Math.abs(tools.zoom - 1) < 0.01 ? "fit" : "zoom";
     applyView(tools);
   }
 

@@ -35,12 +35,31 @@
     if (note) note.hidden = !away;
   }
 
-  // A row opens its panel. Delegated from the document: the list is replaced whenever a
-  // session changes, and a click on a row htmx had not processed yet would be lost.
+  // A row opens its panel: a click anywhere on it, or its name's link (Tab, Enter).
+  // Delegated from the document: the list is replaced whenever a session changes, and a
+  // click on a row htmx had not processed yet would be lost. The link opened in a new tab
+  // (or without scripts) is the console with that session open.
   document.addEventListener("click", (event) => {
     const row = event.target.closest("#session-rows tr[data-detail]");
-    if (!row || event.target.closest("button, a")) return;
-    htmx.ajax("GET", row.dataset.detail, { target: "#session-panel" });
+    if (!row) return;
+    const link = event.target.closest("a.row-open");
+    if (link) {
+      if (event.button !== 0 || event.ctrlKey || event.metaKey || event.shiftKey || event.altKey) return;
+      event.preventDefault();
+    } else if (event.target.closest("button, a")) {
+      return;
+    }
+    openPanel(row.dataset.detail);
+  });
+
+  function openPanel(url) {
+    htmx.ajax("GET", url, { target: "#session-panel" });
+  }
+
+  // /console/?session=N (a row's link opened on its own): that session's panel
+  document.addEventListener("DOMContentLoaded", () => {
+    const grid = document.querySelector(".console-grid[data-open]");
+    if (grid) openPanel(grid.dataset.open);
   });
 
   document.addEventListener("htmx:afterSettle", () => { tick(); markSelected(); showPresence(); });
@@ -122,7 +141,7 @@ document.addEventListener("htmx:beforeRequest", () => {
 // The New session window follows its session, as the manual has it: the page tells the
 // socket which session the window shows ({type: "dialog"}), and the server pushes the
 // window's customer line ("Customer connected", Start session) whenever it changes.
-// Escape, Close and Cancel close the window; its Start session closes it once the session
+// Escape, Close, Cancel and a click outside close the window; its Start session closes it once the session
 // has started.
 (function () {
   "use strict";
@@ -142,33 +161,52 @@ document.addEventListener("htmx:beforeRequest", () => {
 
   function closeDialog() {
     const dialog = document.getElementById("new-session");
+    if (dialog && dialog.open) dialog.close();
     if (dialog) dialog.remove();
     tell(false);
   }
 
+  // A native modal <dialog>: focus moves into it, the page behind is inert, Escape closes
+  // it. Each answer of the form brings a new one, opened as it comes.
+  function openDialog() {
+    const dialog = document.querySelector("#dialog-slot dialog#new-session");
+    if (dialog && !dialog.open && dialog.isConnected) dialog.showModal();
+  }
+
   document.addEventListener("DOMContentLoaded", () => {
     const slot = document.getElementById("dialog-slot");
-    if (!slot || !window.LensSocket) return;
+    if (!slot) return;
     new MutationObserver(() => {
       // the session started (here or from the list): the window has done its job
       if (slot.querySelector("#new-session .dialog-customer:is([data-state=active], [data-state=on_hold])")) {
         closeDialog();
       }
+      openDialog();
       tell(false);
     }).observe(slot, { childList: true, subtree: true });
-    LensSocket.onOpen(() => tell(true)); // a new socket knows nothing of the window
+    openDialog();
+    if (window.LensSocket) LensSocket.onOpen(() => tell(true)); // a new socket knows nothing of the window
   });
 
-  // Close and Cancel (data-close-dialog: the page's policy runs no inline handler)
+  // Escape (the dialog's own "cancel"), Close, Cancel: closed, then gone from the page.
+  document.addEventListener("close", (event) => {
+    if (event.target.id !== "new-session" || !event.target.isConnected) return;
+    event.target.remove();
+    tell(false);
+  }, true);
+
   document.addEventListener("click", (event) => {
-    if (event.target.closest("#new-session [data-close-dialog]")) closeDialog();
-  });
-
-  document.addEventListener("keydown", (event) => {
-    if (event.key === "Escape" && document.getElementById("new-session")) {
-      event.preventDefault();
+    if (event.target.closest("#new-session [data-close-dialog]")) {
       closeDialog();
+      return;
     }
+    // a click on the backdrop lands on the dialog itself, outside its box
+    const dialog = event.target;
+    if (dialog.id !== "new-session" || dialog.tagName !== "DIALOG" || !dialog.open) return;
+    const box = dialog.getBoundingClientRect();
+    const inside = event.clientX >= box.left && event.clientX <= box.right &&
+      event.clientY >= box.top && event.clientY <= box.bottom;
+    if (!inside) closeDialog();
   });
 
   document.addEventListener("htmx:afterRequest", (event) => {

@@ -6,6 +6,7 @@
   let peer = null;
   let video = null;
   let audio = null;
+  let owner = null; // the connection the two transceivers belong to
 
   function root() { return document.querySelector(".customer-session"); }
 
@@ -21,6 +22,7 @@
     peer = new LensPeer({
       iceServers: JSON.parse(el.dataset.ice || "[]"),
       setup: (pc) => {
+        owner = pc;
         video = pc.addTransceiver("video", { direction: "sendonly" });
         audio = pc.addTransceiver("audio", { direction: "sendrecv" });
         const remote = document.getElementById("technician-audio");
@@ -34,13 +36,32 @@
     lens.peer = peer;
   }
 
+  // A sender of a connection that was closed meanwhile (End, Transfer, a rebuild) has
+  // nothing to replace: skip it, and never leave a rejected promise unhandled.
+  function put(transceiver, track) {
+    const pc = owner;
+    if (!pc || pc.signalingState === "closed") return;
+    transceiver.sender.replaceTrack(track).catch((error) => {
+      if (pc.signalingState !== "closed") console.warn("replaceTrack:", error);
+    });
+  }
+
+  function closePeer() {
+    if (peer) peer.close();
+    peer = null;
+    video = null; // the senders went with their connection
+    audio = null;
+    owner = null;
+  }
+
   function send(on) {
     lens.sending = on;
-    if (!video || !audio) return;
     const stream = lens.stream;
     const camera = on && stream && !lens.cameraPaused ? stream.getVideoTracks()[0] || null : null;
-    video.sender.replaceTrack(camera);
-    audio.sender.replaceTrack(on && stream ? stream.getAudioTracks()[0] || null : null);
+    if (video && audio) {
+      put(video, camera);
+      put(audio, on && stream ? stream.getAudioTracks()[0] || null : null);
+    }
     const controls = document.getElementById("phone-controls");
     if (controls) controls.hidden = !on;
   }
@@ -58,12 +79,10 @@
     const before = root().dataset.screen;
     root().dataset.screen = state;
     if (state === "waiting" && (before === "active" || before === "on_hold") && peer) {
-      peer.close(); // transferred: the sidecar dropped the old legs; prepare afresh
-      peer = null;
+      closePeer(); // transferred: the sidecar dropped the old legs; prepare afresh
     }
     if (state === "closed" || state === "expired") {
-      if (peer) peer.close();
-      peer = null;
+      closePeer();
       send(false);
       return;
     }

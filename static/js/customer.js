@@ -54,7 +54,10 @@
     const screen = document.querySelector("#step [data-screen]");
     if (!screen) return;
     const state = screen.dataset.screen;
-    if (state === "closed" || state === "expired") stopCamera();
+    if (state === "closed" || state === "expired") {
+      stopCamera();
+      if (window.LensSocket) LensSocket.stop(); // over: nothing more will come
+    }
     else if (!lens.stream) openCamera().catch(() => {}); // reload after the permission step
   }
 

@@ -73,15 +73,16 @@
           this.retry(pc.connectionState === "failed" ? 0 : 2000);
         }
       });
-      await pc.setLocalDescription(await pc.createOffer());
-      await gatheringComplete(pc);
-      if (pc !== this.pc) return; // superseded (reconnectNow, close) while gathering
       try {
+        await pc.setLocalDescription(await pc.createOffer());
+        await gatheringComplete(pc);
+        if (pc !== this.pc) return; // superseded (reconnectNow, close: End, Transfer) while gathering
         const answer = await this.exchange(pc.localDescription.sdp);
         if (pc !== this.pc) return;
         await pc.setRemoteDescription(answer);
       } catch (error) {
-        if (pc === this.pc) this.retry(2000);
+        if (pc !== this.pc || pc.signalingState === "closed") return;
+        this.retry(2000);
       }
     }
 

@@ -613,7 +613,7 @@ def test_channel_column_shows_how_each_session_was_started(app, console, mail_se
     submit(console, "link", name="Lin")
     rows = console.client.get("/console/").text
     for name, channel in (("Pia", "PIN"), ("Sam", "SMS"), ("Eve", "E-mail"), ("Lin", "Link")):
-        row = re.search(rf"<td>{name}</td>.*?</tr>", rows, re.S).group(0)
+        row = re.search(rf">{name}</a></td>.*?</tr>", rows, re.S).group(0)
         assert f"<td>{channel}</td>" in row
 
 

@@ -12,6 +12,7 @@ from lens.sessions.models import LensSession
 from lens.timeutil import now_utc
 
 WRONG_PIN = "That PIN is not valid"
+USED_PIN = "This PIN was already used"
 
 
 def session_by_pin(app, pin: str) -> LensSession:
@@ -146,10 +147,30 @@ def test_pin_join_without_csrf_token_is_refused(app, console, customer):
     assert state_of(app, lens_session.id) == "created"
 
 
-def test_used_pin_is_refused_on_another_phone(app, console, customer, make_customer):
+def test_used_pin_is_refused_on_another_phone_and_says_so(app, console, customer, make_customer):
     pin, _ = invite(app, console)
     assert customer.join(pin).status_code == 303
     response = make_customer("198.51.100.99").join(pin)
+    assert response.status_code == 422
+    assert USED_PIN in response.text
+    assert WRONG_PIN not in response.text
+
+
+def test_a_used_pin_counts_towards_the_limit_like_a_wrong_one(app, console, make_customer):
+    """Saying "already used" gives a guesser nothing: it is limited as a wrong PIN is."""
+    app.config["LENS_PIN_RATE_LIMIT"] = "2 per minute"
+    pin, _ = invite(app, console)
+    assert make_customer().join(pin).status_code == 303
+    guesser = make_customer("203.0.113.5")
+    assert USED_PIN in guesser.join(pin).text
+    assert guesser.join(pin).status_code == 422
+    assert guesser.join(pin).status_code == 429
+
+
+def test_a_pin_whose_session_ended_unused_is_not_called_used(app, console, customer):
+    pin, lens_session = invite(app, console)
+    console.post(f"/sessions/{lens_session.id}/end")
+    response = customer.join(pin)
     assert response.status_code == 422
     assert WRONG_PIN in response.text
 

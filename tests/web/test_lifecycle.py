@@ -22,6 +22,7 @@ from lens.sessions.errors import (
     OneActiveSession,
     OtherDevice,
     PinNotValid,
+    PinUsed,
 )
 from lens.sessions.models import LensSession, SessionEvent
 
@@ -429,11 +430,34 @@ def test_a_pin_works_once(db_session, technician):
     pin = lens_session.pin
     assert lifecycle.join_by_pin(db.session, f" {pin} ", PHONE, NOW) is lens_session
     before = event_count(lens_session)
-    with pytest.raises(PinNotValid):
+    with pytest.raises(PinUsed):
         lifecycle.join_by_pin(db.session, pin, OTHER_PHONE, NOW)
     assert lens_session.state == "connecting"
     assert lens_session.customer_device == lifecycle.device_fingerprint(PHONE)
     assert event_count(lens_session) == before
+
+
+def test_a_used_pin_is_called_used_only_within_its_validity(db_session, technician):
+    used = new_session(tech(technician))
+    pin = used.pin
+    lifecycle.join_by_pin(db.session, pin, PHONE, NOW)
+    assert lifecycle.pin_was_used(db.session, pin, NOW + VALIDITY - timedelta(seconds=1))
+    # past its validity the PIN may be given out again: it is just not valid
+    assert not lifecycle.pin_was_used(db.session, pin, NOW + VALIDITY)
+    with pytest.raises(PinNotValid) as refused:
+        lifecycle.join_by_pin(db.session, pin, OTHER_PHONE, NOW + VALIDITY)
+    assert not isinstance(refused.value, PinUsed)
+
+
+def test_a_pin_never_used_is_not_called_used(db_session, technician):
+    technician = tech(technician)
+    ended = new_session(technician)
+    pin = ended.pin
+    lifecycle.end_session(db.session, ended, actor="technician:1", reason="technician", now=NOW)
+    assert not lifecycle.pin_was_used(db.session, pin, NOW)
+    with pytest.raises(PinNotValid) as refused:
+        lifecycle.join_by_pin(db.session, pin, PHONE, NOW)
+    assert refused.value.code == "pin_not_valid"
 
 
 @pytest.mark.parametrize("typed", ["", "12345", "1234567", "12a456", "１２３４５６"])
