@@ -78,6 +78,11 @@ def register_extensions(app: Flask) -> None:
         app.config["LENS_SOCKETS_PER_ADDRESS"], app.config["LENS_SOCKETS_PER_OWNER"]
     )
     migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True)
+    from lens.security import sizes, upgrades
+
+    # before the CSRF check and the rate limits: they read the form, these must not
+    sizes.init_app(app)
+    upgrades.init_app(app)
     csrf.init_app(app)
     limiter.init_app(app)
     babel.init_app(

@@ -144,6 +144,8 @@ def make_console_blueprint(console: str, url_prefix: str) -> Blueprint:
                 abort(401)
             return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
         if current_user.password_change_required:
+            if request.path.endswith("/ws"):
+                abort(403)  # a socket gets its refusal before the upgrade, not a redirect
             return redirect(url_for("auth.change_password", next=request.path))
         g.console = console
         require_feature(CONSOLE_ACCESS[console])
