@@ -13,7 +13,6 @@ from flask import (
     request,
     url_for,
 )
-
 from flask_babel import gettext as _
 
 from lens.admin.settings import ice_config, setting

@@ -73,9 +73,7 @@ def test_a_foreign_origin_gets_no_socket_and_the_sites_own_gets_one(make_site):
 
 
 def test_a_proxys_public_origin_is_allowed_when_configured(make_site):
-    site = make_site(
-        LENS_ALLOWED_ORIGINS="https://support.example.com", LENS_TRUSTED_PROXIES="1"
-    )
+    site = make_site(LENS_ALLOWED_ORIGINS="https://support.example.com", LENS_TRUSTED_PROXIES="1")
     tech = Visitor(site).log_in()
     for headers, status in [
         ({"Origin": "https://support.example.com"}, 101),  # listed

@@ -140,7 +140,8 @@ def test_200_concurrent_wrong_pins_from_one_address_pass_at_most_the_limit(make_
         "LENS_PIN_GUESS_BUDGET": "1000",
     }
     if storage == "redis":
-        settings |= {"REDIS_URL": _redis_or_fail(), "LENS_REDIS_PREFIX": f"t{secrets.token_hex(4)}:"}
+        prefix = f"lens-test-{secrets.token_hex(4)}:"
+        settings |= {"REDIS_URL": _redis_or_fail(), "LENS_REDIS_PREFIX": prefix}
     site = make_site(**settings)
     tech = Visitor(site).log_in()
     pin = tech.create_session()

@@ -40,9 +40,7 @@ def test_a_multipart_upload_over_the_limit_is_413(app, console):
 
 def test_the_413_page_is_in_dutch_for_a_dutch_browser(app, client):
     limit = app.config["MAX_CONTENT_LENGTH"]
-    response = client.post(
-        "/", data={"pin": "1" * limit}, headers={"Accept-Language": "nl"}
-    )
+    response = client.post("/", data={"pin": "1" * limit}, headers={"Accept-Language": "nl"})
     assert response.status_code == 413
     assert "Dit verzoek is te groot" in response.text
 

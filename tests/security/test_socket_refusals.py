@@ -36,6 +36,8 @@ def test_sockets_without_a_log_in_or_a_joined_session_are_refused_before_the_upg
     assert _refused(http_server, "/web/ws", _cookie(stranger)) == 401
     assert _refused(http_server, "/c/ws") == 403
     assert _refused(http_server, "/c/ws", _cookie(stranger)) == 403
+    # the per-session sockets of before (one socket per page now) are no routes at all
+    assert _refused(http_server, "/c/controls", _cookie(stranger)) == 404
 
 
 def test_a_technician_who_must_change_the_password_gets_403_not_a_redirect(
@@ -44,9 +46,9 @@ def test_a_technician_who_must_change_the_password_gets_403_not_a_redirect(
     tech = Browser(http_server).log_in("tess@example.com")
     with app.app_context():
         db.session.execute(
-            update(Technician).where(Technician.id == technician).values(
-                password_change_required=True
-            )
+            update(Technician)
+            .where(Technician.id == technician)
+            .values(password_change_required=True)
         )
         db.session.commit()
     assert _refused(http_server, "/console/ws", _cookie(tech)) == 403
