@@ -75,6 +75,10 @@ def register(app: Flask) -> None:
     def not_found(error):
         return render_error(404, _("This page does not exist."))
 
+    @app.errorhandler(411)
+    def length_required(error):
+        return render_error(411, _("This request did not say how large it is. Nothing was saved."))
+
     @app.errorhandler(413)
     def too_large(error):
         from lens.security.sizes import size_text
