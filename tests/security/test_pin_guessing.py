@@ -176,3 +176,30 @@ def test_200_concurrent_wrong_pins_from_one_address_pass_at_most_the_limit(make_
     # and a customer with the right PIN, from that limited address, joins
     phone = Visitor(site).join(pin)
     assert phone.get("/c").status_code == 200
+
+
+def test_concurrent_invitations_from_one_technician_pass_at_most_the_limit(make_site):
+    """The invitation allowance is counted before sending, atomically (it was counted after
+    the response, so sends made at once could all pass)."""
+    site = make_site(LENS_INVITE_RATE_LIMIT="3 per minute")
+    tech = Visitor(site).log_in()
+    start = threading.Barrier(20)
+    statuses: Counter[int] = Counter()
+    lock = threading.Lock()
+
+    def send(n: int) -> None:
+        start.wait()
+        response = tech.post(
+            "/console/sessions",
+            {"name": f"Jane {n}", "channel": "sms", "phone": "+31 6 12345678"},
+        )
+        with lock:
+            statuses[response.status_code] += 1
+
+    threads = [threading.Thread(target=send, args=(n,)) for n in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    print(f"20 concurrent SMS invitations, limit 3 a minute: {dict(statuses)}")
+    assert statuses == Counter({201: 3, 429: 17})
