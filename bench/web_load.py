@@ -356,7 +356,8 @@ async def main_async(args) -> None:
         "LENS_SOCKETS_PER_ADDRESS": "100000",  # every client comes from 127.0.0.1 here
         "LENS_INVITE_RATE_LIMIT": "100000 per minute",
         "LENS_PIN_RATE_LIMIT": "100000 per minute",
-        "LENS_PIN_VALUE_RATE_LIMIT": "100000 per minute",
+        "LENS_PIN_ADDRESS_CEILING": "100000",
+        "LENS_PIN_GUESS_BUDGET": "100000",
         "LENS_LOGIN_RATE_LIMIT": "100000 per minute",
     }
     if args.database:

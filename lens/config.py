@@ -107,6 +107,8 @@ def load_settings(instance_path: str, env: Mapping[str, str] | None = None) -> d
         "RATELIMIT_STORAGE_URI": env.get("LENS_RATELIMIT_STORAGE_URI")
         or (redis_url if redis_url else "memory://"),
         "RATELIMIT_HEADERS_ENABLED": True,
+        # sites sharing one Redis server count their limits apart
+        "RATELIMIT_KEY_PREFIX": env.get("LENS_REDIS_PREFIX") or "lens:",
         # The defaults of settings the Admin Center can change (lens.admin.settings).
         "LENS_PIN_VALIDITY_MINUTES": pin_validity,
         "LENS_CONNECTING_TIMEOUT_MINUTES": _int(
@@ -121,9 +123,22 @@ def load_settings(instance_path: str, env: Mapping[str, str] | None = None) -> d
         "LENS_EMAIL_SUBJECT": env.get("LENS_EMAIL_SUBJECT", ""),
         "LENS_EMAIL_INTRO": env.get("LENS_EMAIL_INTRO", ""),
         "LENS_LOGIN_RATE_LIMIT": env.get("LENS_LOGIN_RATE_LIMIT", "10 per minute"),
+        # Guessing PINs (lens.security.guessing, SECURITY.md has the math): past the
+        # address's limit a wrong PIN is answered "too many" and a right one still joins;
+        # the address's ceiling and the site's budget (look-ups per PIN validity) bound it.
         "LENS_PIN_RATE_LIMIT": env.get("LENS_PIN_RATE_LIMIT", "10 per minute;50 per hour"),
-        "LENS_PIN_VALUE_RATE_LIMIT": env.get("LENS_PIN_VALUE_RATE_LIMIT", "5 per 10 minutes"),
+        "LENS_PIN_ADDRESS_CEILING": _int(env, "LENS_PIN_ADDRESS_CEILING", 100),
+        "LENS_PIN_GUESS_BUDGET": _int(env, "LENS_PIN_GUESS_BUDGET", 300),
         "LENS_BASE_URL": env.get("LENS_BASE_URL", "").rstrip("/"),
+        # pages of other origins allowed to open the sockets (a proxy's public address when
+        # it does not pass X-Forwarded-Proto/Host on), comma-separated (lens.security.upgrades)
+        "LENS_ALLOWED_ORIGINS": [
+            origin.strip()
+            for origin in env.get("LENS_ALLOWED_ORIGINS", "").split(",")
+            if origin.strip()
+        ],
+        # the largest request body (413 before it is read, lens.security.sizes)
+        "MAX_CONTENT_LENGTH": _int(env, "LENS_MAX_REQUEST_BYTES", 512 * 1024),
         "LENS_PASSWORD_METHOD": env.get("LENS_PASSWORD_METHOD", "scrypt"),
         "LENS_SWEEP_SECONDS": _int(env, "LENS_SWEEP_SECONDS", 30),
         "LENS_CUSTOMER_GONE_MINUTES": _int(env, "LENS_CUSTOMER_GONE_MINUTES", 5),

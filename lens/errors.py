@@ -77,6 +77,21 @@ def register(app: Flask) -> None:
     def not_found(error):
         return render_error(404, _("This page does not exist."))
 
+    @app.errorhandler(411)
+    def length_required(error):
+        return render_error(411, _("This request did not say how large it is. Nothing was saved."))
+
+    @app.errorhandler(413)
+    def too_large(error):
+        from lens.security.sizes import size_text
+
+        limit = app.config.get("MAX_CONTENT_LENGTH") or 0
+        message = _(
+            "This request is too large: at most %(size)s can be sent at once. Nothing was saved.",
+            size=size_text(limit),
+        )
+        return render_error(413, message)
+
     @app.errorhandler(429)
     def too_many(error):
         if getattr(error, "response", None) is not None:

@@ -2,7 +2,6 @@
 
 from flask_babel import Babel
 from flask_limiter import Limiter
-from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
 from flask_mail import Mail
 from flask_migrate import Migrate
@@ -10,6 +9,8 @@ from flask_sock import Sock
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
 from sqlalchemy.orm import DeclarativeBase
+
+from lens.security.addresses import client_key
 
 
 class Base(DeclarativeBase):
@@ -20,7 +21,8 @@ db = SQLAlchemy(model_class=Base)
 migrate = Migrate()
 login_manager = LoginManager()
 csrf = CSRFProtect()
-limiter = Limiter(key_func=get_remote_address)
+# HTTP limits count an IPv4 address or an IPv6 /64, as the sockets' caps do
+limiter = Limiter(key_func=client_key)
 babel = Babel()
 sock = Sock()
 mail = Mail()

@@ -69,15 +69,24 @@ def register_extensions(app: Flask) -> None:
     with app.app_context():
         tune_sqlite(db.engine)
     from lens.sockets import SocketLimits
+    from lens.sockets.backlog import bounded_reader
     from lens.sockets.tls import TLSAwareSelector
 
+    options = app.config["SOCK_SERVER_OPTIONS"]
+    # what a page has not taken yet: a few messages of the largest size (lens.sockets.backlog)
+    backlog = max(4 * (options.get("max_message_size") or 0), 256 * 1024)
     app.config["SOCK_SERVER_OPTIONS"] = dict(
-        app.config["SOCK_SERVER_OPTIONS"], selector_class=TLSAwareSelector
+        options, selector_class=TLSAwareSelector, thread_class=bounded_reader(backlog)
     )
     app.extensions["lens.socket_limits"] = SocketLimits(
         app.config["LENS_SOCKETS_PER_ADDRESS"], app.config["LENS_SOCKETS_PER_OWNER"]
     )
     migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True)
+    from lens.security import sizes, upgrades
+
+    # before the CSRF check and the rate limits: they read the form, these must not
+    sizes.init_app(app)
+    upgrades.init_app(app)
     csrf.init_app(app)
     limiter.init_app(app)
     babel.init_app(

@@ -18,6 +18,7 @@ from flask import (
 )
 from flask_babel import gettext as _
 from flask_login import current_user
+from limits import parse_many
 
 from lens.admin.settings import setting
 from lens.console.forms import NewSessionForm, custom_values, new_session_form
@@ -30,7 +31,7 @@ from lens.console.tools import register_tool_routes
 from lens.database import retry_when_busy
 from lens.extensions import db, limiter, sock
 from lens.features import CHANNELS, CONSOLE_ACCESS, SESSIONS, require_feature
-from lens.invitations import create_session_once
+from lens.invitations import create_session_once, session_for_request_key
 from lens.sessions import lifecycle
 from lens.sessions.models import Channel, LensSession
 from lens.signaling.relay import stop_media
@@ -90,15 +91,7 @@ def _technician_key() -> str:
     return f"technician:{current_user.get_id()}" if current_user.is_authenticated else "anonymous"
 
 
-def _not_a_send() -> bool:
-    return request.method != "POST" or not dialog_form().sends
-
-
-def _new_session_created(response) -> bool:
-    return response.status_code == 201
-
-
-def _too_many_sends(limit) -> Response:
+def _too_many_sends() -> Response:
     """The dialog again, saying why nothing was sent."""
     message = _(
         "You have sent too many invitations in a short time. Wait a few minutes, or create "
@@ -107,15 +100,22 @@ def _too_many_sends(limit) -> Response:
     return make_response(render_dialog(dialog_form(), refusal=message), 429)
 
 
-# Shared by both consoles' create views, so a technician has one allowance, not one per console.
-invite_limit = limiter.shared_limit(
-    _invite_limit,
-    scope="invitation-send",
-    key_func=_technician_key,
-    exempt_when=_not_a_send,
-    deduct_when=_new_session_created,
-    on_breach=_too_many_sends,
-)
+def may_send(form: NewSessionForm) -> bool:
+    """Count a send against the technician's allowance (shared by both consoles) before it
+    goes out: one atomic increment in the limiter's storage per window, so concurrent sends
+    cannot all slip under it. The same form again (a double click) sends nothing: not counted.
+    """
+    if not form.sends:
+        return True
+    key = form.request_key.data
+    if key and session_for_request_key(db.session, key) is not None:
+        return True
+    prefix = current_app.config.get("RATELIMIT_KEY_PREFIX", "")
+    allowed = True
+    for item in parse_many(_invite_limit()):  # every window counts the send
+        if not limiter.limiter.hit(item, prefix, "invitation-send", _technician_key()):
+            allowed = False
+    return allowed
 
 
 def make_console_blueprint(console: str, url_prefix: str) -> Blueprint:
@@ -130,6 +130,8 @@ def make_console_blueprint(console: str, url_prefix: str) -> Blueprint:
                 abort(401)
             return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
         if current_user.password_change_required:
+            if request.path.endswith("/ws"):
+                abort(403)  # a socket gets its refusal before the upgrade, not a redirect
             return redirect(url_for("auth.change_password", next=request.path))
         g.console = console
         require_feature(CONSOLE_ACCESS[console])
@@ -154,7 +156,6 @@ def make_console_blueprint(console: str, url_prefix: str) -> Blueprint:
         return render_dialog(dialog_form())
 
     @bp.post("/sessions")
-    @invite_limit
     def create_session():
         """Create PIN, Send SMS, Send email or Create link: a new session and its invitation."""
         form = dialog_form()
@@ -162,6 +163,8 @@ def make_console_blueprint(console: str, url_prefix: str) -> Blueprint:
         if not form.validate_on_submit():
             return render_dialog(form), 422
         require_feature(CHANNELS[form.channel.data])
+        if not may_send(form):
+            return _too_many_sends()
         lens_session, created = create_session_once(
             db.session,
             request_key=form.request_key.data,

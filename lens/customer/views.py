@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from flask import (
     Blueprint,
     abort,
@@ -11,8 +13,9 @@ from flask import (
     request,
     url_for,
 )
+from flask_babel import gettext as _
 
-from lens.admin.settings import ice_config
+from lens.admin.settings import ice_config, setting
 from lens.captures.records import open_recording
 from lens.chat.setup import chat_history
 from lens.controls.state import ToolState
@@ -24,12 +27,16 @@ from lens.errors import session_error_message
 from lens.extensions import db, limiter, sock
 from lens.features import customer_features
 from lens.network import page_ice_servers
+from lens.security.addresses import client_key
+from lens.security.guessing import LINK, PIN, Allowance, GuessLimits, GuessSettings
 from lens.sessions import lifecycle
-from lens.sessions.errors import SessionError
+from lens.sessions.errors import PinNotValid, SessionError
 from lens.sessions.models import LensSession, SessionState
 from lens.signaling.relay import stop_media
 from lens.sockets import serve as serve_page
 from lens.timeutil import now_utc
+
+log = logging.getLogger(__name__)
 
 bp = Blueprint("customer", __name__)
 
@@ -46,51 +53,100 @@ def refuse_sockets_without_a_session():
 STEPS = ("tutorial", "permission", "eula")
 
 
-def _pin_limit() -> str:
-    return current_app.config["LENS_PIN_RATE_LIMIT"]
+def _attempt(kind: str) -> Allowance:
+    """Count this PIN or link attempt from this address before it is looked up.
+
+    A join link is a 256-bit token: it gets the address's ceiling only (against hammering
+    the database), no site budget and no "too many" answer for a wrong one.
+    """
+    config = current_app.config
+    pin = kind == PIN
+    settings = GuessSettings.parse(
+        config["LENS_PIN_RATE_LIMIT"] if pin else "",
+        config["LENS_PIN_ADDRESS_CEILING"],
+        config["LENS_PIN_GUESS_BUDGET"] if pin else None,
+        setting("LENS_PIN_VALIDITY_MINUTES"),
+    )
+    limits = GuessLimits(limiter.storage, config.get("RATELIMIT_KEY_PREFIX", ""))
+    return limits.attempt(kind, client_key(), settings)
 
 
-def _pin_value_limit() -> str:
-    return current_app.config["LENS_PIN_VALUE_RATE_LIMIT"]
-
-
-def _pin_key() -> str:
-    return "pin:" + "".join(ch for ch in request.form.get("pin", "") if ch.isdigit())[:6]
-
-
-def _failed(response) -> bool:
-    # a 503 is the server's failure (Redis down), not a wrong PIN: nothing to count, and
-    # counting it would need the very Redis that is down
-    return response.status_code not in (303, 503)
+def _refusal(allowance: Allowance, kind: str = PIN) -> str:
+    if kind == LINK:
+        return _("Too many links were tried from your network. Try again later.")
+    if allowance.refused_by == "site":
+        return _(
+            "Joining by PIN is paused for a few minutes because many wrong PINs were tried. "
+            "Open the link your technician sent you, or ask them for one."
+        )
+    if allowance.refused_by == "address":
+        return _(
+            "Too many PINs were tried from your network. Open the link your technician sent "
+            "you, or try again later."
+        )
+    return _(
+        "That PIN is not valid, and many wrong PINs came from your network. Check the six "
+        "digits and wait a minute before you try again, or open the link your technician "
+        "sent you."
+    )
 
 
 @bp.route("/", methods=["GET", "POST"])
-@limiter.limit(_pin_limit, methods=["POST"], deduct_when=_failed)
-@limiter.limit(_pin_value_limit, methods=["POST"], key_func=_pin_key, deduct_when=_failed)
-@retry_when_busy
 def start():
     """The start page: type the PIN the technician gave you."""
     form = PinForm()
-    error = None
-    if form.validate_on_submit():
-        try:
-            lens_session = lifecycle.join_by_pin(db.session, form.pin.data, device_key(), now_utc())
-        except SessionError as exc:
-            db.session.commit()  # keep an expiry the attempt discovered
-            error = session_error_message(exc)
-        else:
-            db.session.commit()
-            remember_joined(lens_session)
-            return redirect(url_for("customer.session_page"), 303)
-    status = 422 if (error or form.errors) else 200
-    return render_template("customer/start.html", form=form, error=error), status
+    if not form.validate_on_submit():
+        status = 422 if form.errors else 200
+        return render_template("customer/start.html", form=form, error=None), status
+    pin = "".join(form.pin.data.split())  # "123 456", as the console shows it
+    if len(pin) != 6 or not pin.isdigit():  # not a PIN: nothing to look up, nothing counted
+        error = session_error_message(PinNotValid("a PIN is six digits"))
+        return render_template("customer/start.html", form=form, error=error), 422
+    allowance = _attempt(PIN)
+    if not allowance.looked_up:
+        return _refused_page(form, allowance)
+    error = _join_by_pin(pin)
+    if error is None:
+        return redirect(url_for("customer.session_page"), 303)
+    if allowance.over_address_limit:
+        return _refused_page(form, allowance)
+    return render_template("customer/start.html", form=form, error=error), 422
+
+
+def _refused_page(form: PinForm, allowance: Allowance):
+    if allowance.refused_by == "site":
+        log.warning("PIN entry paused: the site's PIN budget per validity is spent")
+    headers = {"Retry-After": str(allowance.retry_after or 60)}
+    page = render_template("customer/start.html", form=form, error=_refusal(allowance))
+    return page, 429, headers
+
+
+@retry_when_busy
+def _join_by_pin(pin: str) -> str | None:
+    """Join the session of this PIN; the refusal's message if it is not a valid one."""
+    try:
+        lens_session = lifecycle.join_by_pin(db.session, pin, device_key(), now_utc())
+    except SessionError as exc:
+        db.session.commit()  # keep an expiry the attempt discovered
+        return session_error_message(exc)
+    db.session.commit()
+    remember_joined(lens_session)
+    return None
 
 
 @bp.get("/j/<token>")
-@limiter.limit(_pin_limit)
-@retry_when_busy
 def join_link(token: str):
     """A join link from an SMS, an e-mail or a chat."""
+    allowance = _attempt(LINK)
+    if not allowance.looked_up:
+        message = _refusal(allowance, LINK)
+        headers = {"Retry-After": str(allowance.retry_after)}
+        return render_template("customer/ended.html", message=message), 429, headers
+    return _join_by_link(token)
+
+
+@retry_when_busy
+def _join_by_link(token: str):
     try:
         lens_session = lifecycle.join_by_token(db.session, token[:128], device_key(), now_utc())
     except SessionError as exc:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-import ipaddress
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+
+from lens.security.addresses import address_key
+
+__all__ = ["SocketLimits", "TokenBucket", "TooManySockets", "address_key"]
 
 
 class TooManySockets(Exception):
@@ -16,21 +19,6 @@ class TooManySockets(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
-
-
-def address_key(address: str | None) -> str:
-    """The key an address is counted under: IPv4 as it is, IPv6 by its /64 (one subscriber)."""
-    if not address:
-        return "unknown"
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return address
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
-        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
-    return str(ip)
 
 
 class SocketLimits:

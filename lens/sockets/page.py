@@ -24,6 +24,7 @@ from typing import Any
 from flask import copy_current_request_context, current_app, request
 from flask_babel import gettext as _
 from simple_websocket import ConnectionClosed
+from werkzeug.exceptions import HTTPException
 
 from lens.extensions import db
 from lens.sockets.limits import TokenBucket, TooManySockets
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 CLOSE_NORMAL = 1000
 CLOSE_POLICY = 1008  # no login, no session, too many messages
 CLOSE_TOO_BIG = 1009
+CLOSE_SERVER_ERROR = 1011
 CLOSE_TRY_LATER = 1013  # too many sockets: try again later
 
 Message = dict[str, Any]
@@ -146,7 +148,7 @@ class PageSocket:
                             on_idle()
             except Exception:  # a broken push must end the socket, not leave it half alive
                 log.exception("socket push failed")
-                self.close(1011, "server error")
+                self.close(CLOSE_SERVER_ERROR, "server error")
             finally:
                 subscription.close()
 
@@ -226,7 +228,18 @@ def serve(ws, owner: str, make_page: Callable[[PageSocket], Any]) -> None:
             page.run()
     except TooManySockets as exc:
         sock.close(CLOSE_TRY_LATER, exc.reason)
+    except ConnectionClosed:
+        pass
+    except HTTPException as exc:
+        # Refusals belong before the upgrade (a before_request check); one raised in here
+        # would have Flask write an error page into the upgraded socket. Close it instead.
+        log.info("socket refused after the upgrade: %s %s", exc.code, exc.name)
+        sock.close(CLOSE_POLICY, f"refused ({exc.code})")
+    except Exception:
+        log.exception("socket failed")
+        sock.close(CLOSE_SERVER_ERROR, "server error")
     finally:
+        db.session.remove()
         let_the_close_finish(ws)
 
 

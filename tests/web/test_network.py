@@ -54,9 +54,12 @@ def test_without_trusted_proxies_every_client_shares_the_proxy_address(app, cons
     """The failure the setting fixes (and a forged header changes nothing)."""
     pin, _ = invite(app, console)
     guesser = behind_proxy(app, "203.0.113.5")
-    for wrong in wrong_pins(pin, 10):
+    *first, last = wrong_pins(pin, 11)
+    for wrong in first:
         guesser.join(wrong)
-    assert behind_proxy(app, "198.51.100.20").join(pin).status_code == 429
+    # another customer behind the proxy is counted as the guesser: "too many" (a right PIN
+    # would still join: tests/security/test_pin_guessing.py)
+    assert behind_proxy(app, "198.51.100.20").join(last).status_code == 429
 
 
 def test_only_the_trusted_hops_of_x_forwarded_for_are_believed(app, console):
@@ -64,9 +67,10 @@ def test_only_the_trusted_hops_of_x_forwarded_for_are_believed(app, console):
     network.init_app(app)
     pin, _ = invite(app, console)
     # the guesser forges a first hop; the proxy appends the address it really saw
-    for n, wrong in enumerate(wrong_pins(pin, 10)):
+    *first, last = wrong_pins(pin, 11)
+    for n, wrong in enumerate(first):
         behind_proxy(app, f"192.0.2.{n}, 203.0.113.5").join(wrong)
-    assert behind_proxy(app, "192.0.2.99, 203.0.113.5").join(pin).status_code == 429
+    assert behind_proxy(app, "192.0.2.99, 203.0.113.5").join(last).status_code == 429
 
 
 def test_trusted_proxies_setting_is_read_and_checked(tmp_path):

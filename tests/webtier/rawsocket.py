@@ -18,6 +18,7 @@ class RawSocket:
     def __init__(self, sock: socket.socket, status: int) -> None:
         self.sock = sock
         self.status = status
+        self.head = ""
         self.buffer = b""
 
     def send_text(self, text: str) -> None:
@@ -78,9 +79,15 @@ class Closed(Exception):
 
 
 def open_socket(
-    host: str, path: str, cookie: str = "", source: str = "127.0.0.1", tls: bool = False
+    host: str,
+    path: str,
+    cookie: str = "",
+    source: str = "127.0.0.1",
+    tls: bool = False,
+    headers: dict[str, str] | None = None,
 ) -> RawSocket:
-    """Connect from `source` and ask for the upgrade; the status is in .status."""
+    """Connect from `source` and ask for the upgrade; the status is in .status, the
+    answer's head (status line and headers) in .head."""
     name, port = host.rsplit(":", 1)
     sock = socket.create_connection((name, int(port)), timeout=10, source_address=(source, 0))
     if tls:
@@ -93,6 +100,7 @@ def open_socket(
         f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
         + (f"Cookie: {cookie}\r\n" if cookie else "")
+        + "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
         + "\r\n"
     )
     sock.sendall(request.encode())
@@ -104,4 +112,5 @@ def open_socket(
             raise ConnectionError("closed during the handshake")
         head += chunk
     raw.status = int(head.split(b" ", 2)[1])
+    raw.head = head.decode("latin-1")
     return raw
