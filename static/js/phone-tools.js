@@ -91,7 +91,8 @@
     drawingReady().then(() => LensDraw.tracker()).then((anchors) => {
       if (!state.shapes.includes(shape)) return; // erased meanwhile
       if (!state.anchors) {
-        state.anchors = anchors.screen($("preview"), redraw);
+        // tracked in a worker, off the page's main thread (the page itself if it cannot start)
+        state.anchors = anchors.screen($("preview"), redraw, { worker: base + "js/anchors-worker.js" });
         if (state.frozen) state.anchors.freeze($("frozen-picture"));
       }
       state.anchors.adopt(shape);
