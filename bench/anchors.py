@@ -71,7 +71,7 @@ class Watch:
 
     def begin(self):
         self.windows += 1
-        if self.profile and self.windows == 2:  # the window with one drawing
+        if self.profile and self.windows == 2:  # the (first) window with one drawing
             self.cdp = self.phone.context.new_cdp_session(self.phone)
             self.cdp.send("Profiler.enable")
             self.cdp.send("Profiler.setSamplingInterval", {"interval": 500})
@@ -157,9 +157,20 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="throttled: JS profile too")
     parser.add_argument("--rate", type=float, default=4.0, help="throttled: CPU slow-down")
     parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="throttled: measure 1 and 5 drawings this many times, tracker on then paused",
+    )
+    parser.add_argument(
         "--no-console-tracking",
         action="store_true",
         help="throttled: pause the console's tracker while measuring (it shares this machine)",
+    )
+    parser.add_argument(
+        "--no-worker-slowdown",
+        action="store_true",
+        help="throttled: let the phone's tracking worker run at this machine's speed",
     )
     args = parser.parse_args()
 
@@ -206,7 +217,14 @@ def main() -> None:
                     console = not args.no_console_tracking
                     watch = Watch(session.phone, args.profile)
                     anchored.report_throttled(
-                        session, args.seconds, load, console, watch, args.rate
+                        session,
+                        args.seconds,
+                        load,
+                        console,
+                        watch,
+                        args.rate,
+                        args.rounds,
+                        not args.no_worker_slowdown,
                     )
                 phone_browser.close()
             browser.close()

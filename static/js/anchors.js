@@ -662,7 +662,7 @@
       if (!fresh) return;
       // frames presented (the compositor's count: a busy page may see only some of them)
       this.seq = meta ? meta.presentedFrames : this.seq + 1;
-      if (this.frozen || !this.shapes.size) { this.cut = true; return; }
+      if (this.frozen || this.paused || !this.shapes.size) { this.cut = true; return; }
       if (performance.now() - this.lastFrameAt > GAP_MS) this.resume(); // a gap in the video
       this.lastFrameAt = performance.now();
       if (!this.busy && now - this.sentAt >= 1000 / MAX_TRACK_FPS - 2 && video.videoWidth) {
@@ -731,6 +731,13 @@
     return placed(shapes, this.view, ahead);
   };
 
+  // For measuring (bench/anchors.py): the worker answers `factor` times later than its work
+  // took, as a CPU that much slower would (DevTools' CPU throttling slows the page's main
+  // thread only, not its workers).
+  WorkerScreen.prototype.slowDown = function (factor) {
+    this.worker.postMessage({ type: "slow", factor: factor });
+  };
+
   WorkerScreen.prototype.stats = function () {
     if (this.inline) return this.inline.stats();
     return { frames: this.remote.frames, msPerFrame: this.remote.msPerFrame, anchors: this.shapes.size,
@@ -742,10 +749,18 @@
     const engine = new Engine();
     let waiting = []; // drawings adopted before there was a picture to find them in
     let picture = false;
-    const reply = (seq) => scope.postMessage({ type: "view", seq: seq, view: engine.view(), stats: engine.stats() });
+    let slow = 1; // see WorkerScreen.slowDown
+    const send = (seq) => scope.postMessage({ type: "view", seq: seq, view: engine.view(), stats: engine.stats() });
+    let reply = send;
     scope.onmessage = (event) => {
       const m = event.data;
-      if (m.type === "frame" || m.type === "still") {
+      const started = performance.now();
+      if (slow > 1) {
+        reply = (seq) => setTimeout(() => send(seq), (slow - 1) * (performance.now() - started));
+      } else reply = send;
+      if (m.type === "slow") {
+        slow = Math.max(1, Math.min(20, Number(m.factor) || 1));
+      } else if (m.type === "frame" || m.type === "still") {
         if (m.type === "still") {
           engine.freeze(m.bitmap, m.bitmap.width, m.bitmap.height);
           picture = true;

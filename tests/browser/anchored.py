@@ -454,9 +454,24 @@ def console_tracking(session: Session, on: bool) -> None:
     )
 
 
+def phone_tracking(session: Session, on: bool) -> None:
+    """Pause or resume the phone's tracker (its drawings stay where they are)."""
+    session.phone.evaluate("(on) => { window.lensPhoneTools.state.anchors.paused = !on; }", on)
+
+
 def report_throttled(
-    session: Session, seconds: float, load, console: bool = True, watch=None, rate: float = 4
+    session: Session,
+    seconds: float,
+    load,
+    console: bool = True,
+    watch=None,
+    rate: float = 4,
+    rounds: int = 1,
+    slow_worker: bool = True,
 ) -> None:
+    """The phone's rates with no drawing, one and five; with rounds > 1, each drawing count is
+    measured that many times with the phone's tracker on and, right after, paused, so that
+    the tracker's own cost is told from the machine's load of the moment."""
     session.phone.evaluate("window.lensProbe.on = false")  # the probe's own work off the phone
     throttle(session.phone, rate)
     none = rates(session.phone, seconds, watch)
@@ -464,15 +479,30 @@ def report_throttled(
     circle_target(session)
     session.phone.evaluate("window.lensProbe.on = false")
     session.phone.wait_for_function("window.lensPhoneTools.state.anchors !== null", timeout=20000)
-    console_tracking(session, console)
-    one = rates(session.phone, seconds, watch)
-    print(f"{rate:g}x throttle, 1 drawing:  {_rates(one)}   load {load()}", flush=True)
-    console_tracking(session, True)
-    more_circles(session, 4)
-    session.phone.wait_for_function("window.lensPhoneTools.state.shapes.length === 5")
-    console_tracking(session, console)
-    five = rates(session.phone, seconds, watch)
-    print(f"{rate:g}x throttle, 5 drawings: {_rates(five)}   load {load()}", flush=True)
+    worker = session.phone.evaluate(
+        """(rate) => { const a = window.lensPhoneTools.state.anchors;
+             if (!a.slowDown) return false; a.slowDown(rate); return true; }""",
+        rate if slow_worker else 1,
+    )
+    slowed = f" (answers slowed {rate:g}x to match)" if worker and slow_worker else ""
+    print(f"tracker in a worker: {worker}{slowed}")
+    for count in (1, 5):
+        if count == 5:
+            console_tracking(session, True)
+            more_circles(session, 4)
+            session.phone.wait_for_function("window.lensPhoneTools.state.shapes.length === 5")
+        console_tracking(session, console)
+        for _ in range(rounds):
+            for tracking in (True, False) if rounds > 1 else (True,):
+                phone_tracking(session, tracking)
+                measured = rates(session.phone, seconds, watch)
+                what = "tracked" if tracking else "PAUSED "
+                print(
+                    f"{rate:g}x throttle, {count} drawing{'s' if count > 1 else ' '} {what}: "
+                    f"{_rates(measured)}   load {load()}",
+                    flush=True,
+                )
+        phone_tracking(session, True)
 
 
 def _rates(r: dict[str, float]) -> str:
