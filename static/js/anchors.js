@@ -159,21 +159,35 @@
     if (this.resize(sourceWidth, sourceHeight)) cut = true;
     this.ctx.drawImage(source, 0, 0, this.w, this.h);
     const pixels = this.ctx.getImageData(0, 0, this.w, this.h).data;
+    const read = performance.now();
     const swap = this.prev;
     this.prev = this.cur;
     this.cur = swap;
     jsfeat.imgproc.grayscale(pixels, this.w, this.h, this.cur.data[0]);
     this.cur.build(this.cur.data[0], true);
+    const built = performance.now();
     this.featuresCache = null;
     this.moved = null;
     this.pairs = null;
     if (cut) this.count = 0;
     this.followed = 0;
     if (this.count > 0) this.follow();
+    const followed = performance.now();
     if (this.count < MIN_POINTS) this.replenish();
+    const done = performance.now();
     this.frames++;
-    this.busyMs += performance.now() - started;
+    this.busyMs += done - started;
+    this.spent("read", read - started);
+    this.spent("pyramid", built - read);
+    this.spent("flow", followed - built);
+    this.spent("corners", done - followed);
     return true;
+  };
+
+  // Where the tracker's time goes, in ms by stage (stats(), bench/anchors.py).
+  Tracker.prototype.spent = function (stage, ms) {
+    this.parts = this.parts || {};
+    this.parts[stage] = (this.parts[stage] || 0) + ms;
   };
 
   // Optical flow from the last picture to this one, and the picture's motion.
@@ -346,7 +360,11 @@
   Engine.prototype.frame = function (source, width, height, frames) {
     if (!this.tracker.frame(source, width, height, this.cut)) return false;
     this.cut = false;
+    const started = performance.now();
     this.update(frames || 1);
+    const took = performance.now() - started;
+    this.tracker.busyMs += took;
+    this.tracker.spent("anchors", took); // following each drawing, finding lost ones
     return true;
   };
 
@@ -480,8 +498,10 @@
 
   Engine.prototype.stats = function () {
     const t = this.tracker;
+    const parts = {};
+    Object.keys(t.parts || {}).forEach((k) => { parts[k] = t.frames ? t.parts[k] / t.frames : 0; });
     return { frames: t.frames, msPerFrame: t.frames ? t.busyMs / t.frames : 0, points: t.count,
-             anchors: this.anchors.size };
+             anchors: this.anchors.size, parts: parts };
   };
 
   // The shapes as they should be drawn: moved with their anchors (`view`, and `ahead` frames
@@ -741,7 +761,7 @@
   WorkerScreen.prototype.stats = function () {
     if (this.inline) return this.inline.stats();
     return { frames: this.remote.frames, msPerFrame: this.remote.msPerFrame, anchors: this.shapes.size,
-             worker: true };
+             parts: this.remote.parts, worker: true };
   };
 
   // The worker's side: one Engine fed by the messages of a WorkerScreen.

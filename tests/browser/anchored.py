@@ -403,7 +403,7 @@ STATS = """async () => {
   });
   const a = window.lensPhoneTools && window.lensPhoneTools.state.anchors;
   const s = a ? a.stats() : { frames: 0, msPerFrame: 0 };
-  out.tracked = s.frames; out.ms = s.msPerFrame;
+  out.tracked = s.frames; out.ms = s.msPerFrame; out.parts = s.parts || {};
   out.t = performance.now();
   return out;
 }"""
@@ -426,6 +426,7 @@ def rates(phone, seconds: float, watch=None) -> dict[str, float]:
         "sent": (last["sent"] - first["sent"]) / span,
         "tracked": (last["tracked"] - first["tracked"]) / span,
         "ms": last["ms"],
+        "parts": ", ".join(f"{k} {v:.1f}" for k, v in last.get("parts", {}).items()),
         "limit": f"{last.get('limit')} {last.get('size')}",
         "kbps": f"target {last.get('target', 0) / 1000:.0f}, available "
         f"{last.get('available', 0) / 1000:.0f} kbit/s",
@@ -510,7 +511,7 @@ def _rates(r: dict[str, float]) -> str:
         f"preview {r['preview']:.1f} fps, into the sender {r['source']:.1f}, outgoing "
         f"encoded {r['encoded']:.1f} / sent "
         f"{r['sent']:.1f} fps ({r['limit']}; {r['kbps']}), tracker {r['tracked']:.1f} fps at "
-        f"{r['ms']:.1f} ms/frame{r['watched']}"
+        f"{r['ms']:.1f} ms/frame ({r['parts']}){r['watched']}"
     )
 
 
