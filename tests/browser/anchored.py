@@ -162,13 +162,14 @@ def start(browser, base: str, tech, name: str, phone_browser=None) -> Session:
     pin = create_pin(tech, name)
     phone_context, phone = customer_joins(phone_browser or browser, base, pin)
     first_scripts = phone.evaluate(FIRST_SCRIPTS)
-    phone.wait_for_function(PHONE_READY, timeout=15000)
+    # (generous waits: on a loaded machine the sidecar's connections take a while)
+    phone.wait_for_function(PHONE_READY, timeout=45000)
     row = tech.get_by_role("row").filter(has_text=name)
     row.get_by_role("button", name="Start").click()
     expect(row).to_contain_text("Active")
     row.get_by_role("cell", name=name, exact=True).click()
-    expect(tech.locator(".media-state")).to_have_text("Connected", timeout=15000)
-    tech.wait_for_function(f"({FRAMES})() > 10", timeout=15000)
+    expect(tech.locator(".media-state")).to_have_text("Connected", timeout=45000)
+    tech.wait_for_function(f"({FRAMES})() > 10", timeout=45000)
     tech.evaluate(PROBE, TECH_PROBE)
     phone.evaluate(PROBE, PHONE_PROBE)
     tools = tech.get_by_role("toolbar", name="Video tools")
@@ -195,7 +196,7 @@ ARRIVED = """([x, y]) => { const s = window.lensProbe.samples;
   return recent.length >= 2 && recent.every(near) && away >= 0 && last - s[away].t <= 1500; }"""
 
 
-def wait_for_still_target(page, timeout: float = 30.0) -> tuple[float, float]:
+def wait_for_still_target(page, timeout: float = 90.0) -> tuple[float, float]:
     """Wait until the clip comes to rest at its start pose; returns the target's place."""
     page.evaluate("window.lensProbe.on = true")
     page.wait_for_function(ARRIVED, arg=list(START_TARGET), timeout=timeout * 1000, polling=20)
@@ -395,6 +396,7 @@ STATS = """async () => {
     out.limit = r.qualityLimitationReason;
     out.size = r.frameWidth + 'x' + r.frameHeight;
     out.target = r.targetBitrate || 0;
+    out.durations = r.qualityLimitationDurations || {};
   });
   (await window.lensCustomer.peer.pc.getStats()).forEach((r) => {
     if (r.type === 'candidate-pair' && r.nominated && r.state === 'succeeded') {
@@ -427,10 +429,21 @@ def rates(phone, seconds: float, watch=None) -> dict[str, float]:
         "tracked": (last["tracked"] - first["tracked"]) / span,
         "ms": last["ms"],
         "parts": ", ".join(f"{k} {v:.1f}" for k, v in last.get("parts", {}).items()),
-        "limit": f"{last.get('limit')} {last.get('size')}",
+        "limit": f"{last.get('limit')} {last.get('size')}"
+        + _limited(first.get("durations", {}), last.get("durations", {})),
         "kbps": f"target {last.get('target', 0) / 1000:.0f}, available "
         f"{last.get('available', 0) / 1000:.0f} kbit/s",
     }
+
+
+def _limited(before: dict, after: dict) -> str:
+    """The shares of a window the encoder spent limited by CPU, bandwidth or else."""
+    spent = {k: after[k] - before.get(k, 0) for k in after}
+    total = sum(spent.values())
+    if total <= 0:
+        return ""
+    shares = [f"{k} {v / total:.0%}" for k, v in spent.items() if k != "none" and v > 0]
+    return f", limited: {', '.join(shares) or 'never'}"
 
 
 def throttle(phone, rate: float) -> None:
