@@ -43,6 +43,7 @@ sys.path.insert(0, str(ROOT))
 from playwright.sync_api import expect, sync_playwright  # noqa: E402
 from werkzeug.serving import make_server  # noqa: E402
 
+from bench import _procs  # noqa: E402
 from lens.events.bus import InProcessBus  # noqa: E402
 from lens.extensions import db  # noqa: E402
 from lens.factory import create_app  # noqa: E402
@@ -52,8 +53,6 @@ from tests.browser.conftest import CHROMIUM, Sidecar  # noqa: E402
 from tests.browser.scene_clip import write_clip  # noqa: E402
 from tests.browser.test_session_flow import console_of, create_pin, customer_joins  # noqa: E402
 from tests.conftest import add_technician  # noqa: E402
-
-from bench import _procs  # noqa: E402
 
 PHONE_MARKER = "--lens-bench-phone"
 
@@ -83,8 +82,10 @@ class Watch:
         if before is not None:
             rows = _procs.cpu_share(before, _procs.thread_ticks(self.root), seconds)
             total = sum(r[1] for r in rows)
-            lines.append(f"phone Chromium CPU {total:.0f} % of a core; threads: " + ", ".join(
-                f"{name} {share:.0f} %" for name, share in rows[:9]))
+            lines.append(
+                f"phone Chromium CPU {total:.0f} % of a core; threads: "
+                + ", ".join(f"{name} {share:.0f} %" for name, share in rows[:9])
+            )
         if self.cdp is not None:
             profile = self.cdp.send("Profiler.stop")["profile"]
             self.cdp.detach()
@@ -106,8 +107,8 @@ def profile_text(profile: dict) -> str:
     total = sum(spent.values()) or 1
     busy = total - spent.get("(idle)", 0)
     top = sorted(spent.items(), key=lambda kv: -kv[1])[:14]
-    return f"main thread {busy / total:.0%} busy over {total / 1000:.1f} s; self time: " + "; ".join(
-        f"{k} {v / total:.1%}" for k, v in top)
+    head = f"main thread {busy / total:.0%} busy over {total / 1000:.1f} s; self time: "
+    return head + "; ".join(f"{k} {v / total:.1%}" for k, v in top)
 
 
 def load() -> str:

@@ -87,8 +87,10 @@ def assert_not_followed(verdict: anchored.Verdict) -> None:
 
 
 # The target moved by more than a tenth of the width (or left the picture) since `at`.
-MOVED_ON = """(at) => { const s = window.lensProbe.samples; const v = s[s.length - 1];
-  return Boolean(v) && (!v.target || Math.hypot(v.target[0] - at[0], v.target[1] - at[1]) > 0.1); }"""
+MOVED_ON = """(at) => {
+  const s = window.lensProbe.samples; const v = s[s.length - 1];
+  if (!v) return false;
+  return !v.target || Math.hypot(v.target[0] - at[0], v.target[1] - at[1]) > 0.1; }"""
 
 # The console's video has presented no new frame for a second (the phone stopped sending).
 PICTURE_STOPPED = """() => performance.now() - window.lensProbe.presented()[1] > 1000"""
