@@ -57,7 +57,7 @@ def _kind(pid: int) -> str:
         args = (Path("/proc") / str(pid) / "cmdline").read_bytes().decode(errors="replace")
     except OSError:
         return "?"
-    args = args.split("\0")
+    args = args.replace("\0", " ").split()  # (a renderer rewrites its title: one string)
     kind = next((a[7:] for a in args if a.startswith("--type=")), "browser")
     sub = next((a[19:] for a in args if a.startswith("--utility-sub-type=")), "")
     return f"{kind}:{sub.rsplit('.', 2)[-2] if sub else ''}".rstrip(":")

@@ -173,6 +173,9 @@ def main() -> None:
         action="store_true",
         help="throttled: let the phone's tracking worker run at this machine's speed",
     )
+    parser.add_argument(
+        "--in-page", action="store_true", help="throttled: the phone tracks in its page"
+    )
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="lens-anchors-"))
@@ -226,6 +229,7 @@ def main() -> None:
                         args.rate,
                         args.rounds,
                         not args.no_worker_slowdown,
+                        args.in_page,
                     )
                 phone_browser.close()
             browser.close()

@@ -18,6 +18,7 @@
   const MIN_POINTS = 50; // fewer tracked points than this: look for new corners
   const SPACING = 8; // px between tracked points
   const MAX_FEATURES = 300; // ORB keypoints per frame for finding signatures
+  const REGION_FEATURES = 120; // ORB keypoints around a shown drawing for checking it
   const SIGNATURE_SIZE = 64; // keypoints kept in a drawing's signature
   const MIN_MATCHES = 10;
   const SURE_MATCHES = 16; // this many consistent matches need no second look
@@ -28,7 +29,7 @@
   const LEVELS = 4; // optical flow pyramid: follows motions up to ~60 px a frame at WORK_WIDTH
   const CHECK_EVERY = 10; // frames between checks of a shown drawing against its signature
   const SNAP = 0.02; // a check that puts the drawing this far (of the width) away moves it
-  const PREDICT_FRAMES = 4; // the phone's overlay runs ahead of its tracker by at most this many frames
+  const PREDICT_FRAMES = 8; // the phone's overlay runs ahead of its tracker by at most this many frames
   const U8C1 = jsfeat.U8_t | jsfeat.C1_t;
 
   // --- small affine helpers: [a, b, c, d, e, f] is x' = a x + b y + c, y' = d x + e y + f -
@@ -167,6 +168,7 @@
     this.cur.build(this.cur.data[0], true);
     const built = performance.now();
     this.featuresCache = null;
+    this.detected = null;
     this.moved = null;
     this.pairs = null;
     if (cut) this.count = 0;
@@ -245,21 +247,37 @@
     }
   };
 
-  // ORB keypoints of the current picture: positions (pixels) and 32-byte descriptors.
-  Tracker.prototype.features = function () {
-    if (this.featuresCache) return this.featuresCache;
+  // The picture's corners for ORB keypoints (on the blurred picture, strongest first), found
+  // once per frame.
+  Tracker.prototype.detect = function () {
+    if (this.detected) return this.detected;
     const img = this.cur.data[0];
     jsfeat.imgproc.gaussian_blur(img, this.smooth, 5, 0);
     jsfeat.yape06.laplacian_threshold = 20;
     jsfeat.yape06.min_eigen_value_threshold = 20;
     const found = jsfeat.yape06.detect(this.smooth, this.corners, 17);
-    const best = this.corners.slice(0, found).sort((a, b) => b.score - a.score).slice(0, MAX_FEATURES);
+    this.detected = this.corners.slice(0, found).sort((a, b) => b.score - a.score);
+    return this.detected;
+  };
+
+  // ORB keypoints of the current picture: positions (pixels) and 32-byte descriptors; all
+  // of the picture's strongest, or (region: [x, y, radius] in pixels) those around a place,
+  // which is what checking a shown drawing needs and costs a fraction (the descriptors are
+  // most of the tracker's time).
+  Tracker.prototype.features = function (region) {
+    if (!region && this.featuresCache) return this.featuresCache;
+    let best = this.detect();
+    if (region) {
+      best = best.filter((c) => Math.hypot(c.x - region[0], c.y - region[1]) <= region[2]);
+    }
+    best = best.slice(0, region ? REGION_FEATURES : MAX_FEATURES);
     best.forEach((c) => { c.angle = orientation(this.smooth, c.x | 0, c.y | 0); });
     jsfeat.orb.describe(this.smooth, best, best.length, this.descriptors);
     const words = new Uint32Array(best.length * 8);
     words.set(new Uint32Array(this.descriptors.data.buffer, this.descriptors.data.byteOffset, best.length * 8));
-    this.featuresCache = { points: best.map((c) => [c.x, c.y]), words: words };
-    return this.featuresCache;
+    const features = { points: best.map((c) => [c.x, c.y]), words: words };
+    if (!region) this.featuresCache = features;
+    return features;
   };
 
   // What a drawing covers in the current picture: its strongest keypoints around it.
@@ -286,10 +304,11 @@
     };
   };
 
-  // Where a signature's frame lies in the current picture: an affine on fractions, or null.
-  Tracker.prototype.locate = function (signature) {
+  // Where a signature's frame lies in the current picture (or only around `region`, see
+  // features()): an affine on fractions, or null.
+  Tracker.prototype.locate = function (signature, region) {
     if (!this.w || !signature) return null;
-    const found = this.features();
+    const found = this.features(region);
     const words = signature.words || (signature.words = new Uint32Array(fromBase64(signature.descriptors).buffer));
     const from = [];
     const to = [];
@@ -411,7 +430,10 @@
       const key = apply(anchor.transform, keyPoint(anchor.shape));
       const shown = key[0] >= 0 && key[0] <= 1 && key[1] >= 0 && key[1] <= 1;
       if (anchor.lost || anchor.candidate ? tracker.frames % 2 === 0 : check && shown) {
-        const found = tracker.locate(anchor.signature);
+        // a shown drawing is looked for around where it is; a lost one anywhere
+        const reach = Math.max(1.5 * REGION, 2.5 * around.radius) * tracker.w;
+        const region = anchor.lost || anchor.candidate ? null : [key[0] * tracker.w, key[1] * tracker.h, reach];
+        const found = tracker.locate(anchor.signature, region);
         if (!found) {
           anchor.candidate = null;
           if (anchor.lost && now - anchor.lostAt > SEEK_MS && tracker.features().points.length < 40) {
@@ -816,7 +838,8 @@
 
   root.LensAnchors = {
     screen: (video, onChange, options) => {
-      if (options && options.worker && root.Worker && root.createImageBitmap) {
+      // (root.lensTrackInPage: bench/anchors.py compares the two)
+      if (options && options.worker && root.Worker && root.createImageBitmap && !root.lensTrackInPage) {
         try {
           return new WorkerScreen(video, onChange, options.worker);
         } catch (error) { /* no worker here (a policy, an old browser): track in the page */ }

@@ -8,6 +8,7 @@ where its drawing canvas shows the circle (tests/browser/anchored.py).
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -66,9 +67,16 @@ def judged(session, since: float) -> tuple[anchored.Verdict, anchored.Verdict]:
             timeout=120000,
             polling=250,
         )
-    phone = anchored.judge(anchored.samples(session.phone, since))
-    tech = anchored.judge(anchored.samples(session.tech, since))
-    print(f"\nphone:   {phone.text()}\nconsole: {tech.text()}")
+    phone_frames = anchored.samples(session.phone, since)
+    tech_frames = anchored.samples(session.tech, since)
+    phone, tech = anchored.judge(phone_frames), anchored.judge(tech_frames)
+    tracker = session.phone.evaluate(
+        "window.lensPhoneTools.state.anchors && window.lensPhoneTools.state.anchors.stats()"
+    )
+    print(f"\nphone:   {phone.text()}\nconsole: {tech.text()}\nphone's tracker: {tracker}")
+    if os.environ.get("LENS_ANCHOR_FRAMES"):  # every judged frame, to look into a verdict
+        with open(os.environ["LENS_ANCHOR_FRAMES"], "a") as out:
+            out.write(json.dumps({"phone": phone_frames, "console": tech_frames}) + "\n")
     return phone, tech
 
 
