@@ -4,6 +4,7 @@
     .venv/bin/python bench/anchors.py latency      # phone -> console picture delay, pan speed
     .venv/bin/python bench/anchors.py throttled    # phone at 4x CPU throttle, 1 and 5 drawings
     .venv/bin/python bench/anchors.py throttled --profile   # and where the phone's time goes
+    .venv/bin/python bench/anchors.py throttled --rounds 2 [--worker]   # tracker on/paused
 
 The phone and the technician are Chromium contexts; the phone's fake camera plays the
 generated board clip of tests/browser/scene_clip.py (textured, panned, turned, zoomed, the
@@ -174,7 +175,7 @@ def main() -> None:
         help="throttled: let the phone's tracking worker run at this machine's speed",
     )
     parser.add_argument(
-        "--in-page", action="store_true", help="throttled: the phone tracks in its page"
+        "--worker", action="store_true", help="throttled: the phone tracks in a Web Worker"
     )
     args = parser.parse_args()
 
@@ -229,7 +230,7 @@ def main() -> None:
                         args.rate,
                         args.rounds,
                         not args.no_worker_slowdown,
-                        args.in_page,
+                        args.worker,
                     )
                 phone_browser.close()
             browser.close()

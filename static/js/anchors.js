@@ -838,8 +838,7 @@
 
   root.LensAnchors = {
     screen: (video, onChange, options) => {
-      // (root.lensTrackInPage: bench/anchors.py compares the two)
-      if (options && options.worker && root.Worker && root.createImageBitmap && !root.lensTrackInPage) {
+      if (options && options.worker && root.Worker && root.createImageBitmap) {
         try {
           return new WorkerScreen(video, onChange, options.worker);
         } catch (error) { /* no worker here (a policy, an old browser): track in the page */ }

@@ -91,8 +91,10 @@
     drawingReady().then(() => LensDraw.tracker()).then((anchors) => {
       if (!state.shapes.includes(shape)) return; // erased meanwhile
       if (!state.anchors) {
-        // tracked in a worker, off the page's main thread (the page itself if it cannot start)
-        state.anchors = anchors.screen($("preview"), redraw, { worker: base + "js/anchors-worker.js" });
+        // tracked in the page, with the frames it shows (window.lensTrackInWorker: in a worker,
+        // which bench/anchors.py compares; see docs/tools.md)
+        const worker = window.lensTrackInWorker ? { worker: base + "js/anchors-worker.js" } : null;
+        state.anchors = anchors.screen($("preview"), redraw, worker);
         if (state.frozen) state.anchors.freeze($("frozen-picture"));
       }
       state.anchors.adopt(shape);

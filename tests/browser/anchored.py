@@ -482,15 +482,15 @@ def report_throttled(
     rate: float = 4,
     rounds: int = 1,
     slow_worker: bool = True,
-    in_page: bool = False,
+    in_worker: bool = False,
 ) -> None:
     """The phone's rates with no drawing, one and five; with rounds > 1, each drawing count is
     measured that many times with the phone's tracker on and, right after, paused, so that
     the tracker's own cost is told from the machine's load of the moment."""
     session.phone.evaluate("window.lensProbe.on = false")  # the probe's own work off the phone
     throttle(session.phone, rate)
-    if in_page:  # the phone's tracker in the page (as the console's), not in a worker
-        session.phone.evaluate("window.lensTrackInPage = true")
+    if in_worker:  # the phone's tracker in a Web Worker, not in the page
+        session.phone.evaluate("window.lensTrackInWorker = true")
     none = rates(session.phone, seconds, watch)
     print(f"{rate:g}x throttle, no drawing: {_rates(none)}   load {load()}", flush=True)
     circle_target(session)
