@@ -429,7 +429,9 @@
       if (anchor.candidate && motion) anchor.candidate = compose(motion, anchor.candidate);
       const key = apply(anchor.transform, keyPoint(anchor.shape));
       const shown = key[0] >= 0 && key[0] <= 1 && key[1] >= 0 && key[1] <= 1;
-      if (anchor.lost || anchor.candidate ? tracker.frames % 2 === 0 : check && shown) {
+      // a lost drawing (or one seen elsewhere once) is looked for in every frame: on a busy
+      // device frames come far apart, and each one missed keeps the drawing away longer
+      if (anchor.lost || anchor.candidate || (check && shown)) {
         // a shown drawing is looked for around where it is; a lost one anywhere
         const reach = Math.max(1.5 * REGION, 2.5 * around.radius) * tracker.w;
         const region = anchor.lost || anchor.candidate ? null : [key[0] * tracker.w, key[1] * tracker.h, reach];

@@ -58,17 +58,32 @@ def clip_browser(browser, board_clip, live_server):
     chromium.close()
 
 
-def judged(session, since: float) -> tuple[anchored.Verdict, anchored.Verdict]:
-    """Wait until both screens saw the target go and come back; judge each screen."""
-    for page in (session.phone, session.tech):
-        page.wait_for_function(
-            OUT_AND_BACK,
-            arg=[since, (DURATION + 0.5) * 1000, anchored.FULL_MARK],
-            timeout=120000,
-            polling=250,
-        )
-    phone_frames = anchored.samples(session.phone, since)
-    tech_frames = anchored.samples(session.tech, since)
+# A loop is judged when each screen's probe saw at least this many frames a second in it: a
+# machine so loaded that a page sees fewer (2-3 a second at a load of 25 on 2 cores) shows
+# a jump at every frame, which measures the machine rather than the tracking.
+MIN_JUDGED_FPS = 8
+
+
+def judged(session, since: float, loops: int = 3) -> tuple[anchored.Verdict, anchored.Verdict]:
+    """Wait until both screens saw the target go and come back, on a loop of the clip each
+    screen was shown at MIN_JUDGED_FPS or more (up to `loops` loops); judge each screen."""
+    for loop in range(1, loops + 1):
+        for page in (session.phone, session.tech):
+            page.wait_for_function(
+                OUT_AND_BACK,
+                arg=[since, (DURATION + 0.5) * 1000, anchored.FULL_MARK],
+                timeout=180000,
+                polling=250,
+            )
+        phone_frames = anchored.samples(session.phone, since)
+        tech_frames = anchored.samples(session.tech, since)
+        rates = [
+            len(f) / max(1e-3, (f[-1]["t"] - f[0]["t"]) / 1000) for f in (phone_frames, tech_frames)
+        ]
+        if min(rates) >= MIN_JUDGED_FPS or loop == loops:
+            break
+        print(f"\nloop {loop} seen at {rates[0]:.1f} / {rates[1]:.1f} frames a second: another")
+        since = anchored.now_ms(session.tech)
     phone, tech = anchored.judge(phone_frames), anchored.judge(tech_frames)
     tracker = session.phone.evaluate(
         "window.lensPhoneTools.state.anchors && window.lensPhoneTools.state.anchors.stats()"
