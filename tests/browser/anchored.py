@@ -227,11 +227,12 @@ def circle_target(session: Session, attempts: int = 4) -> dict:
     very picture; if it had moved, the circle is erased and drawn again at the next rest.
     """
     tech, phone, tools = session.tech, session.phone, session.tools
-    if tools.get_by_role("button", name="Circle").get_attribute("aria-pressed") != "true":
-        tools.get_by_role("button", name="Circle").click()
-    tech.wait_for_function("window.LensAnchors !== undefined", timeout=10000)
     before = phone.evaluate(SHAPES)
     for attempt in range(1, attempts + 1):
+        circle = tools.get_by_role("button", name="Circle")
+        if circle.get_attribute("aria-pressed") != "true":
+            circle.click()  # (the first drawing tool picked loads the tracker)
+        tech.wait_for_function("window.LensAnchors !== undefined", timeout=20000)
         at = wait_for_still_target(tech)
         since = now_ms(tech)
         drag(tech, at, (at[0] + RADIUS, at[1]))
@@ -248,7 +249,6 @@ def circle_target(session: Session, attempts: int = 4) -> dict:
         assert before == 0, "erasing would take the other drawings too"
         tools.get_by_role("button", name="Erase drawings").click()
         phone.wait_for_function(f"{SHAPES} === 0", timeout=10000)
-        tools.get_by_role("button", name="Circle").click()
     raise AssertionError(f"no circle drawn on a still picture in {attempts} attempts")
 
 
