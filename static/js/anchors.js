@@ -31,6 +31,9 @@
   const SNAP = 0.02; // a check that puts the drawing this far (of the width) away moves it
   const PREDICT_FRAMES = 8; // the phone's overlay runs ahead of its tracker by at most this many frames
   const U8C1 = jsfeat.U8_t | jsfeat.C1_t;
+  // the tracking worker's script, next to this one (a page only: a worker has no document)
+  const WORKER_URL = typeof document !== "undefined" && document.currentScript
+    ? document.currentScript.src.replace(/anchors\.js(\?.*)?$/, "anchors-worker.js") : null;
 
   // --- small affine helpers: [a, b, c, d, e, f] is x' = a x + b y + c, y' = d x + e y + f -
   const IDENTITY = [1, 0, 0, 0, 1, 0];
@@ -839,10 +842,12 @@
   }
 
   root.LensAnchors = {
-    screen: (video, onChange, options) => {
-      if (options && options.worker && root.Worker && root.createImageBitmap) {
+    // A screen tracks in its page, with the frames it shows; window.lensTrackInWorker (set
+    // before the first drawing) moves it to a worker, which bench/anchors.py compares.
+    screen: (video, onChange) => {
+      if (root.lensTrackInWorker && WORKER_URL && root.Worker && root.createImageBitmap) {
         try {
-          return new WorkerScreen(video, onChange, options.worker);
+          return new WorkerScreen(video, onChange, WORKER_URL);
         } catch (error) { /* no worker here (a policy, an old browser): track in the page */ }
       }
       return new Screen(video, onChange);

@@ -91,10 +91,7 @@
     drawingReady().then(() => LensDraw.tracker()).then((anchors) => {
       if (!state.shapes.includes(shape)) return; // erased meanwhile
       if (!state.anchors) {
-        // tracked in the page, with the frames it shows (window.lensTrackInWorker: in a worker,
-        // which bench/anchors.py compares; see docs/tools.md)
-        const worker = window.lensTrackInWorker ? { worker: base + "js/anchors-worker.js" } : null;
-        state.anchors = anchors.screen($("preview"), redraw, worker);
+        state.anchors = anchors.screen($("preview"), redraw);
         if (state.frozen) state.anchors.freeze($("frozen-picture"));
       }
       state.anchors.adopt(shape);
