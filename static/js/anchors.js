@@ -24,6 +24,7 @@
   const SURE_MATCHES = 16; // this many consistent matches need no second look
   const MIN_SIGNATURE = 20; // fewer keypoints around a drawing: too little detail to follow
   const SEEK_MS = 4000; // how long a drawing is looked for before it stays where it is
+  const SEEK_EVERY_FRAME_MS = 1500; // a drawing lost this recently is looked for in every frame
   const REGION = 0.22; // the smallest radius (fraction of the width) around a drawing
   const GAP_MS = 700; // no picture for this long: the camera may have moved meanwhile
   const LEVELS = 4; // optical flow pyramid: follows motions up to ~60 px a frame at WORK_WIDTH
@@ -432,9 +433,11 @@
       if (anchor.candidate && motion) anchor.candidate = compose(motion, anchor.candidate);
       const key = apply(anchor.transform, keyPoint(anchor.shape));
       const shown = key[0] >= 0 && key[0] <= 1 && key[1] >= 0 && key[1] <= 1;
-      // a lost drawing (or one seen elsewhere once) is looked for in every frame: on a busy
-      // device frames come far apart, and each one missed keeps the drawing away longer
-      if (anchor.lost || anchor.candidate || (check && shown)) {
+      // a drawing just lost (or seen elsewhere once) is looked for in every frame: on a busy
+      // device frames come far apart, and each one missed keeps it away longer; one lost for
+      // a while (out of the picture) in every other frame, which halves what it costs
+      const seek = anchor.lost && (now - anchor.lostAt < SEEK_EVERY_FRAME_MS || tracker.frames % 2 === 0);
+      if (seek || anchor.candidate || (!anchor.lost && check && shown)) {
         // a shown drawing is looked for around where it is; a lost one anywhere
         const reach = Math.max(1.5 * REGION, 2.5 * around.radius) * tracker.w;
         const region = anchor.lost || anchor.candidate ? null : [key[0] * tracker.w, key[1] * tracker.h, reach];
