@@ -3,6 +3,8 @@
     .venv/bin/python bench/anchors.py weight       # bytes of the customer's first pages
     .venv/bin/python bench/anchors.py latency      # phone -> console picture delay, pan speed
     .venv/bin/python bench/anchors.py throttled    # phone at 4x CPU throttle, 1 and 5 drawings
+    .venv/bin/python bench/anchors.py throttled --profile   # and where the phone's time goes
+    .venv/bin/python bench/anchors.py throttled --rounds 2 [--worker]   # tracker on/paused
 
 The phone and the technician are Chromium contexts; the phone's fake camera plays the
 generated board clip of tests/browser/scene_clip.py (textured, panned, turned, zoomed, the
@@ -18,7 +20,11 @@ own. Every figure is printed with /proc/loadavg next to it.
   screen's tracker would be off on the other screen.
 * throttled: DevTools `Emulation.setCPUThrottlingRate` 4 on the phone; the phone's preview
   frame rate (presented frames), its outgoing video (outbound-rtp framesEncoded/framesSent)
-  and the tracker's own rate and cost, with no drawing, one drawing and five.
+  and the tracker's own rate and cost, with no drawing, one drawing and five. The phone
+  runs in its own Chromium, so the CPU of its processes' threads (from /proc: the page's main
+  thread, a tracking worker, the encoder's and WebRTC's threads, the camera's capture) is
+  printed for each window; --profile adds the main thread's JavaScript profile (DevTools
+  Profiler, self time by function) for the window with one drawing.
 """
 
 from __future__ import annotations
@@ -38,15 +44,72 @@ sys.path.insert(0, str(ROOT))
 from playwright.sync_api import expect, sync_playwright  # noqa: E402
 from werkzeug.serving import make_server  # noqa: E402
 
+from bench import _procs  # noqa: E402
 from lens.events.bus import InProcessBus  # noqa: E402
 from lens.extensions import db  # noqa: E402
 from lens.factory import create_app  # noqa: E402
 from lens.signaling.control import MediaControl  # noqa: E402
 from tests.browser import anchored  # noqa: E402
-from tests.browser.conftest import CHROMIUM, Sidecar  # noqa: E402
+from tests.browser.conftest import CHROMIUM, Sidecar, compiled_once  # noqa: E402
 from tests.browser.scene_clip import write_clip  # noqa: E402
 from tests.browser.test_session_flow import console_of, create_pin, customer_joins  # noqa: E402
 from tests.conftest import add_technician  # noqa: E402
+
+PHONE_MARKER = "--lens-bench-phone"
+
+
+class Watch:
+    """Over each measuring window: CPU by thread of the phone's Chromium, and (once) the phone
+    page's main-thread JavaScript profile."""
+
+    def __init__(self, phone, profile: bool) -> None:
+        self.phone = phone
+        self.profile = profile
+        self.root = _procs.browser_pid(PHONE_MARKER)
+        self.windows = 0
+        self.cdp = None
+
+    def begin(self):
+        self.windows += 1
+        if self.profile and self.windows == 2:  # the (first) window with one drawing
+            self.cdp = self.phone.context.new_cdp_session(self.phone)
+            self.cdp.send("Profiler.enable")
+            self.cdp.send("Profiler.setSamplingInterval", {"interval": 500})
+            self.cdp.send("Profiler.start")
+        return _procs.thread_ticks(self.root) if self.root else None
+
+    def end(self, before, seconds: float) -> str:
+        lines = []
+        if before is not None:
+            rows = _procs.cpu_share(before, _procs.thread_ticks(self.root), seconds)
+            total = sum(r[1] for r in rows)
+            lines.append(
+                f"phone Chromium CPU {total:.0f} % of a core; threads: "
+                + ", ".join(f"{name} {share:.0f} %" for name, share in rows[:9])
+            )
+        if self.cdp is not None:
+            profile = self.cdp.send("Profiler.stop")["profile"]
+            self.cdp.detach()
+            self.cdp = None
+            lines.append(profile_text(profile))
+        return "".join(f"\n    {line}" for line in lines)
+
+
+def profile_text(profile: dict) -> str:
+    """Self time by function (name and file) of a DevTools CPU profile, largest first."""
+    nodes = {n["id"]: n for n in profile["nodes"]}
+    spent: dict[str, float] = {}
+    for node_id, delta in zip(profile["samples"], profile["timeDeltas"], strict=False):
+        frame = nodes[node_id]["callFrame"]
+        name = frame["functionName"] or "(anonymous)"
+        where = frame["url"].rsplit("/", 1)[-1]
+        key = f"{name} {where}:{frame['lineNumber'] + 1}" if where else name
+        spent[key] = spent.get(key, 0) + delta / 1000
+    total = sum(spent.values()) or 1
+    busy = total - spent.get("(idle)", 0)
+    top = sorted(spent.items(), key=lambda kv: -kv[1])[:14]
+    head = f"main thread {busy / total:.0%} busy over {total / 1000:.1f} s; self time: "
+    return head + "; ".join(f"{k} {v / total:.1%}" for k, v in top)
 
 
 def load() -> str:
@@ -89,14 +152,45 @@ class _Listening:
         return context
 
 
+def predicates_without_eval() -> None:
+    """wait_for_function predicates polled without eval, which the pages' CSP refuses (as
+    tests/browser/conftest.py does for the tests)."""
+    from playwright.sync_api import Frame, Page
+
+    for cls in (Page, Frame):
+        original = cls.wait_for_function
+
+        def wait_for_function(self, expression, *args, _original=original, **kwargs):
+            return _original(self, compiled_once(expression), *args, **kwargs)
+
+        cls.wait_for_function = wait_for_function
+
+
 def main() -> None:
+    predicates_without_eval()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("what", choices=["weight", "latency", "throttled"])
     parser.add_argument("--seconds", type=float, default=12.0)
+    parser.add_argument("--profile", action="store_true", help="throttled: JS profile too")
+    parser.add_argument("--rate", type=float, default=4.0, help="throttled: CPU slow-down")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="throttled: measure 1 and 5 drawings this many times, tracker on then paused",
+    )
     parser.add_argument(
         "--no-console-tracking",
         action="store_true",
         help="throttled: pause the console's tracker while measuring (it shares this machine)",
+    )
+    parser.add_argument(
+        "--no-worker-slowdown",
+        action="store_true",
+        help="throttled: let the phone's tracking worker run at this machine's speed",
+    )
+    parser.add_argument(
+        "--worker", action="store_true", help="throttled: the phone tracks in a Web Worker"
     )
     args = parser.parse_args()
 
@@ -132,12 +226,28 @@ def main() -> None:
             if args.what == "weight":
                 weight(browser, base, tech)
             else:
-                session = anchored.start(browser, base, tech, "Bench Customer")
+                # the phone in its own Chromium: its processes' CPU is its own
+                phone_browser = playwright.chromium.launch(
+                    executable_path=CHROMIUM, args=[*anchored.chromium_args(clip), PHONE_MARKER]
+                )
+                session = anchored.start(browser, base, tech, "Bench Customer", phone_browser)
                 if args.what == "latency":
                     anchored.report_latency(session, args.seconds, load)
                 else:
                     console = not args.no_console_tracking
-                    anchored.report_throttled(session, args.seconds, load, console)
+                    watch = Watch(session.phone, args.profile)
+                    anchored.report_throttled(
+                        session,
+                        args.seconds,
+                        load,
+                        console,
+                        watch,
+                        args.rate,
+                        args.rounds,
+                        not args.no_worker_slowdown,
+                        args.worker,
+                    )
+                phone_browser.close()
             browser.close()
     finally:
         server.shutdown()

@@ -81,9 +81,12 @@ PROBE = """([videoSelector, canvasSelector, frozenSelector]) => {
     if (window.lensProbe.on) {
       const t = performance.timeOrigin + performance.now();
       const seen = target();
+      const frame = presented;
+      const rtp = meta && typeof meta.rtpTimestamp === 'number' ? meta.rtpTimestamp >>> 0 : null;
       requestAnimationFrame(() => { // this frame, after the other video callbacks (the tracker)
         const drawn = ring();
-        samples.push({ t: t, count: seen.count, target: seen.at, ink: drawn.ink, ring: drawn.at });
+        samples.push({ t: t, frame: frame, rtp: rtp, count: seen.count, target: seen.at,
+                       ink: drawn.ink, ring: drawn.at });
       });
     }
     video.requestVideoFrameCallback(tick);
@@ -153,18 +156,20 @@ def distance(a, b) -> float:
     return math.hypot(a[0] - b[0], (a[1] - b[1]) * ASPECT)
 
 
-def start(browser, base: str, tech, name: str) -> Session:
-    """A customer joins with the clip as camera, the technician starts, both probes run."""
+def start(browser, base: str, tech, name: str, phone_browser=None) -> Session:
+    """A customer joins with the clip as camera (in phone_browser if given), the technician
+    starts, both probes run."""
     pin = create_pin(tech, name)
-    phone_context, phone = customer_joins(browser, base, pin)
+    phone_context, phone = customer_joins(phone_browser or browser, base, pin)
     first_scripts = phone.evaluate(FIRST_SCRIPTS)
-    phone.wait_for_function(PHONE_READY, timeout=15000)
+    # (generous waits: on a loaded machine the sidecar's connections take a while)
+    phone.wait_for_function(PHONE_READY, timeout=45000)
     row = tech.get_by_role("row").filter(has_text=name)
     row.get_by_role("button", name="Start").click()
     expect(row).to_contain_text("Active")
     row.get_by_role("cell", name=name, exact=True).click()
-    expect(tech.locator(".media-state")).to_have_text("Connected", timeout=15000)
-    tech.wait_for_function(f"({FRAMES})() > 10", timeout=15000)
+    expect(tech.locator(".media-state")).to_have_text("Connected", timeout=45000)
+    tech.wait_for_function(f"({FRAMES})() > 10", timeout=45000)
     tech.evaluate(PROBE, TECH_PROBE)
     phone.evaluate(PROBE, PHONE_PROBE)
     tools = tech.get_by_role("toolbar", name="Video tools")
@@ -191,7 +196,7 @@ ARRIVED = """([x, y]) => { const s = window.lensProbe.samples;
   return recent.length >= 2 && recent.every(near) && away >= 0 && last - s[away].t <= 1500; }"""
 
 
-def wait_for_still_target(page, timeout: float = 30.0) -> tuple[float, float]:
+def wait_for_still_target(page, timeout: float = 90.0) -> tuple[float, float]:
     """Wait until the clip comes to rest at its start pose; returns the target's place."""
     page.evaluate("window.lensProbe.on = true")
     page.wait_for_function(ARRIVED, arg=list(START_TARGET), timeout=timeout * 1000, polling=20)
@@ -208,14 +213,43 @@ def drag(page, start: tuple[float, float], end: tuple[float, float]) -> None:
     page.mouse.up()
 
 
-def circle_target(session: Session) -> None:
-    """The technician circles the target while the clip holds still."""
-    tools = session.tools
-    if tools.get_by_role("button", name="Circle").get_attribute("aria-pressed") != "true":
-        tools.get_by_role("button", name="Circle").click()
-    session.tech.wait_for_function("window.LensAnchors !== undefined", timeout=10000)
-    at = wait_for_still_target(session.tech)
-    drag(session.tech, at, (at[0] + RADIUS, at[1]))
+SHAPES = "window.lensPhoneTools.state.shapes.length"
+REST = 0.01  # of the width: the target this close to where the circle was drawn is at rest
+
+
+def circle_target(session: Session, attempts: int = 4) -> dict:
+    """The technician circles the target while the clip holds still; returns the phone's shape.
+
+    A loaded machine may be slow enough that the clip moves on between the target coming to
+    rest and the mouse being released: the drawing is then anchored to a picture in which the
+    target is no longer inside it. The console's probe tells, by the RTP timestamp of the
+    picture the drawing was anchored to (its `anchor.frame`), where the target was in that
+    very picture; if it had moved, the circle is erased and drawn again at the next rest.
+    """
+    tech, phone, tools = session.tech, session.phone, session.tools
+    before = phone.evaluate(SHAPES)
+    for attempt in range(1, attempts + 1):
+        circle = tools.get_by_role("button", name="Circle")
+        if circle.get_attribute("aria-pressed") != "true":
+            circle.click()  # (the first drawing tool picked loads the tracker)
+        tech.wait_for_function("window.LensAnchors !== undefined", timeout=20000)
+        at = wait_for_still_target(tech)
+        since = now_ms(tech)
+        drag(tech, at, (at[0] + RADIUS, at[1]))
+        phone.wait_for_function(f"{SHAPES} === {before + 1}", timeout=20000)
+        shape = phone.evaluate(f"window.lensPhoneTools.state.shapes[{before}]")
+        shown = samples(tech, since - 2000)
+        if shape.get("anchor"):  # the picture the drawing was anchored to, by its RTP timestamp
+            shown = [v for v in shown if v.get("rtp") == shape["anchor"]["frame"]] or shown
+        else:  # pinned: the pictures shown while it was drawn
+            shown = [v for v in shown if v["t"] >= since]
+        if shown and all(v["target"] and distance(v["target"], at) <= REST for v in shown):
+            return shape
+        print(f"circle drawn on a moving picture (attempt {attempt}); drawn again at rest")
+        assert before == 0, "erasing would take the other drawings too"
+        tools.get_by_role("button", name="Erase drawings").click()
+        phone.wait_for_function(f"{SHAPES} === 0", timeout=10000)
+    raise AssertionError(f"no circle drawn on a still picture in {attempts} attempts")
 
 
 def samples(page, since: float = 0) -> list[dict]:
@@ -230,6 +264,8 @@ def now_ms(page) -> float:
 class Verdict:
     """What one screen showed while the clip ran."""
 
+    judged: int  # frames the probe saw (each a presented frame)
+    presented: int  # frames the screen presented meanwhile (its compositor's count)
     visible: int  # frames with the whole target in the picture
     within: int  # of those, frames whose circle was within TOLERANCE of it
     errors: list[float]
@@ -246,6 +282,7 @@ class Verdict:
         p50 = ordered[len(ordered) // 2]
         p90 = ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))]
         return (
+            f"{self.judged} of {self.presented} presented frames judged; "
             f"{self.within}/{self.visible} frames within {TOLERANCE:.0%} ({self.share:.1%}); "
             f"error p50 {p50:.3f} p90 {p90:.3f} max {ordered[-1]:.3f} of the width; "
             f"hidden in {self.absent - self.absent_with_ink}/{self.absent} frames without "
@@ -278,7 +315,10 @@ def judge(frames: list[dict]) -> Verdict:
                 back = next((x["t"] for x in frames if x["t"] >= s["t"] and x["ink"] > 0), None)
                 returns.append(math.inf if back is None else (back - s["t"]) / 1000)
             gone_since = None
+    counted = [s["frame"] for s in frames if s.get("frame") is not None]
     return Verdict(
+        judged=len(frames),
+        presented=(max(counted) - min(counted) + 1) if counted else len(frames),
         visible=len(visible),
         within=sum(e <= TOLERANCE for e in errors),
         errors=[e for e in errors if math.isfinite(e)],
@@ -355,22 +395,32 @@ STATS = """async () => {
     out.sent += r.framesSent || 0;
     out.limit = r.qualityLimitationReason;
     out.size = r.frameWidth + 'x' + r.frameHeight;
+    out.target = r.targetBitrate || 0;
+    out.durations = r.qualityLimitationDurations || {};
+  });
+  (await window.lensCustomer.peer.pc.getStats()).forEach((r) => {
+    if (r.type === 'candidate-pair' && r.nominated && r.state === 'succeeded') {
+      out.available = r.availableOutgoingBitrate || 0;
+    }
   });
   const a = window.lensPhoneTools && window.lensPhoneTools.state.anchors;
   const s = a ? a.stats() : { frames: 0, msPerFrame: 0 };
-  out.tracked = s.frames; out.ms = s.msPerFrame;
+  out.tracked = s.frames; out.ms = s.msPerFrame; out.parts = s.parts || {};
   out.t = performance.now();
   return out;
 }"""
 
 
-def rates(phone, seconds: float) -> dict[str, float]:
-    """The phone's preview, outgoing video and tracker rates over some seconds."""
+def rates(phone, seconds: float, watch=None) -> dict[str, float]:
+    """The phone's preview, outgoing video and tracker rates over some seconds; `watch`
+    (bench/anchors.py) measures something more over the same seconds."""
     first = phone.evaluate(STATS)
+    watching = watch.begin() if watch else None
     phone.wait_for_timeout(seconds * 1000)
     last = phone.evaluate(STATS)
     span = (last["t"] - first["t"]) / 1000
     return {
+        "watched": watch.end(watching, span) if watch else "",
         "preview": (last["presented"] - first["presented"])
         / ((last["presentedAt"] - first["presentedAt"]) / 1000),
         "source": (last.get("source", 0) - first.get("source", 0)) / span,
@@ -378,8 +428,22 @@ def rates(phone, seconds: float) -> dict[str, float]:
         "sent": (last["sent"] - first["sent"]) / span,
         "tracked": (last["tracked"] - first["tracked"]) / span,
         "ms": last["ms"],
-        "limit": f"{last.get('limit')} {last.get('size')}",
+        "parts": ", ".join(f"{k} {v:.1f}" for k, v in last.get("parts", {}).items()),
+        "limit": f"{last.get('limit')} {last.get('size')}"
+        + _limited(first.get("durations", {}), last.get("durations", {})),
+        "kbps": f"target {last.get('target', 0) / 1000:.0f}, available "
+        f"{last.get('available', 0) / 1000:.0f} kbit/s",
     }
+
+
+def _limited(before: dict, after: dict) -> str:
+    """The shares of a window the encoder spent limited by CPU, bandwidth or else."""
+    spent = {k: after[k] - before.get(k, 0) for k in after}
+    total = sum(spent.values())
+    if total <= 0:
+        return ""
+    shares = [f"{k} {v / total:.0%}" for k, v in spent.items() if k != "none" and v > 0]
+    return f", limited: {', '.join(shares) or 'never'}"
 
 
 def throttle(phone, rate: float) -> None:
@@ -404,31 +468,66 @@ def console_tracking(session: Session, on: bool) -> None:
     )
 
 
-def report_throttled(session: Session, seconds: float, load, console: bool = True) -> None:
+def phone_tracking(session: Session, on: bool) -> None:
+    """Pause or resume the phone's tracker (its drawings stay where they are)."""
+    session.phone.evaluate("(on) => { window.lensPhoneTools.state.anchors.paused = !on; }", on)
+
+
+def report_throttled(
+    session: Session,
+    seconds: float,
+    load,
+    console: bool = True,
+    watch=None,
+    rate: float = 4,
+    rounds: int = 1,
+    slow_worker: bool = True,
+    in_worker: bool = False,
+) -> None:
+    """The phone's rates with no drawing, one and five; with rounds > 1, each drawing count is
+    measured that many times with the phone's tracker on and, right after, paused, so that
+    the tracker's own cost is told from the machine's load of the moment."""
     session.phone.evaluate("window.lensProbe.on = false")  # the probe's own work off the phone
-    throttle(session.phone, 4)
-    none = rates(session.phone, seconds)
-    print(f"4x throttle, no drawing: {_rates(none)}   load {load()}")
+    throttle(session.phone, rate)
+    if in_worker:  # the phone's tracker in a Web Worker, not in the page
+        session.phone.evaluate("window.lensTrackInWorker = true")
+    none = rates(session.phone, seconds, watch)
+    print(f"{rate:g}x throttle, no drawing: {_rates(none)}   load {load()}", flush=True)
     circle_target(session)
     session.phone.evaluate("window.lensProbe.on = false")
     session.phone.wait_for_function("window.lensPhoneTools.state.anchors !== null", timeout=20000)
-    console_tracking(session, console)
-    one = rates(session.phone, seconds)
-    print(f"4x throttle, 1 drawing:  {_rates(one)}   load {load()}")
-    console_tracking(session, True)
-    more_circles(session, 4)
-    session.phone.wait_for_function("window.lensPhoneTools.state.shapes.length === 5")
-    console_tracking(session, console)
-    five = rates(session.phone, seconds)
-    print(f"4x throttle, 5 drawings: {_rates(five)}   load {load()}")
+    worker = session.phone.evaluate(
+        """(rate) => { const a = window.lensPhoneTools.state.anchors;
+             if (!a.slowDown) return false; a.slowDown(rate); return true; }""",
+        rate if slow_worker else 1,
+    )
+    slowed = f" (answers slowed {rate:g}x to match)" if worker and slow_worker else ""
+    print(f"tracker in a worker: {worker}{slowed}")
+    for count in (1, 5):
+        if count == 5:
+            console_tracking(session, True)
+            more_circles(session, 4)
+            session.phone.wait_for_function("window.lensPhoneTools.state.shapes.length === 5")
+        console_tracking(session, console)
+        for _ in range(rounds):
+            for tracking in (True, False) if rounds > 1 else (True,):
+                phone_tracking(session, tracking)
+                measured = rates(session.phone, seconds, watch)
+                what = "tracked" if tracking else "PAUSED "
+                print(
+                    f"{rate:g}x throttle, {count} drawing{'s' if count > 1 else ' '} {what}: "
+                    f"{_rates(measured)}   load {load()}",
+                    flush=True,
+                )
+        phone_tracking(session, True)
 
 
 def _rates(r: dict[str, float]) -> str:
     return (
         f"preview {r['preview']:.1f} fps, into the sender {r['source']:.1f}, outgoing "
         f"encoded {r['encoded']:.1f} / sent "
-        f"{r['sent']:.1f} fps ({r['limit']}), tracker {r['tracked']:.1f} fps at "
-        f"{r['ms']:.1f} ms/frame"
+        f"{r['sent']:.1f} fps ({r['limit']}; {r['kbps']}), tracker {r['tracked']:.1f} fps at "
+        f"{r['ms']:.1f} ms/frame ({r['parts']}){r['watched']}"
     )
 
 

@@ -8,6 +8,7 @@ where its drawing canvas shows the circle (tests/browser/anchored.py).
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -57,18 +58,40 @@ def clip_browser(browser, board_clip, live_server):
     chromium.close()
 
 
-def judged(session, since: float) -> tuple[anchored.Verdict, anchored.Verdict]:
-    """Wait until both screens saw the target go and come back; judge each screen."""
-    for page in (session.phone, session.tech):
-        page.wait_for_function(
-            OUT_AND_BACK,
-            arg=[since, (DURATION + 0.5) * 1000, anchored.FULL_MARK],
-            timeout=120000,
-            polling=250,
-        )
-    phone = anchored.judge(anchored.samples(session.phone, since))
-    tech = anchored.judge(anchored.samples(session.tech, since))
-    print(f"\nphone:   {phone.text()}\nconsole: {tech.text()}")
+# A loop is judged when each screen's probe saw at least this many frames a second in it: a
+# machine so loaded that a page sees fewer (2-3 a second at a load of 25 on 2 cores) shows
+# a jump at every frame, which measures the machine rather than the tracking.
+MIN_JUDGED_FPS = 8
+
+
+def judged(session, since: float, loops: int = 3) -> tuple[anchored.Verdict, anchored.Verdict]:
+    """Wait until both screens saw the target go and come back, on a loop of the clip each
+    screen was shown at MIN_JUDGED_FPS or more (up to `loops` loops); judge each screen."""
+    for loop in range(1, loops + 1):
+        for page in (session.phone, session.tech):
+            page.wait_for_function(
+                OUT_AND_BACK,
+                arg=[since, (DURATION + 0.5) * 1000, anchored.FULL_MARK],
+                timeout=180000,
+                polling=250,
+            )
+        phone_frames = anchored.samples(session.phone, since)
+        tech_frames = anchored.samples(session.tech, since)
+        rates = [
+            len(f) / max(1e-3, (f[-1]["t"] - f[0]["t"]) / 1000) for f in (phone_frames, tech_frames)
+        ]
+        if min(rates) >= MIN_JUDGED_FPS or loop == loops:
+            break
+        print(f"\nloop {loop} seen at {rates[0]:.1f} / {rates[1]:.1f} frames a second: another")
+        since = anchored.now_ms(session.tech)
+    phone, tech = anchored.judge(phone_frames), anchored.judge(tech_frames)
+    tracker = session.phone.evaluate(
+        "window.lensPhoneTools.state.anchors && window.lensPhoneTools.state.anchors.stats()"
+    )
+    print(f"\nphone:   {phone.text()}\nconsole: {tech.text()}\nphone's tracker: {tracker}")
+    if os.environ.get("LENS_ANCHOR_FRAMES"):  # every judged frame, to look into a verdict
+        with open(os.environ["LENS_ANCHOR_FRAMES"], "a") as out:
+            out.write(json.dumps({"phone": phone_frames, "console": tech_frames}) + "\n")
     return phone, tech
 
 
@@ -77,6 +100,23 @@ def assert_followed(verdict: anchored.Verdict) -> None:
     assert verdict.share >= 0.9, verdict.text()
     assert verdict.absent > 5 and verdict.absent_with_ink == 0, verdict.text()
     assert verdict.returns and all(r <= 1.0 for r in verdict.returns), verdict.text()
+
+
+def assert_not_followed(verdict: anchored.Verdict) -> None:
+    """What the same checks say of a circle that does not follow (tracking off)."""
+    assert verdict.visible >= 60
+    assert verdict.share < 0.9, verdict.text()  # off the target once the camera moves
+    assert verdict.absent > 5 and verdict.absent_with_ink == verdict.absent, verdict.text()
+
+
+# The target moved by more than a tenth of the width (or left the picture) since `at`.
+MOVED_ON = """(at) => {
+  const s = window.lensProbe.samples; const v = s[s.length - 1];
+  if (!v) return false;
+  return !v.target || Math.hypot(v.target[0] - at[0], v.target[1] - at[1]) > 0.1; }"""
+
+# The console's video has presented no new frame for a second (the phone stopped sending).
+PICTURE_STOPPED = """() => performance.now() - window.lensProbe.presented()[1] > 1000"""
 
 
 def test_a_circle_follows_the_part_on_both_screens(
@@ -123,15 +163,25 @@ def test_a_circle_follows_the_part_on_both_screens(
     phone.wait_for_function("window.lensPhoneTools.state.shapes.length === 2")
     assert phone.evaluate("window.lensPhoneTools.state.shapes[1].pinned") is True
     assert "anchor" not in phone.evaluate("window.lensPhoneTools.state.shapes[1]")
-    for _ in range(4):  # the camera moves meanwhile; the label does not
+    for _ in range(4):  # the camera moves meanwhile (the target goes elsewhere); the label does not
+        at = anchored.target_now(phone) or [-1, -1]
+        phone.wait_for_function(MOVED_ON, arg=list(at), timeout=30000, polling=50)
         for page, ink in ((phone, anchored.PHONE_INK), (tech, anchored.TECH_INK)):
             page.wait_for_function(f"({ink})([[0.82, 0.12], 8]) > 0", timeout=5000)
-        tech.wait_for_timeout(400)
 
     # Erase drawings clears both screens and their trackers
     tools.get_by_role("button", name="Erase drawings").click()
     phone.wait_for_function(f"({anchored.PHONE_INK})([null, 0]) === 0", timeout=10000)
     assert phone.evaluate("window.lensPhoneTools.state.anchors.stats().anchors") == 0
+
+    # Tracking off (Pin to screen is still on): the same circle, judged by the same checks
+    # over the same clip, fails them on both screens
+    anchored.circle_target(session)
+    assert phone.evaluate("window.lensPhoneTools.state.shapes[0].pinned") is True
+    since = anchored.now_ms(tech)
+    on_phone, on_console = judged(session, since)
+    assert_not_followed(on_phone)
+    assert_not_followed(on_console)
     for context in (session.phone_context, tech_context):
         context.close()
 
@@ -165,7 +215,8 @@ def test_a_circle_drawn_on_a_frozen_picture_follows_after_unfreeze_and_hold(
     head = tech.locator("#session-panel")
     head.get_by_role("button", name="Hold", exact=True).click()
     expect(head.get_by_role("button", name="Resume", exact=True)).to_be_visible()
-    tech.wait_for_timeout(1500)  # the hold itself: the picture stops for a while
+    # the hold itself: the picture stops for a while (longer than a gap the trackers bridge)
+    tech.wait_for_function(PICTURE_STOPPED, timeout=20000, polling=100)
     head.get_by_role("button", name="Resume", exact=True).click()
     since = anchored.now_ms(tech)
     on_phone, on_console = judged(session, since)
