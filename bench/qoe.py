@@ -215,7 +215,8 @@ async function post(path, body) {
 async function statsNow(pc) {
   const out = {};
   (await pc.getStats()).forEach(s => {
-    const rtp = s.type === 'inbound-rtp' || s.type === 'outbound-rtp';
+    const rtp = s.type === 'inbound-rtp' || s.type === 'outbound-rtp' ||
+      s.type === 'remote-inbound-rtp';
     if (rtp && s.kind === 'video') out[s.type] = s;
   });
   return out;
@@ -407,6 +408,46 @@ def summarize(phone: dict, tech: dict, start: float, end: float) -> dict[str, An
         "plis": diff("pliCount"),
         "resolution": f"{out1.get('frameWidth', '?')}x{out1.get('frameHeight', '?')}",
         "limited_by": out1.get("qualityLimitationReason", "?"),
+        **jitter_buffer(inbound0, inbound1),
+        **phone_view(p0, p1, window),
+    }
+
+
+def jitter_buffer(inbound0: dict, inbound1: dict) -> dict:
+    """The technician's jitter buffer over the window: mean delay, target and minimum
+    per emitted frame (ms), frames dropped, freezes, retransmissions received."""
+
+    def diff(key: str) -> float:
+        return inbound1.get(key, 0) - inbound0.get(key, 0)
+
+    emitted = diff("jitterBufferEmittedCount") or float("nan")
+    return {
+        "jb_delay_ms": round(1000 * diff("jitterBufferDelay") / emitted),
+        "jb_target_ms": round(1000 * diff("jitterBufferTargetDelay") / emitted),
+        "jb_minimum_ms": round(1000 * diff("jitterBufferMinimumDelay") / emitted),
+        "frames_dropped": diff("framesDropped"),
+        "freezes": diff("freezeCount"),
+        "frames_received": diff("framesReceived"),
+        "frames_decoded": diff("framesDecoded"),
+        "tech_packets_lost": diff("packetsLost"),
+        "tech_rtx_received": diff("retransmittedPacketsReceived"),
+    }
+
+
+def phone_view(p0: dict, p1: dict, window: list[dict]) -> dict:
+    """What the phone's sender is told by its receiver (the sidecar or the technician):
+    round trip and fraction lost from the receiver reports, its retransmissions."""
+    remote = [s["remote-inbound-rtp"] for s in window if "remote-inbound-rtp" in s]
+    rtts = [r["roundTripTime"] * 1000 for r in remote if "roundTripTime" in r]
+    lost = [r["fractionLost"] for r in remote if "fractionLost" in r]
+    out0, out1 = p0.get("outbound-rtp", {}), p1.get("outbound-rtp", {})
+    return {
+        "phone_rtt_ms": round(statistics.median(rtts)) if rtts else None,
+        "phone_fraction_lost": round(statistics.mean(lost), 3) if lost else None,
+        "phone_rtx_sent": out1.get("retransmittedPacketsSent", 0)
+        - out0.get("retransmittedPacketsSent", 0),
+        "phone_packets_sent": out1.get("packetsSent", 0) - out0.get("packetsSent", 0),
+        "phone_nacks_received": out1.get("nackCount", 0) - out0.get("nackCount", 0),
     }
 
 

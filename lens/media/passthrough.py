@@ -141,12 +141,17 @@ class RepeatingNacks:
         return False  # aiortc must not send its own NACK
 
     def _schedule(self) -> None:
-        if self._timer is not None:
-            return
         delay = self.nacks.next_due()
         if delay is None:
             return
-        self._timer = asyncio.get_running_loop().call_later(delay, self._fire)
+        loop = asyncio.get_running_loop()
+        if self._timer is not None:
+            if self._timer.when() <= loop.time() + delay:
+                return
+            # a packet newly missing is NACKed at once, not when an earlier hole's retry
+            # is due (that waited up to a round trip, so recoveries took ~1.7 round trips)
+            self._timer.cancel()
+        self._timer = loop.call_later(delay, self._fire)
 
     def _fire(self) -> None:
         self._timer = None

@@ -18,6 +18,7 @@ All of it takes a clock, so the tests drive time by hand.
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable
 
 from aiortc.utils import uint16_add, uint16_gt
@@ -125,6 +126,9 @@ class NackList:
         self._missing: dict[int, list] = {}
         self.nacks_sent = 0
         self.recovered = 0
+        self.expired = 0  # missing packets given up without a retransmission
+        self.late = 0  # packets that came after their sequence number was given up
+        self.recovery_delays: deque[float] = deque(maxlen=1000)  # first missed → arrival
 
     @property
     def missing(self) -> set[int]:
@@ -152,8 +156,10 @@ class NackList:
             return False
         entry = self._missing.pop(sequence_number, None)
         if entry is None:
+            self.late += 1
             return False
         self.recovered += 1
+        self.recovery_delays.append(now - entry[0])
         if entry[2] == 1:  # Karn: only an unambiguous NACK gives a round-trip sample
             self.link.rtt_sample(now - entry[1])
         return True
@@ -167,6 +173,7 @@ class NackList:
             first, last, _ = entry
             if now - first > give_up or (entry[2] >= MAX_TRIES and now - last >= retry):
                 del self._missing[seq]
+                self.expired += 1
             elif last is None or now - last >= retry:
                 entry[1] = now
                 entry[2] += 1
@@ -180,8 +187,9 @@ class NackList:
             return None
         now = self.link.clock()
         give_up, retry = self.link.give_up, self.link.retry
+        # a packet not NACKed yet is due now (it used to wait a retry interval first)
         soonest = min(
-            min(first + give_up, (last if last is not None else now) + retry)
+            min(first + give_up, last + retry if last is not None else now)
             for first, last, _ in self._missing.values()
         )
         return max(0.0, soonest - now)

@@ -111,6 +111,9 @@ class Leg:
                 "playout_floor_ms": round(link.playout_floor() * 1000),
                 "nacks_sent": nacks.nacks_sent if nacks else None,
                 "recovered": nacks.recovered if nacks else None,
+                "nack_expired": nacks.expired if nacks else None,
+                "late_or_duplicate": nacks.late if nacks else None,
+                "recovery_ms_p50_p90_max": _spread(nacks.recovery_delays) if nacks else None,
                 "holes_given_up": buffer.holes_given_up,
                 "buffer_keyframe_requests": buffer.keyframe_requests,
             }
@@ -120,6 +123,15 @@ class Leg:
             "ice_connection_state": self.pc.iceConnectionState,
             **media,
         }
+
+
+def _spread(delays) -> list[int] | None:
+    """p50, p90 and max of some delays (seconds), in ms."""
+    if not delays:
+        return None
+    ordered = sorted(delays)
+    pick = lambda q: round(1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))])  # noqa: E731
+    return [pick(0.5), pick(0.9), round(1000 * ordered[-1])]
 
 
 def offered_kinds(offer: RTCSessionDescription) -> set[str]:

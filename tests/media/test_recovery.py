@@ -55,8 +55,10 @@ def test_a_missing_packet_is_nacked_at_once_then_every_retry_until_the_give_up()
     nacks = NackList(link)
     for seq in (10, 11, 13):
         arrive(link, nacks, seq)
+    assert nacks.next_due() == 0  # a new hole's first NACK does not wait a retry
     assert nacks.due() == [12]
     assert nacks.due() == []  # not again before its retransmission is due
+    assert nacks.next_due() == pytest.approx(link.retry)
     sent = [clock.now]
     while nacks.missing:
         clock.now += 0.01
@@ -138,3 +140,31 @@ def test_the_receivers_nack_timer_repeats_a_nack_until_the_give_up():
     nacks, count = asyncio.run(scenario())
     assert {(ssrc, tuple(lost)) for _, ssrc, lost in nacks} == {(77, (102,))}
     assert len(nacks) == count  # ... and stays silent
+
+
+def test_a_packet_newly_missing_is_nacked_at_once_while_an_older_holes_retry_waits():
+    async def scenario():
+        receiver = FakeReceiver()
+        link = LinkEstimate()
+        link.rtt_sample(0.4)  # retry ~0.48 s, give-up ~1 s
+        generator = RepeatingNacks(receiver, link)
+
+        def arrive(seq: int) -> None:
+            p = RtpPacket(payload_type=96, sequence_number=seq, timestamp=seq * 3000, ssrc=77)
+            p.payload = b"\x10\x00"
+            generator.add(p)
+
+        for seq in (100, 102):  # 101 lost: NACKed at once, its retry due ~0.48 s later
+            arrive(seq)
+        await wait_until(lambda: len(receiver.nacks) >= 1, 3)
+        first_at = receiver.nacks[0][0]
+        for seq in (103, 105):  # 104 lost while 101's retry timer is pending
+            arrive(seq)
+        await wait_until(lambda: len(receiver.nacks) >= 2, 3)
+        generator.stop()
+        return receiver.nacks, first_at
+
+    nacks, first_at = asyncio.run(scenario())
+    assert nacks[0][2] == [101]
+    assert nacks[1][2] == [104]  # 104 alone, long before 101's retry
+    assert nacks[1][0] - first_at < 0.2
