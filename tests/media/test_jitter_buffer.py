@@ -168,7 +168,7 @@ def test_a_keyframe_lost_for_good_is_skipped_to_the_next_one():
 
 
 def test_a_lost_packet_of_the_first_keyframe_after_a_give_up_is_waited_for_too():
-    phone = Phone(gop=10, rtt=0.05)
+    phone = Phone(gop=10, rtt=0.02)  # a give-up of 5 frames or less
     phone.send(3)
     phone.send(1, lose={(3, 1)})
     phone.send(6)  # the hole is given up; frames 4..9 wait for a keyframe

@@ -48,6 +48,16 @@ def test_give_up_and_retry_follow_the_measured_round_trip_and_jitter():
     assert link.give_up > mobile[0]
 
 
+@pytest.mark.parametrize(("rtt", "jitter"), [(0.05, 0.005), (0.2, 0.02), (0.35, 0.04)])
+def test_a_hole_waits_for_the_third_nacks_retransmission(rtt, jitter):
+    link = LinkEstimate(Clock())
+    link.rtt_sample(rtt)
+    link.jitter = jitter
+    third_nack_answered = 2 * link.retry + link.rtt + jitter
+    assert link.give_up > third_nack_answered
+    assert link.give_up < third_nack_answered + link.retry  # not a fourth round
+
+
 def test_a_missing_packet_is_nacked_at_once_then_every_retry_until_the_give_up():
     clock = Clock()
     link = LinkEstimate(clock)
