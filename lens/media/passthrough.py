@@ -68,6 +68,7 @@ logger = logging.getLogger(__name__)
 
 FrameHandler = Callable[[RTCRtpCodecParameters, JitterFrame], None]
 VIDEO_CLOCK_RATE = 90000
+NACK_COPY_AFTER = 0.03  # seconds: each NACK is sent twice, this far apart
 BUFFER_PACKETS = 512  # a power of two (aiortc's ring); a 1080p keyframe is ~200 packets
 
 
@@ -127,6 +128,7 @@ class RepeatingNacks:
         self._ssrc: int | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._stopped = False
 
     def add(self, packet: RtpPacket) -> bool:
         self._ssrc = packet.ssrc
@@ -157,17 +159,31 @@ class RepeatingNacks:
         self._timer = None
         lost = self.nacks.due()
         if lost and self._ssrc is not None:
-            task = asyncio.get_running_loop().create_task(
-                self._receiver._send_rtcp_nack(self._ssrc, lost)
-            )
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._send(self._ssrc, lost)
+            # the same NACK once more, a little later: a NACK lost on the downlink (8 % on
+            # a bad link) cost a whole retry round, and Chrome keeps a sent packet only
+            # max(1 s, 3 round trips), so a third round may find it gone; Chrome ignores
+            # the copy when it has just retransmitted (it NACKs up to 10 times itself)
+            loop = asyncio.get_running_loop()
+            loop.call_later(NACK_COPY_AFTER, self._send_copy, self._ssrc, lost)
         self._schedule()
+
+    def _send_copy(self, ssrc: int, lost: list[int]) -> None:
+        still = [seq for seq in lost if seq in self.nacks._missing]
+        if still and not self._stopped:
+            self.nacks.copies_sent += len(still)
+            self._send(ssrc, still)
+
+    def _send(self, ssrc: int, lost: list[int]) -> None:
+        task = asyncio.get_running_loop().create_task(self._receiver._send_rtcp_nack(ssrc, lost))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def stop(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        self._stopped = True
 
 
 class ForwardingVideoBuffer(JitterBuffer):

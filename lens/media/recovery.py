@@ -129,6 +129,7 @@ class NackList:
         # seq -> [first seen missing, last NACK sent (or None), NACKs sent]
         self._missing: dict[int, list] = {}
         self.nacks_sent = 0
+        self.copies_sent = 0  # the same NACKs sent again a moment later (passthrough)
         self.recovered = 0
         self.expired = 0  # missing packets given up without a retransmission
         self.late = 0  # packets that came after their sequence number was given up

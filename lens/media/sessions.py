@@ -110,6 +110,7 @@ class Leg:
                 "give_up_ms": round(link.give_up * 1000),
                 "playout_floor_ms": round(link.playout_floor() * 1000),
                 "nacks_sent": nacks.nacks_sent if nacks else None,
+                "nack_copies_sent": nacks.copies_sent if nacks else None,
                 "recovered": nacks.recovered if nacks else None,
                 "nack_expired": nacks.expired if nacks else None,
                 "late_or_duplicate": nacks.late if nacks else None,

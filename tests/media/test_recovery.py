@@ -178,3 +178,31 @@ def test_a_packet_newly_missing_is_nacked_at_once_while_an_older_holes_retry_wai
     assert nacks[0][2] == [101]
     assert nacks[1][2] == [104]  # 104 alone, long before 101's retry
     assert nacks[1][0] - first_at < 0.2
+
+
+def test_each_nack_is_sent_twice_and_the_copy_only_for_packets_still_missing():
+    async def scenario():
+        receiver = FakeReceiver()
+        link = LinkEstimate()
+        link.rtt_sample(0.4)
+        generator = RepeatingNacks(receiver, link)
+
+        def arrive(seq: int) -> None:
+            p = RtpPacket(payload_type=96, sequence_number=seq, timestamp=seq * 3000, ssrc=77)
+            p.payload = b"\x10\x00"
+            generator.add(p)
+
+        for seq in (100, 103):  # 101 and 102 lost
+            arrive(seq)
+        await wait_until(lambda: len(receiver.nacks) >= 1, 3)
+        arrive(102)  # retransmitted before the copy goes out
+        await wait_until(lambda: len(receiver.nacks) >= 2, 3)
+        tries = generator.nacks._missing[101][2]
+        generator.stop()
+        return receiver.nacks, tries, generator.nacks.copies_sent
+
+    nacks, tries, copies = asyncio.run(scenario())
+    assert nacks[0][2] == [101, 102]
+    assert nacks[1][2] == [101]  # the copy: 102 came meanwhile
+    assert 0.02 <= nacks[1][0] - nacks[0][0] < 0.2
+    assert tries == 1 and copies == 1  # a copy is not a retry (its round trip stays a sample)
