@@ -192,7 +192,7 @@ class ForwardingVideoBuffer(JitterBuffer):
     aiortc's buffer holds a frame until the next frame's first packet arrives and waits for
     512 packets before it gives up on a lost one. This one hands every complete frame to
     `deliver` at once, in order; a hole (a lost first, middle or last packet alike) waits for
-    its retransmission only as long as the link's give-up (about two NACK rounds, from the
+    its retransmission only as long as the link's give-up (three NACK rounds, from the
     measured round trip and jitter). When a hole is given up, the frame is lost and with it
     every frame until the next keyframe: the buffer skips ahead to the next keyframe's first
     packet (holes inside a keyframe get the same wait) and asks for a keyframe. After a

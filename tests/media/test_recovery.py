@@ -41,7 +41,7 @@ def test_give_up_and_retry_follow_the_measured_round_trip_and_jitter():
         link.rtt_sample(0.4)
     assert link.rtt == pytest.approx(0.4, abs=0.01)
     mobile = (link.give_up, link.retry, link.late_after)
-    assert lan[0] < 0.2 and mobile[0] > 1.0  # about two NACK rounds
+    assert lan[0] < 0.2 and mobile[0] > 1.0  # three NACK rounds
     assert mobile[1] > 0.4  # a NACK is repeated only once its retransmission is overdue
     assert mobile[2] > mobile[0]  # a frame a retransmission completed is not "late"
     link.jitter = 0.05
