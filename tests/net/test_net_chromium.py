@@ -20,7 +20,15 @@ from playwright.sync_api import expect, sync_playwright
 from lens.auth.models import Technician
 from lens.extensions import db
 from lens.factory import create_app
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
+
+# with the browser tests' own autouse fixtures: predicates polled without eval (the pages'
+# CSP has no 'unsafe-eval'), and a CSP or Permissions-Policy message fails the test
+from tests.browser.conftest import (  # noqa: F401
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    policy_violations,
+    predicates_without_eval,
+)
 from tests.browser.test_media_flow import FRAMES, PHONE_READY
 from tests.browser.test_session_flow import console_of, create_pin, customer_joins
 from tests.conftest import PASSWORD
