@@ -1,4 +1,5 @@
-"""Snapshot formats: the stored PNG, and JPEG made from it on request (PyAV, no Pillow)."""
+"""Snapshot formats: the stored PNG, JPEG made from it on request, and the phone's photos
+(checked here before they are kept). PyAV, no Pillow."""
 
 from __future__ import annotations
 
@@ -21,3 +22,34 @@ def png_to_jpeg(png: bytes) -> bytes:
     frame = picture.reformat(format="yuvj444p")
     frame.pts = 0
     return b"".join(bytes(p) for p in [*encoder.encode(frame), *encoder.encode(None)])
+
+
+class NotAPhoto(ValueError):
+    """Uploaded bytes that are not one JPEG or PNG picture within the limits."""
+
+
+PHOTO_FORMATS = {b"\xff\xd8\xff": ("jpeg_pipe", "jpg"), b"\x89PNG\r\n\x1a\n": ("png_pipe", "png")}
+
+
+def photo_size(data: bytes, max_pixels: int) -> tuple[str, int, int]:
+    """The format ("jpg" or "png"), width and height of a photo, after decoding it whole.
+
+    Only JPEG and PNG (told by their first bytes, not by what the upload claims); the size
+    is checked against `max_pixels` before the picture is decoded.
+    """
+    known = [kind for magic, kind in PHOTO_FORMATS.items() if data.startswith(magic)]
+    if not known:
+        raise NotAPhoto("neither JPEG nor PNG")
+    demuxer, file_format = known[0]
+    try:
+        with av.open(io.BytesIO(data), format=demuxer) as source:
+            stream = source.streams.video[0]
+            width, height = stream.codec_context.width, stream.codec_context.height
+            if width and height and width * height > max_pixels:
+                raise NotAPhoto(f"{width}x{height} is more than {max_pixels} pixels")
+            picture = next(source.decode(stream))
+    except (av.FFmpegError, IndexError, StopIteration) as exc:
+        raise NotAPhoto(f"not a readable picture: {exc}") from exc
+    if picture.width * picture.height > max_pixels:
+        raise NotAPhoto(f"{picture.width}x{picture.height} is more than {max_pixels} pixels")
+    return file_format, picture.width, picture.height

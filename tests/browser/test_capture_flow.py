@@ -124,3 +124,53 @@ def test_take_snapshot_and_record_in_the_console(
 
     for context in (phone_context, tech_context):
         context.close()
+
+
+CAMERA_SIZES = """async () => {
+  const track = window.lensCustomer.stream.getVideoTracks()[0];
+  const largest = track.getCapabilities();
+  let photo = null;
+  if (window.ImageCapture) {
+    try {
+      const c = await new ImageCapture(track).getPhotoCapabilities();
+      if (c.imageWidth && c.imageWidth.max) photo = [c.imageWidth.max, c.imageHeight.max];
+    } catch (error) { photo = null; }
+  }
+  const now = track.getSettings();
+  return { photo: photo, track: [largest.width.max, largest.height.max],
+           streaming: [now.width, now.height] };
+}"""
+
+
+def test_a_full_resolution_photo_from_the_phone(app, technician, live_server, sidecar, browser):
+    tech_context, tech = console_of(browser, live_server)
+    pin = create_pin(tech, "Photo Customer")
+    phone_context, phone = customer_joins(browser, live_server, pin)
+    tech.get_by_role("row").filter(has_text="Photo Customer").get_by_role("cell").first.click()
+    panel = tech.locator("#session-panel")
+    panel.get_by_role("button", name="Start", exact=True).click()
+    expect(tech.locator(".media-state")).to_have_text("Connected", timeout=15000)
+    sizes = phone.evaluate(CAMERA_SIZES)
+    # the fake camera's full resolution: the larger of its photo and its largest frame
+    full = max(tuple(sizes["photo"] or (0, 0)), tuple(sizes["track"]), key=lambda s: s[0] * s[1])
+    streamed = tuple(sizes["streaming"])
+    assert full[0] * full[1] > streamed[0] * streamed[1], sizes  # more than the video
+
+    tech.get_by_role("button", name="Take photo").click()
+    size = f"{full[0]}×{full[1]}"
+    expect(tech.get_by_role("status").filter(has_text="Photo received")).to_have_text(
+        f"Photo received: {size}", timeout=20000
+    )
+    photos = tech.get_by_role("list", name="Snapshots").locator("li.photo")
+    expect(photos).to_have_count(1)
+    expect(photos).to_contain_text(size)  # its real size, shown
+    expect(phone.get_by_text("Your technician took a photo with your camera.")).to_be_visible()
+    with app.app_context():
+        photo = db.session.scalars(select(Snapshot)).one()
+        stored = (Path(app.instance_path) / photo.path).read_bytes()
+    assert photo.source == "camera"
+    assert (photo.width, photo.height) == full
+    assert len(stored) == photo.bytes
+    expect(tech.locator(".session-log")).to_contain_text("took a full-resolution photo")
+    for context in (phone_context, tech_context):
+        context.close()
