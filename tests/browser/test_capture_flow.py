@@ -155,6 +155,7 @@ def test_a_full_resolution_photo_from_the_phone(app, technician, live_server, si
     full = max(tuple(sizes["photo"] or (0, 0)), tuple(sizes["track"]), key=lambda s: s[0] * s[1])
     streamed = tuple(sizes["streaming"])
     assert full[0] * full[1] > streamed[0] * streamed[1], sizes  # more than the video
+    print(f"\nfake camera: {sizes}; expected photo {full}")
 
     tech.get_by_role("button", name="Take photo").click()
     size = f"{full[0]}×{full[1]}"
@@ -168,6 +169,7 @@ def test_a_full_resolution_photo_from_the_phone(app, technician, live_server, si
     with app.app_context():
         photo = db.session.scalars(select(Snapshot)).one()
         stored = (Path(app.instance_path) / photo.path).read_bytes()
+    print(f"stored photo: {photo.width}x{photo.height}, {photo.bytes} bytes, {photo.path}")
     assert photo.source == "camera"
     assert (photo.width, photo.height) == full
     assert len(stored) == photo.bytes

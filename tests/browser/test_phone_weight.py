@@ -56,7 +56,7 @@ def test_link_to_waiting_transfers_at_most_60_kb(app, technician, live_server, b
     context = phone_context(browser)
     phone = context.new_page()
     finished = []
-    phone.on("requestfinished", finished.append)
+    phone.on("requestfinished", lambda request: finished.append(request))
 
     phone.goto(live_server + link)
     expect(phone.get_by_role("heading", name="How it works")).to_be_visible()
@@ -92,7 +92,7 @@ def test_a_tap_on_the_first_step_works_before_the_scripts_load(
     session_id, link = join_link(app, technician, "Slow Customer")
     context = phone_context(browser)
     held = []  # the page's scripts: answered only at the end, as on a very slow link
-    context.route("**/*.js", held.append)
+    context.route("**/*.js", lambda route: held.append(route))
     phone = context.new_page()
 
     phone.goto(live_server + link, wait_until="commit")
