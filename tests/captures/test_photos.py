@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from lens import features
+from lens.captures.images import NotAPhoto, declared_size, photo_size
 from lens.captures.models import Snapshot
 from lens.controls.channel import controls_topic, receive_control
 from lens.controls.messages import TECHNICIAN
@@ -202,3 +203,15 @@ def test_a_photo_may_be_larger_than_any_other_body(app, started):
     app.config["MAX_CONTENT_LENGTH"] = len(jpeg) // 2  # every other body: refused unread
     assert phone.join("1" * len(jpeg)).status_code == 413
     assert upload(phone, jpeg).status_code == 201
+
+
+def test_a_pictures_size_is_read_from_its_header_before_it_is_decoded():
+    assert declared_size(make_jpeg(1920, 1440)) == (1920, 1440)
+    assert declared_size(make_png(800, 600)) == (800, 600)
+    # a PNG that claims 60000×60000 pixels is refused without decoding a byte of it
+    bomb = bytearray(make_png(8, 8))
+    bomb[16:24] = (60000).to_bytes(4, "big") * 2
+    with pytest.raises(NotAPhoto):
+        photo_size(bytes(bomb), 64_000_000)
+    with pytest.raises(NotAPhoto):
+        photo_size(b"\xff\xd8\xff\xd9", 64_000_000)  # a JPEG without a frame
