@@ -142,7 +142,9 @@ CAMERA_SIZES = """async () => {
 }"""
 
 
-def test_a_full_resolution_photo_from_the_phone(app, technician, live_server, sidecar, browser):
+def test_a_full_resolution_photo_from_the_phone(
+    app, technician, live_server, sidecar, browser, shots
+):
     tech_context, tech = console_of(browser, live_server)
     pin = create_pin(tech, "Photo Customer")
     phone_context, phone = customer_joins(browser, live_server, pin)
@@ -166,6 +168,9 @@ def test_a_full_resolution_photo_from_the_phone(app, technician, live_server, si
     expect(photos).to_have_count(1)
     expect(photos).to_contain_text(size)  # its real size, shown
     expect(phone.get_by_text("Your technician took a photo with your camera.")).to_be_visible()
+    tech.get_by_role("list", name="Snapshots").scroll_into_view_if_needed()
+    tech.screenshot(path=str(shots / "console-photo.png"))
+    phone.screenshot(path=str(shots / "phone-photo-taken.png"))
     with app.app_context():
         photo = db.session.scalars(select(Snapshot)).one()
         stored = (Path(app.instance_path) / photo.path).read_bytes()
