@@ -181,3 +181,44 @@ def test_a_full_resolution_photo_from_the_phone(
     expect(tech.locator(".session-log")).to_contain_text("took a full-resolution photo")
     for context in (phone_context, tech_context):
         context.close()
+
+
+# A phone's still camera: ImageCapture offers photos larger than any video frame (Chromium's
+# fake camera does not, so its photo capabilities are replaced here, in the page).
+STILL_CAMERA = """() => {
+  window.photoSettings = null;
+  ImageCapture.prototype.getPhotoCapabilities = async function () {
+    return { imageWidth: { min: 160, max: 4000, step: 1 },
+             imageHeight: { min: 120, max: 3000, step: 1 } };
+  };
+  ImageCapture.prototype.takePhoto = async function (settings) {
+    window.photoSettings = settings;
+    const canvas = document.createElement("canvas");
+    canvas.width = settings.imageWidth;
+    canvas.height = settings.imageHeight;
+    canvas.getContext("2d").fillRect(0, 0, 10, 10);
+    return new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", 0.9));
+  };
+}"""
+
+
+def test_a_still_camera_photo_comes_from_take_photo(app, technician, live_server, sidecar, browser):
+    tech_context, tech = console_of(browser, live_server)
+    pin = create_pin(tech, "Still Customer")
+    phone_context, phone = customer_joins(browser, live_server, pin)
+    tech.get_by_role("row").filter(has_text="Still Customer").get_by_role("cell").first.click()
+    tech.locator("#session-panel").get_by_role("button", name="Start", exact=True).click()
+    expect(tech.get_by_role("button", name="Take photo")).to_be_visible()
+    phone.evaluate(STILL_CAMERA)
+
+    tech.get_by_role("button", name="Take photo").click()
+    expect(tech.get_by_role("status").filter(has_text="Photo received")).to_have_text(
+        "Photo received: 4000×3000", timeout=20000
+    )
+    assert phone.evaluate("window.photoSettings") == {"imageWidth": 4000, "imageHeight": 3000}
+    with app.app_context():
+        photo = db.session.scalars(select(Snapshot)).one()
+    assert (photo.source, photo.width, photo.height) == ("camera", 4000, 3000)
+    assert photo.path.endswith(".jpg")
+    for context in (phone_context, tech_context):
+        context.close()
