@@ -28,7 +28,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from flask import Flask, abort, current_app, request
+from flask import Flask, abort, current_app, request, url_for
 from werkzeug.security import safe_join
 
 HASH_LENGTH = 10
@@ -142,11 +142,12 @@ def static_assets(app: Flask | None = None) -> StaticAssets:
 
 def serve_static(filename: str):
     """A static file: compressed as the browser accepts, cached for a year when hashed."""
-    found, current = static_assets().resolve(filename)
+    assets = static_assets()
+    found, current = assets.resolve(filename)
     if found is None:
         abort(404)
     encoding = choose_encoding(request.accept_encodings) if found.compressible else None
-    body = static_assets().encoded(found, encoding)
+    body = assets.encoded(found, encoding)
     mimetype = mimetypes.guess_type(found.name)[0] or "application/octet-stream"
     response = current_app.response_class(body, mimetype=mimetype)
     if encoding is not None:
@@ -165,8 +166,6 @@ def serve_static(filename: str):
 
 def lazy_static() -> dict[str, str]:
     """The hashed URLs of the files scripts fetch later, for the page to hand them."""
-    from flask import url_for
-
     return {name: url_for("static", filename=name) for name in LAZY_FILES}
 
 
