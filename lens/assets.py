@@ -28,7 +28,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from flask import Flask, abort, current_app, request, url_for
+from flask import Flask, abort, current_app, request, session, url_for
 from werkzeug.security import safe_join
 
 HASH_LENGTH = 10
@@ -181,3 +181,12 @@ def init_app(app: Flask) -> None:
             values["filename"] = assets.url_name(values["filename"])
 
     app.jinja_env.globals["lazy_static"] = lazy_static
+
+    # Registered before Flask-Login, so it runs after Flask-Login's hook, which looks at the
+    # session on every response (whereupon Flask adds "Vary: Cookie"). A static file reads
+    # no session; a year-long cached script must not be fetched again when the cookie changes.
+    @app.after_request
+    def static_files_ignore_the_cookie(response):
+        if request.endpoint == "static":
+            session.accessed = False
+        return response

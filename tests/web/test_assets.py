@@ -105,3 +105,11 @@ def test_the_customers_pages_are_compressed_the_technicians_are_not(client, cons
     technician = console.client.get("/console/", headers={"Accept-Encoding": "gzip, br"})
     assert technician.status_code == 200
     assert "Content-Encoding" not in technician.headers
+
+
+def test_a_static_file_does_not_vary_by_the_session_cookie(console):
+    response = console.client.get(f"/static/{digest(HTMX)}/{HTMX}")
+    assert response.status_code == 200
+    assert "Cookie" not in response.headers.get("Vary", "")
+    assert "Set-Cookie" not in response.headers
+    assert "Cookie" in console.client.get("/console/").headers.get("Vary", "")  # pages do
