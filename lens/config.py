@@ -174,6 +174,17 @@ def load_settings(instance_path: str, env: Mapping[str, str] | None = None) -> d
         "LENS_S3_BUCKET": env.get("LENS_S3_BUCKET", ""),
         "LENS_S3_ENDPOINT_URL": env.get("LENS_S3_ENDPOINT_URL", ""),
         "LENS_S3_REGION": env.get("LENS_S3_REGION", ""),
+        # A full-resolution photo the phone uploads (lens.captures.photos): its largest file
+        # (inside nginx's client_max_body_size, docs/deploy) and picture; a 50-megapixel
+        # phone camera's JPEG stays inside both.
+        "LENS_PHOTO_MAX_BYTES": _int(env, "LENS_PHOTO_MAX_BYTES", 24 * 1024 * 1024),
+        "LENS_PHOTO_MAX_PIXELS": _int(env, "LENS_PHOTO_MAX_PIXELS", 64_000_000),
+        "LENS_PHOTO_RATE_LIMIT": env.get("LENS_PHOTO_RATE_LIMIT", "20 per minute"),
+        # Flask-Compress, on the customer's pages only (lens.assets says why)
+        "COMPRESS_REGISTER": False,
+        "COMPRESS_ALGORITHM": ["br", "gzip"],
+        "COMPRESS_STREAMS": False,
+        "COMPRESS_MIMETYPES": ["text/html", "application/json"],
         # Chat messages and URLs a technician sends with one click, "|" between them.
         # Empty: the built-in ones, in the technician's language (lens.chat.text).
         "LENS_CHAT_PRESETS": [

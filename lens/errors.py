@@ -83,9 +83,9 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(413)
     def too_large(error):
-        from lens.security.sizes import size_text
+        from lens.security.sizes import body_limit, size_text
 
-        limit = app.config.get("MAX_CONTENT_LENGTH") or 0
+        limit = body_limit() or 0
         message = _(
             "This request is too large: at most %(size)s can be sent at once. Nothing was saved.",
             size=size_text(limit),

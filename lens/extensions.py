@@ -1,6 +1,7 @@
 """The unbound extension objects; the app factory binds them."""
 
 from flask_babel import Babel
+from flask_compress import Compress
 from flask_limiter import Limiter
 from flask_login import LoginManager
 from flask_mail import Mail
@@ -26,3 +27,5 @@ limiter = Limiter(key_func=client_key)
 babel = Babel()
 sock = Sock()
 mail = Mail()
+# the customer's pages only (lens.assets says why); static files are compressed by lens.assets
+compress = Compress()

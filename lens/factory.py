@@ -53,7 +53,17 @@ def register_extensions(app: Flask) -> None:
     from lens import events
     from lens.database import engine_options, tune_sqlite
     from lens.events import publishing
-    from lens.extensions import babel, csrf, db, limiter, login_manager, mail, migrate, sock
+    from lens.extensions import (
+        babel,
+        compress,
+        csrf,
+        db,
+        limiter,
+        login_manager,
+        mail,
+        migrate,
+        sock,
+    )
     from lens.i18n import select_locale
 
     app.config.setdefault(
@@ -96,6 +106,10 @@ def register_extensions(app: Flask) -> None:
     )
     sock.init_app(app)
     mail.init_app(app)
+    from lens import assets
+
+    assets.init_app(app)
+    compress.init_app(app)
     login_manager.init_app(app)
     app.extensions["lens.events"] = app.config.get("LENS_EVENT_BUS") or events.make_bus(
         app.config["REDIS_URL"], app.config["LENS_REDIS_PREFIX"]

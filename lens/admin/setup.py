@@ -6,7 +6,7 @@ import importlib
 import logging
 from datetime import timedelta
 
-from flask import Flask
+from flask import Flask, request
 from flask_login import current_user
 from sqlalchemy import or_, update
 from sqlalchemy.exc import SQLAlchemyError
@@ -21,7 +21,9 @@ SEEN_EVERY = timedelta(minutes=1)
 
 def mark_seen() -> None:
     """Note a signed-in technician's request, at most once a minute (a plain UPDATE)."""
-    if not current_user.is_authenticated:
+    # a static file reads no session: its answer must not vary by the cookie (a year-long
+    # cached script would be fetched again whenever the session cookie changes)
+    if request.endpoint == "static" or not current_user.is_authenticated:
         return
     seen = current_user.last_seen_at
     if seen is not None and now_utc() - seen < SEEN_EVERY:

@@ -458,7 +458,7 @@ def report_snapshot(session_id: int, snapshot_id: int):
     if snapshot.session_id != lens_session.id:
         abort(404)
     file = records.inside(Path(current_app.instance_path), snapshot.path)
-    return send_file(file, mimetype="image/png", conditional=True)
+    return send_file(file, mimetype=snapshot.mimetype, conditional=True)
 
 
 @bp.get("/reports/sessions/<int:session_id>/recordings/<int:recording_id>.<any(webm, mkv):ext>")

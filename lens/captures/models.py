@@ -12,9 +12,17 @@ from lens.extensions import db
 from lens.sessions.models import LensSession
 from lens.timeutil import now_utc
 
+VIDEO = "video"
+CAMERA = "camera"
+
 
 class Snapshot(db.Model):
-    """One video frame at full resolution, stored as PNG under instance/captures/."""
+    """A picture kept with its session, under captures/ in the storage.
+
+    Either a frame of the forwarded video (PNG, taken by the sidecar) or a photo the phone
+    took at its camera's full resolution on the technician's request (JPEG or PNG as the
+    phone's browser made it; lens.captures.photos).
+    """
 
     __tablename__ = "snapshot"
 
@@ -27,9 +35,25 @@ class Snapshot(db.Model):
     width: Mapped[int]
     height: Mapped[int]
     bytes: Mapped[int]
+    source: Mapped[str] = mapped_column(String(16), default=VIDEO, server_default=VIDEO)
+    # the technician's photo request this photo answers: one photo per request
+    request_id: Mapped[str | None] = mapped_column(String(32), unique=True)
 
     lens_session: Mapped[LensSession] = relationship()
     technician: Mapped[Technician] = relationship()
+
+    @property
+    def is_photo(self) -> bool:
+        return self.source == CAMERA
+
+    @property
+    def file_format(self) -> str:
+        """The stored file's format: "png" or "jpg"."""
+        return "jpg" if self.path.endswith(".jpg") else "png"
+
+    @property
+    def mimetype(self) -> str:
+        return "image/jpeg" if self.file_format == "jpg" else "image/png"
 
 
 class Recording(db.Model):

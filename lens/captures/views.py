@@ -157,31 +157,42 @@ def make_captures_blueprint(console: str, url_prefix: str) -> Blueprint:
             current_app.logger.error("snapshot %s unreadable: %s", snapshot.id, exc)
             abort(404)
 
+    @bp.get("/sessions/<int:session_id>/captures")
+    def captures(session_id: int):
+        """The captures panel as it is now (after the phone's photo arrived)."""
+        lens_session = get_own_session(session_id)
+        return render_captures(lens_session)
+
     @bp.get("/sessions/<int:session_id>/snapshots/<int:snapshot_id>/image")
     def snapshot_image(session_id: int, snapshot_id: int):
-        """The stored PNG, shown in the page (the thumbnails)."""
-        snapshot, png = own_snapshot(session_id, snapshot_id)
+        """The stored picture, shown in the page (the thumbnails)."""
+        snapshot, stored = own_snapshot(session_id, snapshot_id)
         return send_file(
-            io.BytesIO(png),
-            mimetype="image/png",
-            download_name=f"lens-snapshot-{snapshot.id}.png",  # inline
+            io.BytesIO(stored),
+            mimetype=snapshot.mimetype,
+            download_name=f"lens-snapshot-{snapshot.id}.{snapshot.file_format}",  # inline
             max_age=3600,
         )
 
     @bp.get("/sessions/<int:session_id>/snapshots/<int:snapshot_id>.<any(png, jpg):file_format>")
     def download_snapshot(session_id: int, snapshot_id: int, file_format: str):
-        """Download a snapshot as PNG (as stored) or JPEG (converted now)."""
-        snapshot, png = own_snapshot(session_id, snapshot_id)
+        """Download a snapshot as stored, or a PNG snapshot as JPEG (converted now)."""
+        snapshot, stored = own_snapshot(session_id, snapshot_id)
         name = f"lens-{snapshot.lens_session.public_id}-snapshot-{snapshot.id}.{file_format}"
-        if file_format == "png":
+        if file_format == snapshot.file_format:
             response = send_file(
-                io.BytesIO(png), mimetype="image/png", as_attachment=True, download_name=name
+                io.BytesIO(stored),
+                mimetype=snapshot.mimetype,
+                as_attachment=True,
+                download_name=name,
             )
-        else:
-            jpeg = png_to_jpeg(png)
+        elif file_format == "jpg":
+            jpeg = png_to_jpeg(stored)
             response = send_file(
                 io.BytesIO(jpeg), mimetype="image/jpeg", as_attachment=True, download_name=name
             )
+        else:
+            abort(404)  # a photo is kept as the phone made it (JPEG)
         records.log_download(
             db.session, snapshot, current_user._get_current_object(), file_format, now_utc()
         )

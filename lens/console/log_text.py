@@ -94,6 +94,8 @@ def event_text(event: SessionEvent) -> str:
         return media_text(kind, event.actor)
     if kind == "snapshot":
         return _("Snapshot taken (%(size)s)", size=detail)
+    if kind == "photo_taken":
+        return _("Customer's phone took a full-resolution photo (%(size)s)", size=detail)
     if kind == "snapshot_downloaded":
         return _("Snapshot downloaded as %(format)s", format=detail)
     if kind == "recording_stopped":
@@ -160,6 +162,10 @@ def tool_text(kind: str, data: dict[str, Any]) -> str | None:
         if data.get("torch") is True:
             return _("Customer's camera: flashlight available")
         return _("Customer's camera: no flashlight")
+    if kind == "photo":
+        return _("Technician asked for a full-resolution photo")
+    if kind == "photo_failed":
+        return _("Customer's phone could not take a photo")
     if kind == "device_result":
         if data.get("control") == "torch":
             if ok:

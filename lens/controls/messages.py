@@ -245,6 +245,28 @@ def _chat(payload: dict[str, Any]) -> dict[str, Any]:
     return {"text": text}
 
 
+# A full-resolution photo (lens.captures.photos): the technician's page names each request;
+# the phone uploads the photo with that name, or says it could not take one.
+PHOTO_REQUEST = re.compile(r"[A-Za-z0-9_-]{8,32}")
+
+
+def _photo_request(payload: dict[str, Any]) -> str:
+    value = payload.get("request")
+    if not isinstance(value, str) or not PHOTO_REQUEST.fullmatch(value):
+        raise ControlRefused("bad_message")
+    return value
+
+
+@control("photo", {TECHNICIAN}, features.SNAPSHOT)
+def _photo(payload: dict[str, Any]) -> dict[str, Any]:
+    return {"request": _photo_request(payload)}
+
+
+@control("photo_failed", {CUSTOMER}, features.SNAPSHOT)
+def _photo_failed(payload: dict[str, Any]) -> dict[str, Any]:
+    return {"request": _photo_request(payload)}
+
+
 def parse(raw: Any, sender: str, allowed: frozenset[str]) -> tuple[str, dict[str, Any]]:
     """Check one raw WebSocket message from sender; return (type, clean payload)."""
     if not isinstance(raw, str) or len(raw) > MAX_RAW:

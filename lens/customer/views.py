@@ -8,24 +8,29 @@ from flask import (
     Blueprint,
     abort,
     current_app,
+    make_response,
     redirect,
     render_template,
     request,
     url_for,
 )
 from flask_babel import gettext as _
+from sqlalchemy.exc import IntegrityError
 
 from lens.admin.settings import ice_config, setting
+from lens.captures import photos
 from lens.captures.records import open_recording
 from lens.chat.setup import chat_history
+from lens.controls.channel import controls_topic
+from lens.controls.messages import CUSTOMER, PHOTO_REQUEST
 from lens.controls.state import ToolState
 from lens.customer.forms import PinForm
 from lens.customer.identity import device_key, joined_session, remember_joined
 from lens.customer.live import PhonePage
 from lens.database import retry_when_busy
 from lens.errors import session_error_message
-from lens.extensions import db, limiter, sock
-from lens.features import customer_features
+from lens.extensions import compress, db, limiter, sock
+from lens.features import SNAPSHOT, customer_features
 from lens.network import page_ice_servers
 from lens.security.addresses import client_key
 from lens.security.guessing import LINK, PIN, Allowance, GuessLimits, GuessSettings
@@ -34,11 +39,13 @@ from lens.sessions.errors import PinNotValid, SessionError
 from lens.sessions.models import LensSession, SessionState
 from lens.signaling.relay import stop_media
 from lens.sockets import serve as serve_page
+from lens.storage import StorageError
 from lens.timeutil import now_utc
 
 log = logging.getLogger(__name__)
 
 bp = Blueprint("customer", __name__)
+bp.after_request(compress.after_request)  # the phone's pages go out compressed (lens.assets)
 
 SOCKETS = frozenset({"/c/ws"})
 
@@ -186,13 +193,20 @@ def render_status(lens_session: LensSession) -> str:
 
 @bp.get("/c")
 def session_page():
-    """The customer's session page; its step follows the session's state."""
+    """The customer's session page; its step follows the session's state.
+
+    While connecting, ``?step=`` names the join step to show: the steps' buttons are plain
+    forms that come here, so a tap works before the page's scripts have loaded (htmx then
+    fetches only the step, /c/step/<step>).
+    """
     lens_session, ended = _own_session_or_ended()
     if ended:
         return ended
+    step = request.args.get("step", "tutorial")
     return render_template(
         "customer/session.html",
         s=lens_session,
+        step=step if step in STEPS else "tutorial",
         features=session_features(lens_session),
         chat_messages=chat_history(lens_session.id),
         recording=recording_now(lens_session.id),
@@ -223,7 +237,61 @@ def accept():
         return ended
     lifecycle.accept_eula(db.session, lens_session, now_utc())
     db.session.commit()
-    return render_status(lens_session)
+    if request.headers.get("HX-Request") != "true":  # the plain form, before the scripts
+        response = redirect(url_for("customer.session_page"), 303)
+    else:
+        response = make_response(render_status(lens_session))
+    response.vary.add("HX-Request")
+    return response
+
+
+def _photo_limit() -> str:
+    return current_app.config["LENS_PHOTO_RATE_LIMIT"]
+
+
+@bp.post("/c/photos/<request_id>")
+@limiter.limit(_photo_limit)
+def upload_photo(request_id: str):
+    """A full-resolution photo from the phone's camera, for the technician's request.
+
+    The body is the picture itself (JPEG or PNG), sent by phone-photo.js; the answer is JSON.
+    """
+    lens_session, ended = _own_session_or_ended()
+    if ended:
+        return ended
+    if SNAPSHOT not in session_features(lens_session):
+        return {"error": "not_allowed"}, 403
+    if not PHOTO_REQUEST.fullmatch(request_id):
+        abort(404)
+    if not request.content_length:  # lens.security.sizes refused one over the limit
+        return {"error": "empty"}, 400
+    try:
+        photo = photos.store_photo(
+            db.session,
+            lens_session,
+            request_id,
+            request.get_data(cache=False),
+            current_app.extensions["lens.storage"],
+            now_utc(),
+            current_app.config["LENS_PHOTO_MAX_PIXELS"],
+        )
+        db.session.commit()
+    except photos.PhotoRefused as exc:
+        db.session.rollback()
+        return {"error": exc.reason}, 422 if exc.reason == "not_a_photo" else 409
+    except IntegrityError:  # the same request, uploaded twice at once
+        db.session.rollback()
+        return {"error": "already_taken"}, 409
+    except StorageError as exc:
+        db.session.rollback()
+        current_app.logger.error("photo not stored: %s", exc)
+        return {"error": "not_stored"}, 503
+    taken = {"photo": photo.id, "width": photo.width, "height": photo.height}
+    current_app.extensions["lens.events"].publish(
+        controls_topic(lens_session.id),
+        {"type": "photo_taken", "from": CUSTOMER, "request": request_id, **taken},
+    )
+    return taken, 201
 
 
 @bp.post("/c/end")

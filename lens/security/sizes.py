@@ -13,11 +13,25 @@ from __future__ import annotations
 
 from flask import Flask, abort, current_app, request
 
+# The one route that takes a larger body, and the setting that bounds it instead: the phone's
+# full-resolution photo (lens.captures.photos), sent as the picture itself.
+LARGER_BODIES = {"customer.upload_photo": "LENS_PHOTO_MAX_BYTES"}
+
+
+def body_limit() -> int | None:
+    """The largest body this request may carry (MAX_CONTENT_LENGTH but for LARGER_BODIES)."""
+    setting = LARGER_BODIES.get(request.endpoint or "")
+    if setting is not None:
+        return current_app.config[setting]
+    return current_app.config.get("MAX_CONTENT_LENGTH")
+
 
 def refuse_large_bodies() -> None:
-    """413 for a request whose declared body is over MAX_CONTENT_LENGTH, before it is read;
-    411 for a body of no declared length."""
-    limit = current_app.config.get("MAX_CONTENT_LENGTH")
+    """413 for a request whose declared body is over its limit, before it is read; 411 for
+    a body of no declared length."""
+    limit = body_limit()
+    if limit != current_app.config.get("MAX_CONTENT_LENGTH"):
+        request.max_content_length = limit  # what Werkzeug lets be read of this one
     length = request.content_length
     if length is None and "chunked" in request.headers.get("Transfer-Encoding", "").lower():
         abort(411)

@@ -40,6 +40,7 @@
   document.addEventListener("click", async (event) => {
     const button = event.target.closest("#allow-camera");
     if (!button) return;
+    event.preventDefault(); // its form goes on without the camera: for a page without scripts
     button.disabled = true;
     try {
       await openCamera();
@@ -51,6 +52,10 @@
   });
 
   function followScreen() {
+    // the licence step opened by the permission step's form (tapped before this script
+    // had loaded): ask for the camera now
+    const licence = document.querySelector('#step [data-step="eula"]');
+    if (licence && !lens.stream) openCamera().catch(() => {});
     const screen = document.querySelector("#step [data-screen]");
     if (!screen) return;
     const state = screen.dataset.screen;

@@ -108,14 +108,22 @@
     return true;
   }
 
-  // Another script of ours, once (same origin, so the pages' CSP allows it).
-  const base = document.currentScript ? document.currentScript.src.replace(/js\/drawing\.js(\?.*)?$/, "") : "/static/";
+  // Another script of ours, once (same origin, so the pages' CSP allows it), at the hashed
+  // URL the page names (lens.assets: cached for long), else by its plain name.
+  function staticUrl(path) {
+    const meta = document.querySelector('meta[name="lens-static"]');
+    try {
+      const urls = JSON.parse(meta ? meta.content : "{}");
+      if (urls[path]) return urls[path];
+    } catch (error) { /* the plain name below */ }
+    return "/static/" + path;
+  }
   const loading = {};
   function loadScript(path) {
     if (!loading[path]) {
       loading[path] = new Promise((resolve, reject) => {
         const script = document.createElement("script");
-        script.src = base + path;
+        script.src = staticUrl(path);
         script.onload = resolve;
         script.onerror = () => { delete loading[path]; reject(new Error("could not load " + path)); };
         document.head.append(script);

@@ -14,14 +14,19 @@
                   screen: null, noteTimer: null, anchors: null };
   // drawing.js once the session is active, the tracker (anchors.js) with the first anchored
   // drawing: the customer's first pages (link to waiting) load neither
-  const base = document.currentScript.src.replace(/js\/phone-tools\.js(\?.*)?$/, "");
+  function drawingUrl() { // its hashed URL, as the page names it (lens.assets)
+    const meta = document.querySelector('meta[name="lens-static"]');
+    try {
+      return JSON.parse(meta.content)["js/drawing.js"] || "/static/js/drawing.js";
+    } catch (error) { return "/static/js/drawing.js"; }
+  }
   let drawing = null;
   function drawingReady() {
     if (window.LensDraw) return Promise.resolve();
     if (!drawing) {
       drawing = new Promise((resolve, reject) => {
         const script = document.createElement("script");
-        script.src = base + "js/drawing.js";
+        script.src = drawingUrl();
         script.onload = resolve;
         script.onerror = () => { drawing = null; reject(new Error("drawing.js")); };
         document.head.append(script);

@@ -124,3 +124,101 @@ def test_take_snapshot_and_record_in_the_console(
 
     for context in (phone_context, tech_context):
         context.close()
+
+
+CAMERA_SIZES = """async () => {
+  const track = window.lensCustomer.stream.getVideoTracks()[0];
+  const largest = track.getCapabilities();
+  let photo = null;
+  if (window.ImageCapture) {
+    try {
+      const c = await new ImageCapture(track).getPhotoCapabilities();
+      if (c.imageWidth && c.imageWidth.max) photo = [c.imageWidth.max, c.imageHeight.max];
+    } catch (error) { photo = null; }
+  }
+  const now = track.getSettings();
+  return { photo: photo, track: [largest.width.max, largest.height.max],
+           streaming: [now.width, now.height] };
+}"""
+
+
+def test_a_full_resolution_photo_from_the_phone(
+    app, technician, live_server, sidecar, browser, shots
+):
+    tech_context, tech = console_of(browser, live_server)
+    pin = create_pin(tech, "Photo Customer")
+    phone_context, phone = customer_joins(browser, live_server, pin)
+    tech.get_by_role("row").filter(has_text="Photo Customer").get_by_role("cell").first.click()
+    panel = tech.locator("#session-panel")
+    panel.get_by_role("button", name="Start", exact=True).click()
+    expect(tech.locator(".media-state")).to_have_text("Connected", timeout=15000)
+    sizes = phone.evaluate(CAMERA_SIZES)
+    # the fake camera's full resolution: the larger of its photo and its largest frame
+    full = max(tuple(sizes["photo"] or (0, 0)), tuple(sizes["track"]), key=lambda s: s[0] * s[1])
+    streamed = tuple(sizes["streaming"])
+    assert full[0] * full[1] > streamed[0] * streamed[1], sizes  # more than the video
+    print(f"\nfake camera: {sizes}; expected photo {full}")
+
+    tech.get_by_role("button", name="Take photo").click()
+    size = f"{full[0]}×{full[1]}"
+    expect(tech.get_by_role("status").filter(has_text="Photo received")).to_have_text(
+        f"Photo received: {size}", timeout=20000
+    )
+    photos = tech.get_by_role("list", name="Snapshots").locator("li.photo")
+    expect(photos).to_have_count(1)
+    expect(photos).to_contain_text(size)  # its real size, shown
+    expect(phone.get_by_text("Your technician took a photo with your camera.")).to_be_visible()
+    tech.get_by_role("list", name="Snapshots").scroll_into_view_if_needed()
+    tech.screenshot(path=str(shots / "console-photo.png"))
+    phone.screenshot(path=str(shots / "phone-photo-taken.png"))
+    with app.app_context():
+        photo = db.session.scalars(select(Snapshot)).one()
+        stored = (Path(app.instance_path) / photo.path).read_bytes()
+    print(f"stored photo: {photo.width}x{photo.height}, {photo.bytes} bytes, {photo.path}")
+    assert photo.source == "camera"
+    assert (photo.width, photo.height) == full
+    assert len(stored) == photo.bytes
+    expect(tech.locator(".session-log")).to_contain_text("took a full-resolution photo")
+    for context in (phone_context, tech_context):
+        context.close()
+
+
+# A phone's still camera: ImageCapture offers photos larger than any video frame (Chromium's
+# fake camera does not, so its photo capabilities are replaced here, in the page).
+STILL_CAMERA = """() => {
+  window.photoSettings = null;
+  ImageCapture.prototype.getPhotoCapabilities = async function () {
+    return { imageWidth: { min: 160, max: 4000, step: 1 },
+             imageHeight: { min: 120, max: 3000, step: 1 } };
+  };
+  ImageCapture.prototype.takePhoto = async function (settings) {
+    window.photoSettings = settings;
+    const canvas = document.createElement("canvas");
+    canvas.width = settings.imageWidth;
+    canvas.height = settings.imageHeight;
+    canvas.getContext("2d").fillRect(0, 0, 10, 10);
+    return new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", 0.9));
+  };
+}"""
+
+
+def test_a_still_camera_photo_comes_from_take_photo(app, technician, live_server, sidecar, browser):
+    tech_context, tech = console_of(browser, live_server)
+    pin = create_pin(tech, "Still Customer")
+    phone_context, phone = customer_joins(browser, live_server, pin)
+    tech.get_by_role("row").filter(has_text="Still Customer").get_by_role("cell").first.click()
+    tech.locator("#session-panel").get_by_role("button", name="Start", exact=True).click()
+    expect(tech.get_by_role("button", name="Take photo")).to_be_visible()
+    phone.evaluate(STILL_CAMERA)
+
+    tech.get_by_role("button", name="Take photo").click()
+    expect(tech.get_by_role("status").filter(has_text="Photo received")).to_have_text(
+        "Photo received: 4000×3000", timeout=20000
+    )
+    assert phone.evaluate("window.photoSettings") == {"imageWidth": 4000, "imageHeight": 3000}
+    with app.app_context():
+        photo = db.session.scalars(select(Snapshot)).one()
+    assert (photo.source, photo.width, photo.height) == ("camera", 4000, 3000)
+    assert photo.path.endswith(".jpg")
+    for context in (phone_context, tech_context):
+        context.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 from sqlalchemy import select
@@ -310,3 +311,45 @@ def test_stalled_join_swept_shows_the_ended_screen(app, console, customer):
     page = customer.client.get("/c")
     assert page.status_code == 410
     assert "The session has ended" in page.text
+
+
+# --- the join steps without scripts (issue 15: a tap before htmx has loaded) ---------------
+
+
+def test_the_join_steps_are_plain_forms_that_work_without_scripts(app, console, customer):
+    pin, lens_session = invite(app, console)
+    customer.join(pin)
+
+    tutorial = customer.client.get("/c").text
+    form = re.search(r'<form class="buttons" method="get" action="/c"[^>]*>', tutorial)
+    assert form and 'hx-get="/c/step/permission"' in form.group(0)
+    assert 'name="step" value="permission"' in tutorial
+
+    permission = customer.client.get("/c?step=permission")  # the form's plain submit
+    assert permission.status_code == 200
+    assert 'data-step="permission"' in permission.text
+    assert "<html" in permission.text
+    assert 'name="step" value="eula"' in permission.text
+
+    licence = customer.client.get("/c?step=eula")
+    assert 'data-step="eula"' in licence.text
+    assert 'method="post" action="/c/accept"' in licence.text
+    assert 'data-step="tutorial"' in customer.client.get("/c?step=nonsense").text
+
+    accepted = customer.client.post("/c/accept", data={"csrf_token": customer.token})
+    assert accepted.status_code == 303
+    assert accepted.headers["Location"] == "/c"
+    assert "HX-Request" in accepted.headers["Vary"]
+    assert state_of(app, lens_session.id) == "waiting"
+    waiting = customer.client.get("/c?step=eula").text  # past the steps: the status screen
+    assert "Waiting for your technician" in waiting
+
+
+def test_the_htmx_accept_still_answers_with_the_status_screen(app, console, customer):
+    pin, _ = invite(app, console)
+    customer.join(pin)
+    response = customer.accept()
+    assert response.status_code == 200
+    assert "Waiting for your technician" in response.text
+    assert "<html" not in response.text
+    assert "HX-Request" in response.headers["Vary"]
