@@ -15,7 +15,10 @@ from flask import current_app
 from flask.cli import with_appcontext
 from sqlalchemy import func, select, text
 
+from lens.auth.forms import password_problem_text
 from lens.auth.models import ROLE_ADMIN, ROLE_TECHNICIAN, Technician
+from lens.auth.passwords import password_problem
+from lens.auth.throttle import Backoff, forget_old_failures
 from lens.extensions import db
 from lens.sessions import lifecycle
 from lens.timeutil import now_utc
@@ -37,6 +40,10 @@ def add_technician(
     email = _email(email)
     if db.session.scalar(select(Technician).where(func.lower(Technician.email) == email)):
         raise click.ClickException(f"a technician with e-mail {email} already exists")
+    if password is not None:
+        problem = password_problem(password, email=email, name=name)
+        if problem is not None:
+            raise click.BadParameter(password_problem_text(problem), param_hint="'--password'")
     one_time = password is None
     password = password or secrets.token_urlsafe(12)
     technician = Technician(name=name, email=email, role=role, password_change_required=one_time)
@@ -157,6 +164,7 @@ def sweep_once() -> int:
         waiting_timeout=minutes("LENS_WAITING_TIMEOUT_MINUTES"),
         idle_timeout=minutes("LENS_IDLE_TIMEOUT_MINUTES"),
     )
+    forget_old_failures(db.session, now_utc(), Backoff())  # lens.auth.throttle's old rows
     db.session.commit()
     return count
 

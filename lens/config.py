@@ -123,6 +123,14 @@ def load_settings(instance_path: str, env: Mapping[str, str] | None = None) -> d
         "LENS_EMAIL_SUBJECT": env.get("LENS_EMAIL_SUBJECT", ""),
         "LENS_EMAIL_INTRO": env.get("LENS_EMAIL_INTRO", ""),
         "LENS_LOGIN_RATE_LIMIT": env.get("LENS_LOGIN_RATE_LIMIT", "10 per minute"),
+        # per-account back-off (lens.auth.throttle): this many failed log-ins are free, then
+        # each one pauses the account's log-in for twice as long as the one before
+        "LENS_LOGIN_FREE_FAILURES": _int(env, "LENS_LOGIN_FREE_FAILURES", 5),
+        "LENS_LOGIN_BACKOFF_SECONDS": float(env.get("LENS_LOGIN_BACKOFF_SECONDS", "30")),
+        "LENS_LOGIN_BACKOFF_MAX_SECONDS": float(env.get("LENS_LOGIN_BACKOFF_MAX_SECONDS", "3600")),
+        # how often an idle console socket re-checks that its log-in still holds (the
+        # signed_out push closes it at once; this is for a lost push)
+        "LENS_LOGIN_RECHECK_SECONDS": float(env.get("LENS_LOGIN_RECHECK_SECONDS", "10")),
         # Guessing PINs (lens.security.guessing, SECURITY.md has the math): past the
         # address's limit a wrong PIN is answered "too many" and a right one still joins;
         # the address's ceiling and the site's budget (look-ups per PIN validity) bound it.

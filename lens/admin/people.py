@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from lens import features
 from lens.admin.audit import audit
 from lens.auth.models import ROLE_ADMIN, ROLE_TECHNICIAN, Technician, TechnicianGroup
+from lens.auth.totp import disenrol
 from lens.sessions import lifecycle
 from lens.sessions.models import HANDLING_STATES, LIVE_STATES, LensSession, SessionState
 
@@ -130,6 +131,23 @@ def reset_password(
     technician.set_password(password, method)
     technician.password_change_required = True
     audit(db, actor, "technician", _log_name(technician), "password", None, "reset")
+    db.flush()
+
+
+def end_all_logins(db: Session, actor: Technician, technician: Technician) -> None:
+    """Audit "Log out everywhere" (lens.auth.revocation ends the log-ins; the view calls it)."""
+    audit(db, actor, "technician", _log_name(technician), "logins", None, "ended")
+    db.flush()
+
+
+def reset_second_factor(db: Session, actor: Technician, technician: Technician) -> None:
+    """Turn the technician's two-step verification off (a lost phone); an admin enrols again."""
+    if technician.id == actor.id:
+        raise AdminRefused("own_second_factor")
+    if not technician.has_second_factor:
+        raise AdminRefused("no_second_factor")
+    disenrol(db, technician)
+    audit(db, actor, "technician", _log_name(technician), "two_step", "on", "off")
     db.flush()
 
 

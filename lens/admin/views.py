@@ -34,7 +34,8 @@ from lens.admin.forms import (
 from lens.admin.models import audit_entries
 from lens.admin.welcome import send_welcome
 from lens.auth.models import Technician, TechnicianGroup
-from lens.auth.revocation import sign_out_everywhere
+from lens.auth import revocation
+from lens.auth.revocation import keep_this_login, sign_out_everywhere
 from lens.captures import records
 from lens.captures.models import Recording, Snapshot, session_recordings, session_snapshots
 from lens.chat.models import session_chat
@@ -55,6 +56,10 @@ REFUSALS = {
     "bad_receiver": lambda: _("Choose an active technician other than this one."),
     "group_taken": lambda: _("Another group already has this name."),
     "group_in_use": lambda: _("Move the group's technicians to another group first."),
+    "own_second_factor": lambda: _(
+        "You cannot reset your own two-step verification: ask another administrator."
+    ),
+    "no_second_factor": lambda: _("This technician has no two-step verification to reset."),
 }
 
 
@@ -190,9 +195,45 @@ def reset_password(technician_id: int):
         db.session, current_user, technician, password, current_app.config["LENS_PASSWORD_METHOD"]
     )
     db.session.commit()
+    sign_out_everywhere(technician.id, revocation.PASSWORD_CHANGED)
+    keep_own_login(technician)
     if request.form.get("via") == INVITE_EMAIL:
         return sent_or_shown(technician, password)
     return render_template("admin/one_time.html", technician=technician, password=password)
+
+
+def keep_own_login(technician: Technician) -> None:
+    """An administrator who ended their own log-ins stays logged in here (a new cookie)."""
+    if technician.id == current_user.id:
+        keep_this_login(technician)
+
+
+@bp.post("/technicians/<int:technician_id>/sign-out")
+def sign_out(technician_id: int):
+    """Log out everywhere: every log-in of the technician ends, open consoles included."""
+    technician = get_or_404(Technician, technician_id)
+    people.end_all_logins(db.session, current_user, technician)
+    db.session.commit()
+    sign_out_everywhere(technician.id, revocation.BY_ADMIN)
+    keep_own_login(technician)
+    flash(_("%(name)s is logged out everywhere.", name=technician.name))
+    return redirect(url_for("admin.edit_technician", technician_id=technician.id))
+
+
+@bp.post("/technicians/<int:technician_id>/two-factor/reset")
+def reset_second_factor(technician_id: int):
+    """Reset two-step verification (a lost phone): off, and every log-in ended."""
+    technician = get_or_404(Technician, technician_id)
+    try:
+        people.reset_second_factor(db.session, current_user, technician)
+    except people.AdminRefused as exc:
+        db.session.rollback()
+        flash(refused(exc), "error")
+        return redirect(url_for("admin.edit_technician", technician_id=technician.id))
+    db.session.commit()
+    sign_out_everywhere(technician.id, revocation.SECOND_FACTOR_CHANGED)
+    flash(_("Two-step verification of %(name)s is reset.", name=technician.name))
+    return redirect(url_for("admin.edit_technician", technician_id=technician.id))
 
 
 @bp.route("/technicians/<int:technician_id>/deactivate", methods=["GET", "POST"])
@@ -220,7 +261,7 @@ def deactivate(technician_id: int):
     db.session.commit()
     for lens_session in touched:
         stop_media(lens_session.id)
-    sign_out_everywhere(technician.id)
+    sign_out_everywhere(technician.id, revocation.DEACTIVATED)
     flash(_("%(name)s is deactivated and logged out.", name=technician.name))
     return redirect(url_for("admin.technicians"))
 

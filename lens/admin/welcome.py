@@ -9,6 +9,7 @@ from markupsafe import escape
 
 from lens.auth.forms import PasswordForm
 from lens.auth.models import Technician
+from lens.auth.revocation import PASSWORD_CHANGED, sign_out_everywhere
 from lens.extensions import db, mail
 from lens.invitations.errors import InvitationSendError
 from lens.invitations.mail import InvitationMessage, send_email
@@ -68,11 +69,12 @@ def set_password(token: str):
     technician = technician_of(token)
     if technician is None:
         abort(404)
-    form = PasswordForm()
+    form = PasswordForm(email=technician.email, name=technician.name)
     if form.validate_on_submit():
         technician.set_password(form.password.data, current_app.config["LENS_PASSWORD_METHOD"])
         technician.password_change_required = False
         db.session.commit()
+        sign_out_everywhere(technician.id, PASSWORD_CHANGED)
         flash(_("Your password has been saved. Log in with it."), "info")
         return redirect(url_for("auth.login"))
     return render_template("auth/password.html", form=form)

@@ -49,6 +49,13 @@ class Technician(UserMixin, db.Model):
     # the last request of theirs (at most once a minute): the Admin Center's "online now"
     last_seen_at: Mapped[datetime | None]
     deactivated_at: Mapped[datetime | None]
+    # Part of every log-in cookie (get_id): raising it ends every log-in of the account
+    # (lens.auth.revocation).
+    session_version: Mapped[int] = mapped_column(default=0, server_default="0")
+    # The TOTP secret, sealed with a key derived from SECRET_KEY (lens.auth.totp), and the
+    # last time step a code was accepted for (a code is good once).
+    totp_secret: Mapped[str | None] = mapped_column(String(255))
+    totp_last_step: Mapped[int | None]
 
     group: Mapped[TechnicianGroup | None] = relationship(back_populates="technicians")
 
@@ -60,6 +67,14 @@ class Technician(UserMixin, db.Model):
     def is_admin(self) -> bool:
         return self.role == ROLE_ADMIN
 
+    @property
+    def has_second_factor(self) -> bool:
+        return self.totp_secret is not None
+
+    def get_id(self) -> str:
+        """The log-in cookie's id: the account and its session version (lens.auth.revocation)."""
+        return f"{self.id}:{self.session_version or 0}"
+
     def set_password(self, password: str, method: str = "scrypt") -> None:
         """Store a salted hash of password."""
         self.password_hash = generate_password_hash(password, method=method)
@@ -67,3 +82,14 @@ class Technician(UserMixin, db.Model):
     def check_password(self, password: str) -> bool:
         """Whether password matches the stored hash."""
         return check_password_hash(self.password_hash, password)
+
+
+class LoginThrottle(db.Model):
+    """Failed log-ins for one e-mail address (known or not), keyed by a keyed hash of it."""
+
+    __tablename__ = "login_throttle"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(default=0)
+    last_failure_at: Mapped[datetime] = mapped_column(default=now_utc)
+    locked_until: Mapped[datetime | None]

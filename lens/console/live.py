@@ -20,7 +20,7 @@ from sqlalchemy import select
 
 from lens.admin.settings import setting
 from lens.admin.setup import SEEN_EVERY, technician_seen
-from lens.auth.revocation import SIGNED_OUT
+from lens.auth.revocation import SIGNED_OUT, login_is_current
 from lens.chat.models import session_chat
 from lens.chat.rendering import render_chat_line
 from lens.console.panel import render_panel
@@ -39,7 +39,7 @@ from lens.signaling.relay import (
     media_control,
     offer_slots,
 )
-from lens.sockets import PageSocket
+from lens.sockets import CLOSE_POLICY, PageSocket
 from lens.sockets.page import bad_message
 
 Message = dict[str, Any]
@@ -49,7 +49,12 @@ class ConsolePage:
     """What one open console page sees and may do."""
 
     def __init__(
-        self, sock: PageSocket, technician_id: int, actor: str, console: str | None = None
+        self,
+        sock: PageSocket,
+        technician_id: int,
+        actor: str,
+        console: str | None = None,
+        login_version: int | None = None,
     ) -> None:
         self.sock = sock
         self.console = console  # the console in use (lens.features.features_of)
@@ -67,6 +72,10 @@ class ConsolePage:
         # the reader and the forwarders (threads under the dev server) share the page's state
         self.lock = threading.RLock()
         self.seen_at = float("-inf")
+        # the log-in this socket was opened with (lens.auth.revocation): checked on every
+        # message from the page, and now and then while idle
+        self.login_version = login_version
+        self.login_checked_at = time.monotonic()
 
     def run(self) -> None:
         """Serve the page until its socket closes."""
@@ -92,6 +101,9 @@ class ConsolePage:
     def still_here(self) -> None:
         """An open console is "online now" in the Admin Center (marked once a minute)."""
         now = time.monotonic()
+        recheck = current_app.config["LENS_LOGIN_RECHECK_SECONDS"]
+        if now - self.login_checked_at >= recheck and not self.login_holds():
+            return
         if now - self.seen_at >= SEEN_EVERY.total_seconds():
             self.seen_at = now
             technician_seen(self.technician_id)
@@ -120,11 +132,25 @@ class ConsolePage:
             swap=swap,
         )
 
+    def login_holds(self) -> bool:
+        """Whether the log-in this socket was opened with still holds; if not, it closes."""
+        self.login_checked_at = time.monotonic()
+        if self.login_version is None or login_is_current(
+            db.session, self.technician_id, self.login_version
+        ):
+            return True
+        self.signed_out(None)
+        return False
+
+    def signed_out(self, reason: str | None) -> None:
+        """The log-in has ended (lens.auth.revocation): say so, and close."""
+        self.sock.send_html(render_template("auth/_signed_out.html", reason=reason))
+        self.sock.close(CLOSE_POLICY, "signed out")
+
     def on_change(self, message: Message) -> None:
         """A session of this technician's changed (state, owner, or a new log line)."""
-        if message.get("type") == SIGNED_OUT:  # deactivated: the console goes
-            self.sock.send_html(render_template("auth/_signed_out.html"))
-            self.sock.close(1008, "signed out")
+        if message.get("type") == SIGNED_OUT:  # every log-in of the account ended
+            self.signed_out(message.get("reason"))
             return
         with self.lock:
             self._on_change(message)
@@ -224,6 +250,8 @@ class ConsolePage:
     # --- the page's messages --------------------------------------------------------------
 
     def on_message(self, message: Message) -> None:
+        if not self.login_holds():  # logged out elsewhere, password changed, deactivated
+            return
         with self.lock:
             self._on_message(message)
 

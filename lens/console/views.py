@@ -88,7 +88,7 @@ def _invite_limit() -> str:
 
 def _technician_key() -> str:
     """Sending is limited per technician, whichever console or address they use."""
-    return f"technician:{current_user.get_id()}" if current_user.is_authenticated else "anonymous"
+    return f"technician:{current_user.id}" if current_user.is_authenticated else "anonymous"
 
 
 def _too_many_sends() -> Response:
@@ -227,11 +227,12 @@ def make_console_blueprint(console: str, url_prefix: str) -> Blueprint:
     def live(ws):
         """The page's socket: the list and open panel pushed, controls and signaling."""
         technician_id = current_user.id
+        login_version = current_user.session_version
         actor = lifecycle.technician_actor(current_user)
         serve_page(
             ws,
             f"technician:{technician_id}",
-            lambda sock: ConsolePage(sock, technician_id, actor, console),
+            lambda sock: ConsolePage(sock, technician_id, actor, console, login_version),
         )
 
     return bp
