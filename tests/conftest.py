@@ -14,7 +14,8 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 
 import pytest
 from flask import Flask
@@ -207,6 +208,39 @@ def add_technician(app: Flask, name: str, email: str, **fields) -> int:
         return technician.id
 
 
+# --- Administrators: two-step verification is required of them (lens.auth.views) ------------
+
+# the authenticator secret of every test administrator made by add_admin
+ADMIN_TOTP_SECRET = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
+
+
+def add_admin(app: Flask, name: str = "Ada Admin", email: str = "ada@example.com") -> int:
+    """An administrator with two-step verification on (secret ADMIN_TOTP_SECRET)."""
+    from lens.auth.models import ROLE_ADMIN
+    from lens.auth.totp import seal
+
+    sealed = seal(ADMIN_TOTP_SECRET, app.config["SECRET_KEY"])
+    return add_technician(app, name, email, role=ROLE_ADMIN, totp_secret=sealed)
+
+
+def totp_code(app: Flask, technician_id: int, secret: str = ADMIN_TOTP_SECRET) -> str:
+    """A code the server takes now: of the current time step, or the next unused one.
+
+    (A code is good once, so a second log-in in the same 30 s uses the next step's code,
+    which the server accepts for clock drift; a third waits for the clock.)"""
+    import pyotp
+
+    totp = pyotp.TOTP(secret)
+    with app.app_context():
+        used = db.session.get(Technician, technician_id).totp_last_step
+    while True:
+        now = totp.timecode(datetime.now(UTC))
+        step = now if used is None else max(now, used + 1)
+        if step <= now + 1:
+            return totp.generate_otp(step)
+        time.sleep(0.2)  # both steps the drift allows are used: wait for the clock
+
+
 class Console:
     """A logged-in technician's browser, through the test client."""
 
@@ -215,13 +249,19 @@ class Console:
         self.prefix = prefix
         self.token = ""
 
-    def login(self, email: str, password: str = PASSWORD):
+    def login(self, email: str, password: str = PASSWORD, code: Callable[[], str] | None = None):
+        """Log in; with `code` (e.g. totp_code), answer the second step's question too."""
         page = self.client.get("/login")
         response = self.client.post(
             "/login",
             data={"email": email, "password": password, "csrf_token": csrf_from(page.text)},
         )
-        if response.status_code == 302:
+        if code is not None and response.location == "/login/code":
+            step = self.client.get("/login/code")
+            response = self.client.post(
+                "/login/code", data={"code": code(), "csrf_token": csrf_from(step.text)}
+            )
+        if response.status_code == 302 and response.location != "/login/code":
             self.token = csrf_from(self.client.get(self.prefix + "/").text)
         return response
 

@@ -6,21 +6,23 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from lens.auth.models import ROLE_ADMIN, Technician, TechnicianGroup
+from lens.auth.models import Technician, TechnicianGroup
 from lens.extensions import db
-from tests.conftest import Console, add_technician, csrf_from
+from tests.conftest import Console, add_admin, csrf_from, totp_code
 
 
 class Admin:
     """A logged-in administrator's browser."""
 
-    def __init__(self, client: FlaskClient) -> None:
+    def __init__(self, client: FlaskClient, app: Flask, admin_id: int) -> None:
         self.client = client
+        self.app = app
+        self.admin_id = admin_id
         self.token = ""
 
     def login(self, email: str = "ada@example.com") -> Admin:
         con = Console(self.client, prefix="/console")
-        response = con.login(email)
+        response = con.login(email, code=lambda: totp_code(self.app, self.admin_id))
         assert response.status_code == 302, response.text
         self.token = csrf_from(self.client.get("/admin/technicians").text)
         return self
@@ -36,12 +38,12 @@ class Admin:
 
 @pytest.fixture
 def admin_id(app: Flask) -> int:
-    return add_technician(app, "Ada Admin", "ada@example.com", role=ROLE_ADMIN)
+    return add_admin(app)
 
 
 @pytest.fixture
 def admin(app: Flask, admin_id: int) -> Admin:
-    return Admin(app.test_client()).login()
+    return Admin(app.test_client(), app, admin_id).login()
 
 
 def make_group(app: Flask, name: str, permissions) -> int:

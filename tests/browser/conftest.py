@@ -188,3 +188,26 @@ def sidecar(app) -> Iterator[Sidecar]:
     app.extensions["lens.media"] = MediaRouter(StaticRegistry(media.url), media.secret, timeout=10)
     yield media
     media.stop()
+
+
+# --- Two-step verification in the browser (the codes come from tests.conftest's helpers) ---
+
+
+def answer_code(page, code: str) -> None:
+    """The log-in's second step: type the authenticator code and verify."""
+    page.get_by_label("Code from your authenticator app").fill(code)
+    page.get_by_role("button", name="Verify").click()
+
+
+def enrol_second_factor(page) -> str:
+    """Set up two-step verification on the page that asks for it; return the secret.
+
+    The app's part is played by pyotp, with the key the page shows for typing by hand."""
+    import pyotp
+    from playwright.sync_api import expect
+
+    expect(page.get_by_role("heading", name="Two-step verification")).to_be_visible()
+    expect(page.get_by_role("img", name="QR code for your authenticator app")).to_be_visible()
+    secret = "".join(page.locator("[data-totp-key]").inner_text().split())
+    answer_code(page, pyotp.TOTP(secret).now())
+    return secret

@@ -10,24 +10,27 @@ import pytest
 from playwright.sync_api import expect
 from sqlalchemy import select
 
-from lens.auth.models import ROLE_ADMIN
 from lens.extensions import db
 from lens.sessions.models import LensSession
 from tests.browser.test_session_flow import console_of, customer_joins
-from tests.conftest import add_technician
+from tests.conftest import add_admin, add_technician, totp_code
 
 pytestmark = pytest.mark.browser
 
 
-def admin_center(browser, base: str, language: str = "en-US"):
+def admin_center(browser, base: str, code: str, language: str = "en-US"):
+    """The Admin Center logged in (password, then the authenticator code)."""
     context = browser.new_context(viewport={"width": 1440, "height": 900}, locale=language)
     page = context.new_page()
     page.goto(base + "/login?next=/admin/")
+    english = language.startswith("en")
     page.get_by_label("E-mail").fill("ada@example.com")
-    page.get_by_label("Password" if language.startswith("en") else "Wachtwoord").fill(
-        "correct horse battery"
-    )
+    page.get_by_label("Password" if english else "Wachtwoord").fill("correct horse battery")
     page.get_by_role("button", name=re.compile("Log in|Aanmelden")).click()
+    page.get_by_label(
+        "Code from your authenticator app" if english else "Code uit uw authenticator-app"
+    ).fill(code)
+    page.get_by_role("button", name=re.compile("Verify|Controleren")).click()
     expect(
         page.get_by_role("navigation", name=re.compile("Admin Center|Beheercentrum"))
     ).to_be_visible()
@@ -37,9 +40,9 @@ def admin_center(browser, base: str, language: str = "en-US"):
 def test_admin_changes_validity_and_chat_and_the_technician_sees_it(
     app, live_server, browser, shots, sidecar
 ):
-    add_technician(app, "Ada Admin", "ada@example.com", role=ROLE_ADMIN)
+    ada = add_admin(app)
     add_technician(app, "Tess Technician", "tess@example.com")
-    context, admin = admin_center(browser, live_server)
+    context, admin = admin_center(browser, live_server, totp_code(app, ada))
 
     # Settings: PIN and link validity 20 → 35 minutes
     admin.get_by_role("link", name="Settings").click()
@@ -123,12 +126,12 @@ PAGES = {
 
 def test_screenshots_of_every_admin_page_in_english_and_dutch(app, live_server, browser, shots):
     """Every page renders in both languages with no page error; the images go to docs/."""
-    add_technician(app, "Ada Admin", "ada@example.com", role=ROLE_ADMIN)
+    ada = add_admin(app)
     add_technician(app, "Tess Technician", "tess@example.com")
     seed(app)
     errors: list[str] = []
     for language, code in (("en-US", "en"), ("nl-NL", "nl")):
-        context, page = admin_center(browser, live_server, language)
+        context, page = admin_center(browser, live_server, totp_code(app, ada), language)
         page.on("pageerror", lambda error: errors.append(str(error)))
         for name, path in PAGES.items():
             response = page.goto(live_server + path)

@@ -11,7 +11,7 @@ from sqlalchemy import select, text
 
 from lens.extensions import db
 from lens.sessions.models import LensSession
-from tests.browser.conftest import PHONE
+from tests.browser.conftest import PHONE, enrol_second_factor
 from tests.conftest import PASSWORD
 
 pytestmark = pytest.mark.browser
@@ -40,6 +40,8 @@ def technician_logs_in(page, base: str, password: str) -> None:
     page.get_by_label("New password").fill(NEW_PASSWORD)
     page.get_by_label("Confirm password").fill(NEW_PASSWORD)
     page.get_by_role("button", name="Save password").click()
+    # an administrator sets up two-step verification before anything else
+    enrol_second_factor(page)
     expect(page.get_by_role("button", name="New session")).to_be_visible()
     page.wait_for_load_state()  # htmx wires the buttons once the page has loaded
 
