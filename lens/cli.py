@@ -126,6 +126,24 @@ def create_admin_command(name: str, email: str, password: str | None) -> None:
     _create(name, email, ROLE_ADMIN, password)
 
 
+@lens_cli.command("reset-two-factor")
+@click.option("--email", required=True)
+@with_appcontext
+def reset_two_factor_command(email: str) -> None:
+    """Turn a technician's two-step verification off (a lost phone) and end their log-ins."""
+    from lens.auth.revocation import BY_ADMIN, sign_out_everywhere
+    from lens.auth.totp import disenrol
+
+    email = _email(email)
+    technician = db.session.scalar(select(Technician).where(func.lower(Technician.email) == email))
+    if technician is None:
+        raise click.ClickException(f"no technician with e-mail {email}")
+    disenrol(db.session, technician)
+    db.session.commit()
+    sign_out_everywhere(technician.id, BY_ADMIN)
+    click.echo(f"Two-step verification of {technician.email} is off; they log in and set it up again.")
+
+
 # pg_try_advisory_xact_lock key of the sweep: one sweep at a time per site ("LENSSWEP")
 SWEEP_LOCK = 0x4C454E5353574550
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import hmac
+import logging
 from datetime import UTC, datetime
 
 import pyotp
@@ -22,6 +23,8 @@ from sqlalchemy.orm import Session
 
 from lens.auth.models import Technician
 from lens.invitations.qr import qr_svg
+
+log = logging.getLogger(__name__)
 
 ISSUER = "Lens"
 DRIFT_STEPS = 1  # codes of the step before and after are accepted too
@@ -109,7 +112,12 @@ def check_code(
     """Whether code is a fresh, valid code of the technician's enrolled secret (and use it)."""
     if technician.totp_secret is None:
         return False
-    step = matching_step(unseal(technician.totp_secret, site_secret), code, now)
+    try:
+        secret = unseal(technician.totp_secret, site_secret)
+    except SecretUnreadable:  # SECRET_KEY changed: `flask lens reset-two-factor` helps
+        log.warning("the TOTP secret of technician %s cannot be read", technician.id)
+        return False
+    step = matching_step(secret, code, now)
     return step is not None and claim_step(db, technician.id, step)
 
 
