@@ -141,7 +141,7 @@ def reset_two_factor_command(email: str) -> None:
     disenrol(db.session, technician)
     db.session.commit()
     sign_out_everywhere(technician.id, BY_ADMIN)
-    click.echo(f"Two-step verification of {technician.email} is off; they log in and set it up again.")
+    click.echo(f"Two-step verification of {technician.email} is off; they set it up again.")
 
 
 # pg_try_advisory_xact_lock key of the sweep: one sweep at a time per site ("LENSSWEP")

@@ -33,8 +33,8 @@ from lens.admin.forms import (
 )
 from lens.admin.models import audit_entries
 from lens.admin.welcome import send_welcome
-from lens.auth.models import Technician, TechnicianGroup
 from lens.auth import revocation
+from lens.auth.models import Technician, TechnicianGroup
 from lens.auth.revocation import keep_this_login, sign_out_everywhere
 from lens.captures import records
 from lens.captures.models import Recording, Snapshot, session_recordings, session_snapshots

@@ -48,9 +48,7 @@ def end_logins(session: Session, technician_id: int) -> None:
 def login_is_current(session: Session, technician_id: int, version: int) -> bool:
     """Whether a log-in made at this session version still holds (account active too)."""
     row = session.execute(
-        select(Technician.session_version, Technician.active).where(
-            Technician.id == technician_id
-        )
+        select(Technician.session_version, Technician.active).where(Technician.id == technician_id)
     ).one_or_none()
     return row is not None and row.active and row.session_version == version
 

@@ -201,7 +201,8 @@ def login_code():
         db.session.commit()
         if check.technician is not None:
             return complete_login(technician, pending["key"], pending["next"])
-        status = refused(check, now, _("That code is not right. Enter the code your app shows now."))
+        wrong = _("That code is not right. Enter the code your app shows now.")
+        status = refused(check, now, wrong)
     elif form.errors:
         status = 422
     return render_template("auth/code.html", form=form), status

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 from flask import Flask
 
 from tests.conftest import Console, add_admin, csrf_from, totp_code

@@ -132,9 +132,7 @@ def test_a_socket_whose_log_in_ended_is_closed_at_its_next_message(
     assert closed and "You have been logged out" in notice
 
 
-def test_an_idle_socket_notices_within_the_recheck_period(
-    app, technician, http_server, ws_connect
-):
+def test_an_idle_socket_notices_within_the_recheck_period(app, technician, http_server, ws_connect):
     app.config["LENS_LOGIN_RECHECK_SECONDS"] = 0.5
     tess = Browser(http_server).log_in("tess@example.com")
     ws = ws_connect("/console/ws", tess.http.cookies)
@@ -152,9 +150,7 @@ def test_an_idle_socket_notices_within_the_recheck_period(
 def test_a_cookie_from_before_log_out_is_refused_by_the_test_client_too(app, console):
     """The same through the Flask test client: the cookie's session version is checked."""
     cookie = console.client.get_cookie("session").value
-    assert console.client.post(
-        "/logout", headers={"X-CSRFToken": console.token}
-    ).status_code == 302
+    assert console.client.post("/logout", headers={"X-CSRFToken": console.token}).status_code == 302
     thief = app.test_client()
     thief.set_cookie("session", cookie)
     assert thief.get("/console/").status_code == 302
