@@ -13,6 +13,7 @@ import click
 from email_validator import EmailNotValidError, validate_email
 from flask import current_app
 from flask.cli import with_appcontext
+from flask_babel import force_locale
 from sqlalchemy import func, select, text
 
 from lens.auth.forms import password_problem_text
@@ -43,7 +44,9 @@ def add_technician(
     if password is not None:
         problem = password_problem(password, email=email, name=name)
         if problem is not None:
-            raise click.BadParameter(password_problem_text(problem), param_hint="'--password'")
+            with force_locale("en"):  # no request to choose a language from
+                reason = password_problem_text(problem)
+            raise click.BadParameter(reason, param_hint="'--password'")
     one_time = password is None
     password = password or secrets.token_urlsafe(12)
     technician = Technician(name=name, email=email, role=role, password_change_required=one_time)

@@ -276,6 +276,41 @@ class Console:
         return {"pin": pin, "response": response}
 
 
+class Admin:
+    """A logged-in administrator's browser."""
+
+    def __init__(self, client: FlaskClient, app: Flask, admin_id: int) -> None:
+        self.client = client
+        self.app = app
+        self.admin_id = admin_id
+        self.token = ""
+
+    def login(self, email: str = "ada@example.com") -> Admin:
+        con = Console(self.client, prefix="/console")
+        response = con.login(email, code=lambda: totp_code(self.app, self.admin_id))
+        assert response.status_code == 302, response.text
+        self.token = csrf_from(self.client.get("/admin/technicians").text)
+        return self
+
+    def get(self, path: str, **kwargs):
+        return self.client.get("/admin" + path, **kwargs)
+
+    def post(self, path: str, data: dict | None = None, **kwargs):
+        return self.client.post(
+            "/admin" + path, data={"csrf_token": self.token, **(data or {})}, **kwargs
+        )
+
+
+@pytest.fixture
+def admin_id(app: Flask) -> int:
+    return add_admin(app)
+
+
+@pytest.fixture
+def admin(app: Flask, admin_id: int) -> Admin:
+    return Admin(app.test_client(), app, admin_id).login()
+
+
 @pytest.fixture
 def technician(app: Flask) -> int:
     return add_technician(app, "Tess Technician", "tess@example.com")
