@@ -21,6 +21,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from lens.auth.models import Technician
+from lens.database import retrying
 from lens.events.publishing import technician_topic
 from lens.extensions import db
 
@@ -55,8 +56,12 @@ def login_is_current(session: Session, technician_id: int, version: int) -> bool
 
 def sign_out_everywhere(technician_id: int, reason: str = BY_ADMIN) -> None:
     """End every log-in of the account now (commits) and close its open sockets."""
-    end_logins(db.session, technician_id)
-    db.session.commit()
+
+    def unit() -> None:
+        end_logins(db.session, technician_id)
+        db.session.commit()
+
+    retrying(db.session, unit, current_app.config["LENS_DB_BUSY_SECONDS"])
     bus = current_app.extensions["lens.events"]
     bus.publish(technician_topic(technician_id), {"type": SIGNED_OUT, "reason": reason})
 

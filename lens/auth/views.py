@@ -26,6 +26,7 @@ from lens.auth.forms import CodeForm, LoginForm, PasswordForm
 from lens.auth.login import LoginCheck, check_password_login, check_second_factor
 from lens.auth.models import Technician
 from lens.auth.throttle import Backoff, clear_failures, throttle_key
+from lens.database import retry_when_busy
 from lens.extensions import db, limiter, login_manager
 from lens.i18n import safe_next
 from lens.timeutil import now_utc
@@ -118,6 +119,7 @@ def complete_login(technician: Technician, key: str, target: str):
 
 @bp.route("/login", methods=["GET", "POST"])
 @limiter.limit(_login_limit, methods=["POST"])
+@retry_when_busy  # a failure is a write: SQLite's one writer may be busy under a guessing run
 def login():
     """Show the log-in form; check e-mail and password (then ask for the code, if enrolled)."""
     form = LoginForm()
@@ -177,6 +179,7 @@ def pending_login() -> tuple[Technician, dict] | None:
 
 @bp.route("/login/code", methods=["GET", "POST"])
 @limiter.limit(_login_limit, methods=["POST"])
+@retry_when_busy
 def login_code():
     """The second step of a log-in: the code from the authenticator app."""
     found = pending_login()
