@@ -10,11 +10,11 @@ from flask import Flask, url_for
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from lens.auth.models import ROLE_ADMIN, Technician
+from lens.auth.models import Technician
 from lens.extensions import db
 from lens.security.headers import DEVICE_PAGES
 from lens.sessions.models import LensSession
-from tests.conftest import Console, add_technician
+from tests.conftest import Console, add_admin, totp_code
 from tests.security.markup import inline_code
 
 HTTPS = "https://localhost"  # the host the fixtures logged in on: their cookies go along
@@ -130,9 +130,9 @@ def walk(client: FlaskClient, routes: list[tuple[str, str]]) -> dict[str, int]:
 def test_every_page_sends_the_security_headers(app, scenario, console, customer, client):
     routes = get_routes(app, scenario)
     assert len(routes) >= 40
-    add_technician(app, "Ada Admin", "ada@example.com", role=ROLE_ADMIN)
+    ada = add_admin(app)
     admin = Console(app.test_client())
-    assert admin.login("ada@example.com").status_code == 302
+    assert admin.login("ada@example.com", code=lambda: totp_code(app, ada)).status_code == 302
 
     seen = {
         "anonymous": walk(client, routes),
@@ -149,6 +149,7 @@ def test_every_page_sends_the_security_headers(app, scenario, console, customer,
     assert seen["technician"]["web_console.index"] == 200
     assert seen["technician"]["technician_console.session_detail"] == 200
     assert seen["technician"]["admin.technicians"] == 403
+    assert seen["technician"]["auth.two_factor"] == 200  # the enrolment page, QR code and all
     assert seen["admin"]["admin.technicians"] == 200
     assert seen["admin"]["admin.settings"] == 200
     assert seen["admin"]["admin.report_session"] == 200
