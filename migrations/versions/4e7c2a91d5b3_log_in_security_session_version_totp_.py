@@ -1,7 +1,7 @@
 """log-in security: session version, TOTP second factor, per-account log-in throttle
 
 Revision ID: 4e7c2a91d5b3
-Revises: b8513d726b29
+Revises: d7e4a1c9b3f2
 Create Date: 2026-11-30 04:00:00
 
 """
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = "4e7c2a91d5b3"
-down_revision = "b8513d726b29"
+down_revision = "d7e4a1c9b3f2"
 branch_labels = None
 depends_on = None
 
