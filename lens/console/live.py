@@ -26,7 +26,7 @@ from lens.chat.rendering import render_chat_line
 from lens.console.panel import render_panel
 from lens.console.queries import sessions_for_list
 from lens.controls.channel import control_handlers, controls_topic, receive_control, refusal
-from lens.controls.messages import CUSTOMER, REGISTRY, TECHNICIAN
+from lens.controls.messages import CUSTOMER, TECHNICIAN, ControlMessage
 from lens.controls.state import ToolState
 from lens.events.publishing import technician_topic
 from lens.extensions import db
@@ -40,7 +40,14 @@ from lens.signaling.relay import (
     offer_slots,
 )
 from lens.sockets import CLOSE_POLICY, PageSocket
-from lens.sockets.page import bad_message
+from lens.sockets.messages import (
+    CONSOLE,
+    ClosePanel,
+    OpenPanel,
+    PageMessage,
+    SessionOffer,
+    WatchDialog,
+)
 
 Message = dict[str, Any]
 
@@ -86,9 +93,8 @@ class ConsolePage:
                 self.sock.send_html(self.render_list())
                 self.still_here()  # online now in the Admin Center, then once a minute
             self.sock.forward(subscription, self.on_change, on_idle=self.still_here)
-            for message in self.sock.messages():
-                with self.sock.unit():
-                    self.on_message(message)
+            for raw in self.sock.received():
+                self.receive(raw)
         finally:
             self.sock.finish()
             legs = current_app.extensions["lens.legs"]
@@ -249,26 +255,29 @@ class ConsolePage:
 
     # --- the page's messages --------------------------------------------------------------
 
-    def on_message(self, message: Message) -> None:
+    def receive(self, raw: Any) -> None:
+        """One message from the page: checked by its schema (lens.sockets.messages), then done."""
+        self.sock.dispatch(raw, CONSOLE, self.on_message)
+
+    def on_message(self, message: PageMessage) -> None:
         if not self.login_holds():  # logged out elsewhere, password changed, deactivated
             return
         with self.lock:
             self._on_message(message)
 
-    def _on_message(self, message: Message) -> None:
-        kind = message["type"]
-        if kind == "open":
-            self.open_panel(message.get("session"))
-        elif kind == "close":
+    def _on_message(self, message: PageMessage) -> None:
+        if isinstance(message, OpenPanel):
+            self.open_panel(message.session)
+        elif isinstance(message, ClosePanel):
             self.close_panel()
-        elif kind == "dialog":
-            self.watch_dialog(message.get("session"))
-        elif kind == "offer":
+        elif isinstance(message, WatchDialog):
+            self.watch_dialog(message.session)
+        elif isinstance(message, SessionOffer):
             self.offer(message)
-        elif kind in REGISTRY:
+        elif isinstance(message, ControlMessage):
             self.control(message)
-        else:
-            self.sock.send_json(bad_message())
+        else:  # a type in the schema without a handler here
+            raise TypeError(f"no handler for {message.type}")
 
     def own_session(self, session_id: Any) -> LensSession | None:
         if not isinstance(session_id, int) or isinstance(session_id, bool):
@@ -350,8 +359,8 @@ class ConsolePage:
             out["html"] = render_chat_line(message, TECHNICIAN)
         self.sock.send_json(out)
 
-    def control(self, message: Message) -> None:
-        session_id = message.get("session")
+    def control(self, message: ControlMessage) -> None:
+        session_id = message.session
         lens_session = self.own_session(session_id)
         if lens_session is None:  # not (or no longer) this technician's
             self.sock.send_json(dict(refusal("not_allowed"), session=session_id))
@@ -364,11 +373,11 @@ class ConsolePage:
         if error is not None:
             self.sock.send_json(dict(error, session=session_id))
 
-    def offer(self, message: Message) -> None:
+    def offer(self, message: SessionOffer) -> None:
         """The technician's video leg: answered beside the reader (the sidecar may be slow)."""
-        lens_session = self.own_session(message.get("session"))
+        lens_session = self.own_session(message.session)
         if lens_session is None or lens_session.state not in HANDLING_STATES:
-            self.sock.send_json({"type": "error", "reason": "refused", "ref": message.get("ref")})
+            self.sock.send_json({"type": "error", "reason": "refused", "ref": message.ref})
             return
         session_id = lens_session.id
         ice_servers = setting("LENS_ICE_SERVERS")  # the Admin Center's STUN/TURN servers

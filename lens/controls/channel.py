@@ -22,8 +22,9 @@ from lens.controls.messages import (
     MAX_CHAT,
     REGISTRY,
     TECHNICIAN,
+    ControlMessage,
     ControlRefused,
-    parse_message,
+    check_feature,
 )
 from lens.controls.state import TRACKED, ToolState
 from lens.database import DatabaseBusy, retrying
@@ -88,10 +89,13 @@ def receive_control(
     side: str,
     actor: str,
     allowed: frozenset[str],
-    message: dict[str, Any],
+    message: ControlMessage,
     console: str | None = None,
 ) -> dict[str, Any] | None:
-    """Check, store, log and publish one message from a page; the error to send back, if any.
+    """Store, log and publish one message from a page; the error to send back, if any.
+
+    The message's shape was checked by the page's schema (lens.sockets.messages); here the
+    session's features decide whether it may be used.
 
     `console` is the technician's console in use (the customer's side: the session's own).
 
@@ -100,7 +104,10 @@ def receive_control(
     """
     app = current_app._get_current_object()
     try:
-        kind, payload = parse_message(message, side, allowed)
+        kind, payload = message.type, message.payload()
+        if side not in REGISTRY[kind].senders:
+            raise ControlRefused("bad_message")
+        check_feature(kind, allowed)
         published = retrying(
             db.session,
             lambda: handle(session_id, side, actor, kind, payload, console),

@@ -1,7 +1,8 @@
 """The session's control messages between the technician's page and the phone.
 
 Plain Python: which side may send which message, which feature it needs, and what a
-well-formed one looks like. Anything else is refused before it reaches the other side.
+well-formed one looks like (a pydantic model per type, lens.sockets.messages puts them on
+the pages' sockets). Anything else is refused before it reaches a handler or the other side.
 """
 
 from __future__ import annotations
@@ -9,12 +10,23 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import math
-import re
 import unicodedata
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, ClassVar, Literal, get_args
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from lens import features
 
@@ -22,6 +34,10 @@ TECHNICIAN = "technician"
 CUSTOMER = "customer"
 MAX_RAW = 16 * 1024
 MAX_CHAT = 1000
+BAD_MESSAGE = "bad_message"
+# refusals a sender is told by name (the chat box says why), by the error type that says
+# it; anything else is bad_message (pydantic's own types, e.g. its list "too_long", too)
+NAMED_REASONS = {"lens_empty": "empty", "lens_too_long": "too_long"}
 
 
 class ControlRefused(Exception):
@@ -32,217 +48,253 @@ class ControlRefused(Exception):
         self.reason = reason
 
 
-Validator = Callable[[dict[str, Any]], dict[str, Any]]
+class PageMessage(BaseModel):
+    """One JSON message from a page: unknown fields are dropped, nothing is coerced."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, hide_input_in_errors=True)
+
+    type: str
+    MAX_RAW: ClassVar[int] = MAX_RAW  # the longest text this type may arrive as
+
+    def payload(self) -> dict[str, Any]:
+        """The clean message without its envelope (type, session, ref)."""
+        return self.model_dump(exclude={"type", "session", "ref"})
+
+
+class ControlMessage(PageMessage):
+    """A session's control message (the registry below names each kind)."""
 
 
 @dataclass(frozen=True)
 class ControlType:
-    """One kind of message: who may send it, the feature it needs, how to check it."""
+    """One kind of message: who may send it, the feature it needs, its model."""
 
     name: str
     senders: frozenset[str]
     feature: str | None
-    validate: Validator
+    model: type[ControlMessage]
 
 
 REGISTRY: dict[str, ControlType] = {}
 
 
 def control(name: str, senders: set[str], feature: str | None = None):
-    """Register a message type with its validator (the decorated function)."""
+    """Register a message type with its model (the decorated class)."""
 
-    def register(validate: Validator) -> Validator:
-        REGISTRY[name] = ControlType(name, frozenset(senders), feature, validate)
-        return validate
+    def register(model: type[ControlMessage]) -> type[ControlMessage]:
+        assert model.model_fields["type"].annotation == Literal[name], name
+        REGISTRY[name] = ControlType(name, frozenset(senders), feature, model)
+        return model
 
     return register
 
 
-def _bool(payload: dict[str, Any], key: str) -> bool:
-    value = payload.get(key)
-    if not isinstance(value, bool):
-        raise ControlRefused("bad_message")
-    return value
+def reason_of(error: ValidationError) -> str:
+    """What a sender is told of a refused message: a named reason, or bad_message."""
+    for detail in error.errors():
+        if detail["type"] in NAMED_REASONS:
+            return NAMED_REASONS[detail["type"]]
+    return BAD_MESSAGE
 
 
-def _choice(payload: dict[str, Any], key: str, choices: set[str]) -> str:
-    value = payload.get(key)
-    if value not in choices:
-        raise ControlRefused("bad_message")
-    return value
+def validated(model: type[PageMessage], message: dict[str, Any]) -> PageMessage:
+    """The message as model, or ControlRefused."""
+    try:
+        return model.model_validate(message)
+    except ValidationError as exc:
+        raise ControlRefused(reason_of(exc)) from exc
+    except (TypeError, ValueError, RecursionError) as exc:  # never a handler's traceback
+        raise ControlRefused(BAD_MESSAGE) from exc
 
 
 @control("freeze", {TECHNICIAN}, features.FREEZE_DRAWING)
-def _freeze(payload: dict[str, Any]) -> dict[str, Any]:
-    return {"on": _bool(payload, "on")}
+class Freeze(ControlMessage):
+    type: Literal["freeze"]
+    on: StrictBool
 
 
 @control("quality", {TECHNICIAN}, features.DISPLAY_SETTINGS)
-def _quality(payload: dict[str, Any]) -> dict[str, Any]:
-    return {"level": _choice(payload, "level", {"low", "medium", "high"})}
+class Quality(ControlMessage):
+    type: Literal["quality"]
+    level: Literal["low", "medium", "high"]
 
 
 @control("torch", {TECHNICIAN}, features.DEVICE_CONTROLS)
-def _torch(payload: dict[str, Any]) -> dict[str, Any]:
-    return {"on": _bool(payload, "on")}
+class Torch(ControlMessage):
+    type: Literal["torch"]
+    on: StrictBool
 
 
 @control("camera", {TECHNICIAN}, features.DEVICE_CONTROLS)
-def _camera(payload: dict[str, Any]) -> dict[str, Any]:
-    return {"facing": _choice(payload, "facing", {"environment", "user"})}
+class Camera(ControlMessage):
+    type: Literal["camera"]
+    facing: Literal["environment", "user"]
 
 
 @control("camera_paused", {CUSTOMER})
-def _camera_paused(payload: dict[str, Any]) -> dict[str, Any]:
-    return {"on": _bool(payload, "on")}
+class CameraPaused(ControlMessage):
+    type: Literal["camera_paused"]
+    on: StrictBool
+
+
+MAX_CAMERAS = 8
 
 
 @control("capabilities", {CUSTOMER})
-def _capabilities(payload: dict[str, Any]) -> dict[str, Any]:
-    return {"torch": _bool(payload, "torch"), "cameras": min(int(payload.get("cameras", 1)), 8)}
+class Capabilities(ControlMessage):
+    """What the phone's camera can do; more cameras than MAX_CAMERAS count as that many."""
+
+    type: Literal["capabilities"]
+    torch: StrictBool
+    cameras: Annotated[StrictInt, Field(ge=0), AfterValidator(lambda n: min(n, MAX_CAMERAS))] = 1
 
 
 # Drawing on the video: one finished shape per message, in coordinates normalised to the
 # video's picture (0..1 from its left/top edge), so each side draws it at the same place.
-DRAW_KINDS = frozenset({"arrow", "circle", "line", "text"})
-DRAW_COLORS = frozenset({"#e53935", "#fdd835", "#43a047", "#1e88e5", "#ffffff", "#000000"})
+DrawKind = Literal["arrow", "circle", "line", "text"]
+DrawColor = Literal["#e53935", "#fdd835", "#43a047", "#1e88e5", "#ffffff", "#000000"]
+DRAW_KINDS = frozenset(get_args(DrawKind))
+DRAW_COLORS = frozenset(get_args(DrawColor))
 DRAW_WIDTHS = range(1, 17)
 MAX_POINTS = 500
 MAX_DRAW_TEXT = 200
 # how many points each kind needs: arrow and circle (centre, rim) two, text its anchor
 POINT_COUNTS = {"arrow": (2, 2), "circle": (2, 2), "line": (2, MAX_POINTS), "text": (1, 1)}
 
-
-def _coordinate(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ControlRefused("bad_message")
-    if not math.isfinite(value) or not 0 <= value <= 1:
-        raise ControlRefused("bad_message")
-    return round(float(value), 4)
-
-
-def _points(payload: dict[str, Any], kind: str) -> list[list[float]]:
-    points = payload.get("points")
-    fewest, most = POINT_COUNTS[kind]
-    if not isinstance(points, list) or not fewest <= len(points) <= most:
-        raise ControlRefused("bad_message")
-    clean = []
-    for point in points:
-        if not isinstance(point, list) or len(point) != 2:
-            raise ControlRefused("bad_message")
-        clean.append([_coordinate(point[0]), _coordinate(point[1])])
-    return clean
-
-
-def _draw_text(payload: dict[str, Any]) -> str:
-    text = payload.get("text")
-    if not isinstance(text, str):
-        raise ControlRefused("bad_message")
-    text = text.strip()
-    if not text or len(text) > MAX_DRAW_TEXT or any(ord(c) < 32 or ord(c) == 127 for c in text):
-        raise ControlRefused("bad_message")
-    return text
-
+# a fraction of the picture, kept to 4 decimals (a tenth of a pixel on a 4K picture)
+Coordinate = Annotated[
+    float,
+    Field(strict=True, ge=0, le=1, allow_inf_nan=False),
+    AfterValidator(lambda value: round(float(value), 4)),
+]
+Point = Annotated[list[Coordinate], Field(min_length=2, max_length=2)]
 
 # An anchored drawing (docs/tools.md): its id, and what it covers on the frame it was drawn
 # on (ORB keypoints as picture fractions and their 32-byte descriptors, base64), so each
 # screen finds that content in the frame it shows and keeps the drawing on it. `frame` is
 # the technician's picture it refers to (its RTP timestamp; none on a frozen picture).
 # A pinned drawing (or one without an anchor) stays at its screen place.
-DRAW_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
+DRAW_ID = r"^[A-Za-z0-9_-]{1,32}$"
 ANCHOR_POINTS = (8, 64)
 DESCRIPTOR_BYTES = 32
 MAX_FRAME = 2**32 - 1
+MAX_DESCRIPTORS = 4 * ANCHOR_POINTS[1] * DESCRIPTOR_BYTES // 3 + 4
 
 
-def _draw_id(payload: dict[str, Any]) -> str:
-    value = payload.get("id")
-    if not isinstance(value, str) or not DRAW_ID.fullmatch(value):
-        raise ControlRefused("bad_message")
-    return value
+class Anchor(BaseModel):
+    """What an anchored drawing covers on its frame: keypoints and their descriptors."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, hide_input_in_errors=True)
+
+    frame: Annotated[StrictInt, Field(ge=0, le=MAX_FRAME)] | None = None
+    points: Annotated[list[Point], Field(min_length=ANCHOR_POINTS[0], max_length=ANCHOR_POINTS[1])]
+    descriptors: Annotated[StrictStr, Field(max_length=MAX_DESCRIPTORS)]
+
+    @model_validator(mode="after")
+    def _one_descriptor_a_point(self) -> Anchor:
+        try:
+            raw = base64.b64decode(self.descriptors, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise ValueError("descriptors are not base64") from exc
+        if len(raw) != DESCRIPTOR_BYTES * len(self.points):
+            raise ValueError("one descriptor a keypoint")
+        return self
 
 
-def _frame(value: Any) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_FRAME:
-        raise ControlRefused("bad_message")
-    return value
-
-
-def _anchor(value: Any) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise ControlRefused("bad_message")
-    points = value.get("points")
-    fewest, most = ANCHOR_POINTS
-    if not isinstance(points, list) or not fewest <= len(points) <= most:
-        raise ControlRefused("bad_message")
-    clean = []
-    for point in points:
-        if not isinstance(point, list) or len(point) != 2:
-            raise ControlRefused("bad_message")
-        clean.append([_coordinate(point[0]), _coordinate(point[1])])
-    descriptors = value.get("descriptors")
-    if not isinstance(descriptors, str) or len(descriptors) > 4 * most * DESCRIPTOR_BYTES // 3 + 4:
-        raise ControlRefused("bad_message")
-    try:
-        raw = base64.b64decode(descriptors, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise ControlRefused("bad_message") from exc
-    if len(raw) != DESCRIPTOR_BYTES * len(clean):
-        raise ControlRefused("bad_message")
-    return {"frame": _frame(value.get("frame")), "points": clean, "descriptors": descriptors}
+def _no_control_characters(text: str) -> str:
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        raise ValueError("control characters")
+    return text
 
 
 @control("draw", {TECHNICIAN}, features.FREEZE_DRAWING)
-def _draw(payload: dict[str, Any]) -> dict[str, Any]:
-    kind = _choice(payload, "kind", DRAW_KINDS)
-    width = payload.get("width")
-    if isinstance(width, bool) or not isinstance(width, int) or width not in DRAW_WIDTHS:
-        raise ControlRefused("bad_message")
-    shape = {
-        "kind": kind,
-        "color": _choice(payload, "color", DRAW_COLORS),
-        "width": width,
-        "points": _points(payload, kind),
-    }
-    if kind == "text":
-        shape["text"] = _draw_text(payload)
-    if "id" in payload:
-        shape["id"] = _draw_id(payload)
-        shape["pinned"] = _bool(payload, "pinned") if "pinned" in payload else False
-    if payload.get("anchor") is not None:
-        if "id" not in shape or shape["pinned"]:
-            raise ControlRefused("bad_message")  # an anchor belongs to a tracked drawing
-        shape["anchor"] = _anchor(payload["anchor"])
-    return shape
+class Draw(ControlMessage):
+    type: Literal["draw"]
+    kind: DrawKind
+    color: DrawColor
+    width: Annotated[StrictInt, Field(ge=DRAW_WIDTHS.start, le=DRAW_WIDTHS.stop - 1)]
+    points: Annotated[list[Point], Field(min_length=1, max_length=MAX_POINTS)]
+    text: Any = None  # the text kind's words; other kinds drop whatever came
+    id: Annotated[StrictStr, Field(pattern=DRAW_ID)] | None = None
+    pinned: StrictBool = False
+    anchor: Anchor | None = None
+
+    @model_validator(mode="after")
+    def _shape(self) -> Draw:
+        fewest, most = POINT_COUNTS[self.kind]
+        if not fewest <= len(self.points) <= most:
+            raise ValueError(f"a {self.kind} has {fewest} to {most} points")
+        if self.kind == "text":
+            if not isinstance(self.text, str):
+                raise ValueError("text needs its words")
+            words = _no_control_characters(self.text.strip())
+            if not words or len(words) > MAX_DRAW_TEXT:
+                raise ValueError(f"text has 1 to {MAX_DRAW_TEXT} characters")
+        if self.anchor is not None and (self.id is None or self.pinned):
+            raise ValueError("an anchor belongs to a tracked drawing")
+        return self
+
+    def payload(self) -> dict[str, Any]:
+        shape: dict[str, Any] = {
+            "kind": self.kind,
+            "color": self.color,
+            "width": self.width,
+            "points": [list(point) for point in self.points],
+        }
+        if self.kind == "text":
+            shape["text"] = self.text.strip()
+        if self.id is not None:
+            shape["id"] = self.id
+            shape["pinned"] = self.pinned
+        if self.anchor is not None:
+            shape["anchor"] = self.anchor.model_dump()
+        return shape
 
 
 @control("erase", {TECHNICIAN}, features.FREEZE_DRAWING)
-def _erase(payload: dict[str, Any]) -> dict[str, Any]:
-    return {}
+class Erase(ControlMessage):
+    type: Literal["erase"]
 
 
 @control("device_result", {CUSTOMER}, features.DEVICE_CONTROLS)
-def _device_result(payload: dict[str, Any]) -> dict[str, Any]:
+class DeviceResult(ControlMessage):
     """The phone's answer to a flashlight or camera request: done, or not possible."""
-    return {"control": _choice(payload, "control", {"torch", "camera"}), "ok": _bool(payload, "ok")}
+
+    type: Literal["device_result"]
+    control: Literal["torch", "camera"]
+    ok: StrictBool
 
 
 @control("chat", {TECHNICIAN, CUSTOMER}, features.CHAT)
-def _chat(payload: dict[str, Any]) -> dict[str, Any]:
+class Chat(ControlMessage):
     """Plain text (never rendered as HTML), 1 to MAX_CHAT characters, newlines allowed."""
-    text = payload.get("text")
-    if not isinstance(text, str):
-        raise ControlRefused("bad_message")
-    text = text.replace("\r\n", "\n").strip()
-    if not text:
-        raise ControlRefused("empty")
-    if len(text) > MAX_CHAT:
-        raise ControlRefused("too_long")
-    if any(c != "\n" and unicodedata.category(c) == "Cc" for c in text):
-        raise ControlRefused("bad_message")
-    return {"text": text}
+
+    type: Literal["chat"]
+    text: StrictStr
+
+    @field_validator("text")
+    @classmethod
+    def _clean(cls, text: str) -> str:
+        text = text.replace("\r\n", "\n").strip()
+        if not text:
+            raise PydanticCustomError("lens_empty", "type a message first")
+        if len(text) > MAX_CHAT:
+            raise PydanticCustomError("lens_too_long", "at most {n} characters", {"n": MAX_CHAT})
+        if any(c != "\n" and unicodedata.category(c) == "Cc" for c in text):
+            raise ValueError("control characters")
+        return text
+
+
+def senders_types(sender: str) -> dict[str, type[ControlMessage]]:
+    """The control messages `sender`'s page may send, by type."""
+    return {name: kind.model for name, kind in REGISTRY.items() if sender in kind.senders}
+
+
+def check_feature(kind: str, allowed: frozenset[str]) -> None:
+    """Refuse (not_allowed) a kind whose feature the session may not use."""
+    feature = REGISTRY[kind].feature
+    if feature is not None and feature not in allowed:
+        raise ControlRefused("not_allowed")
 
 
 # A full-resolution photo (lens.captures.photos): the technician's page names each request;
@@ -270,24 +322,20 @@ def _photo_failed(payload: dict[str, Any]) -> dict[str, Any]:
 def parse(raw: Any, sender: str, allowed: frozenset[str]) -> tuple[str, dict[str, Any]]:
     """Check one raw WebSocket message from sender; return (type, clean payload)."""
     if not isinstance(raw, str) or len(raw) > MAX_RAW:
-        raise ControlRefused("bad_message")
+        raise ControlRefused(BAD_MESSAGE)
     try:
         message = json.loads(raw)
-    except ValueError as exc:
-        raise ControlRefused("bad_message") from exc
+    except (ValueError, RecursionError) as exc:
+        raise ControlRefused(BAD_MESSAGE) from exc
     return parse_message(message, sender, allowed)
 
 
 def parse_message(message: Any, sender: str, allowed: frozenset[str]) -> tuple[str, dict[str, Any]]:
     """Check one decoded message from sender; return (type, clean payload)."""
     if not isinstance(message, dict) or not isinstance(message.get("type"), str):
-        raise ControlRefused("bad_message")
+        raise ControlRefused(BAD_MESSAGE)
     kind = REGISTRY.get(message["type"])
     if kind is None or sender not in kind.senders:
-        raise ControlRefused("bad_message")
-    if kind.feature is not None and kind.feature not in allowed:
-        raise ControlRefused("not_allowed")
-    try:
-        return kind.name, kind.validate(message)
-    except (TypeError, ValueError) as exc:
-        raise ControlRefused("bad_message") from exc
+        raise ControlRefused(BAD_MESSAGE)
+    check_feature(kind.name, allowed)
+    return kind.name, validated(kind.model, message).payload()

@@ -21,7 +21,7 @@ from lens.captures.records import open_recording
 from lens.chat.models import session_chat
 from lens.chat.rendering import render_chat_line
 from lens.controls.channel import control_handlers, controls_topic, receive_control
-from lens.controls.messages import CUSTOMER, REGISTRY
+from lens.controls.messages import CUSTOMER, ControlMessage
 from lens.database import DatabaseBusy, retrying
 from lens.events.publishing import session_topic
 from lens.extensions import db
@@ -37,7 +37,7 @@ from lens.signaling.relay import (
     offer_slots,
 )
 from lens.sockets import CLOSE_NORMAL, PageSocket
-from lens.sockets.page import bad_message
+from lens.sockets.messages import PHONE, Offer, PageMessage
 from lens.timeutil import now_utc
 
 log = logging.getLogger(__name__)
@@ -80,9 +80,8 @@ class PhonePage:
             with self.sock.unit():
                 arrived = self.presence(lifecycle.customer_arrived)
             self.sock.forward(subscription, self.on_bus, on_idle=self.still_here)
-            for message in self.sock.messages():
-                with self.sock.unit():
-                    self.on_message(message)
+            for raw in self.sock.received():
+                self.receive(raw)
         finally:
             self.sock.finish()
             current_app.extensions["lens.legs"].remove(self.leg)
@@ -196,11 +195,14 @@ class PhonePage:
 
     # --- the page's messages --------------------------------------------------------------
 
-    def on_message(self, message: Message) -> None:
-        kind = message["type"]
-        if kind == "offer":
+    def receive(self, raw: Any) -> None:
+        """One message from the page: checked by its schema (lens.sockets.messages), then done."""
+        self.sock.dispatch(raw, PHONE, self.on_message)
+
+    def on_message(self, message: PageMessage) -> None:
+        if isinstance(message, Offer):
             self.offer(message)
-        elif kind in REGISTRY:
+        elif isinstance(message, ControlMessage):
             lens_session = db.session.get(LensSession, self.session_id)
             if lens_session is None:
                 return
@@ -208,14 +210,14 @@ class PhonePage:
             error = receive_control(self.session_id, CUSTOMER, CUSTOMER, allowed, message)
             if error is not None:
                 self.sock.send_json(error)
-        else:
-            self.sock.send_json(bad_message())
+        else:  # a type in the schema without a handler here
+            raise TypeError(f"no handler for {message.type}")
 
-    def offer(self, message: Message) -> None:
+    def offer(self, message: Offer) -> None:
         """The phone's leg, prepared on the waiting screen so that Start is quick."""
         lens_session = db.session.get(LensSession, self.session_id)
         if lens_session is None or lens_session.state not in MEDIA_STATES:
-            self.sock.send_json({"type": "error", "reason": "refused", "ref": message.get("ref")})
+            self.sock.send_json({"type": "error", "reason": "refused", "ref": message.ref})
             return
         features = self.features(lens_session)
         ice_servers = setting("LENS_ICE_SERVERS")  # the Admin Center's STUN/TURN servers

@@ -20,6 +20,10 @@ class MediaRefused(MediaError):
     """The sidecar refused the request (e.g. a feature the session may not use)."""
 
 
+class MediaRejected(MediaRefused):
+    """The sidecar could not use what was sent (400: e.g. an offer it cannot parse)."""
+
+
 class MediaControl:
     """Calls to one sidecar."""
 
@@ -36,6 +40,8 @@ class MediaControl:
             )
         except requests.RequestException as exc:
             raise MediaUnavailable(str(exc)) from exc
+        if response.status_code in (400, 422):
+            raise MediaRejected(_error_text(response))
         if response.status_code in (401, 403, 409):
             raise MediaRefused(_error_text(response))
         if response.status_code == 404:

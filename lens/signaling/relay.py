@@ -9,6 +9,8 @@ page's one socket (lens.sockets), matched by the page's `ref`:
                   | "busy"}
 An offer waits in the web process while no sidecar can take it (lens.sidecars.router), so a
 page may have only OFFERS_IN_FLIGHT offers waiting at once ("busy" beyond that).
+The offer's shape is checked with every other page message (lens.sockets.messages.Offer);
+an offer the sidecar cannot parse is answered bad_message too, with one log line.
 """
 
 from __future__ import annotations
@@ -25,12 +27,12 @@ from lens.database import DatabaseBusy, retrying
 from lens.extensions import db
 from lens.sessions import lifecycle
 from lens.sessions.models import LensSession, SessionState
-from lens.signaling.control import MediaControl, MediaRefused, MediaUnavailable
+from lens.signaling.control import MediaControl, MediaRefused, MediaRejected, MediaUnavailable
+from lens.sockets.messages import Offer
 from lens.timeutil import now_utc
 
 log = logging.getLogger(__name__)
 
-MAX_MESSAGE = 64 * 1024
 OFFERS_IN_FLIGHT = 3  # a page re-offering at once may leave one superseded offer waiting
 
 
@@ -39,9 +41,9 @@ def offer_slots() -> threading.BoundedSemaphore:
     return threading.BoundedSemaphore(OFFERS_IN_FLIGHT)
 
 
-def busy(message: dict[str, Any]) -> dict[str, Any]:
+def busy(message: Offer) -> dict[str, Any]:
     """The reply to an offer beyond the page's allowance."""
-    return {"type": "error", "ref": message.get("ref"), "reason": "busy"}
+    return {"type": "error", "ref": message.ref, "reason": "busy"}
 
 
 Answerer = Callable[[dict[str, str]], dict[str, str]]
@@ -50,16 +52,6 @@ Answerer = Callable[[dict[str, str]], dict[str, str]]
 def media_control() -> MediaControl:
     """The app's sidecar client."""
     return current_app.extensions["lens.media"]
-
-
-def parse_offer(message: Any) -> dict[str, str] | None:
-    """The offer in a page's message, or None for anything else."""
-    if not isinstance(message, dict) or message.get("type") != "offer":
-        return None
-    sdp = message.get("sdp")
-    if not isinstance(sdp, str) or not sdp.startswith("v=0") or len(sdp) > MAX_MESSAGE:
-        return None
-    return {"type": "offer", "sdp": sdp}
 
 
 MEDIA_STATES = frozenset({SessionState.WAITING, SessionState.ACTIVE, SessionState.ON_HOLD})
@@ -81,17 +73,17 @@ def log_media(session_id: int, kind: str, actor: str) -> None:
         log.warning("could not log %s for session %s: database busy", kind, session_id)
 
 
-def exchange_offer(message: dict[str, Any], answer: Answerer) -> dict[str, Any]:
-    """The reply to a page's offer message: the sidecar's answer, or why there is none."""
-    ref = message.get("ref")
-    offer = parse_offer(message)
-    if offer is None:
-        return {"type": "error", "ref": ref, "reason": "bad_message"}
+def exchange_offer(message: Offer, answer: Answerer) -> dict[str, Any]:
+    """The reply to a page's (checked) offer: the sidecar's answer, or why there is none."""
+    ref = message.ref
     try:
-        reply = answer(offer)
+        reply = answer({"type": "offer", "sdp": message.sdp})
     except MediaUnavailable as exc:
         log.warning("media sidecar unavailable: %s", exc)
         return {"type": "error", "ref": ref, "reason": "unavailable"}
+    except MediaRejected as exc:  # an SDP the sidecar cannot use: the page's fault
+        log.info("bad_message: the sidecar refused an offer: %s", exc)
+        return {"type": "error", "ref": ref, "reason": "bad_message"}
     except MediaRefused as exc:
         return {"type": "error", "ref": ref, "reason": "refused", "message": str(exc)}
     return {"type": "answer", "ref": ref, "sdp": reply["sdp"]}

@@ -23,11 +23,16 @@ from typing import Any
 
 from flask import copy_current_request_context, current_app, request
 from flask_babel import gettext as _
+from redis.exceptions import RedisError
 from simple_websocket import ConnectionClosed
+from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
+from lens.database import DatabaseBusy
+from lens.events import BusUnavailable
 from lens.extensions import db
 from lens.sockets.limits import TokenBucket, TooManySockets
+from lens.sockets.messages import BAD_MESSAGE, BadMessage, PageMessage, PageSchema
 
 log = logging.getLogger(__name__)
 
@@ -40,20 +45,23 @@ CLOSE_TRY_LATER = 1013  # too many sockets: try again later
 Message = dict[str, Any]
 
 
-def bad_message() -> Message:
-    """The answer to a message that is not a JSON object with a type."""
-    return {
-        "type": "error",
-        "reason": "bad_message",
-        "message": _("That message could not be understood."),
-    }
+def bad_message(reason: str = BAD_MESSAGE, echo: Message | None = None) -> Message:
+    """The answer to a message its page's schema refused (with its ref and session, if any)."""
+    if reason == BAD_MESSAGE:
+        text = _("That message could not be understood.")
+    else:  # a named reason the page shows (an empty or too long chat line)
+        from lens.controls.channel import refusal_text
+
+        text = refusal_text(reason)
+    return {"type": "error", "reason": reason, "message": text, **(echo or {})}
 
 
 class PageSocket:
     """A page's socket, as the page's code uses it."""
 
-    def __init__(self, ws, rate: TokenBucket) -> None:
+    def __init__(self, ws, rate: TokenBucket, owner: str = "-") -> None:
         self.ws = ws
+        self.owner = owner  # who holds it, for the log (technician:3, customer:12)
         self._rate = rate
         self._send_lock = threading.Lock()
         self._stopped = threading.Event()
@@ -100,11 +108,10 @@ class PageSocket:
         except Exception:  # already closed by the other side
             log.debug("socket already closed", exc_info=True)
 
-    def messages(self, timeout: float = 30.0) -> Iterator[Message]:
-        """The page's JSON messages, until the socket closes.
+    def received(self, timeout: float = 30.0) -> Iterator[Any]:
+        """The page's messages as they came, until the socket closes.
 
-        A message that is not a JSON object gets a `bad_message` error and the socket stays
-        open; a page over its message rate is closed (CLOSE_POLICY).
+        A page over its message rate is closed (CLOSE_POLICY).
         """
         while self.open:
             try:
@@ -116,11 +123,38 @@ class PageSocket:
             if not self._rate.take():
                 self.close(CLOSE_POLICY, "too many messages")
                 break
-            message = _json_object(raw)
-            if message is None:
-                self.send_json(bad_message())
-                continue
-            yield message
+            yield raw
+
+    def dispatch(
+        self, raw: Any, schema: PageSchema, handler: Callable[[PageMessage], None]
+    ) -> None:
+        """Check one message against the page's schema, then hand it to handler (in a unit).
+
+        A message the schema refuses is answered `bad_message` (one log line, no
+        traceback); the socket stays open whatever a message holds. A handler that fails
+        is a bug: logged with its traceback, the page told, the socket still open.
+        """
+        try:
+            message = schema.parse(raw)
+        except BadMessage as exc:
+            log.info("%s refused from %s: %s", exc.reason, self.owner, exc.detail)
+            self.send_json(bad_message(exc.reason, exc.echo))
+            return
+        with self.unit():  # its database session is removed (rolled back) at the end
+            try:
+                handler(message)
+            except (DatabaseBusy, OperationalError, RedisError, BusUnavailable) as exc:
+                log.error("%s message from %s not done: %s", message.type, self.owner, exc)
+                error = _("The server is busy. Your message was not sent; try again.")
+                self.send_json(
+                    {"type": "error", "reason": "busy", "message": error, **_echo(message)}
+                )
+            except Exception:
+                log.exception("%s message from %s failed", message.type, self.owner)
+                error = _("Something went wrong on our side. Try again.")
+                self.send_json(
+                    {"type": "error", "reason": "server_error", "message": error, **_echo(message)}
+                )
 
     def forward(
         self,
@@ -199,16 +233,8 @@ class PageSocket:
                 thread.join(timeout=0.1)
 
 
-def _json_object(raw: Any) -> Message | None:
-    if not isinstance(raw, str):
-        return None
-    try:
-        message = json.loads(raw)
-    except ValueError:
-        return None
-    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
-        return None
-    return message
+def _echo(message: PageMessage) -> Message:
+    return {key: getattr(message, key) for key in ("ref", "session") if hasattr(message, key)}
 
 
 def serve(ws, owner: str, make_page: Callable[[PageSocket], Any]) -> None:
@@ -219,7 +245,7 @@ def serve(ws, owner: str, make_page: Callable[[PageSocket], Any]) -> None:
     """
     config = current_app.config
     rate = TokenBucket(config["LENS_SOCKET_MESSAGES_PER_SECOND"], config["LENS_SOCKET_BURST"])
-    sock = PageSocket(ws, rate)
+    sock = PageSocket(ws, rate, owner)
     limits = current_app.extensions["lens.socket_limits"]
     try:
         with limits.hold(request.remote_addr, owner):
