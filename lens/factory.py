@@ -36,6 +36,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     headers.init_app(app)
     cookies.init_app(app)
+    from lens.security.ids import DatabaseId
+
+    app.url_map.converters["int"] = DatabaseId  # before any route: ids a database can hold
     register_extensions(app)
     register_blueprints(app)
     register_errorhandlers(app)
