@@ -33,12 +33,12 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     logs.init_app(app)
     network.init_app(app)
     from lens.security import cookies, headers  # issue 12: headers and cookies
+    from lens.security import input as security_input
 
     headers.init_app(app)
     cookies.init_app(app)
-    from lens.security.ids import DatabaseId
 
-    app.url_map.converters["int"] = DatabaseId  # before any route: ids a database can hold
+    security_input.init_app(app)  # before any route and the CSRF check (issue 12)
     register_extensions(app)
     register_blueprints(app)
     register_errorhandlers(app)

@@ -20,7 +20,6 @@ from lens.features import TECHNICIAN_CONSOLE, WEB_CONSOLE
 from lens.sessions import lifecycle
 from lens.sockets import PageSocket, TokenBucket
 
-
 UPGRADE = {"Upgrade": "websocket", "Connection": "Upgrade"}  # a socket's request
 
 

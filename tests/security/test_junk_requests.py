@@ -115,3 +115,13 @@ def test_an_id_too_large_for_the_database_is_not_found(app, world, tracebacks):
     admin = world.clients[ADMIN]
     assert admin.get(f"/admin/reports/sessions/{2**64}").status_code == 404
     assert tracebacks.records == [], tracebacks.lines()
+
+
+def test_a_form_field_the_parser_cannot_name_is_a_400(app, world, tracebacks):
+    # found by the test above: a multipart field named "\n" comes out named None, and the
+    # CSRF check raised AttributeError on every POST route
+    for role in (ANONYMOUS, TECHNICIAN):
+        for url in ("/", "/login", f"/console/sessions/{world.session_a}/end"):
+            data = {"\n": "", "csrf_token": world.tokens[role], "f": (io.BytesIO(b"x"), "a.png")}
+            assert world.clients[role].post(url, data=data).status_code == 400, (role, url)
+    assert tracebacks.records == [], tracebacks.lines()

@@ -1,0 +1,48 @@
+"""Input the views never see: ids a database cannot hold, forms a parser mangled.
+
+- Every `<int:…>` in Lens's routes is a database id. Werkzeug's `int` converter takes any
+  number of digits; a session id of 2⁶³ reached the database and failed there (SQLite:
+  OverflowError; PostgreSQL: out of range), a 500 with a traceback. The app's `int`
+  converter is DatabaseId: larger ids do not match the route (404).
+- A multipart form whose field name is not one Werkzeug can read (a newline in it) comes
+  out with the name None, and Flask-WTF's CSRF check then raised AttributeError on every
+  POST route: a 500 with a traceback for one crafted request. Such a form is refused with
+  400 before the CSRF check.
+
+Socket messages have their own schema (lens.sockets.messages).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, abort, request
+from werkzeug.routing import IntegerConverter
+
+log = logging.getLogger(__name__)
+
+MAX_ID = 2**63 - 1  # a BIGINT; SQLite's INTEGER
+FORMS = frozenset({"multipart/form-data", "application/x-www-form-urlencoded"})
+
+
+class DatabaseId(IntegerConverter):
+    """A non-negative integer up to MAX_ID (or the rule's own `max`)."""
+
+    def __init__(self, map, fixed_digits=0, min=None, max=MAX_ID, signed=False) -> None:
+        super().__init__(map, fixed_digits=fixed_digits, min=min, max=max, signed=signed)
+
+
+def refuse_unreadable_forms() -> None:
+    """400 for a form with a field the parser could not name (before the CSRF check)."""
+    if request.method not in ("POST", "PUT", "PATCH", "DELETE") or request.mimetype not in FORMS:
+        return
+    names = [*request.form.keys(), *request.files.keys()]
+    if not all(isinstance(name, str) for name in names):
+        log.info("refused a form with an unreadable field name from %s", request.remote_addr)
+        abort(400)
+
+
+def init_app(app: Flask) -> None:
+    """Install both; before any route is added and before the CSRF check."""
+    app.url_map.converters["int"] = DatabaseId
+    app.before_request(refuse_unreadable_forms)
