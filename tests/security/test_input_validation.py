@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from lens.controls.messages import REGISTRY
 from lens.sockets.messages import CONSOLE, PHONE, BadMessage, PageSchema
 from tests.security.conftest import TECHNICIAN
-from tests.security.junk import SAMPLES, as_text, json_junk, sample, spoiled
+from tests.security.junk import SAMPLES, SDP, as_text, json_junk, sample, spoiled
 from tests.security.pages import console_page, phone_page
 
 SCHEMAS = {"console": CONSOLE, "phone": PHONE}
@@ -220,3 +220,75 @@ def test_over_a_real_socket_junk_is_answered_and_the_socket_stays_open(
     finally:
         ws.close()
     assert tracebacks.records == [], tracebacks.lines()
+
+
+# --- malformed offers, through to a real sidecar --------------------------------------------
+
+BROKEN_OFFERS = [
+    SDP,  # the shape of an offer, but no ICE credentials and no DTLS fingerprint
+    SDP.replace("m=video 9", "m=video nine"),
+    SDP.replace("a=rtpmap:96 VP8/90000", "a=rtpmap:x VP8/ninety"),
+    SDP + "a=fingerprint:sha-256\r\na=ice-ufrag:\r\na=ice-pwd:\r\n",
+    SDP + "a=candidate:1 1 udp nope 1.2.3.4 x typ host\r\n",
+    SDP + "a=ssrc:notanumber cname:x\r\na=extmap:x/y urn:z\r\n",
+]
+sdp_lines = st.builds(
+    "{}={}".format,
+    st.sampled_from("vosctmab"),
+    st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=40),
+)
+sdp_shaped = st.builds(
+    lambda lines: "\r\n".join(["v=0", *lines, "m=video 9 UDP/TLS/RTP/SAVPF 96"]) + "\r\n",
+    st.lists(sdp_lines, max_size=12),
+)
+
+
+@pytest.fixture
+def sidecar(app, tmp_path):
+    """A real media sidecar for the app, its log in a file."""
+    from lens.signaling.control import MediaControl
+    from tests.browser.conftest import Sidecar
+
+    log_path = tmp_path / "sidecar.log"
+    with log_path.open("w") as log:
+        media = Sidecar()
+        media.start(log)
+        app.extensions["lens.media"] = MediaControl(media.url, media.secret, timeout=10)
+        yield log_path
+        media.stop()
+
+
+def test_malformed_offers_are_bad_messages_with_no_traceback_on_either_side(
+    app, world, http_server, sidecar, tracebacks
+):
+    from tests.security.conftest import CUSTOMER_A
+
+    ws = _connect(http_server, "/c/ws", world.cookie(CUSTOMER_A))
+    refs = iter(range(1, 1000))
+
+    def offer(sdp: str) -> dict:
+        ref = next(refs)
+        ws.send(json.dumps({"type": "offer", "ref": ref, "sdp": sdp}))
+        deadline = time.monotonic() + 15
+        while (left := deadline - time.monotonic()) > 0:
+            reply = _next_json(ws, left)
+            if reply is not None and reply.get("ref") == ref:
+                return reply
+        raise AssertionError(f"no answer to offer {ref}")
+
+    @settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(sdp=sdp_shaped)
+    def shaped_junk(sdp):
+        reply = offer(sdp)
+        assert (reply["type"], reply["reason"]) == ("error", "bad_message"), (sdp, reply)
+
+    try:
+        for sdp in BROKEN_OFFERS:
+            reply = offer(sdp)
+            assert (reply["type"], reply.get("reason")) == ("error", "bad_message"), (sdp, reply)
+        shaped_junk()
+        assert ws.connected and _chat_goes_through(ws, None)
+    finally:
+        ws.close()
+    assert tracebacks.records == [], tracebacks.lines()
+    assert "Traceback" not in sidecar.read_text()
