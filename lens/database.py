@@ -19,6 +19,11 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
+# The largest id any table's primary key holds on every database Lens runs on (PostgreSQL's
+# INTEGER; SQLite's is larger): ids from outside (URLs, socket messages) are checked
+# against it before they reach a query, which would fail on a larger one.
+MAX_ID = 2**31 - 1
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")

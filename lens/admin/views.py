@@ -41,6 +41,7 @@ from lens.captures.models import Recording, Snapshot, session_recordings, sessio
 from lens.chat.models import session_chat
 from lens.extensions import db
 from lens.features import CONSOLES, WEB_CONSOLE
+from lens.security.input import database_id
 from lens.sessions.models import Channel, LensSession, SessionState
 from lens.signaling.relay import stop_media
 from lens.timeutil import now_utc
@@ -525,7 +526,7 @@ AUDIT_KINDS = ("setting", "permission", "technician", "group")
 
 def audit_query():
     kind = request.args.get("kind") if request.args.get("kind") in AUDIT_KINDS else None
-    actor = request.args.get("actor", 0, type=int) or None
+    actor = database_id(request.args.get("actor"))
     text = (request.args.get("q") or "").strip()[:100] or None
     return audit_entries(kind, actor, text)
 
@@ -535,7 +536,13 @@ def audit_log():
     """Who changed what, when, from what to what."""
     page = db.paginate(audit_query(), per_page=100, error_out=False)
     admins = db.session.scalars(select(Technician).order_by(Technician.name))
-    return render_template("admin/audit.html", page=page, kinds=AUDIT_KINDS, actors=admins)
+    return render_template(
+        "admin/audit.html",
+        page=page,
+        kinds=AUDIT_KINDS,
+        actors=admins,
+        actor=database_id(request.args.get("actor")),
+    )
 
 
 @bp.get("/audit.csv")

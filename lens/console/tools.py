@@ -26,6 +26,7 @@ from lens.auth.models import Technician
 from lens.errors import render_error
 from lens.extensions import db
 from lens.features import features_of, require_feature
+from lens.security.input import database_id
 from lens.sessions import lifecycle
 from lens.sessions.errors import TransferRefused
 from lens.sessions.models import LensSession
@@ -95,7 +96,8 @@ def register_tool_routes(bp: Blueprint, get_own_session: Callable[[int], LensSes
         """Transfer: the session waits in the other technician's list, with its log and chat."""
         lens_session = get_own_session(session_id)
         require_feature(features.TRANSFER, lens_session)
-        receiver = db.session.get(Technician, request.form.get("technician", 0, type=int))
+        receiver_id = database_id(request.form.get("technician"))
+        receiver = db.session.get(Technician, receiver_id) if receiver_id else None
         if receiver is None:
             return render_error(422, _("Choose the technician to transfer the session to."))
         try:

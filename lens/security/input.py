@@ -1,13 +1,14 @@
 """Input the views never see: ids a database cannot hold, forms a parser mangled.
 
 - Every `<int:…>` in Lens's routes is a database id. Werkzeug's `int` converter takes any
-  number of digits; a session id of 2⁶³ reached the database and failed there (SQLite:
-  OverflowError; PostgreSQL: out of range), a 500 with a traceback. The app's `int`
-  converter is DatabaseId: larger ids do not match the route (404).
+  number of digits; a session id of 2³¹ reached the database and failed there
+  (PostgreSQL: integer out of range; SQLite from 2⁶³: OverflowError), a 500 with a
+  traceback. The app's `int` converter is DatabaseId: larger ids do not match (404).
 - A multipart form whose field name is not one Werkzeug can read (a newline in it) comes
   out with the name None, and Flask-WTF's CSRF check then raised AttributeError on every
   POST route: a 500 with a traceback for one crafted request. Such a form is refused with
   400 before the CSRF check.
+- An id a view reads from a form or a query string goes through `database_id`.
 
 Socket messages have their own schema (lens.sockets.messages).
 """
@@ -15,13 +16,15 @@ Socket messages have their own schema (lens.sockets.messages).
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from flask import Flask, abort, request
 from werkzeug.routing import IntegerConverter
 
+from lens.database import MAX_ID
+
 log = logging.getLogger(__name__)
 
-MAX_ID = 2**63 - 1  # a BIGINT; SQLite's INTEGER
 FORMS = frozenset({"multipart/form-data", "application/x-www-form-urlencoded"})
 
 
@@ -30,6 +33,15 @@ class DatabaseId(IntegerConverter):
 
     def __init__(self, map, fixed_digits=0, min=None, max=MAX_ID, signed=False) -> None:
         super().__init__(map, fixed_digits=fixed_digits, min=min, max=max, signed=signed)
+
+
+def database_id(value: Any) -> int | None:
+    """An id from a form or a query string: 1 to MAX_ID, else None (never a failed query)."""
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        return None
+    return number if 0 < number <= MAX_ID else None
 
 
 def refuse_unreadable_forms() -> None:

@@ -24,10 +24,10 @@ from lens.controls.messages import (
     reason_of,
     senders_types,
 )
+from lens.database import MAX_ID  # a database id
 
 MAX_SDP = 64 * 1024  # an offer with every candidate; the socket's own limit is larger
 MAX_REF = 2**53  # a JavaScript number the page can count with
-MAX_ID = 2**63 - 1  # a database id
 SDP_LINE = re.compile(r"[a-z]=[^\x00-\x08\x0a-\x1f\x7f]*")
 
 SessionId = Annotated[StrictInt, Field(ge=1, le=MAX_ID)]

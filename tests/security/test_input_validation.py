@@ -79,6 +79,8 @@ REGRESSIONS = [
     '{"type": "capabilities", "torch": true, "cameras": "2"}',
     '{"type": "open", "session": {}}',
     '{"type": "open", "session": true}',
+    '{"type": "open", "session": 2147483648}',  # more than a PostgreSQL INTEGER
+    '{"type": "freeze", "on": true, "session": 9223372036854775808}',
     '{"type": "offer", "ref": {}, "sdp": "v=0"}',
     '{"type": "draw", "kind": "line", "color": "#e53935", "width": 4, "points": [[NaN, 0]]}',
     '{"type": "chat", "text": {"$gt": ""}}',
