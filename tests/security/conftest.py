@@ -9,6 +9,7 @@ tests do not depend on the form's throttling or second factor.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -17,6 +18,7 @@ from flask import Flask
 from flask import session as flask_session
 from flask.testing import FlaskClient
 from flask_login import login_user
+from hypothesis import settings
 from sqlalchemy import select
 
 from lens import features
@@ -28,6 +30,12 @@ from tests.security.junk import Tracebacks
 from tests.webtier.conftest import make_site
 
 __all__ = ["make_site"]
+
+# In CI the property tests draw the same examples on every run (a red CI is then a change,
+# not a new random draw); elsewhere each run draws new ones and keeps failures to replay.
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 ANONYMOUS = "anonymous"
 CUSTOMER_A = "customer_a"
