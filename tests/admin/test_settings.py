@@ -175,6 +175,10 @@ def test_stun_turn_servers_from_the_settings_reach_the_pages(app, admin, console
     assert "stun:stun.example.org:3478" in page
 
 
+# the shape of an offer (lens.sockets.messages checks it before the sidecar is asked)
+OFFER = "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n"
+
+
 class OfferRecorder:
     """Stands in for the sidecar's client: answers offers, keeping the ICE servers sent."""
 
@@ -203,11 +207,11 @@ def test_stun_turn_servers_from_the_settings_reach_the_sidecar_with_each_leg(
     tech = Browser(http_server).log_in("tess@example.com")
     phone, session_id = joined_phone(app, http_server, tech, "/console", "Jane Stun")
     phone_ws = controls_connect("/c/ws", phone.http.cookies)
-    phone_ws.send(json.dumps({"type": "offer", "sdp": "v=0\r\n", "ref": 1}))
+    phone_ws.send(json.dumps({"type": "offer", "sdp": OFFER, "ref": 1}))
     assert '"answer"' in receive_until(phone_ws, '"ref": 1', time.monotonic() + BOUND)
     assert tech.post(f"/console/sessions/{session_id}/start").status_code == 200
     tech_ws = controls_connect("/console/ws", tech.http.cookies, session=session_id)
-    tech_ws.send(json.dumps({"type": "offer", "sdp": "v=0\r\n", "ref": 2, "session": session_id}))
+    tech_ws.send(json.dumps({"type": "offer", "sdp": OFFER, "ref": 2, "session": session_id}))
     assert '"answer"' in receive_until(tech_ws, '"ref": 2', time.monotonic() + BOUND)
     assert recorder.ice_servers == {"phone": servers, "technician": servers}
 
