@@ -37,7 +37,6 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     headers.init_app(app)
     cookies.init_app(app)
-
     security_input.init_app(app)  # before any route and the CSRF check (issue 12)
     register_extensions(app)
     register_blueprints(app)
