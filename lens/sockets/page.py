@@ -132,7 +132,8 @@ class PageSocket:
 
         A message the schema refuses is answered `bad_message` (one log line, no
         traceback); the socket stays open whatever a message holds. A handler that fails
-        is a bug: logged with its traceback, the page told, the socket still open.
+        is a bug: logged with its traceback, the page told, the socket still open. A
+        handler's abort() is a refusal: it ends the socket with its code (serve).
         """
         try:
             message = schema.parse(raw)
@@ -143,6 +144,8 @@ class PageSocket:
         with self.unit():  # its database session is removed (rolled back) at the end
             try:
                 handler(message)
+            except HTTPException:  # a refusal (abort): serve() closes the socket with its code
+                raise
             except (DatabaseBusy, OperationalError, RedisError, BusUnavailable) as exc:
                 log.error("%s message from %s not done: %s", message.type, self.owner, exc)
                 error = _("The server is busy. Your message was not sent; try again.")

@@ -84,6 +84,8 @@ HTTP = {
         (OK,      OK,      OK,      OK,      OK,      OK,      OK),
     "ops.healthz GET":
         (OK,      OK,      OK,      OK,      OK,      OK,      OK),
+    "ops.favicon GET":
+        (OK,      OK,      OK,      OK,      OK,      OK,      OK),
     "ops.metrics GET":
         (MISSING, MISSING, MISSING, MISSING, MISSING, MISSING, MISSING),
     "customer.start GET":
@@ -96,6 +98,9 @@ HTTP = {
     "customer.session_page GET":
         (GONE,    OK,      OK,      GONE,    GONE,    GONE,    GONE),
     "customer.step GET":
+        (GONE,    OK,      OK,      GONE,    GONE,    GONE,    GONE),
+    # the phone ends its own session (run last: it ends session A)
+    "customer.end POST":
         (GONE,    OK,      OK,      GONE,    GONE,    GONE,    GONE),
     "customer.accept POST":
         (GONE,    OK,      OK,      GONE,    GONE,    GONE,    GONE),
@@ -211,8 +216,8 @@ SOCKET = {
 }
 # fmt: on
 
-# runs after every other request: ends session A, logs everyone out
-LAST = ("technician_console.end", "web_console.end", "auth.logout")
+# run after every other request: they end sessions A and B, log everyone out
+LAST = ("customer.end", "technician_console.end", "web_console.end", "auth.logout")
 
 
 def route_key(endpoint: str, method: str) -> str:
