@@ -25,6 +25,7 @@ from lens.controls.messages import (
     ControlMessage,
     ControlRefused,
     check_feature,
+    parse_message,
 )
 from lens.controls.state import TRACKED, ToolState
 from lens.database import DatabaseBusy, retrying
@@ -89,13 +90,14 @@ def receive_control(
     side: str,
     actor: str,
     allowed: frozenset[str],
-    message: ControlMessage,
+    message: ControlMessage | dict[str, Any],
     console: str | None = None,
 ) -> dict[str, Any] | None:
     """Store, log and publish one message from a page; the error to send back, if any.
 
-    The message's shape was checked by the page's schema (lens.sockets.messages); here the
-    session's features decide whether it may be used.
+    A page's message was checked by its schema (lens.sockets.messages); a dict (from code
+    that is not a page) is checked here by the same models. The session's features decide
+    whether it may be used.
 
     `console` is the technician's console in use (the customer's side: the session's own).
 
@@ -104,10 +106,13 @@ def receive_control(
     """
     app = current_app._get_current_object()
     try:
-        kind, payload = message.type, message.payload()
-        if side not in REGISTRY[kind].senders:
-            raise ControlRefused("bad_message")
-        check_feature(kind, allowed)
+        if isinstance(message, ControlMessage):
+            kind, payload = message.type, message.payload()
+            if side not in REGISTRY[kind].senders:
+                raise ControlRefused("bad_message")
+            check_feature(kind, allowed)
+        else:
+            kind, payload = parse_message(message, side, allowed)
         published = retrying(
             db.session,
             lambda: handle(session_id, side, actor, kind, payload, console),

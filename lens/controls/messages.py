@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import unicodedata
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal, get_args
@@ -300,23 +301,23 @@ def check_feature(kind: str, allowed: frozenset[str]) -> None:
 # A full-resolution photo (lens.captures.photos): the technician's page names each request;
 # the phone uploads the photo with that name, or says it could not take one.
 PHOTO_REQUEST = re.compile(r"[A-Za-z0-9_-]{8,32}")
-
-
-def _photo_request(payload: dict[str, Any]) -> str:
-    value = payload.get("request")
-    if not isinstance(value, str) or not PHOTO_REQUEST.fullmatch(value):
-        raise ControlRefused("bad_message")
-    return value
+PhotoRequest = Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9_-]{8,32}$")]
 
 
 @control("photo", {TECHNICIAN}, features.SNAPSHOT)
-def _photo(payload: dict[str, Any]) -> dict[str, Any]:
-    return {"request": _photo_request(payload)}
+class Photo(ControlMessage):
+    """Ask the phone for a full-resolution photo, named by the technician's page."""
+
+    type: Literal["photo"]
+    request: PhotoRequest
 
 
 @control("photo_failed", {CUSTOMER}, features.SNAPSHOT)
-def _photo_failed(payload: dict[str, Any]) -> dict[str, Any]:
-    return {"request": _photo_request(payload)}
+class PhotoFailed(ControlMessage):
+    """The phone could not take the photo asked for."""
+
+    type: Literal["photo_failed"]
+    request: PhotoRequest
 
 
 def parse(raw: Any, sender: str, allowed: frozenset[str]) -> tuple[str, dict[str, Any]]:

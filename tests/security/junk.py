@@ -53,6 +53,8 @@ SAMPLES: dict[str, dict[str, Any]] = {
     "erase": {},
     "device_result": {"control": "torch", "ok": True},
     "chat": {"text": "Hello"},
+    "photo": {"request": "p1-abcdefgh"},
+    "photo_failed": {"request": "p1-abcdefgh"},
 }
 
 # fields whose null is as good as leaving them out, and other kinds a field may hold

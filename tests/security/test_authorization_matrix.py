@@ -99,6 +99,9 @@ HTTP = {
         (GONE,    OK,      OK,      GONE,    GONE,    GONE,    GONE),
     "customer.step GET":
         (GONE,    OK,      OK,      GONE,    GONE,    GONE,    GONE),
+    # the phone's photo for its own session's request (a form is no picture: refused, 4xx)
+    "customer.upload_photo POST":
+        (GONE,    OK,      OK,      GONE,    GONE,    GONE,    GONE),
     # the phone ends its own session (run last: it ends session A)
     "customer.end POST":
         (GONE,    OK,      OK,      GONE,    GONE,    GONE,    GONE),
@@ -153,6 +156,8 @@ HTTP = {
         (LOGIN,   LOGIN,   LOGIN,   OPEN,    OPEN,    OPEN,    OPEN),
     "technician_captures.take_snapshot POST":
         (LOGIN,   LOGIN,   LOGIN,   OK,      DENY,    DENY,    DENY),
+    "technician_captures.captures GET":
+        (LOGIN,   LOGIN,   LOGIN,   OK,      DENY,    DENY,    DENY),
     "technician_captures.snapshot_image GET":
         (LOGIN,   LOGIN,   LOGIN,   OK,      DENY,    DENY,    DENY),
     "technician_captures.download_snapshot GET":
@@ -167,6 +172,8 @@ HTTP = {
     # technician's to see from either console
     "web_captures.take_snapshot POST":
         (LOGIN,   LOGIN,   LOGIN,   DENY,    DENY,    DENY,    DENY),
+    "web_captures.captures GET":
+        (LOGIN,   LOGIN,   LOGIN,   OK,      DENY,    DENY,    DENY),
     "web_captures.snapshot_image GET":
         (LOGIN,   LOGIN,   LOGIN,   OK,      DENY,    DENY,    DENY),
     "web_captures.download_snapshot GET":
@@ -213,6 +220,8 @@ SOCKET = {
     "camera_paused":  (NONE, OK,    OWN,   BAD,   BAD,         BAD,         BAD),
     "capabilities":   (NONE, OK,    OWN,   BAD,   BAD,         BAD,         BAD),
     "device_result":  (NONE, OK,    OWN,   BAD,   BAD,         BAD,         BAD),
+    "photo":          (NONE, BAD,   BAD,   OK,    NOT_ALLOWED, NOT_ALLOWED, NOT_ALLOWED),
+    "photo_failed":   (NONE, OK,    OWN,   BAD,   BAD,         BAD,         BAD),
 }
 # fmt: on
 
@@ -331,6 +340,7 @@ def test_every_route_for_every_role(app, world, http_server, tracebacks):
         "filename": "css/lens.css",
         "file_format": "png",
         "ext": "webm",
+        "request_id": "p1-abcdefgh",
         **_captures(app, world),
     }
     found: dict[tuple[str, str], str] = {}
