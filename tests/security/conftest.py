@@ -2,8 +2,9 @@
 and the web process as users meet it (gunicorn, gevent worker: tests/webtier's make_site).
 
 Technicians are logged in through the test client's session (Flask-Login's login_user
-in a request, its cookie handed to the client), not through the log-in form, so these
-tests do not depend on the form's throttling or second factor.
+in a request, its cookie handed to the client), not through the log-in form; the
+administrator, whose second step cannot be skipped, logs in with tests/conftest.py's shared
+TOTP helper.
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ from hypothesis import settings
 from sqlalchemy import select
 
 from lens import features
-from lens.auth.models import ROLE_ADMIN, Technician, TechnicianGroup
+from lens.auth.models import Technician, TechnicianGroup
 from lens.extensions import db
 from lens.sessions.models import LensSession
-from tests.conftest import Console, Customer, add_technician, csrf_from
+from tests.conftest import Console, Customer, add_admin, add_technician, csrf_from, totp_code
 from tests.security.junk import Tracebacks
 from tests.webtier.conftest import make_site
 
@@ -97,7 +98,7 @@ def world(app: Flask) -> World:
     world = World(app)
     world.ids[TECHNICIAN] = add_technician(app, "Tess Technician", "tess@example.com")
     world.ids[OTHER_TECHNICIAN] = add_technician(app, "Otto Other", "otto@example.com")
-    world.ids[ADMIN] = add_technician(app, "Ada Admin", "ada@example.com", role=ROLE_ADMIN)
+    world.ids[ADMIN] = add_admin(app)  # two-step verification on, as admins must have it
     with app.app_context():
         web_only = TechnicianGroup(
             name="Web Console only",
@@ -113,8 +114,14 @@ def world(app: Flask) -> World:
         client = app.test_client()
         client.environ_base["REMOTE_ADDR"] = f"198.51.100.{10 + ROLES.index(role)}"
         world.clients[role] = client
+        if role == ADMIN:  # the second step cannot be skipped: the shared helper answers it
+            response = Console(client).login(
+                "ada@example.com", code=lambda: totp_code(app, world.ids[ADMIN])
+            )
+            assert response.status_code == 302, response.text
         if role in world.ids:
-            log_in(app, client, world.ids[role])
+            if role != ADMIN:
+                log_in(app, client, world.ids[role])
             prefix = "/web/" if role == WEB_CONSOLE_USER else "/console/"
             world.tokens[role] = csrf_from(client.get(prefix).text)
         else:

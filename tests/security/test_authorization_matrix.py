@@ -72,6 +72,18 @@ HTTP = {
     # logged in or not, the answer is the log-in page (the logged-in are logged out: run last)
     "auth.logout POST":
         (LOGIN,   LOGIN,   LOGIN,   LOGIN,   LOGIN,   LOGIN,   LOGIN),
+    # the log-in's second step, only after a first step: everyone else is sent to log in
+    "auth.login_code GET":
+        (LOGIN,   LOGIN,   LOGIN,   LOGIN,   LOGIN,   LOGIN,   LOGIN),
+    "auth.login_code POST":
+        (LOGIN,   LOGIN,   LOGIN,   LOGIN,   LOGIN,   LOGIN,   LOGIN),
+    "auth.two_factor GET":
+        (LOGIN,   LOGIN,   LOGIN,   OK,      OK,      OK,      OK),
+    "auth.two_factor POST":
+        (LOGIN,   LOGIN,   LOGIN,   OK,      OK,      OK,      OK),
+    # an administrator may not turn two-step verification off
+    "auth.two_factor_off POST":
+        (LOGIN,   LOGIN,   LOGIN,   OK,      OK,      OK,      DENY),
     "auth.change_password GET":
         (LOGIN,   LOGIN,   LOGIN,   OK,      OK,      OK,      OK),
     "auth.change_password POST":
