@@ -105,7 +105,7 @@ def main() -> None:
             "SQLALCHEMY_DATABASE_URI": f"sqlite:///{workdir / 'lens.db'}",
             "LENS_PASSWORD_METHOD": "pbkdf2:sha256:1",
             "LENS_EVENT_BUS": InProcessBus(),
-            "RATELIMIT_ENABLED": False,
+            "RATELIMIT_STORAGE_URI": "memory://",  # limits on, counted in this process
         }
     )
     with app.app_context():
