@@ -117,22 +117,30 @@ def load() -> str:
 
 
 def weight(browser, base: str, tech) -> None:
+    """Each URL's body counted once (a page that loads a cached script again costs no
+    bytes), and the bytes that crossed the network (encoded bodies and headers; 0 for a
+    response from the browser's cache)."""
     pin = create_pin(tech, "Weight Customer")
     sizes: dict[str, int] = {}
+    wire = [0, 0]  # bodies, headers
 
     def count(response) -> None:
         try:
-            sizes[response.url] = sizes.get(response.url, 0) + len(response.body())
+            sizes.setdefault(response.url, len(response.body()))
         except Exception:  # a redirect or an aborted request has no body
             sizes.setdefault(response.url, 0)
+        measured = response.request.sizes()
+        wire[0] += max(0, measured["responseBodySize"])
+        wire[1] += max(0, measured["responseHeadersSize"])
 
     phone_context, phone = customer_joins(_Listening(browser, count), base, pin)
     total = sum(sizes.values())
     scripts = {u.rsplit("/", 1)[-1]: n for u, n in sizes.items() if u.endswith(".js")}
     tracker = [name for name in scripts if "jsfeat" in name or "anchors" in name]
     print(
-        f"first pages: {total} bytes in {len(sizes)} responses; scripts {sum(scripts.values())} "
-        f"bytes; tracker fetched: {tracker or 'no'}   load {load()}"
+        f"first pages: {total} bytes in {len(sizes)} URLs; scripts {sum(scripts.values())} "
+        f"bytes; over the network {wire[0]} bytes of bodies + {wire[1]} of headers; "
+        f"tracker fetched: {tracker or 'no'}   load {load()}"
     )
     for name, size in sorted(scripts.items()):
         print(f"  {name:28s} {size:7d}")
