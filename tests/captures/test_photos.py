@@ -200,3 +200,13 @@ def test_a_pictures_size_is_read_from_its_header_before_it_is_decoded():
     with pytest.raises(NotAPhoto):
         photo_size(b"\xff\xd8\xff\xd9", 64_000_000)  # a JPEG without a frame
 
+
+def test_the_socket_and_the_upload_agree_on_a_requests_name(app, started):
+    session_id, phone = started
+    for name in ("a1b2c3d4", "A-_" + "x" * 29):  # 8 and 32 characters
+        assert ask_for_photo(app, session_id, name) is None
+        assert upload(phone, make_jpeg(320, 240), request=name).status_code == 201
+    for name in ("a1b2c3d", "x" * 33, "a1b2c3d4.jpg", "a1b2%20c3d4"):
+        assert ask_for_photo(app, session_id, name)["reason"] == "bad_message"
+        assert upload(phone, make_jpeg(320, 240), request=name).status_code == 404
+    assert len(photos_of(app, session_id)) == 2
