@@ -28,7 +28,6 @@ import secrets
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -41,17 +40,22 @@ def loadavg() -> str:
 
 
 def run_mode(spare: bool, kills: int, folder: Path) -> list[dict[str, float]]:
-    from sqlalchemy import select
-
     from lens import run
     from lens.extensions import db
     from lens.factory import create_app
-    from lens.media.testing import encode_opus_clip, encode_vp8_clip
-    from lens.sessions.models import LensSession
+    from tests.scaleout.live import (
+        Supervised,
+        add_tess,
+        close_pages,
+        free_port,
+        kill_and_wait,
+        media_pages,
+        serve,
+        started_session,
+        wait_until,
+    )
     from tests.scaleout.pages import Page
     from tests.scaleout.test_recording_crash import PeerLoop
-    from tests.scaleout.test_two_sidecars import cookie_header, free_port, serve, wait_until
-    from tests.web.test_live import Browser
 
     port = free_port()
     secret = secrets.token_urlsafe(16)
@@ -65,90 +69,29 @@ def run_mode(spare: bool, kills: int, folder: Path) -> list[dict[str, float]]:
     )
     app = create_app({"TESTING": True, "LENS_PASSWORD_METHOD": "pbkdf2:sha256:1"})
     assert app.test_cli_runner().invoke(args=["lens", "init"]).exit_code == 0
-    app.test_cli_runner().invoke(
-        args=["lens", "create-technician", "--name", "Tess", "--email", "tess@example.com",
-              "--password", "correct horse battery"]
-    )  # fmt: skip
+    add_tess(app)
     log = (folder / "sidecar.log").open("w")
-    env = dict(os.environ, LENS_MEDIA_PORT=str(port))
-    command = [sys.executable, "-m", "lens.media"]
-    supervisor = run.SidecarSupervisor(command, env, log, spare=spare)
-    supervisor.start()
-    stopped = threading.Event()
-
-    def watch() -> None:
-        while not stopped.wait(run.WATCH_SECONDS):
-            supervisor.check()
-
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
+    sidecar = Supervised(dict(os.environ, LENS_MEDIA_PORT=str(port)), log, spare)
+    supervisor = sidecar.supervisor
     server, host = serve(app)
     peers = PeerLoop()
     pages: list[Page] = []
     results = []
     try:
         wait_until(lambda: app.extensions["lens.media"].live_sidecars(), 60, "the sidecar")
-        tech = Browser(host).log_in("tess@example.com")
-        pin = tech.create_session("Bench Restart")
-        with app.app_context():
-            session_id = db.session.scalar(select(LensSession.id).where(LensSession.pin == pin))
-        phone = Browser(host)
-        phone.join(pin)
-        assert phone.post("/c/accept").status_code == 200
-        assert tech.post(f"/console/sessions/{session_id}/start").status_code == 200
-        video, audio = encode_vp8_clip(seconds=2.0), encode_opus_clip(1.0)
-        phone_page = Page(
-            f"ws://{host}/c/ws",
-            cookie_header(phone.http),
-            True,
-            video=video,
-            audio=audio,
-            silence=15.0,
-        )
-        tech_page = Page(
-            f"ws://{host}/console/ws", cookie_header(tech.http), False, session=session_id,
-            audio=audio, silence=15.0,
-        )  # fmt: skip
-        pages += [phone_page, tech_page]
-
-        async def connect():
-            await phone_page.connect()
-            await tech_page.connect()
-            await tech_page.received["video"].wait_for(30, timeout=30)
-            phone_page.start_watch()
-            tech_page.start_watch()
-
-        peers.run(connect(), timeout=60)
+        tech, phone, session_id = started_session(app, host, "Bench Restart")
+        phone_page, tech_page = media_pages(peers, phone, tech, session_id, pages, timeout=60)
         for _ in range(kills):
             received = tech_page.received["video"]
             wait_until(lambda: len(received.arrival) > 60, 30, "video flowing")  # noqa: B023
             if spare:
                 wait_until(lambda: supervisor.spare_ready, 60, "the spare ready")
             time.sleep(1.0)  # a steady stream before the kill, not just its start
-            before = len(received.arrival)
-            pushes = (len(phone_page.pushes), len(tech_page.pushes))
             load = loadavg()
-            killed_at = time.perf_counter()
-            supervisor.process.kill()
-
-            def back() -> bool:
-                arrivals = received.arrival  # noqa: B023
-                return len(arrivals) > before + 30 and arrivals[-1] > killed_at  # noqa: B023
-
-            wait_until(back, 60, "video back")
-            told_at = [
-                page.pushes[count]
-                for page, count in zip((phone_page, tech_page), pushes, strict=True)
-                if len(page.pushes) > count
-            ]
-            told = [t - killed_at for t in told_at]
-            # frames still in flight at the kill do not count: from the technician's page
-            # being told on, only its new connection brings any
-            since = tech_page.pushes[-1] if len(tech_page.pushes) > pushes[1] else killed_at
-            first = next(t for t in received.arrival[before:] if t > since)
+            outage = kill_and_wait(lambda: supervisor.process.kill(), phone_page, tech_page, 60)
             result = {
-                "back": first - killed_at,
-                "told": max(told) if told else float("nan"),
+                "back": outage.back,
+                "told": max(outage.told) if outage.told else float("nan"),
                 "load": float(load),
             }
             results.append(result)
@@ -160,17 +103,9 @@ def run_mode(spare: bool, kills: int, folder: Path) -> list[dict[str, float]]:
             # the next kill after the sidecar has run a while: restarts are then immediate
             supervisor.started -= run.STABLE_AFTER
     finally:
-
-        async def close():
-            for page in pages:
-                await page.close()
-
-        peers.run(close())
-        peers.stop()
+        close_pages(peers, pages)
         time.sleep(app.config["LENS_CUSTOMER_GRACE_SECONDS"] + 0.5)  # the phone page's leaving
-        stopped.set()
-        watcher.join(timeout=5)
-        supervisor.stop()
+        sidecar.stop()
         log.close()
         server.shutdown()
         with app.app_context():
@@ -191,7 +126,7 @@ def run_chromium(spare: bool, kills: int, folder: Path) -> list[dict[str, float]
     from tests.browser.test_media_flow import LOST, MARK_PC, NEW_PC_FRAMES, PHONE_READY
     from tests.browser.test_session_flow import console_of, create_pin, customer_joins
     from tests.conftest import add_technician
-    from tests.scaleout.test_two_sidecars import free_port, serve, wait_until
+    from tests.scaleout.live import Supervised, free_port, serve, wait_until
 
     for cls in (Page, Frame):  # predicates polled without eval, which the pages' CSP refuses
         original = cls.wait_for_function
@@ -214,17 +149,8 @@ def run_chromium(spare: bool, kills: int, folder: Path) -> list[dict[str, float]
     add_technician(app, "Tess Technician", "tess@example.com")
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     log = (folder / "sidecar.log").open("w")
-    env = dict(os.environ, LENS_MEDIA_PORT=str(port))
-    supervisor = run.SidecarSupervisor([sys.executable, "-m", "lens.media"], env, log, spare)
-    supervisor.start()
-    stopped = threading.Event()
-
-    def watch() -> None:
-        while not stopped.wait(run.WATCH_SECONDS):
-            supervisor.check()
-
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
+    sidecar = Supervised(dict(os.environ, LENS_MEDIA_PORT=str(port)), log, spare)
+    supervisor = sidecar.supervisor
     server, host = serve(app)
     base = f"http://{host}"
     expect.set_options(timeout=30_000)
@@ -273,9 +199,7 @@ def run_chromium(spare: bool, kills: int, folder: Path) -> list[dict[str, float]
                 supervisor.started -= run.STABLE_AFTER  # as after a sidecar that ran a while
             browser.close()
     finally:
-        stopped.set()
-        watcher.join(timeout=5)
-        supervisor.stop()
+        sidecar.stop()
         log.close()
         server.shutdown()
     return results
