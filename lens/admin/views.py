@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -78,6 +79,19 @@ def require_admin():
 
 def refused(error: people.AdminRefused) -> str:
     return REFUSALS.get(str(error), lambda: _("This change was refused."))()
+
+
+def committed(change: Callable[[], object]) -> bool:
+    """Make an administrator's change and commit it; a refused one is rolled back and its
+    reason flashed (False)."""
+    try:
+        change()
+    except people.AdminRefused as exc:
+        db.session.rollback()
+        flash(refused(exc), "error")
+        return False
+    db.session.commit()
+    return True
 
 
 def get_or_404(model, object_id: int):
@@ -225,15 +239,9 @@ def sign_out(technician_id: int):
 def reset_second_factor(technician_id: int):
     """Reset two-step verification (a lost phone): off, and every log-in ended."""
     technician = get_or_404(Technician, technician_id)
-    try:
-        people.reset_second_factor(db.session, current_user, technician)
-    except people.AdminRefused as exc:
-        db.session.rollback()
-        flash(refused(exc), "error")
-        return redirect(url_for("admin.edit_technician", technician_id=technician.id))
-    db.session.commit()
-    sign_out_everywhere(technician.id, revocation.SECOND_FACTOR_CHANGED)
-    flash(_("Two-step verification of %(name)s is reset.", name=technician.name))
+    if committed(lambda: people.reset_second_factor(db.session, current_user, technician)):
+        sign_out_everywhere(technician.id, revocation.SECOND_FACTOR_CHANGED)
+        flash(_("Two-step verification of %(name)s is reset.", name=technician.name))
     return redirect(url_for("admin.edit_technician", technician_id=technician.id))
 
 
@@ -271,14 +279,8 @@ def deactivate(technician_id: int):
 def reactivate(technician_id: int):
     """Let a deactivated technician log in again."""
     technician = get_or_404(Technician, technician_id)
-    try:
-        people.reactivate(db.session, current_user, technician)
-    except people.AdminRefused as exc:
-        db.session.rollback()
-        flash(refused(exc), "error")
-        return redirect(url_for("admin.technicians"))
-    db.session.commit()
-    flash(_("%(name)s can log in again.", name=technician.name))
+    if committed(lambda: people.reactivate(db.session, current_user, technician)):
+        flash(_("%(name)s can log in again.", name=technician.name))
     return redirect(url_for("admin.technicians"))
 
 
@@ -322,14 +324,8 @@ def edit_group(group_id: int | None):
 def delete_group(group_id: int):
     """Delete an empty group."""
     group = get_or_404(TechnicianGroup, group_id)
-    try:
-        people.delete_group(db.session, current_user, group)
-    except people.AdminRefused as exc:
-        db.session.rollback()
-        flash(refused(exc), "error")
-        return redirect(url_for("admin.groups"))
-    db.session.commit()
-    flash(_("Group deleted."))
+    if committed(lambda: people.delete_group(db.session, current_user, group)):
+        flash(_("Group deleted."))
     return redirect(url_for("admin.groups"))
 
 

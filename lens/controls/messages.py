@@ -299,25 +299,29 @@ def check_feature(kind: str, allowed: frozenset[str]) -> None:
 
 
 # A full-resolution photo (lens.captures.photos): the technician's page names each request;
-# the phone uploads the photo with that name, or says it could not take one.
+# the phone uploads the photo with that name (its URL is checked against PHOTO_REQUEST),
+# or says it could not take one.
 PHOTO_REQUEST = re.compile(r"[A-Za-z0-9_-]{8,32}")
-PhotoRequest = Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9_-]{8,32}$")]
+
+
+class PhotoMessage(ControlMessage):
+    """A message about one photo request, by the name the technician's page gave it."""
+
+    request: Annotated[StrictStr, Field(pattern=f"^{PHOTO_REQUEST.pattern}$")]
 
 
 @control("photo", {TECHNICIAN}, features.SNAPSHOT)
-class Photo(ControlMessage):
+class Photo(PhotoMessage):
     """Ask the phone for a full-resolution photo, named by the technician's page."""
 
     type: Literal["photo"]
-    request: PhotoRequest
 
 
 @control("photo_failed", {CUSTOMER}, features.SNAPSHOT)
-class PhotoFailed(ControlMessage):
+class PhotoFailed(PhotoMessage):
     """The phone could not take the photo asked for."""
 
     type: Literal["photo_failed"]
-    request: PhotoRequest
 
 
 def parse(raw: Any, sender: str, allowed: frozenset[str]) -> tuple[str, dict[str, Any]]:

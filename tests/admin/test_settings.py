@@ -15,8 +15,7 @@ from lens.sessions import lifecycle
 from lens.sessions.models import LensSession
 from lens.timeutil import now_utc
 from tests.captures.conftest import session_id_of
-from tests.web.test_controls_live import joined_phone
-from tests.web.test_live import BOUND, Browser, receive_until
+from tests.web.test_live import BOUND, Browser, joined_phone, receive_until
 
 
 def sessions_form(**changes) -> dict:

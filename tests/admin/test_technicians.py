@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email
+import html
 import re
 import socket
 
@@ -10,9 +11,10 @@ import pytest
 from sqlalchemy import select
 
 from lens.admin.models import AuditEntry
-from lens.auth.models import Technician
+from lens.auth.models import Technician, TechnicianGroup
 from lens.extensions import db
 from lens.sessions.models import LensSession
+from tests.admin.conftest import make_group, put_in_group
 from tests.conftest import Console, add_technician, csrf_from
 from tests.tools.conftest import FakeMedia, new_session
 from tests.web.test_live import BOUND, Browser, receive_until
@@ -217,3 +219,26 @@ def test_an_open_console_keeps_its_technician_online(
 
 def row_of(page: str, technician_id: int) -> str:
     return re.search(rf'<tr data-technician="{technician_id}".*?</tr>', page, re.S).group(0)
+
+
+def test_a_refused_change_says_why_and_changes_nothing(app, admin, technician):
+    def refusal(path: str) -> str:
+        response = admin.post(path, follow_redirects=True)
+        assert response.status_code == 200
+        return html.unescape(response.text)
+
+    assert "This technician is already active." in refusal(f"/technicians/{technician}/reactivate")
+    page = refusal(f"/technicians/{technician}/two-factor/reset")
+    assert "This technician has no two-step verification to reset." in page
+    in_use = make_group(app, "Field service", ())
+    put_in_group(app, technician, in_use)
+    page = refusal(f"/groups/{in_use}/delete")
+    assert "Move the group's technicians to another group first." in page
+    with app.app_context():
+        assert db.session.get(TechnicianGroup, in_use) is not None
+        assert db.session.get(Technician, technician).active
+    # the same route with nothing to refuse does the change
+    put_in_group(app, technician, None)
+    assert "Group deleted." in refusal(f"/groups/{in_use}/delete")
+    with app.app_context():
+        assert db.session.get(TechnicianGroup, in_use) is None

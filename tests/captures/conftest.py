@@ -18,18 +18,28 @@ from lens.captures.models import Recording, Snapshot
 from lens.extensions import db
 from lens.sessions.models import LensSession, SessionEvent
 from lens.signaling.control import MediaRefused, MediaUnavailable
-from tests.conftest import Console
+from tests.conftest import Console, Customer
+
+
+def pattern_picture(width: int, height: int, codec: str, pixel_format: str) -> bytes:
+    """A real picture of a test pattern, encoded by codec in pixel_format."""
+    with av.open(f"testsrc2=size={width}x{height}:rate=1", format="lavfi") as source:
+        picture = next(source.decode(video=0)).reformat(format=pixel_format)
+    encoder = av.CodecContext.create(codec, "w")
+    encoder.width, encoder.height, encoder.pix_fmt = width, height, pixel_format
+    encoder.time_base = fractions.Fraction(1, 1)
+    picture.pts = 0
+    return b"".join(bytes(p) for p in [*encoder.encode(picture), *encoder.encode(None)])
 
 
 def make_png(width: int, height: int) -> bytes:
     """A real PNG of a test pattern, as the sidecar would send it."""
-    with av.open(f"testsrc2=size={width}x{height}:rate=1", format="lavfi") as source:
-        picture = next(source.decode(video=0)).reformat(format="rgb24")
-    encoder = av.CodecContext.create("png", "w")
-    encoder.width, encoder.height, encoder.pix_fmt = width, height, "rgb24"
-    encoder.time_base = fractions.Fraction(1, 1)
-    picture.pts = 0
-    return b"".join(bytes(p) for p in [*encoder.encode(picture), *encoder.encode(None)])
+    return pattern_picture(width, height, "png", "rgb24")
+
+
+def make_jpeg(width: int, height: int) -> bytes:
+    """A real JPEG of a test pattern, as a phone's camera would give it."""
+    return pattern_picture(width, height, "mjpeg", "yuvj420p")
 
 
 @dataclass
@@ -77,15 +87,23 @@ def session_id_of(app: Flask, pin: str) -> int:
         return db.session.scalar(select(LensSession.id).where(LensSession.pin == pin))
 
 
+def started_phone(
+    app: Flask, console: Console, make_customer, name: str = "Jane Customer", **phone
+) -> tuple[int, Customer]:
+    """A session of the console's technician, joined, accepted and started, and its phone
+    (`phone`: make_customer's arguments)."""
+    pin = console.create_session(name)["pin"]
+    session_id = session_id_of(app, pin)
+    customer = make_customer(**phone)
+    assert customer.join(pin).status_code in (200, 302, 303)
+    assert customer.accept().status_code == 200
+    assert console.post(f"/sessions/{session_id}/start").status_code == 200
+    return session_id, customer
+
+
 def started_session(app: Flask, console: Console, make_customer) -> int:
     """A session of the console's technician, joined, accepted and started."""
-    pin = console.create_session()["pin"]
-    session_id = session_id_of(app, pin)
-    phone = make_customer()
-    assert phone.join(pin).status_code in (200, 302, 303)
-    assert phone.accept().status_code == 200
-    assert console.post(f"/sessions/{session_id}/start").status_code == 200
-    return session_id
+    return started_phone(app, console, make_customer)[0]
 
 
 @pytest.fixture

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import fractions
 from pathlib import Path
 
-import av
 import pytest
 from sqlalchemy import select
 
@@ -17,32 +15,21 @@ from lens.controls.messages import TECHNICIAN
 from lens.extensions import db
 from lens.features import features_of
 from lens.sessions.models import LensSession, SessionEvent
-from tests.captures.conftest import make_png, restrict, session_id_of
+from tests.captures.conftest import (
+    make_jpeg,
+    make_png,
+    restrict,
+    session_id_of,
+    started_phone,
+)
 
 REQUEST = "a1b2c3d4e5f60718"
-
-
-def make_jpeg(width: int, height: int) -> bytes:
-    """A real JPEG of a test pattern, as a phone's camera would give it."""
-    with av.open(f"testsrc2=size={width}x{height}:rate=1", format="lavfi") as source:
-        picture = next(source.decode(video=0)).reformat(format="yuvj420p")
-    encoder = av.CodecContext.create("mjpeg", "w")
-    encoder.width, encoder.height, encoder.pix_fmt = width, height, "yuvj420p"
-    encoder.time_base = fractions.Fraction(1, 1)
-    picture.pts = 0
-    return b"".join(bytes(p) for p in [*encoder.encode(picture), *encoder.encode(None)])
 
 
 @pytest.fixture
 def started(app, console, make_customer, media):
     """An active session and the phone that joined it."""
-    pin = console.create_session()["pin"]
-    session_id = session_id_of(app, pin)
-    phone = make_customer()
-    phone.join(pin)
-    assert phone.accept().status_code == 200
-    assert console.post(f"/sessions/{session_id}/start").status_code == 200
-    return session_id, phone
+    return started_phone(app, console, make_customer)
 
 
 def ask_for_photo(app, session_id: int, request: str = REQUEST, console: str = "technician"):
@@ -179,12 +166,9 @@ def test_the_web_console_and_a_group_without_capture_cannot_ask(app, console, ma
     assert refused["reason"] == "not_allowed"
 
     restrict(app, "tess@example.com", {features.SNAPSHOT})
-    pin = console.create_session("Without Capture")["pin"]
-    session_id = session_id_of(app, pin)
-    phone = make_customer("198.51.100.20")
-    phone.join(pin)
-    phone.accept()
-    assert console.post(f"/sessions/{session_id}/start").status_code == 200
+    session_id, phone = started_phone(
+        app, console, make_customer, "Without Capture", remote_addr="198.51.100.20"
+    )
     assert ask_for_photo(app, session_id)["reason"] == "not_allowed"
     assert upload(phone, make_jpeg(320, 240)).status_code == 403
     assert photos_of(app, session_id) == []
@@ -215,3 +199,14 @@ def test_a_pictures_size_is_read_from_its_header_before_it_is_decoded():
         photo_size(bytes(bomb), 64_000_000)
     with pytest.raises(NotAPhoto):
         photo_size(b"\xff\xd8\xff\xd9", 64_000_000)  # a JPEG without a frame
+
+
+def test_the_socket_and_the_upload_agree_on_a_requests_name(app, started):
+    session_id, phone = started
+    for name in ("a1b2c3d4", "A-_" + "x" * 29):  # 8 and 32 characters
+        assert ask_for_photo(app, session_id, name) is None
+        assert upload(phone, make_jpeg(320, 240), request=name).status_code == 201
+    for name in ("a1b2c3d", "x" * 33, "a1b2c3d4.jpg", "a1b2%20c3d4"):
+        assert ask_for_photo(app, session_id, name)["reason"] == "bad_message"
+        assert upload(phone, make_jpeg(320, 240), request=name).status_code == 404
+    assert len(photos_of(app, session_id)) == 2

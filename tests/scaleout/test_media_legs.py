@@ -16,7 +16,7 @@ from lens.sidecars import MediaRouter, StaticRegistry
 from lens.sidecars.legs import LegWatch
 from lens.sidecars.registry import SidecarInfo
 from lens.signaling.control import MediaUnavailable
-from tests.scaleout.test_two_sidecars import free_port
+from tests.scaleout.live import free_port
 
 
 class StandIn:

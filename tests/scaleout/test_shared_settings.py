@@ -15,7 +15,7 @@ from lens.config import SettingsError, load_settings
 from lens.media.config import load_config
 from tests.conftest import PASSWORD, csrf_from
 from tests.scaleout.conftest import dispose, make_app
-from tests.scaleout.test_two_sidecars import serve
+from tests.scaleout.live import serve
 
 pytestmark = pytest.mark.scaleout
 

@@ -7,23 +7,28 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import socket
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
 import requests
 from simple_websocket import Client
 from sqlalchemy import select
-from werkzeug.serving import make_server
 
 from lens.extensions import db
-from lens.media.testing import encode_opus_clip, encode_vp8_clip
 from lens.sessions.models import LensSession, SessionEvent
-from tests.conftest import PASSWORD
 from tests.scaleout.conftest import dispose, make_app
+from tests.scaleout.live import (
+    add_tess,
+    close_pages,
+    cookie_header,
+    free_port,
+    kill_and_wait,
+    media_pages,
+    serve,
+    wait_until,
+)
 from tests.scaleout.pages import Page
 from tests.scaleout.test_recording_crash import PeerLoop
 from tests.web.test_live import Browser, receive_until
@@ -31,12 +36,6 @@ from tests.web.test_live import Browser, receive_until
 pytestmark = [pytest.mark.scaleout, pytest.mark.media]
 
 SILENCE = 15.0  # the test pages' own re-offer after this long without media
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class SidecarProcess:
@@ -69,24 +68,6 @@ class SidecarProcess:
         return reply.json() if reply.status_code == 200 else {}
 
 
-def serve(app):
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, f"127.0.0.1:{server.server_port}"
-
-
-def wait_until(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while not (result := condition()):
-        assert time.monotonic() < deadline, f"{what} not within {timeout} s"
-        time.sleep(0.05)
-    return result
-
-
-def cookie_header(http: requests.Session) -> str:
-    return "; ".join(f"{c.name}={c.value}" for c in http.cookies)
-
-
 def test_two_web_processes_and_two_sidecars_pin_and_fail_over(
     tmp_path, monkeypatch, postgres_url, redis_url
 ):
@@ -98,10 +79,7 @@ def test_two_web_processes_and_two_sidecars_pin_and_fail_over(
     web_a = make_app(tmp_path / "a", monkeypatch, postgres_url, redis_url)
     web_b = make_app(tmp_path / "b", monkeypatch, postgres_url, redis_url)
     assert web_a.test_cli_runner().invoke(args=["lens", "init"]).exit_code == 0
-    web_a.test_cli_runner().invoke(
-        args=["lens", "create-technician", "--name", "Tess", "--email", "tess@example.com",
-              "--password", PASSWORD]
-    )  # fmt: skip
+    add_tess(web_a)
     log = open(tmp_path / "sidecars.log", "w+")  # noqa: SIM115 - closed below
     env = dict(os.environ, REDIS_URL=redis_url, LENS_REDIS_PREFIX=prefix, LENS_MEDIA_SECRET=secret)
     sidecars = {name: SidecarProcess(name, env, log) for name in ("side-1", "side-2")}
@@ -137,29 +115,7 @@ def test_two_web_processes_and_two_sidecars_pin_and_fail_over(
         # media: the phone signals through A, the technician through B
         # the pages re-offer by themselves only after SILENCE s without media (as Chrome does
         # when ICE gives up): what brings the media back sooner is the web process's push
-        video, audio = encode_vp8_clip(seconds=2.0), encode_opus_clip(1.0)
-        phone_page = Page(
-            f"ws://{host_a}/c/ws",
-            cookie_header(phone.http),
-            True,
-            video=video,
-            audio=audio,
-            silence=SILENCE,
-        )
-        tech_page = Page(
-            f"ws://{host_b}/console/ws", cookie_header(tech.http), False, session=session_id,
-            audio=audio, silence=SILENCE,
-        )  # fmt: skip
-        pages += [phone_page, tech_page]
-
-        async def connect():
-            await phone_page.connect()
-            await tech_page.connect()
-            await tech_page.received["video"].wait_for(30, timeout=20)
-            phone_page.start_watch()
-            tech_page.start_watch()
-
-        peers.run(connect())
+        phone_page, tech_page = media_pages(peers, phone, tech, session_id, pages, SILENCE)
         with web_a.app_context():
             pinned = db.session.get(LensSession, session_id).media_sidecar
         assert pinned in sidecars
@@ -191,29 +147,15 @@ def test_two_web_processes_and_two_sidecars_pin_and_fail_over(
         assert receive_until(tech_chat, "Hi from A", time.monotonic() + 5)
 
         # kill the pinned sidecar: the legs move to the other, without a new session
-        frames_before = len(tech_page.received["video"].digests)
-        killed_at = time.perf_counter()
-        sidecars[pinned].kill()
-
-        def video_back() -> bool:
-            arrivals = tech_page.received["video"].arrival
-            return len(arrivals) > frames_before + 30 and arrivals[-1] > killed_at
-
-        wait_until(video_back, 40, "video back after the kill")
-        # frames in flight at the kill do not count: once the technician's page was told,
-        # only its new connection brings any
-        since = tech_page.pushes[0] if tech_page.pushes else killed_at
-        arrivals = tech_page.received["video"].arrival[frames_before:]
-        back = next(t for t in arrivals if t > since)
-        told = [page.pushes[0] - killed_at for page in (phone_page, tech_page) if page.pushes]
+        outage = kill_and_wait(sidecars[pinned].kill, phone_page, tech_page)
         print(
-            f"video back {back - killed_at:.2f} s after the sidecar was killed; pages told to "
-            f"reconnect after {', '.join(f'{t:.2f}' for t in told)} s"
+            f"video back {outage.back:.2f} s after the sidecar was killed; pages told to "
+            f"reconnect after {', '.join(f'{t:.2f}' for t in outage.told)} s"
         )
         # each web process told its own page (phone on A, technician on B), and that is
         # what brought the video back: sooner than the pages' own SILENCE s
-        assert len(told) == 2, "a page was not told that its sidecar is gone"
-        assert back - killed_at < SILENCE, "the video came back only by the pages' own timer"
+        assert len(outage.told) == 2, "a page was not told that its sidecar is gone"
+        assert outage.back < SILENCE, "the video came back only by the pages' own timer"
         with web_a.app_context():
             moved = db.session.get(LensSession, session_id)
             assert moved.media_sidecar == other
@@ -239,13 +181,7 @@ def test_two_web_processes_and_two_sidecars_pin_and_fail_over(
         tech_chat.close()
         console_ws.close()
     finally:
-
-        async def close():
-            for page in pages:
-                await page.close()
-
-        peers.run(close())
-        peers.stop()
+        close_pages(peers, pages)
         for sidecar in sidecars.values():
             sidecar.stop()
         log.close()

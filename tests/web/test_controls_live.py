@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import html
 import json
-import re
 import time
 
 from sqlalchemy import select
@@ -12,24 +11,10 @@ from sqlalchemy import select
 from lens.extensions import db
 from lens.sessions.models import SessionEvent
 from tests.conftest import Console
-from tests.web.test_live import BOUND, Browser, receive_until, session_id_of
+from tests.web.test_live import BOUND, Browser, joined_phone, receive_until, session_id_of
 
 ARROW = {"type": "draw", "kind": "arrow", "color": "#1e88e5", "width": 5}
 ARROW["points"] = [[0.25, 0.25], [0.75, 0.5]]
-
-
-def joined_phone(
-    app, http_server: str, tech: Browser, prefix: str, name: str
-) -> tuple[Browser, int]:
-    """A phone that joined a new session of tech's (in the console at prefix) and accepted."""
-    response = tech.post(f"{prefix}/sessions", {"name": name})
-    assert response.status_code == 201, response.text
-    pin = re.search(r'data-pin="(\d{6})"', response.text).group(1)
-    session_id = session_id_of(app, pin)  # read before the join uses the PIN up
-    phone = Browser(http_server)
-    phone.join(pin)
-    assert phone.post("/c/accept").status_code == 200
-    return phone, session_id
 
 
 def event_kinds(app, session_id: int) -> list[str]:

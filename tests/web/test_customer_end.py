@@ -8,7 +8,15 @@ import time
 from lens.extensions import db
 from lens.sessions.models import LensSession
 from tests.conftest import csrf_from
-from tests.web.test_live import BOUND, Browser, receive_until, session_id_of, waiting_phone
+from tests.web.test_live import (
+    BOUND,
+    Browser,
+    console_socket,
+    joined_phone,
+    receive_until,
+    session_id_of,
+    waiting_phone,
+)
 
 
 def test_the_phone_names_the_technician_and_offers_end_with_a_confirm(
@@ -30,11 +38,7 @@ def test_the_customer_ends_an_active_session_and_the_console_follows(
     app, technician, http_server, ws_connect, subscriptions, controls_connect
 ):
     tech = Browser(http_server).log_in("tess@example.com")
-    pin = tech.create_session("Jane Leaves")
-    session_id = session_id_of(app, pin)
-    phone = Browser(http_server)
-    phone.join(pin)
-    assert phone.post("/c/accept").status_code == 200
+    phone, session_id = joined_phone(app, http_server, tech, "/console", "Jane Leaves")
     assert tech.post(f"/console/sessions/{session_id}/start").status_code == 200
     console = controls_connect("/console/ws", tech.http.cookies, session=session_id)
 
@@ -76,13 +80,8 @@ def test_a_waiting_customer_ends_before_start_and_the_row_says_closed(
     app, technician, http_server, ws_connect, subscriptions
 ):
     tech = Browser(http_server).log_in("tess@example.com")
-    pin = tech.create_session("Jane Waits")
-    session_id = session_id_of(app, pin)
-    phone = Browser(http_server)
-    phone.join(pin)
-    assert phone.post("/c/accept").status_code == 200
-    console_ws = ws_connect("/console/ws", tech.http.cookies)
-    assert subscriptions.wait_for(f"technician:{technician}")
+    phone, session_id = joined_phone(app, http_server, tech, "/console", "Jane Waits")
+    console_ws = console_socket(tech, ws_connect, subscriptions, technician)
 
     assert phone.post("/c/end").status_code == 200
     row = receive_until(console_ws, 'data-state="closed"', time.monotonic() + BOUND)

@@ -135,17 +135,40 @@ def test_console_socket_carries_only_own_sessions(
     assert "Tess Customer" not in first
 
 
-def waiting_phone(app, http_server, ws_connect, subscriptions, name: str):
-    """Tess's session with a phone that joined, accepted and has its status socket open."""
-    tech = Browser(http_server).log_in("tess@example.com")
-    pin = tech.create_session(name)
-    session_id = session_id_of(app, pin)
+def joined_phone(
+    app, http_server: str, tech: Browser, prefix: str, name: str
+) -> tuple[Browser, int]:
+    """A phone that joined a new session of tech's (in the console at prefix) and accepted."""
+    response = tech.post(f"{prefix}/sessions", {"name": name})
+    assert response.status_code == 201, response.text
+    pin = re.search(r'data-pin="(\d{6})"', response.text).group(1)
+    session_id = session_id_of(app, pin)  # read before the join uses the PIN up
     phone = Browser(http_server)
     phone.join(pin)
     assert phone.post("/c/accept").status_code == 200
+    return phone, session_id
+
+
+def phone_socket(phone: Browser, session_id: int, ws_connect, subscriptions):
+    """The phone page's socket, open once the server listens for its session."""
     ws = ws_connect("/c/ws", phone.http.cookies)
     assert subscriptions.wait_for(f"session:{session_id}"), "customer socket never subscribed"
-    return tech, session_id, ws
+    return ws
+
+
+def console_socket(tech: Browser, ws_connect, subscriptions, technician: int):
+    """The console page's socket, after the list as it is (its first message)."""
+    ws = ws_connect("/console/ws", tech.http.cookies)
+    assert subscriptions.wait_for(f"technician:{technician}"), "console socket never subscribed"
+    assert ws.receive(timeout=BOUND) is not None  # the list as it is
+    return ws
+
+
+def waiting_phone(app, http_server, ws_connect, subscriptions, name: str):
+    """Tess's session with a phone that joined, accepted and has its status socket open."""
+    tech = Browser(http_server).log_in("tess@example.com")
+    phone, session_id = joined_phone(app, http_server, tech, "/console", name)
+    return tech, session_id, phone_socket(phone, session_id, ws_connect, subscriptions)
 
 
 def test_customer_status_becomes_active_when_the_technician_starts(

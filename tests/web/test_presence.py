@@ -11,7 +11,16 @@ import time
 from lens.extensions import db
 from lens.sessions.models import LensSession
 from tests.conftest import PageClient
-from tests.web.test_live import BOUND, Browser, receive_until, session_id_of, waiting_phone
+from tests.web.test_live import (
+    BOUND,
+    Browser,
+    console_socket,
+    joined_phone,
+    phone_socket,
+    receive_until,
+    session_id_of,
+    waiting_phone,
+)
 
 
 def customer_left_at(app, session_id: int):
@@ -23,13 +32,6 @@ def row_of(message: str, session_id: int) -> str:
     row = re.search(rf'<tr id="session-row-{session_id}".*?</tr>', message, re.S)
     assert row, message
     return html.unescape(row.group(0))
-
-
-def console_socket(tech: Browser, ws_connect, subscriptions, technician: int):
-    ws = ws_connect("/console/ws", tech.http.cookies)
-    assert subscriptions.wait_for(f"technician:{technician}"), "console socket never subscribed"
-    assert ws.receive(timeout=BOUND) is not None  # the list as it is
-    return ws
 
 
 def test_a_closed_phone_page_is_reported_and_start_waits_for_its_return(
@@ -66,13 +68,8 @@ def test_a_reopened_phone_page_brings_the_customer_back(
 ):
     app.config["LENS_CUSTOMER_GRACE_SECONDS"] = 0.3
     tech = Browser(http_server).log_in("tess@example.com")
-    pin = tech.create_session("Jane Back")
-    session_id = session_id_of(app, pin)
-    phone = Browser(http_server)
-    phone.join(pin)
-    assert phone.post("/c/accept").status_code == 200
-    first = ws_connect("/c/ws", phone.http.cookies)
-    assert subscriptions.wait_for(f"session:{session_id}")
+    phone, session_id = joined_phone(app, http_server, tech, "/console", "Jane Back")
+    first = phone_socket(phone, session_id, ws_connect, subscriptions)
     console = console_socket(tech, ws_connect, subscriptions, technician)
 
     first.close()
@@ -95,13 +92,8 @@ def test_a_reconnect_within_the_grace_period_is_not_reported(
 ):
     app.config["LENS_CUSTOMER_GRACE_SECONDS"] = 1.5
     tech = Browser(http_server).log_in("tess@example.com")
-    pin = tech.create_session("Jane Flaky")
-    session_id = session_id_of(app, pin)
-    phone = Browser(http_server)
-    phone.join(pin)
-    assert phone.post("/c/accept").status_code == 200
-    first = ws_connect("/c/ws", phone.http.cookies)
-    assert subscriptions.wait_for(f"session:{session_id}")
+    phone, session_id = joined_phone(app, http_server, tech, "/console", "Jane Flaky")
+    first = phone_socket(phone, session_id, ws_connect, subscriptions)
     console = console_socket(tech, ws_connect, subscriptions, technician)
 
     first.close()
@@ -115,8 +107,6 @@ def test_a_reconnect_within_the_grace_period_is_not_reported(
 def test_capabilities_reported_before_the_panel_opened_reach_it_when_it_opens(
     app, technician, http_server, controls_connect, ws_connect, subscriptions
 ):
-    from tests.web.test_controls_live import joined_phone
-
     tech = Browser(http_server).log_in("tess@example.com")
     phone, session_id = joined_phone(app, http_server, tech, "/console", "Jane Cameras")
     phone_ws = controls_connect("/c/ws", phone.http.cookies)
