@@ -145,6 +145,24 @@ def test_a_code_step_left_too_long_starts_again(app, client, technician):
     assert response.status_code == 302 and response.location == "/login"
 
 
+def test_codes_in_other_digits_are_answered_not_a_server_error(app, client, technician):
+    """Digits other than ASCII's (hmac.compare_digest raised TypeError on them: a 500);
+    full-width ones, from a Japanese or Chinese keyboard, are read as the digits they are."""
+    first = Console(app.test_client())
+    first.login("tess@example.com")
+    secret = enrol(first.client)
+    assert password_step(client, "tess@example.com").location == "/login/code"
+    for other in ("\u0661\u0662\u0663\u0664\u0665\u0666", "12345\u00b2"):  # Arabic-Indic, ²
+        refused = post_code(client, "/login/code", other)
+        assert refused.status_code == 200 and "That code is not right" in refused.text
+    with app.app_context():
+        step = db.session.get(Technician, technician).totp_last_step
+    code = pyotp.TOTP(secret).generate_otp(step + 1)
+    full_width = "".join(chr(ord(digit) + 0xFEE0) for digit in code)
+    accepted = post_code(client, "/login/code", full_width)
+    assert accepted.status_code == 302 and accepted.location == "/console/"
+
+
 def test_a_technician_may_turn_it_off_with_a_code(app, console, technician):
     secret = enrol(console.client)
     with app.app_context():
