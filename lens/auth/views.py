@@ -238,16 +238,20 @@ def change_password():
     return render_template("auth/password.html", form=form)
 
 
-def enrolment_secret() -> str:
-    """The secret this browser is enrolling (kept sealed in its session until confirmed)."""
-    sealed = session.get(ENROLMENT)
-    if isinstance(sealed, str):
+def enrolment_secret(technician: Technician) -> str:
+    """The secret this browser is enrolling (kept sealed in its session until confirmed).
+
+    It belongs to the log-in that began it: after a log-out, whoever logs in next in this
+    browser gets a new secret, never one the previous user may have scanned into their app.
+    """
+    kept = session.get(ENROLMENT)
+    if isinstance(kept, dict) and kept.get("login") == technician.get_id():
         try:
-            return totp.unseal(sealed, site_secret())
+            return totp.unseal(kept.get("secret", ""), site_secret())
         except totp.SecretUnreadable:
             pass
     secret = totp.new_secret()
-    session[ENROLMENT] = totp.seal(secret, site_secret())
+    session[ENROLMENT] = {"login": technician.get_id(), "secret": totp.seal(secret, site_secret())}
     return secret
 
 
@@ -260,7 +264,7 @@ def two_factor():
     target = safe_next(request.args.get("next"), url_for("technician_console.index"))
     if technician.has_second_factor:
         return render_template("auth/two_factor_on.html", form=CodeForm(), next=target)
-    secret = enrolment_secret()
+    secret = enrolment_secret(technician)
     form = CodeForm()
     status = 200
     if form.validate_on_submit():

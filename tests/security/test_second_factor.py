@@ -80,6 +80,19 @@ def test_a_technician_enrols_with_the_qr_code_or_the_key(app, console, technicia
     assert "Two-step verification is on" in console.client.get("/account/two-factor").text
 
 
+def test_an_enrolment_left_unfinished_is_not_handed_to_the_next_log_in(app, client, technician):
+    """A secret shown but not confirmed stays with its log-in: after a log-out, the next
+    account in this browser must not be shown the secret the first user may have scanned."""
+    add_technician(app, "Otto Other", "otto@example.com")
+    browser = Console(client)
+    browser.login("tess@example.com")
+    first = secret_shown(client.get("/account/two-factor").text)
+    assert secret_shown(client.get("/account/two-factor").text) == first  # kept until confirmed
+    client.post("/logout", data={"csrf_token": csrf_from(client.get("/console/").text)})
+    assert browser.login("otto@example.com").status_code == 302
+    assert secret_shown(client.get("/account/two-factor").text) != first
+
+
 def test_the_sealed_secret_needs_the_sites_key():
     sealed = totp.seal(ADMIN_TOTP_SECRET, "the site's key")
     assert totp.unseal(sealed, "the site's key") == ADMIN_TOTP_SECRET
