@@ -11,6 +11,7 @@ from flask import (
     abort,
     current_app,
     flash,
+    make_response,
     redirect,
     render_template,
     request,
@@ -279,13 +280,18 @@ def two_factor():
     if form.errors:
         status = 422
     label = _("QR code for your authenticator app")
-    return render_template(
+    page = render_template(
         "auth/two_factor.html",
         form=form,
         qr=totp.qr_code(secret, technician.email, label),
         key=totp.grouped(secret),
         required=technician.is_admin,
-    ), status
+    )
+    response = make_response(page, status)
+    # the secret must not outlive the page: no copy in the browser's cache, where the Back
+    # button would show it to whoever uses the computer after a log-out
+    response.cache_control.no_store = True
+    return response
 
 
 @bp.post("/account/two-factor/off")

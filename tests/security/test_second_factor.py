@@ -93,6 +93,17 @@ def test_an_enrolment_left_unfinished_is_not_handed_to_the_next_log_in(app, clie
     assert secret_shown(client.get("/account/two-factor").text) != first
 
 
+def test_the_page_that_shows_the_secret_is_not_cached(console):
+    """Back after a log-out must not show the secret to the next user of the computer."""
+    page = console.client.get("/account/two-factor")
+    wrong = console.client.post(
+        "/account/two-factor", data={"code": "000000", "csrf_token": csrf_from(page.text)}
+    )
+    for response in (page, wrong):
+        assert "data-totp-key" in response.text
+        assert "no-store" in response.headers.get("Cache-Control", "")
+
+
 def test_the_sealed_secret_needs_the_sites_key():
     sealed = totp.seal(ADMIN_TOTP_SECRET, "the site's key")
     assert totp.unseal(sealed, "the site's key") == ADMIN_TOTP_SECRET
