@@ -38,6 +38,15 @@ def test_login_email_is_case_insensitive(client, technician):
     assert login_form(client, "  TESS@Example.com ", PASSWORD).status_code == 302
 
 
+@pytest.mark.parametrize("typed", ["Élodie.Ørsted@example.com", "élodie.ørsted@example.com"])
+def test_login_email_with_capitals_beyond_ascii(app, client, typed):
+    """SQLite's own lower() lowers ASCII only: this address matched no log-in there (it did
+    on PostgreSQL); the app's SQLite lower() is Python's, as PostgreSQL's."""
+    add_technician(app, "Élodie Ørsted", "Élodie.Ørsted@example.com")
+    response = login_form(client, typed, PASSWORD)
+    assert response.status_code == 302 and response.location == "/console/"
+
+
 @pytest.mark.parametrize(
     ("email", "password"),
     [("tess@example.com", "wrong password"), ("nobody@example.com", PASSWORD)],
