@@ -303,15 +303,30 @@ def two_factor_off():
     if technician.is_admin:
         abort(403)
     form = CodeForm()
-    if form.validate_on_submit() and totp.check_code(
-        db.session, technician, form.code.data, site_secret(), now_utc()
-    ):
-        totp.disenrol(db.session, technician)
-        db.session.commit()
-        revocation.sign_out_everywhere(technician.id, revocation.SECOND_FACTOR_CHANGED)
-        revocation.keep_this_login(technician)
-        flash(_("Two-step verification is off."), "info")
-        return redirect(url_for("auth.two_factor"))
-    db.session.commit()  # a used step stays used
-    flash(_("That code is not right. Enter the code your app shows now."), "error")
-    return render_template("auth/two_factor_on.html", form=form, next=None), 422
+    wrong = _("That code is not right. Enter the code your app shows now.")
+    if not form.validate_on_submit():
+        flash(wrong, "error")
+        return render_template("auth/two_factor_on.html", form=form, next=None), 422
+    # wrong codes count towards the account's back-off, as at log-in: a stolen cookie must
+    # not be a way to guess codes without limit
+    now, key = now_utc(), throttle_key(technician.email, site_secret())
+    check = check_second_factor(
+        db.session,
+        technician,
+        form.code.data,
+        key=key,
+        site_secret=site_secret(),
+        backoff=backoff(),
+        now=now,
+    )
+    if check.technician is None:
+        db.session.commit()  # a used step stays used
+        status = 422 if refused(check, now, wrong) == 200 else 429
+        return render_template("auth/two_factor_on.html", form=form, next=None), status
+    clear_failures(db.session, key)
+    totp.disenrol(db.session, technician)
+    db.session.commit()
+    revocation.sign_out_everywhere(technician.id, revocation.SECOND_FACTOR_CHANGED)
+    revocation.keep_this_login(technician)
+    flash(_("Two-step verification is off."), "info")
+    return redirect(url_for("auth.two_factor"))

@@ -205,6 +205,30 @@ def test_a_technician_may_turn_it_off_with_a_code(app, console, technician):
         assert db.session.get(Technician, technician).totp_secret is None
 
 
+def test_wrong_codes_to_turn_it_off_count_towards_the_back_off(app, console, technician):
+    """A stolen cookie must not be a way to guess codes without limit (they were not
+    counted here, only the per-address rate limit applied)."""
+    secret = enrol(console.client)
+    with app.app_context():
+        step = db.session.get(Technician, technician).totp_last_step
+    token = csrf_from(console.client.get("/account/two-factor").text)
+    statuses = [
+        console.client.post(
+            "/account/two-factor/off", data={"code": "000000", "csrf_token": token}
+        ).status_code
+        for _ in range(6)
+    ]
+    assert statuses == [422] * 5 + [429]
+    paused = console.client.post(
+        "/account/two-factor/off",
+        data={"code": pyotp.TOTP(secret).generate_otp(step + 1), "csrf_token": token},
+    )
+    assert paused.status_code == 429 and "log-in is paused" in paused.text
+    with app.app_context():
+        assert db.session.get(Technician, technician).totp_secret is not None
+        assert db.session.scalar(select(LoginThrottle.failures)) == 6
+
+
 # --- administrators -------------------------------------------------------------------------
 
 
