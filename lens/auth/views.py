@@ -23,7 +23,7 @@ from flask_babel import gettext as _
 from flask_login import current_user, login_required, login_user, logout_user
 
 from lens.auth import revocation, totp
-from lens.auth.forms import CodeForm, LoginForm, PasswordForm
+from lens.auth.forms import CodeForm, LoginForm, PasswordChangeForm
 from lens.auth.login import LoginCheck, check_password_login, check_second_factor
 from lens.auth.models import Technician
 from lens.auth.throttle import Backoff, clear_failures, throttle_key
@@ -224,19 +224,53 @@ def logout():
 
 @bp.route("/account/password", methods=["GET", "POST"])
 @login_required
+@limiter.limit(_login_limit, methods=["POST"])
+@retry_when_busy
 def change_password():
-    """Choose a new password (required after a one-time one); other log-ins end."""
+    """Choose a new password (required after a one-time one); other log-ins end.
+
+    The current password is asked (and a wrong one counts towards the account's back-off,
+    as at log-in): a stolen log-in cookie alone must not be able to take the account over.
+    """
     technician = current_user._get_current_object()
-    form = PasswordForm(email=technician.email, name=technician.name)
+    form = PasswordChangeForm(email=technician.email, name=technician.name)
+    status = 200
     if form.validate_on_submit():
-        technician.set_password(form.password.data, current_app.config["LENS_PASSWORD_METHOD"])
-        technician.password_change_required = False
+        status = current_password_refused(technician, form)
+        if status == 0:
+            technician.set_password(form.password.data, current_app.config["LENS_PASSWORD_METHOD"])
+            technician.password_change_required = False
+            db.session.commit()
+            revocation.sign_out_everywhere(technician.id, revocation.PASSWORD_CHANGED)
+            revocation.keep_this_login(technician)
+            flash(_("Your password has been saved."), "info")
+            target = url_for("technician_console.index")
+            return redirect(safe_next(request.args.get("next"), target))
+    return render_template("auth/password.html", form=form), status
+
+
+def current_password_refused(technician: Technician, form: PasswordChangeForm) -> int:
+    """0 if the current password typed is the account's (under its back-off); else the
+    status to answer with, the reason on the form or flashed."""
+    email, now = technician.email, now_utc()
+    key = throttle_key(email, site_secret())
+    check = check_password_login(
+        db.session,
+        email,
+        form.current.data,
+        key=key,
+        password_method=current_app.config["LENS_PASSWORD_METHOD"],
+        backoff=backoff(),
+        now=now,
+    )
+    if check.technician is None:
         db.session.commit()
-        revocation.sign_out_everywhere(technician.id, revocation.PASSWORD_CHANGED)
-        revocation.keep_this_login(technician)
-        flash(_("Your password has been saved."), "info")
-        return redirect(safe_next(request.args.get("next"), url_for("technician_console.index")))
-    return render_template("auth/password.html", form=form)
+        if check.locked_until is not None:
+            return refused(check, now, "")  # flashes how long the pause lasts: 429
+        form.current.errors.append(_("That is not your current password."))
+        return 200
+    clear_failures(db.session, key)
+    return 0
 
 
 def enrolment_secret(technician: Technician) -> str:

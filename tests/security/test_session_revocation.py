@@ -54,7 +54,12 @@ def change_password(browser: Browser) -> None:
     token = csrf_from(browser.get("/account/password").text)
     response = browser.http.post(
         browser.base + "/account/password",
-        data={"password": NEW_PASSWORD, "confirm": NEW_PASSWORD, "csrf_token": token},
+        data={
+            "current": PASSWORD,
+            "password": NEW_PASSWORD,
+            "confirm": NEW_PASSWORD,
+            "csrf_token": token,
+        },
         allow_redirects=False,
         timeout=10,
     )
@@ -171,6 +176,7 @@ def test_ending_log_ins_holds_while_the_event_bus_is_down(app, console, monkeypa
     changed = console.client.post(
         "/account/password",
         data={
+            "current": PASSWORD,
             "password": NEW_PASSWORD,
             "confirm": NEW_PASSWORD,
             "csrf_token": csrf_from(page.text),
