@@ -60,13 +60,22 @@ def engine_options(uri: str, pool_size: int, max_overflow: int, pool_timeout: fl
     return options
 
 
+def _lower(text: object) -> object:
+    return text.lower() if isinstance(text, str) else text
+
+
 def tune_sqlite(engine: Engine) -> None:
-    """WAL journal: readers never wait for the writer, and the writer never waits for them."""
+    """WAL journal: readers never wait for the writer, and the writer never waits for them.
+
+    And lower() as PostgreSQL's: SQLite's own lowers ASCII letters only, so an e-mail address
+    with a capital "É" matched no log-in there (e-mail addresses are compared lowercased).
+    """
     if engine.dialect.name != "sqlite":
         return
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, connection_record):  # noqa: ARG001
+        dbapi_connection.create_function("lower", 1, _lower, deterministic=True)
         cursor = dbapi_connection.cursor()
         try:
             cursor.execute("PRAGMA journal_mode=WAL")

@@ -67,3 +67,13 @@ class PasswordForm(FlaskForm):
         )
         if problem is not None:
             raise ValidationError(password_problem_text(problem))
+
+
+class PasswordChangeForm(PasswordForm):
+    """A logged-in account's password change: the current password proves it is its owner."""
+
+    current = PasswordField(
+        _l("Current password"),
+        validators=[DataRequired(), Length(max=200)],
+        render_kw={"autocomplete": "current-password"},
+    )

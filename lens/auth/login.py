@@ -4,7 +4,9 @@ An unknown e-mail address (or a deactivated account) costs the same as a known o
 password is checked against a dummy hash made with the site's hashing method, so the time
 an answer takes does not tell whether the account exists. Failures count towards the
 address's back-off (lens.auth.throttle); a complete log-in (with the second factor, where
-one is enrolled) clears it.
+one is enrolled) clears it. Each attempt is counted, and committed, before its password or
+code is checked: concurrent attempts cannot all pass a lock check made before any of them
+failed.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from lens.auth.models import Technician
-from lens.auth.throttle import Backoff, locked_until, record_failure
+from lens.auth.throttle import Backoff, claim_attempt, take_back
 from lens.auth.totp import check_code
 
 
@@ -55,10 +57,13 @@ def check_password_login(
     backoff: Backoff,
     now: datetime,
 ) -> LoginCheck:
-    """Check e-mail and password under the address's back-off (the caller commits)."""
-    until = locked_until(db, key, now)
-    if until is not None:  # nothing is checked while locked: the right password waits too
-        return LoginCheck(locked_until=until)
+    """Check e-mail and password under the address's back-off.
+
+    Commits the attempt's count before the check; the caller commits what follows."""
+    claim = claim_attempt(db, key, now, backoff)
+    db.commit()
+    if not claim.admitted:  # nothing is checked while locked: the right password waits too
+        return LoginCheck(locked_until=claim.locked_until)
     technician = find_technician(db, email.strip().lower())
     if technician is None:
         check_dummy_password(password, password_method)
@@ -66,7 +71,9 @@ def check_password_login(
     else:
         correct = technician.check_password(password) and technician.active
     if not correct:
-        return LoginCheck(locked_until=record_failure(db, key, now, backoff))
+        return LoginCheck(locked_until=claim.locked_until)
+    if technician.has_second_factor:  # the log-in goes on to the code: not a failure yet
+        take_back(db, key, claim)
     return LoginCheck(technician=technician)
 
 
@@ -82,10 +89,12 @@ def check_second_factor(
 ) -> LoginCheck:
     """Check the authenticator code of a log-in whose password was right (the caller commits).
 
-    Wrong codes count towards the same back-off as wrong passwords."""
-    until = locked_until(db, key, now)
-    if until is not None:
-        return LoginCheck(locked_until=until)
+    Wrong codes count towards the same back-off as wrong passwords; a right one is cleared
+    by the complete log-in. Commits the attempt's count before the check."""
+    claim = claim_attempt(db, key, now, backoff)
+    db.commit()
+    if not claim.admitted:
+        return LoginCheck(locked_until=claim.locked_until)
     if check_code(db, technician, code, site_secret, now):
         return LoginCheck(technician=technician)
-    return LoginCheck(locked_until=record_failure(db, key, now, backoff))
+    return LoginCheck(locked_until=claim.locked_until)

@@ -15,6 +15,8 @@ call `sign_out_everywhere`.
 
 from __future__ import annotations
 
+import logging
+
 from flask import current_app
 from flask_login import login_user
 from sqlalchemy import select, update
@@ -22,9 +24,11 @@ from sqlalchemy.orm import Session
 
 from lens.auth.models import Technician
 from lens.database import retrying
+from lens.events import BusUnavailable
 from lens.events.publishing import technician_topic
 from lens.extensions import db
 
+log = logging.getLogger(__name__)
 SIGNED_OUT = "signed_out"
 
 # why the log-ins ended (the open console says it: templates/auth/_signed_out.html)
@@ -63,7 +67,14 @@ def sign_out_everywhere(technician_id: int, reason: str = BY_ADMIN) -> None:
 
     retrying(db.session, unit, current_app.config["LENS_DB_BUSY_SECONDS"])
     bus = current_app.extensions["lens.events"]
-    bus.publish(technician_topic(technician_id), {"type": SIGNED_OUT, "reason": reason})
+    try:
+        bus.publish(technician_topic(technician_id), {"type": SIGNED_OUT, "reason": reason})
+    except BusUnavailable:
+        # The log-ins have ended (committed): the request that ended them must not fail now.
+        # Open sockets see it at their next message or idle re-check (LENS_LOGIN_RECHECK_SECONDS).
+        log.warning(
+            "event bus unavailable: technician %s's sockets close at their re-check", technician_id
+        )
 
 
 def keep_this_login(technician: Technician) -> None:

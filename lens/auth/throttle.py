@@ -7,7 +7,12 @@ each failure is one atomic upsert (INSERT … ON CONFLICT DO UPDATE … RETURNIN
 only ever moves later, so concurrent failures cannot lose a count or shorten a back-off.
 
 While an address is locked no password (or code) is checked at all: the right one is
-refused too, until the back-off has passed.
+refused too, until the back-off has passed. An attempt is counted as a failure *before* its
+password is checked, in the same atomic step that sees whether the address is locked
+(`claim_attempt`); otherwise every attempt that arrived while the slow hash of the first
+was running would pass the lock check together, and each back-off would let any number of
+concurrent guesses through. A right password is then cleared by the complete log-in, or
+taken back while the log-in waits for its code (`take_back`).
 """
 
 from __future__ import annotations
@@ -62,9 +67,23 @@ def _insert(db: Session):
     return insert(LoginThrottle)
 
 
-def record_failure(db: Session, key: str, now: datetime, backoff: Backoff) -> datetime | None:
-    """Count a failed log-in; return when the back-off it causes ends (None: no back-off)."""
+@dataclass(frozen=True)
+class Claim:
+    """One log-in attempt at an address: let through (and counted), or refused while locked."""
+
+    admitted: bool
+    # admitted: the back-off this attempt starts if it fails (None: none); refused: the end
+    # of the back-off that refused it
+    locked_until: datetime | None = None
+
+
+def claim_attempt(db: Session, key: str, now: datetime, backoff: Backoff) -> Claim:
+    """Count an attempt as a failure, unless the address is locked: one atomic step.
+
+    The caller commits before it checks the password, so that attempts made meanwhile see
+    the count (and the lock it may have started)."""
     stale = now - backoff.window
+    unlocked = or_(LoginThrottle.locked_until.is_(None), LoginThrottle.locked_until <= now)
     upsert = (
         _insert(db)
         .values(key=key, failures=1, last_failure_at=now, locked_until=None)
@@ -77,13 +96,18 @@ def record_failure(db: Session, key: str, now: datetime, backoff: Backoff) -> da
                 ),
                 "last_failure_at": now,
             },
+            where=unlocked,  # locked: nothing changes, nothing is returned
         )
         .returning(LoginThrottle.failures)
     )
-    failures = db.execute(upsert).scalar_one()
+    failures = db.execute(upsert).scalar_one_or_none()
+    if failures is None:
+        until = locked_until(db, key, now)
+        # (None: the row went between the two statements, a complete log-in cleared it)
+        return Claim(admitted=False, locked_until=until or now)
     wait = backoff.wait_after(failures)
     if wait is None:
-        return None
+        return Claim(admitted=True)
     until = now + wait
     db.execute(
         update(LoginThrottle)
@@ -94,7 +118,23 @@ def record_failure(db: Session, key: str, now: datetime, backoff: Backoff) -> da
         .values(locked_until=until)
         .execution_options(synchronize_session=False)
     )
-    return locked_until(db, key, now)
+    return Claim(admitted=True, locked_until=locked_until(db, key, now))
+
+
+def take_back(db: Session, key: str, claim: Claim) -> None:
+    """An admitted attempt whose password was right, waiting for its code: not a failure."""
+    values: dict = {"failures": LoginThrottle.failures - 1}
+    if claim.locked_until is not None:  # the lock it started goes too
+        values["locked_until"] = case(
+            (LoginThrottle.locked_until == claim.locked_until, None),
+            else_=LoginThrottle.locked_until,
+        )
+    db.execute(
+        update(LoginThrottle)
+        .where(LoginThrottle.key == key, LoginThrottle.failures > 0)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def clear_failures(db: Session, key: str) -> None:

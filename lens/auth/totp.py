@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import hmac
 import logging
+import unicodedata
 from datetime import UTC, datetime
 
 import pyotp
@@ -77,8 +78,10 @@ def grouped(secret: str) -> str:
 
 def matching_step(secret: str, code: str, now: datetime) -> int | None:
     """The time step whose code this is (within the drift), or None."""
-    code = "".join(code.split())
-    if len(code) != CODE_DIGITS or not code.isdigit():
+    # full-width digits (a Japanese or Chinese keyboard) are digits too; any other
+    # non-ASCII character is no code, and hmac.compare_digest raises TypeError on one
+    code = "".join(unicodedata.normalize("NFKC", code).split())
+    if len(code) != CODE_DIGITS or not (code.isascii() and code.isdigit()):
         return None
     totp = pyotp.TOTP(secret, digits=CODE_DIGITS)
     if now.tzinfo is None:  # naive UTC (lens.timeutil); pyotp reads naive as local time

@@ -11,6 +11,7 @@ from flask import (
     abort,
     current_app,
     flash,
+    make_response,
     redirect,
     render_template,
     request,
@@ -22,7 +23,7 @@ from flask_babel import gettext as _
 from flask_login import current_user, login_required, login_user, logout_user
 
 from lens.auth import revocation, totp
-from lens.auth.forms import CodeForm, LoginForm, PasswordForm
+from lens.auth.forms import CodeForm, LoginForm, PasswordChangeForm
 from lens.auth.login import LoginCheck, check_password_login, check_second_factor
 from lens.auth.models import Technician
 from lens.auth.throttle import Backoff, clear_failures, throttle_key
@@ -223,31 +224,69 @@ def logout():
 
 @bp.route("/account/password", methods=["GET", "POST"])
 @login_required
+@limiter.limit(_login_limit, methods=["POST"])
+@retry_when_busy
 def change_password():
-    """Choose a new password (required after a one-time one); other log-ins end."""
+    """Choose a new password (required after a one-time one); other log-ins end.
+
+    The current password is asked (and a wrong one counts towards the account's back-off,
+    as at log-in): a stolen log-in cookie alone must not be able to take the account over.
+    """
     technician = current_user._get_current_object()
-    form = PasswordForm(email=technician.email, name=technician.name)
+    form = PasswordChangeForm(email=technician.email, name=technician.name)
+    status = 200
     if form.validate_on_submit():
-        technician.set_password(form.password.data, current_app.config["LENS_PASSWORD_METHOD"])
-        technician.password_change_required = False
+        status = current_password_refused(technician, form)
+        if status == 0:
+            technician.set_password(form.password.data, current_app.config["LENS_PASSWORD_METHOD"])
+            technician.password_change_required = False
+            db.session.commit()
+            revocation.sign_out_everywhere(technician.id, revocation.PASSWORD_CHANGED)
+            revocation.keep_this_login(technician)
+            flash(_("Your password has been saved."), "info")
+            target = url_for("technician_console.index")
+            return redirect(safe_next(request.args.get("next"), target))
+    return render_template("auth/password.html", form=form), status
+
+
+def current_password_refused(technician: Technician, form: PasswordChangeForm) -> int:
+    """0 if the current password typed is the account's (under its back-off); else the
+    status to answer with, the reason on the form or flashed."""
+    email, now = technician.email, now_utc()
+    key = throttle_key(email, site_secret())
+    check = check_password_login(
+        db.session,
+        email,
+        form.current.data,
+        key=key,
+        password_method=current_app.config["LENS_PASSWORD_METHOD"],
+        backoff=backoff(),
+        now=now,
+    )
+    if check.technician is None:
         db.session.commit()
-        revocation.sign_out_everywhere(technician.id, revocation.PASSWORD_CHANGED)
-        revocation.keep_this_login(technician)
-        flash(_("Your password has been saved."), "info")
-        return redirect(safe_next(request.args.get("next"), url_for("technician_console.index")))
-    return render_template("auth/password.html", form=form)
+        if check.locked_until is not None:
+            return refused(check, now, "")  # flashes how long the pause lasts: 429
+        form.current.errors.append(_("That is not your current password."))
+        return 200
+    clear_failures(db.session, key)
+    return 0
 
 
-def enrolment_secret() -> str:
-    """The secret this browser is enrolling (kept sealed in its session until confirmed)."""
-    sealed = session.get(ENROLMENT)
-    if isinstance(sealed, str):
+def enrolment_secret(technician: Technician) -> str:
+    """The secret this browser is enrolling (kept sealed in its session until confirmed).
+
+    It belongs to the log-in that began it: after a log-out, whoever logs in next in this
+    browser gets a new secret, never one the previous user may have scanned into their app.
+    """
+    kept = session.get(ENROLMENT)
+    if isinstance(kept, dict) and kept.get("login") == technician.get_id():
         try:
-            return totp.unseal(sealed, site_secret())
+            return totp.unseal(kept.get("secret", ""), site_secret())
         except totp.SecretUnreadable:
             pass
     secret = totp.new_secret()
-    session[ENROLMENT] = totp.seal(secret, site_secret())
+    session[ENROLMENT] = {"login": technician.get_id(), "secret": totp.seal(secret, site_secret())}
     return secret
 
 
@@ -260,7 +299,7 @@ def two_factor():
     target = safe_next(request.args.get("next"), url_for("technician_console.index"))
     if technician.has_second_factor:
         return render_template("auth/two_factor_on.html", form=CodeForm(), next=target)
-    secret = enrolment_secret()
+    secret = enrolment_secret(technician)
     form = CodeForm()
     status = 200
     if form.validate_on_submit():
@@ -275,13 +314,18 @@ def two_factor():
     if form.errors:
         status = 422
     label = _("QR code for your authenticator app")
-    return render_template(
+    page = render_template(
         "auth/two_factor.html",
         form=form,
         qr=totp.qr_code(secret, technician.email, label),
         key=totp.grouped(secret),
         required=technician.is_admin,
-    ), status
+    )
+    response = make_response(page, status)
+    # the secret must not outlive the page: no copy in the browser's cache, where the Back
+    # button would show it to whoever uses the computer after a log-out
+    response.cache_control.no_store = True
+    return response
 
 
 @bp.post("/account/two-factor/off")
@@ -293,15 +337,30 @@ def two_factor_off():
     if technician.is_admin:
         abort(403)
     form = CodeForm()
-    if form.validate_on_submit() and totp.check_code(
-        db.session, technician, form.code.data, site_secret(), now_utc()
-    ):
-        totp.disenrol(db.session, technician)
-        db.session.commit()
-        revocation.sign_out_everywhere(technician.id, revocation.SECOND_FACTOR_CHANGED)
-        revocation.keep_this_login(technician)
-        flash(_("Two-step verification is off."), "info")
-        return redirect(url_for("auth.two_factor"))
-    db.session.commit()  # a used step stays used
-    flash(_("That code is not right. Enter the code your app shows now."), "error")
-    return render_template("auth/two_factor_on.html", form=form, next=None), 422
+    wrong = _("That code is not right. Enter the code your app shows now.")
+    if not form.validate_on_submit():
+        flash(wrong, "error")
+        return render_template("auth/two_factor_on.html", form=form, next=None), 422
+    # wrong codes count towards the account's back-off, as at log-in: a stolen cookie must
+    # not be a way to guess codes without limit
+    now, key = now_utc(), throttle_key(technician.email, site_secret())
+    check = check_second_factor(
+        db.session,
+        technician,
+        form.code.data,
+        key=key,
+        site_secret=site_secret(),
+        backoff=backoff(),
+        now=now,
+    )
+    if check.technician is None:
+        db.session.commit()  # a used step stays used
+        status = 422 if refused(check, now, wrong) == 200 else 429
+        return render_template("auth/two_factor_on.html", form=form, next=None), status
+    clear_failures(db.session, key)
+    totp.disenrol(db.session, technician)
+    db.session.commit()
+    revocation.sign_out_everywhere(technician.id, revocation.SECOND_FACTOR_CHANGED)
+    revocation.keep_this_login(technician)
+    flash(_("Two-step verification is off."), "info")
+    return redirect(url_for("auth.two_factor"))

@@ -32,6 +32,7 @@ from lens.database import retry_when_busy
 from lens.extensions import db, limiter, sock
 from lens.features import CHANNELS, CONSOLE_ACCESS, SESSIONS, require_feature
 from lens.invitations import create_session_once, session_for_request_key
+from lens.security.input import database_id
 from lens.sessions import lifecycle
 from lens.sessions.models import Channel, LensSession
 from lens.signaling.relay import stop_media
@@ -141,6 +142,8 @@ def make_console_blueprint(console: str, url_prefix: str) -> Blueprint:
     def index():
         """The console: toolbar, session list, selected session (?session=N opens one)."""
         opened = request.args.get("session", type=int)
+        if opened is not None and database_id(opened) is None:
+            abort(404)  # no session has it (one the database cannot hold was a 500)
         return render_template(
             "console/index.html",
             sessions=sessions_for_list(current_user.id),

@@ -37,6 +37,7 @@ def technician_logs_in(page, base: str, password: str) -> None:
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Log in").click()
     # the printed password is one-time: choose a new one, then land on the console
+    page.get_by_label("Current password").fill(password)
     page.get_by_label("New password").fill(NEW_PASSWORD)
     page.get_by_label("Confirm password").fill(NEW_PASSWORD)
     page.get_by_role("button", name="Save password").click()

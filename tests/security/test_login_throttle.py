@@ -12,11 +12,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 
 from lens.auth.models import LoginThrottle, Technician
-from lens.auth.throttle import Backoff, locked_until, record_failure, throttle_key
+from lens.auth.throttle import Backoff, claim_attempt, locked_until, throttle_key
 from lens.database import retrying
 from lens.extensions import db
 from lens.timeutil import now_utc
-from tests.conftest import PASSWORD, Console, add_technician, csrf_from
+from tests.conftest import PASSWORD, Console, add_technician, csrf_from, totp_code
 
 LOCKED = "Too many failed log-ins for this account"
 
@@ -89,7 +89,7 @@ def test_the_back_off_doubles_up_to_its_cap(db_session):
     backoff = Backoff(free=2, base_seconds=30, cap_seconds=120)
     now, waits = now_utc(), []
     for _ in range(6):
-        until = record_failure(db_session, "key", now, backoff)
+        until = claim_attempt(db_session, "key", now, backoff).locked_until
         waits.append(None if until is None else (until - now).total_seconds())
         assert locked_until(db_session, "key", now) == until
         now = (until or now) + timedelta(seconds=1)  # the next guess waits for the back-off
@@ -99,10 +99,15 @@ def test_the_back_off_doubles_up_to_its_cap(db_session):
 def test_an_old_failure_starts_the_count_again(db_session):
     backoff = Backoff(free=1, base_seconds=30, window=timedelta(hours=1))
     now = now_utc()
-    assert record_failure(db_session, "key", now, backoff) is None
+    assert claim_attempt(db_session, "key", now, backoff).locked_until is None
     later = now + timedelta(hours=2)
-    assert record_failure(db_session, "key", later, backoff) is None  # one failure, not two
-    assert record_failure(db_session, "key", later, backoff) == later + timedelta(seconds=30)
+    # one failure, not two
+    assert claim_attempt(db_session, "key", later, backoff).locked_until is None
+    locking = claim_attempt(db_session, "key", later, backoff)
+    assert locking.admitted and locking.locked_until == later + timedelta(seconds=30)
+    refused = claim_attempt(db_session, "key", later, backoff)  # locked: not counted
+    assert not refused.admitted and refused.locked_until == later + timedelta(seconds=30)
+    assert db_session.get(LoginThrottle, "key").failures == 2
 
 
 def test_failures_from_many_processes_are_all_counted(app):
@@ -118,7 +123,7 @@ def test_failures_from_many_processes_are_all_counted(app):
                 for _ in range(10):  # as the log-in view does it: retried while busy
 
                     def unit() -> None:
-                        record_failure(db.session, "shared", now_utc(), backoff)
+                        claim_attempt(db.session, "shared", now_utc(), backoff)
                         db.session.commit()
 
                     retrying(db.session, unit, 30)
@@ -134,6 +139,66 @@ def test_failures_from_many_processes_are_all_counted(app):
     assert errors == []
     with app.app_context():
         assert db.session.get(LoginThrottle, "shared").failures == 40
+
+
+def test_concurrent_guesses_get_one_check_per_back_off(app, technician, monkeypatch):
+    """Guesses made while a password is being checked wait for its outcome.
+
+    The lock was looked at before the (slow) check and the failure written after it: every
+    guess that came during the first one's check passed the same lock check, so each end
+    of a back-off let any number of concurrent guesses through (with as many addresses).
+    """
+    app.config["LENS_LOGIN_FREE_FAILURES"] = 0  # the first failure starts the back-off
+    guesses = 6
+    progress = threading.Condition()
+    checked: list[str] = []
+    answered_unchecked = [0]
+
+    def slow_check(self, password: str) -> bool:  # as scrypt, long enough for the others
+        with progress:
+            checked.append(password)
+            progress.notify_all()
+            progress.wait_for(lambda: len(checked) + answered_unchecked[0] >= guesses, 10)
+        return False
+
+    monkeypatch.setattr(Technician, "check_password", slow_check)
+    clients = [from_address(app, f"203.0.113.{n + 1}") for n in range(guesses)]
+    tokens = [csrf_from(client.get("/login").text) for client in clients]
+    start = threading.Barrier(guesses)
+    statuses: list[int] = []
+
+    def guess(n: int) -> None:
+        start.wait()
+        response = log_in(clients[n], "tess@example.com", f"guess {n}", tokens[n])
+        statuses.append(response.status_code)
+        if f"guess {n}" not in checked:
+            with progress:
+                answered_unchecked[0] += 1
+                progress.notify_all()
+
+    threads = [threading.Thread(target=guess, args=(n,)) for n in range(guesses)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert len(checked) == 1, checked  # one guess checked, the others refused unchecked
+    assert statuses == [429] * guesses
+    with app.app_context():
+        key = throttle_key("tess@example.com", app.config["SECRET_KEY"])
+        assert db.session.get(LoginThrottle, key).failures == 1
+
+
+def test_a_right_password_after_free_failures_goes_on_to_the_code(app, admin_id):
+    """The attempt counted before the check is taken back when the password is right and
+    the code comes next: it does not start a back-off that refuses the code."""
+    client = from_address(app, "203.0.113.6")
+    token = csrf_from(client.get("/login").text)
+    for n in range(5):  # every free failure spent: one more would start the back-off
+        assert log_in(client, "ada@example.com", f"guess {n}", token).status_code == 200
+    response = Console(client).login("ada@example.com", code=lambda: totp_code(app, admin_id))
+    assert response.status_code == 302 and response.location == "/console/"
+    with app.app_context():
+        assert db.session.scalars(select(LoginThrottle)).all() == []
 
 
 def test_an_unknown_address_is_throttled_like_a_known_one(app, technician):
@@ -209,8 +274,8 @@ def test_old_rows_are_swept(app, technician):
     add_technician(app, "Otto Other", "otto@example.com")
     with app.app_context():
         old = now_utc() - timedelta(days=2)
-        record_failure(db.session, "old", old, Backoff())
-        record_failure(db.session, "recent", now_utc(), Backoff())
+        claim_attempt(db.session, "old", old, Backoff())
+        claim_attempt(db.session, "recent", now_utc(), Backoff())
         db.session.commit()
         sweep_once()
         assert [row.key for row in db.session.scalars(select(LoginThrottle))] == ["recent"]

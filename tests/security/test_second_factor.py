@@ -80,6 +80,30 @@ def test_a_technician_enrols_with_the_qr_code_or_the_key(app, console, technicia
     assert "Two-step verification is on" in console.client.get("/account/two-factor").text
 
 
+def test_an_enrolment_left_unfinished_is_not_handed_to_the_next_log_in(app, client, technician):
+    """A secret shown but not confirmed stays with its log-in: after a log-out, the next
+    account in this browser must not be shown the secret the first user may have scanned."""
+    add_technician(app, "Otto Other", "otto@example.com")
+    browser = Console(client)
+    browser.login("tess@example.com")
+    first = secret_shown(client.get("/account/two-factor").text)
+    assert secret_shown(client.get("/account/two-factor").text) == first  # kept until confirmed
+    client.post("/logout", data={"csrf_token": csrf_from(client.get("/console/").text)})
+    assert browser.login("otto@example.com").status_code == 302
+    assert secret_shown(client.get("/account/two-factor").text) != first
+
+
+def test_the_page_that_shows_the_secret_is_not_cached(console):
+    """Back after a log-out must not show the secret to the next user of the computer."""
+    page = console.client.get("/account/two-factor")
+    wrong = console.client.post(
+        "/account/two-factor", data={"code": "000000", "csrf_token": csrf_from(page.text)}
+    )
+    for response in (page, wrong):
+        assert "data-totp-key" in response.text
+        assert "no-store" in response.headers.get("Cache-Control", "")
+
+
 def test_the_sealed_secret_needs_the_sites_key():
     sealed = totp.seal(ADMIN_TOTP_SECRET, "the site's key")
     assert totp.unseal(sealed, "the site's key") == ADMIN_TOTP_SECRET
@@ -145,6 +169,24 @@ def test_a_code_step_left_too_long_starts_again(app, client, technician):
     assert response.status_code == 302 and response.location == "/login"
 
 
+def test_codes_in_other_digits_are_answered_not_a_server_error(app, client, technician):
+    """Digits other than ASCII's (hmac.compare_digest raised TypeError on them: a 500);
+    full-width ones, from a Japanese or Chinese keyboard, are read as the digits they are."""
+    first = Console(app.test_client())
+    first.login("tess@example.com")
+    secret = enrol(first.client)
+    assert password_step(client, "tess@example.com").location == "/login/code"
+    for other in ("\u0661\u0662\u0663\u0664\u0665\u0666", "12345\u00b2"):  # Arabic-Indic, ²
+        refused = post_code(client, "/login/code", other)
+        assert refused.status_code == 200 and "That code is not right" in refused.text
+    with app.app_context():
+        step = db.session.get(Technician, technician).totp_last_step
+    code = pyotp.TOTP(secret).generate_otp(step + 1)
+    full_width = "".join(chr(ord(digit) + 0xFEE0) for digit in code)
+    accepted = post_code(client, "/login/code", full_width)
+    assert accepted.status_code == 302 and accepted.location == "/console/"
+
+
 def test_a_technician_may_turn_it_off_with_a_code(app, console, technician):
     secret = enrol(console.client)
     with app.app_context():
@@ -161,6 +203,30 @@ def test_a_technician_may_turn_it_off_with_a_code(app, console, technician):
     assert off.status_code == 302
     with app.app_context():
         assert db.session.get(Technician, technician).totp_secret is None
+
+
+def test_wrong_codes_to_turn_it_off_count_towards_the_back_off(app, console, technician):
+    """A stolen cookie must not be a way to guess codes without limit (they were not
+    counted here, only the per-address rate limit applied)."""
+    secret = enrol(console.client)
+    with app.app_context():
+        step = db.session.get(Technician, technician).totp_last_step
+    token = csrf_from(console.client.get("/account/two-factor").text)
+    statuses = [
+        console.client.post(
+            "/account/two-factor/off", data={"code": "000000", "csrf_token": token}
+        ).status_code
+        for _ in range(6)
+    ]
+    assert statuses == [422] * 5 + [429]
+    paused = console.client.post(
+        "/account/two-factor/off",
+        data={"code": pyotp.TOTP(secret).generate_otp(step + 1), "csrf_token": token},
+    )
+    assert paused.status_code == 429 and "log-in is paused" in paused.text
+    with app.app_context():
+        assert db.session.get(Technician, technician).totp_secret is not None
+        assert db.session.scalar(select(LoginThrottle.failures)) == 6
 
 
 # --- administrators -------------------------------------------------------------------------

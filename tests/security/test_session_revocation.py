@@ -11,6 +11,7 @@ from simple_websocket import ConnectionClosed
 from sqlalchemy import update
 
 from lens.auth.models import Technician
+from lens.events import BusUnavailable
 from lens.extensions import db
 from tests.conftest import PASSWORD, Console, csrf_from
 from tests.web.test_live import Browser
@@ -53,7 +54,12 @@ def change_password(browser: Browser) -> None:
     token = csrf_from(browser.get("/account/password").text)
     response = browser.http.post(
         browser.base + "/account/password",
-        data={"password": NEW_PASSWORD, "confirm": NEW_PASSWORD, "csrf_token": token},
+        data={
+            "current": PASSWORD,
+            "password": NEW_PASSWORD,
+            "confirm": NEW_PASSWORD,
+            "csrf_token": token,
+        },
         allow_redirects=False,
         timeout=10,
     )
@@ -155,3 +161,30 @@ def test_a_cookie_from_before_log_out_is_refused_by_the_test_client_too(app, con
     thief.set_cookie("session", cookie)
     assert thief.get("/console/").status_code == 302
     assert Console(app.test_client()).login("tess@example.com", PASSWORD).status_code == 302
+
+
+def test_ending_log_ins_holds_while_the_event_bus_is_down(app, console, monkeypatch):
+    """The version is committed first; a push that cannot go out (Redis down) must not turn
+    the password change or the log-out into an error page (it was a 503, and the browser
+    that changed its password was logged out too). Sockets close at their re-check."""
+
+    def down(topic, message):
+        raise BusUnavailable("Redis is down")
+
+    monkeypatch.setattr(app.extensions["lens.events"], "publish", down)
+    page = console.client.get("/account/password")
+    changed = console.client.post(
+        "/account/password",
+        data={
+            "current": PASSWORD,
+            "password": NEW_PASSWORD,
+            "confirm": NEW_PASSWORD,
+            "csrf_token": csrf_from(page.text),
+        },
+    )
+    assert changed.status_code == 302
+    assert console.client.get("/console/").status_code == 200  # this browser stays logged in
+    token = csrf_from(console.client.get("/console/").text)
+    logged_out = console.client.post("/logout", headers={"X-CSRFToken": token})
+    assert logged_out.status_code == 302 and logged_out.location == "/login"
+    assert console.client.get("/console/").status_code == 302

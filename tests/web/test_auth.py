@@ -38,6 +38,15 @@ def test_login_email_is_case_insensitive(client, technician):
     assert login_form(client, "  TESS@Example.com ", PASSWORD).status_code == 302
 
 
+@pytest.mark.parametrize("typed", ["Élodie.Ørsted@example.com", "élodie.ørsted@example.com"])
+def test_login_email_with_capitals_beyond_ascii(app, client, typed):
+    """SQLite's own lower() lowers ASCII only: this address matched no log-in there (it did
+    on PostgreSQL); the app's SQLite lower() is Python's, as PostgreSQL's."""
+    add_technician(app, "Élodie Ørsted", "Élodie.Ørsted@example.com")
+    response = login_form(client, typed, PASSWORD)
+    assert response.status_code == 302 and response.location == "/console/"
+
+
 @pytest.mark.parametrize(
     ("email", "password"),
     [("tess@example.com", "wrong password"), ("nobody@example.com", PASSWORD)],
@@ -235,7 +244,12 @@ def test_password_change_is_required_before_the_console(app, client):
 
     saved = client.post(
         "/account/password?next=/console/",
-        data={"password": NEW_PASSWORD, "confirm": NEW_PASSWORD, "csrf_token": token},
+        data={
+            "current": PASSWORD,
+            "password": NEW_PASSWORD,
+            "confirm": NEW_PASSWORD,
+            "csrf_token": token,
+        },
     )
     assert saved.status_code == 302
     assert saved.headers["Location"] == "/console/"
@@ -254,9 +268,34 @@ def test_password_change_next_is_kept_safe(app, client):
     saved = client.post(
         "/account/password",
         query_string={"next": "//evil.example"},
-        data={"password": NEW_PASSWORD, "confirm": NEW_PASSWORD, "csrf_token": token},
+        data={
+            "current": PASSWORD,
+            "password": NEW_PASSWORD,
+            "confirm": NEW_PASSWORD,
+            "csrf_token": token,
+        },
     )
     assert saved.headers["Location"] == "/console/"
+
+
+def test_password_change_asks_for_the_current_password(app, console, technician):
+    """A stolen log-in cookie alone cannot take the account over by choosing a password
+    (the change asked for the new one only); wrong ones count towards the back-off."""
+    page = console.client.get("/account/password")
+    assert "Current password" in page.text
+    token = csrf_from(page.text)
+    change = {"password": NEW_PASSWORD, "confirm": NEW_PASSWORD, "csrf_token": token}
+    assert console.client.post("/account/password", data=change).status_code == 200
+    answers = [
+        console.client.post("/account/password", data={**change, "current": f"guess {n}"})
+        for n in range(6)
+    ]
+    assert [answer.status_code for answer in answers] == [200] * 5 + [429]
+    assert "That is not your current password." in answers[0].text
+    assert "log-in is paused" in answers[-1].text
+    with app.app_context():
+        assert db.session.get(Technician, technician).check_password(PASSWORD)  # unchanged
+    assert console.client.get("/console/").status_code == 200  # still logged in
 
 
 def test_password_page_needs_a_login(client):
