@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import unicodedata
 
 from flask import (
     Blueprint,
@@ -105,8 +106,10 @@ def start():
     if not form.validate_on_submit():
         status = 422 if form.errors else 200
         return render_template("customer/start.html", form=form, error=None), status
-    pin = "".join(form.pin.data.split())  # "123 456", as the console shows it
-    if len(pin) != 6 or not pin.isdigit():  # not a PIN: nothing to look up, nothing counted
+    # "123 456", as the console shows it; full-width digits (a Japanese or Chinese keyboard)
+    # are the same digits, other digits than ASCII's match no PIN
+    pin = "".join(unicodedata.normalize("NFKC", form.pin.data).split())
+    if len(pin) != 6 or not (pin.isascii() and pin.isdigit()):  # nothing looked up or counted
         error = session_error_message(PinNotValid("a PIN is six digits"))
         return render_template("customer/start.html", form=form, error=error), 422
     allowance = _attempt(PIN)

@@ -132,6 +132,14 @@ def test_pin_typed_as_shown_with_a_space_joins(app, console, customer):
     assert state_of(app, lens_session.id) == "connecting"
 
 
+def test_pin_typed_in_full_width_digits_joins(app, console, customer):
+    """A Japanese or Chinese keyboard types full-width digits: the same PIN (it was looked
+    up as typed, found nothing and spent a guess of the site's budget)."""
+    pin, lens_session = invite(app, console)
+    assert customer.join("".join(chr(ord(digit) + 0xFEE0) for digit in pin)).status_code == 303
+    assert state_of(app, lens_session.id) == "connecting"
+
+
 def test_wrong_pin_is_422_with_a_clear_message(app, console, customer):
     pin, lens_session = invite(app, console)
     wrong = "000000" if pin != "000000" else "111111"
