@@ -91,7 +91,8 @@ def test_a_50_mb_pin_field_is_refused_before_it_is_read_and_costs_no_cpu(make_si
         f"{used - early:.2f} s for one sent whole (gunicorn reads the rest away unparsed)"
     )
     assert early < 0.5
-    assert used < 2.0  # parsed, it was 8-11 s each
+    # read away unparsed it is ~2 s of CPU (2.3 s measured on a busy machine); parsed, 8-11 s
+    assert used < 4.0
 
 
 def test_a_body_without_a_length_is_refused_unread(make_site):
