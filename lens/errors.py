@@ -34,6 +34,8 @@ def session_error_message(error: SessionError) -> str:
         return _(
             "That PIN is not valid. Check the six digits or ask your technician for a new one."
         )
+    if code == "pin_expired":
+        return _("This PIN has expired. Ask your technician for a new one.")
     if code == "pin_used":
         return _("This PIN was already used. Ask your technician for a new one.")
     if code == "link_not_valid":

@@ -37,6 +37,12 @@ class PinUsed(PinNotValid):
     code = "pin_used"
 
 
+class PinExpired(PinNotValid):
+    """The PIN was given out, but its validity passed before a customer joined with it."""
+
+    code = "pin_expired"
+
+
 class LinkNotValid(SessionError):
     code = "link_not_valid"
 

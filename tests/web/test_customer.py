@@ -14,6 +14,7 @@ from lens.timeutil import now_utc
 
 WRONG_PIN = "That PIN is not valid"
 USED_PIN = "This PIN was already used"
+EXPIRED_PIN = "This PIN has expired. Ask your technician for a new one."
 
 
 def session_by_pin(app, pin: str) -> LensSession:
@@ -184,8 +185,26 @@ def test_expired_pin_is_refused_and_the_expiry_is_kept(app, console, customer):
         db.session.commit()
     response = customer.join(pin)
     assert response.status_code == 422
-    assert WRONG_PIN in response.text
+    assert EXPIRED_PIN in response.text and WRONG_PIN not in response.text
     assert state_of(app, lens_session.id) == "expired"
+    # typed again (the expiry cleared the PIN), it is still called expired
+    assert EXPIRED_PIN in customer.join(pin).text
+
+
+def test_a_pin_the_sweep_expired_is_called_expired_in_the_customers_language(
+    app, console, make_customer
+):
+    pin, lens_session = invite(app, console)
+    with app.app_context():
+        later = now_utc() + timedelta(minutes=21)
+        assert lifecycle.expire_due_sessions(db.session, later, timedelta(minutes=20)) == 1
+        db.session.commit()
+    response = make_customer().join(pin)
+    assert response.status_code == 422
+    assert EXPIRED_PIN in response.text
+    dutch = make_customer("198.51.100.8")
+    dutch.client.set_cookie("lens_lang", "nl")
+    assert "Deze pincode is verlopen." in dutch.join(pin).text
 
 
 # --- Rate limits -------------------------------------------------------------------------
