@@ -115,3 +115,35 @@ def test_start_shows_live_video_and_audio(app, technician, live_server, sidecar,
 
     for context in (phone_context, tech_context):
         context.close()
+
+
+def test_a_media_server_that_stays_down_is_named_on_both_pages(
+    app, technician, live_server, sidecar, browser
+):
+    tech_context, tech = console_of(browser, live_server)
+    pin = create_pin(tech, "Outage Customer")
+    phone_context, phone = customer_joins(browser, live_server, pin)
+    phone.wait_for_function(PHONE_READY, timeout=15000)
+    tech.get_by_role("row").filter(has_text="Outage Customer").get_by_role(
+        "button", name="Start"
+    ).click()
+    expect(tech.locator(".media-state")).to_have_text("Connected", timeout=15000)
+
+    # the sidecar dies and nothing starts it again: the pages' offers find no media server
+    # (the web process waits for one, then answers "unavailable"), and each page says that
+    # it is the server, not the customer's network, until it is back
+    sidecar.kill()
+    expect(tech.locator(".media-state")).to_have_text(
+        "The media server is not answering. Reconnecting…", timeout=30000
+    )
+    expect(phone.locator("#media-state")).to_have_text(
+        "The video server is not answering. Please wait: this page reconnects by itself.",
+        timeout=30000,
+    )
+    sidecar.start()
+    expect(tech.locator(".media-state")).to_have_text("Connection restored", timeout=30000)
+    expect(phone.locator("#media-state")).to_have_text("Connection restored", timeout=30000)
+    tech.wait_for_function(f"({FRAMES})() > 10", timeout=10000)
+
+    for context in (phone_context, tech_context):
+        context.close()
