@@ -146,3 +146,29 @@ def test_a_media_server_that_stays_down_is_named_on_both_pages(
 
     for context in (phone_context, tech_context):
         context.close()
+
+
+def test_a_reconnection_while_waiting_is_no_news_to_the_customer_at_start(
+    app, technician, live_server, sidecar, browser
+):
+    tech_context, tech = console_of(browser, live_server)
+    pin = create_pin(tech, "Waiting Customer")
+    phone_context, phone = customer_joins(browser, live_server, pin)
+    phone.wait_for_function(PHONE_READY, timeout=15000)
+    # the sidecar restarts while the customer waits: the phone's prepared connection is
+    # rebuilt out of sight (its status line is hidden until Start)
+    sidecar.kill()
+    sidecar.start()
+    phone.wait_for_function(
+        "() => document.getElementById('media-state').dataset.state === 'restored'",
+        timeout=30000,
+    )
+    tech.get_by_role("row").filter(has_text="Waiting Customer").get_by_role(
+        "button", name="Start"
+    ).click()
+    expect(tech.locator(".media-state")).to_have_text("Connected", timeout=15000)
+    expect(phone.locator("#media-state")).to_be_visible()
+    expect(phone.locator("#media-state")).to_have_text("Connected")
+
+    for context in (phone_context, tech_context):
+        context.close()
