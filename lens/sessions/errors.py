@@ -47,6 +47,12 @@ class LinkNotValid(SessionError):
     code = "link_not_valid"
 
 
+class LinkUnknown(LinkNotValid):
+    """No session has this token: a link cut short or mistyped, not one that expired."""
+
+    code = "link_unknown"
+
+
 class OtherDevice(SessionError):
     code = "other_device"
 

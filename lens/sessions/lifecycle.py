@@ -24,6 +24,7 @@ from lens.sessions.errors import (
     CustomerAway,
     InvalidTransition,
     LinkNotValid,
+    LinkUnknown,
     NotYourSession,
     OneActiveSession,
     OtherDevice,
@@ -256,7 +257,7 @@ def join_by_token(db: Session, token: str, device_key: str, now: datetime) -> Le
     """The customer opened a join link; a link works on one device only."""
     lens_session = db.scalar(select(LensSession).where(LensSession.join_token == token))
     if lens_session is None or not token:
-        raise LinkNotValid("unknown link")
+        raise LinkUnknown("unknown link")
     if lens_session.customer_device is not None:
         if lens_session.customer_device != device_fingerprint(device_key):
             raise OtherDevice("this link was opened on another device")
