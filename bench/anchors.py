@@ -50,7 +50,7 @@ from lens.extensions import db  # noqa: E402
 from lens.factory import create_app  # noqa: E402
 from lens.signaling.control import MediaControl  # noqa: E402
 from tests.browser import anchored  # noqa: E402
-from tests.browser.conftest import CHROMIUM, Sidecar, compiled_once  # noqa: E402
+from tests.browser.conftest import CHROMIUM, Sidecar, poll_without_eval  # noqa: E402
 from tests.browser.scene_clip import write_clip  # noqa: E402
 from tests.browser.test_session_flow import console_of, create_pin, customer_joins  # noqa: E402
 from tests.conftest import add_technician  # noqa: E402
@@ -160,22 +160,8 @@ class _Listening:
         return context
 
 
-def predicates_without_eval() -> None:
-    """wait_for_function predicates polled without eval, which the pages' CSP refuses (as
-    tests/browser/conftest.py does for the tests)."""
-    from playwright.sync_api import Frame, Page
-
-    for cls in (Page, Frame):
-        original = cls.wait_for_function
-
-        def wait_for_function(self, expression, *args, _original=original, **kwargs):
-            return _original(self, compiled_once(expression), *args, **kwargs)
-
-        cls.wait_for_function = wait_for_function
-
-
 def main() -> None:
-    predicates_without_eval()
+    poll_without_eval()  # the pages' CSP refuses eval
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("what", choices=["weight", "latency", "throttled"])
     parser.add_argument("--seconds", type=float, default=12.0)

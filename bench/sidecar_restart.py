@@ -183,23 +183,17 @@ def run_chromium(spare: bool, kills: int, folder: Path) -> list[dict[str, float]
     """The same with the real pages in Chromium."""
     import logging
 
-    from playwright.sync_api import Frame, Page, expect, sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
     from lens import run
     from lens.factory import create_app
-    from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, compiled_once
+    from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, poll_without_eval
     from tests.browser.test_media_flow import LOST, MARK_PC, NEW_PC_FRAMES, PHONE_READY
     from tests.browser.test_session_flow import console_of, create_pin, customer_joins
     from tests.conftest import add_technician
     from tests.scaleout.test_two_sidecars import free_port, serve, wait_until
 
-    for cls in (Page, Frame):  # predicates polled without eval, which the pages' CSP refuses
-        original = cls.wait_for_function
-
-        def wait_for_function(self, expression, *args, _original=original, **kwargs):
-            return _original(self, compiled_once(expression), *args, **kwargs)
-
-        cls.wait_for_function = wait_for_function
+    poll_without_eval()  # the pages' CSP refuses eval
     port = free_port()
     for name in ("REDIS_URL", "DATABASE_URL"):
         os.environ.pop(name, None)

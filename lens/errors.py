@@ -34,8 +34,15 @@ def session_error_message(error: SessionError) -> str:
         return _(
             "That PIN is not valid. Check the six digits or ask your technician for a new one."
         )
+    if code == "pin_expired":
+        return _("This PIN has expired. Ask your technician for a new one.")
     if code == "pin_used":
         return _("This PIN was already used. Ask your technician for a new one.")
+    if code == "link_unknown":
+        return _(
+            "This link is incomplete or wrong. Open the whole link from your message, or "
+            "enter your PIN."
+        )
     if code == "link_not_valid":
         return _("This link is no longer valid. Ask your technician for a new one.")
     if code == "customer_away":

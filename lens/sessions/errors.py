@@ -37,8 +37,20 @@ class PinUsed(PinNotValid):
     code = "pin_used"
 
 
+class PinExpired(PinNotValid):
+    """The PIN was given out, but its validity passed before a customer joined with it."""
+
+    code = "pin_expired"
+
+
 class LinkNotValid(SessionError):
     code = "link_not_valid"
+
+
+class LinkUnknown(LinkNotValid):
+    """No session has this token: a link cut short or mistyped, not one that expired."""
+
+    code = "link_unknown"
 
 
 class OtherDevice(SessionError):

@@ -24,9 +24,11 @@ from lens.sessions.errors import (
     CustomerAway,
     InvalidTransition,
     LinkNotValid,
+    LinkUnknown,
     NotYourSession,
     OneActiveSession,
     OtherDevice,
+    PinExpired,
     PinNotValid,
     PinUsed,
     TransferRefused,
@@ -56,6 +58,7 @@ TRANSITIONS: dict[str, tuple[frozenset[str], str]] = {
 }
 
 PIN_ATTEMPTS = 50
+EXPIRED_PIN_NAMED = timedelta(hours=24)  # how long a late PIN is called expired, not wrong
 
 
 def technician_actor(technician: Technician) -> str:
@@ -202,10 +205,12 @@ def join_by_pin(db: Session, pin: str, device_key: str, now: datetime) -> LensSe
     if lens_session is None:
         if pin_was_used(db, pin, now):
             raise PinUsed("PIN already used")
+        if pin_expired_unused(db, pin, now):
+            raise PinExpired("expired PIN")
         raise PinNotValid("unknown PIN")
     if lens_session.pin_expires_at <= now:
         expire_session(db, lens_session, now)
-        raise PinNotValid("expired PIN")
+        raise PinExpired("expired PIN")
     if not _join(db, lens_session, device_key, "pin", now):
         raise PinUsed("PIN already used")
     return lens_session
@@ -228,11 +233,31 @@ def pin_was_used(db: Session, pin: str, now: datetime) -> bool:
     return db.scalar(issued.limit(1)) is not None
 
 
+def pin_expired_unused(db: Session, pin: str, now: datetime) -> bool:
+    """Whether this PIN was given out and expired unused within EXPIRED_PIN_NAMED.
+
+    A customer who types the right PIN too late is told it expired, not to check the
+    digits. Expiry clears the PIN (the sweep does it within seconds), so, as in
+    pin_was_used, the PIN is found in its session's log.
+    """
+    expired = select(LensSession.id).where(
+        LensSession.state == S.EXPIRED,
+        LensSession.pin_expires_at > now - EXPIRED_PIN_NAMED,
+        LensSession.connected_at.is_(None),
+    )
+    issued = select(SessionEvent.id).where(
+        SessionEvent.session_id.in_(expired),
+        SessionEvent.kind == "pin_issued",
+        SessionEvent.detail == pin,
+    )
+    return db.scalar(issued.limit(1)) is not None
+
+
 def join_by_token(db: Session, token: str, device_key: str, now: datetime) -> LensSession:
     """The customer opened a join link; a link works on one device only."""
     lens_session = db.scalar(select(LensSession).where(LensSession.join_token == token))
     if lens_session is None or not token:
-        raise LinkNotValid("unknown link")
+        raise LinkUnknown("unknown link")
     if lens_session.customer_device is not None:
         if lens_session.customer_device != device_fingerprint(device_key):
             raise OtherDevice("this link was opened on another device")

@@ -63,7 +63,12 @@
       put(audio, on && stream ? stream.getAudioTracks()[0] || null : null);
     }
     const controls = document.getElementById("phone-controls");
-    if (controls) controls.hidden = !on;
+    if (!controls) return;
+    // a connection rebuilt while the controls were hidden (waiting) was never lost to the
+    // customer: shown at Start, it is simply connected
+    const state = document.getElementById("media-state");
+    if (on && controls.hidden && state && state.dataset.state === "restored") label("connected");
+    controls.hidden = !on;
   }
 
   // Pause camera (session-tools.js): the video sender gets no track until it is resumed.

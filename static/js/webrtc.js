@@ -21,12 +21,15 @@
 
   class LensPeer {
     // options: session (the console's session id; none on the phone), iceServers, setup(pc) adds transceivers/tracks,
-    // onState(name) with "connecting" | "connected" | "lost" | "restored"
+    // onState(name) with "connecting" | "connected" | "lost" | "restored" | "unavailable"
+    // ("unavailable": the web process had no media server to take the offer, so it is the
+    // server that is down, not this page's network; said until a connection is made)
     constructor(options) {
       this.options = options;
       this.pc = null;
       this.closed = false;
       this.everConnected = false;
+      this.serverDown = false;
       this.retryTimer = null;
       this.onReconnect = (message) => {
         const session = this.options.session;
@@ -60,7 +63,7 @@
 
     async connect() {
       if (this.closed) return;
-      this.state(this.everConnected ? "lost" : "connecting");
+      this.state(this.serverDown ? "unavailable" : this.everConnected ? "lost" : "connecting");
       const pc = new RTCPeerConnection({ iceServers: this.options.iceServers || [] });
       this.pc = pc;
       await this.options.setup(pc);
@@ -69,6 +72,7 @@
         if (pc.connectionState === "connected") {
           this.state(this.everConnected ? "restored" : "connected");
           this.everConnected = true;
+          this.serverDown = false;
         } else if (pc.connectionState === "failed" || pc.connectionState === "disconnected") {
           this.retry(pc.connectionState === "failed" ? 0 : 2000);
         }
@@ -82,6 +86,7 @@
         await pc.setRemoteDescription(answer);
       } catch (error) {
         if (pc !== this.pc || pc.signalingState === "closed") return;
+        if (error.reason === "unavailable") this.serverDown = true;
         this.retry(2000);
       }
     }
@@ -96,7 +101,7 @@
 
     retry(delay) {
       if (this.closed || this.retryTimer) return;
-      this.state("lost");
+      this.state(this.serverDown ? "unavailable" : "lost");
       this.retryTimer = setTimeout(() => {
         this.retryTimer = null;
         const old = this.pc;

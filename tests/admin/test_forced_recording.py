@@ -27,6 +27,19 @@ from tests.media.conftest import SECRET, Sidecar
 pytestmark = pytest.mark.media
 
 
+def waiting_in_a_forced_group(app, admin, console, make_customer, name: str) -> int:
+    """Tess in a group whose sessions record from Start, and her session `name`, which a
+    phone joined and accepted: it waits for Start."""
+    group_id = make_group_in_admin_center(app, admin, "recorded", set(), recording="forced")
+    move_to_group(app, admin, "tess@example.com", group_id)
+    pin = console.create_session(name)["pin"]
+    session_id = session_id_of(app, pin)
+    customer = make_customer()
+    assert customer.join(pin).status_code == 303
+    assert customer.accept().status_code == 200
+    return session_id
+
+
 async def sidecar_for(recordings: Path):
     app = make_app(MediaConfig(secret=SECRET, recordings_path=recordings))
     runner = web.AppRunner(app)
@@ -40,13 +53,7 @@ async def sidecar_for(recordings: Path):
 def test_a_forced_recording_group_records_from_start_and_cannot_stop(
     app, admin, console, make_customer
 ):
-    group_id = make_group_in_admin_center(app, admin, "recorded", set(), recording="forced")
-    move_to_group(app, admin, "tess@example.com", group_id)
-    pin = console.create_session("Rita Recorded")["pin"]
-    session_id = session_id_of(app, pin)
-    customer = make_customer()
-    assert customer.join(pin).status_code == 303
-    assert customer.accept().status_code == 200
+    session_id = waiting_in_a_forced_group(app, admin, console, make_customer, "Rita Recorded")
     with app.app_context():
         lens_session = db.session.get(LensSession, session_id)
         session_features = sorted(features.features_of(lens_session, lens_session.console))
@@ -133,13 +140,7 @@ def test_a_forced_recording_cut_off_by_its_sidecar_starts_again_when_the_phone_i
 
     media = Media(Path(app.config["LENS_RECORDINGS_PATH"]))
     app.extensions["lens.media"] = media
-    group_id = make_group_in_admin_center(app, admin, "recorded", set(), recording="forced")
-    move_to_group(app, admin, "tess@example.com", group_id)
-    pin = console.create_session("Rita Restarted")["pin"]
-    session_id = session_id_of(app, pin)
-    customer = make_customer()
-    assert customer.join(pin).status_code == 303
-    assert customer.accept().status_code == 200
+    session_id = waiting_in_a_forced_group(app, admin, console, make_customer, "Rita Restarted")
     assert console.post(f"/sessions/{session_id}/start").status_code == 200
     with app.app_context():
         first = db.session.scalars(select(Recording)).one()

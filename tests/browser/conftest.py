@@ -75,9 +75,9 @@ def compiled_once(expression: str) -> str:
     return f"(arg) => {{ const v = ({expression}); return typeof v === 'function' ? v(arg) : v; }}"
 
 
-@pytest.fixture(autouse=True)
-def predicates_without_eval(monkeypatch) -> None:
-    """Every page's wait_for_function works under the pages' CSP (see compiled_once)."""
+def poll_without_eval(put=setattr) -> None:
+    """Every page's wait_for_function works under the pages' CSP (see compiled_once);
+    `put` sets the wrapped methods in place (a test's monkeypatch.setattr undoes it)."""
     from playwright.sync_api import Frame, Page
 
     for cls in (Page, Frame):
@@ -86,7 +86,13 @@ def predicates_without_eval(monkeypatch) -> None:
         def wait_for_function(self, expression, *args, _original=original, **kwargs):
             return _original(self, compiled_once(expression), *args, **kwargs)
 
-        monkeypatch.setattr(cls, "wait_for_function", wait_for_function)
+        put(cls, "wait_for_function", wait_for_function)
+
+
+@pytest.fixture(autouse=True)
+def predicates_without_eval(monkeypatch) -> None:
+    """Every page's wait_for_function works under the pages' CSP (see compiled_once)."""
+    poll_without_eval(monkeypatch.setattr)
 
 
 @pytest.fixture(autouse=True)

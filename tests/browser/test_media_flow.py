@@ -66,18 +66,30 @@ def assert_frame_rate(page, minimum: float) -> None:
     assert frames / seconds >= minimum, f"{frames} frames in {seconds:.1f} s"
 
 
-def test_start_shows_live_video_and_audio(app, technician, live_server, sidecar, browser):
-    tech_context, tech = console_of(browser, live_server)
-    pin = create_pin(tech, "Media Customer")
-    phone_context, phone = customer_joins(browser, live_server, pin)
-
-    # prepared in advance: connected to the sidecar, yet nothing sent before Start
+def joined_phone(browser, base: str, name: str):
+    """A console and a phone that joined its new session `name` and accepted, the phone's
+    connection to the sidecar ready: ((tech context, page), (phone context, page))."""
+    tech_context, tech = console_of(browser, base)
+    pin = create_pin(tech, name)
+    phone_context, phone = customer_joins(browser, base, pin)
     phone.wait_for_function(PHONE_READY, timeout=15000)
+    return (tech_context, tech), (phone_context, phone)
+
+
+def press_start(tech, name: str) -> None:
+    """Start the session `name` in the console; its video connects."""
+    tech.get_by_role("row").filter(has_text=name).get_by_role("button", name="Start").click()
+    expect(tech.locator(".media-state")).to_have_text("Connected", timeout=15000)
+
+
+def test_start_shows_live_video_and_audio(app, technician, live_server, sidecar, browser):
+    # prepared in advance: connected to the sidecar, yet nothing sent before Start
+    (tech_context, tech), (phone_context, phone) = joined_phone(
+        browser, live_server, "Media Customer"
+    )
     assert phone.evaluate(SENDER_BYTES) == 0
 
-    row = tech.get_by_role("row").filter(has_text="Media Customer")
-    row.get_by_role("button", name="Start").click()
-    expect(tech.locator(".media-state")).to_have_text("Connected", timeout=15000)
+    press_start(tech, "Media Customer")
 
     assert_frame_rate(tech, minimum=20)
     assert tech.evaluate(TRACK_LIVE, ".remote-video")
@@ -112,6 +124,55 @@ def test_start_shows_live_video_and_audio(app, technician, live_server, sidecar,
     expect(tech.locator(".media-state")).to_have_text("Connection restored")
     expect(phone.locator("#media-state")).to_have_text("Connection restored")
     assert_frame_rate(tech, minimum=20)
+
+    for context in (phone_context, tech_context):
+        context.close()
+
+
+def test_a_media_server_that_stays_down_is_named_on_both_pages(
+    app, technician, live_server, sidecar, browser
+):
+    (tech_context, tech), (phone_context, phone) = joined_phone(
+        browser, live_server, "Outage Customer"
+    )
+    press_start(tech, "Outage Customer")
+
+    # the sidecar dies and nothing starts it again: the pages' offers find no media server
+    # (the web process waits for one, then answers "unavailable"), and each page says that
+    # it is the server, not the customer's network, until it is back
+    sidecar.kill()
+    expect(tech.locator(".media-state")).to_have_text(
+        "The media server is not answering. Reconnecting…", timeout=30000
+    )
+    expect(phone.locator("#media-state")).to_have_text(
+        "The video server is not answering. Please wait…", timeout=30000
+    )
+    sidecar.start()
+    expect(tech.locator(".media-state")).to_have_text("Connection restored", timeout=30000)
+    expect(phone.locator("#media-state")).to_have_text("Connection restored", timeout=30000)
+    tech.wait_for_function(f"({FRAMES})() > 10", timeout=10000)
+
+    for context in (phone_context, tech_context):
+        context.close()
+
+
+def test_a_reconnection_while_waiting_is_no_news_to_the_customer_at_start(
+    app, technician, live_server, sidecar, browser
+):
+    (tech_context, tech), (phone_context, phone) = joined_phone(
+        browser, live_server, "Waiting Customer"
+    )
+    # the sidecar restarts while the customer waits: the phone's prepared connection is
+    # rebuilt out of sight (its status line is hidden until Start)
+    sidecar.kill()
+    sidecar.start()
+    phone.wait_for_function(
+        "() => document.getElementById('media-state').dataset.state === 'restored'",
+        timeout=30000,
+    )
+    press_start(tech, "Waiting Customer")
+    expect(phone.locator("#media-state")).to_be_visible()
+    expect(phone.locator("#media-state")).to_have_text("Connected")
 
     for context in (phone_context, tech_context):
         context.close()

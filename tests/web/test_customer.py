@@ -14,6 +14,8 @@ from lens.timeutil import now_utc
 
 WRONG_PIN = "That PIN is not valid"
 USED_PIN = "This PIN was already used"
+EXPIRED_PIN = "This PIN has expired. Ask your technician for a new one."
+UNKNOWN_LINK = "This link is incomplete or wrong. Open the whole link from your message"
 
 
 def session_by_pin(app, pin: str) -> LensSession:
@@ -192,8 +194,26 @@ def test_expired_pin_is_refused_and_the_expiry_is_kept(app, console, customer):
         db.session.commit()
     response = customer.join(pin)
     assert response.status_code == 422
-    assert WRONG_PIN in response.text
+    assert EXPIRED_PIN in response.text and WRONG_PIN not in response.text
     assert state_of(app, lens_session.id) == "expired"
+    # typed again (the expiry cleared the PIN), it is still called expired
+    assert EXPIRED_PIN in customer.join(pin).text
+
+
+def test_a_pin_the_sweep_expired_is_called_expired_in_the_customers_language(
+    app, console, make_customer
+):
+    pin, lens_session = invite(app, console)
+    with app.app_context():
+        later = now_utc() + timedelta(minutes=21)
+        assert lifecycle.expire_due_sessions(db.session, later, timedelta(minutes=20)) == 1
+        db.session.commit()
+    response = make_customer().join(pin)
+    assert response.status_code == 422
+    assert EXPIRED_PIN in response.text
+    dutch = make_customer("198.51.100.8")
+    dutch.client.set_cookie("lens_lang", "nl")
+    assert "Deze pincode is verlopen." in dutch.join(pin).text
 
 
 # --- Rate limits -------------------------------------------------------------------------
@@ -236,10 +256,18 @@ def test_join_link_works_on_one_device_only(app, console, customer, make_custome
     assert state_of(app, lens_session.id) == "connecting"
 
 
-def test_unknown_link_is_410(customer):
-    response = customer.open_link("no-such-token")
+def test_unknown_link_is_410_and_says_to_open_the_whole_link(app, console, make_customer):
+    response = make_customer().open_link("no-such-token")
     assert response.status_code == 410
-    assert "no longer valid" in response.text
+    assert UNKNOWN_LINK in response.text and "no longer valid" not in response.text
+    # a real link cut short (a mail client wrapped it): the same
+    _, lens_session = invite(app, console)
+    cut = make_customer("198.51.100.8").open_link(lens_session.join_token[:-10])
+    assert cut.status_code == 410 and UNKNOWN_LINK in cut.text
+    dutch = make_customer("198.51.100.9")
+    dutch.client.set_cookie("lens_lang", "nl")
+    assert "Deze link is onvolledig of onjuist." in dutch.open_link("no-such-token").text
+    assert state_of(app, lens_session.id) == "created"
 
 
 def test_link_of_an_ended_session_is_410(app, console, customer):

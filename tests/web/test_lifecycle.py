@@ -21,6 +21,7 @@ from lens.sessions.errors import (
     LinkNotValid,
     OneActiveSession,
     OtherDevice,
+    PinExpired,
     PinNotValid,
     PinUsed,
 )
@@ -480,6 +481,21 @@ def test_pin_works_until_its_validity_passes(db_session, technician):
     assert late.state == "expired"
     assert late.pin is None
     assert kinds(late)[-1] == "expire"
+
+
+def test_a_late_pin_is_called_expired_for_a_day(db_session, technician):
+    technician = tech(technician)
+    late = new_session(technician)
+    pin = late.pin
+    with pytest.raises(PinExpired):
+        lifecycle.join_by_pin(db.session, pin, PHONE, NOW + VALIDITY)
+    # the expiry cleared the PIN; its log still names it
+    with pytest.raises(PinExpired):
+        lifecycle.join_by_pin(db.session, pin, PHONE, NOW + VALIDITY + timedelta(hours=23))
+    with pytest.raises(PinNotValid) as refused:
+        lifecycle.join_by_pin(db.session, pin, PHONE, NOW + VALIDITY + timedelta(hours=24))
+    assert refused.value.code == "pin_not_valid"
+    assert late.state == "expired"
 
 
 def test_expired_link_is_refused_and_expires_the_session(db_session, technician):
