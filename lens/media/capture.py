@@ -93,6 +93,18 @@ class VideoHistory:
     ) -> None:
         """Keep one packet (the history restarts at a keyframe's first packet)."""
         packet = (sequence_number, timestamp, marker, payload)
+        packets = self._packets
+        if (
+            not starts_keyframe
+            and packets
+            and self._complete
+            and len(packets) < HISTORY_PACKETS
+            and self._bytes + len(payload) <= HISTORY_BYTES
+            and mime_type == self.mime_type
+        ):
+            packets.append(packet)  # the common case, first
+            self._bytes += len(payload)
+            return
         if starts_keyframe:
             # the first packet leads (reassembly counts from it); packets of this keyframe
             # that overtook it stay

@@ -52,7 +52,6 @@ from aiortc.rtcrtpparameters import (
 from aiortc.rtcrtpreceiver import TimestampMapper
 from aiortc.rtp import (
     RtpPacket,
-    is_rtcp,
     pack_header_extensions,
 )
 from aiortc.utils import uint16_add, uint16_gt, uint32_gt
@@ -135,8 +134,14 @@ class RepeatingNacks:
         retransmitted = packet.sequence_number in self.nacks._missing
         size = len(packet.payload) + packet.padding_size
         self.link.arrival(packet.timestamp, VIDEO_CLOCK_RATE, size, retransmitted)
+        missing = self.nacks._missing
+        before = len(missing)
         self.nacks.add(packet.sequence_number)
-        self._schedule()
+        # only a packet newly missing moves the timer (it is NACKed at once); else the
+        # timer set reschedules itself when it fires (next_due walks every missing packet:
+        # per packet, under heavy loss, that was most of the sidecar's time)
+        if len(missing) > before or (missing and self._timer is None):
+            self._schedule()
         if self.on_packet is not None:
             # the earliest point where a packet (or a retransmission, unwrapped) is known
             self.on_packet(packet)
@@ -579,6 +584,7 @@ class PacketSender:
         self._with_delay: dict[tuple[int, int], bytes] = {}
         self._history: list[tuple[int, bytes, int] | None] = [None] * history
         self._history_size = history
+        self._dtls: RTCDtlsTransport | None = None
         self.retransmitted = 0
         sender._retransmit = self.retransmit  # type: ignore[method-assign]
 
@@ -588,11 +594,12 @@ class PacketSender:
 
     def ready(self) -> bool:
         """True once the leg is connected and the sender configured (MID, extensions)."""
-        sender = self._sender
-        return (
-            sender._RTCRtpSender__started  # type: ignore[attr-defined]
-            and sender.transport._state == DtlsState.CONNECTED
-        )
+        if self._dtls is None:
+            sender = self._sender
+            if not sender._RTCRtpSender__started:  # type: ignore[attr-defined]
+                return False
+            self._dtls = sender.transport  # (started: it stays this one)
+        return self._dtls._state == DtlsState.CONNECTED
 
     def send(self, packet: Any) -> bool:
         """Put `packet` on the wire now; False if the leg is not connected (yet)."""
@@ -857,7 +864,7 @@ class InlineMediaQueue(asyncio.Queue):
             dtls._RTCDtlsTransport__rx_bytes += len(data)  # type: ignore[attr-defined]
             dtls._RTCDtlsTransport__rx_packets += 1  # type: ignore[attr-defined]
             try:
-                if is_rtcp(data):
+                if len(data) > 1 and 191 < data[1] < 209:  # RTCP (aiortc's is_rtcp)
                     _drive(dtls._handle_rtcp_data(dtls._rx_srtp.unprotect_rtcp(data)))
                 else:
                     data = dtls._rx_srtp.unprotect(data)

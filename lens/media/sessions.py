@@ -67,6 +67,7 @@ class Leg:
     created_at: float = field(default_factory=time.monotonic)
     closing: asyncio.Task[None] | None = None
     congestion: passthrough.TransportCcFeedback | None = None  # the phone's leg
+    video_mime: str = ""  # the negotiated video codec's, lower case
 
     def receiver(self, kind: str) -> RTCRtpReceiver | None:
         transceiver = self.transceivers.get(kind)
@@ -418,7 +419,7 @@ class LensMediaSession:
         if payload:
             # a broken history is restarted by the next keyframe; a snapshot that finds
             # none asks for one itself (asking here would cost the live picture keyframes)
-            mime_type = leg.codecs["video"].mimeType.lower()
+            mime_type = leg.video_mime
             self._history.add(
                 mime_type,
                 packet.sequence_number,
@@ -541,6 +542,8 @@ class LensMediaSession:
                 if codec is None:
                     continue
                 leg.codecs[kind] = codec
+                if kind == "video":
+                    leg.video_mime = codec.mimeType.lower()
                 if transceiver.direction not in ("sendonly", "sendrecv"):
                     continue
                 sender = transceiver.sender
