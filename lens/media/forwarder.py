@@ -73,7 +73,7 @@ class RtpView:
         self._data = b""  # the depayloaded codec data (the frame view's)
 
 
-@dataclass
+@dataclass(slots=True)
 class Vp8Descriptor:
     """Where a VP8 RTP payload's descriptor keeps what a forwarder rewrites (RFC 7741)."""
 
