@@ -51,17 +51,14 @@ from aiortc.rtcrtpparameters import (
 )
 from aiortc.rtcrtpreceiver import TimestampMapper
 from aiortc.rtp import (
-    RTP_HISTORY_SIZE,
-    HeaderExtensionsMap,
     RtpPacket,
-    is_rtcp,
     pack_header_extensions,
-    unpack_header_extensions,
 )
 from aiortc.utils import uint16_add, uint16_gt, uint32_gt
 
 from lens.media.congestion import TransportFeedback
-from lens.media.recovery import SILENCE, KeyframeRequests, LinkEstimate, NackList
+from lens.media.forwarder import RtpView, h264_starts_keyframe, parse_vp8
+from lens.media.recovery import MAX_NACKED, SILENCE, KeyframeRequests, LinkEstimate, NackList
 from lens.media.relay import _h264_nal_types, is_keyframe
 
 logger = logging.getLogger(__name__)
@@ -129,14 +126,22 @@ class RepeatingNacks:
         self._timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopped = False
+        # called with how many missing packets were just given up (their give-up passed)
+        self.on_given_up: Callable[[int], None] | None = None
 
     def add(self, packet: RtpPacket) -> bool:
         self._ssrc = packet.ssrc
         retransmitted = packet.sequence_number in self.nacks._missing
         size = len(packet.payload) + packet.padding_size
         self.link.arrival(packet.timestamp, VIDEO_CLOCK_RATE, size, retransmitted)
+        missing = self.nacks._missing
+        before = len(missing)
         self.nacks.add(packet.sequence_number)
-        self._schedule()
+        # only a packet newly missing moves the timer (it is NACKed at once); else the
+        # timer set reschedules itself when it fires (next_due walks every missing packet:
+        # per packet, under heavy loss, that was most of the sidecar's time)
+        if len(missing) > before or (missing and self._timer is None):
+            self._schedule()
         if self.on_packet is not None:
             # the earliest point where a packet (or a retransmission, unwrapped) is known
             self.on_packet(packet)
@@ -157,7 +162,10 @@ class RepeatingNacks:
 
     def _fire(self) -> None:
         self._timer = None
+        expired = self.nacks.expired
         lost = self.nacks.due()
+        if self.nacks.expired > expired and self.on_given_up is not None:
+            self.on_given_up(self.nacks.expired - expired)
         if lost and self._ssrc is not None:
             self._send(self._ssrc, lost)
             # the same NACK once more, a little later: a NACK lost on the downlink (8 % on
@@ -225,6 +233,7 @@ class ForwardingVideoBuffer(JitterBuffer):
         self._on_outage = on_outage
         self._mime_type_of = mime_type_of or (lambda payload_type: "video/vp8")
         self._mime_type = "video/vp8"
+        self._payload_type: int | None = None
         self._missing_since: list[float | None] = [None] * BUFFER_PACKETS
         self._max: int | None = None
         self._next_sequence: int | None = None
@@ -233,7 +242,9 @@ class ForwardingVideoBuffer(JitterBuffer):
 
     def add(self, packet: RtpPacket) -> tuple[bool, JitterFrame | None]:
         self.media_ssrc = packet.ssrc
-        self._mime_type = self._mime_type_of(packet.payload_type) or self._mime_type
+        if packet.payload_type != self._payload_type:
+            self._payload_type = packet.payload_type
+            self._mime_type = self._mime_type_of(packet.payload_type) or self._mime_type
         now = self._clock()
         seq = packet.sequence_number
         if self._origin is not None and self.link.silence >= SILENCE:
@@ -266,6 +277,16 @@ class ForwardingVideoBuffer(JitterBuffer):
             self._max = seq
         self._release(now)
         return False, None
+
+    def restart(self) -> None:
+        """Start afresh from the next packet (the frame view is wanted again): nothing
+        buffered, the next frame released a keyframe."""
+        self._packets = [None] * self._capacity
+        self._missing_since = [None] * self._capacity
+        self._origin = self._max = None
+        self._next_sequence = None
+        self._need_keyframe = True
+        self._scanned = None
 
     # ----- internals --------------------------------------------------------------------
 
@@ -372,18 +393,25 @@ class ForwardingVideoBuffer(JitterBuffer):
 
 
 class ForwardingAudioBuffer(JitterBuffer):
-    """An audio 'buffer' that releases every packet at once and drops late ones."""
+    """An audio 'buffer' that releases every packet at once and drops late ones.
 
-    def __init__(self) -> None:
+    With `on_packet`, each packet goes there (one Opus frame is one packet, forwarded as
+    a packet) and no frame is made; else a frame per packet is released."""
+
+    def __init__(self, on_packet: Callable[[Any], None] | None = None) -> None:
         super().__init__(capacity=16)
         self._last_timestamp: int | None = None
+        self._on_packet = on_packet
 
-    def add(self, packet: RtpPacket) -> tuple[bool, JitterFrame | None]:
+    def add(self, packet: Any) -> tuple[bool, JitterFrame | None]:
         if self._last_timestamp is not None and not uint32_gt(
             packet.timestamp, self._last_timestamp
         ):
             return False, None
         self._last_timestamp = packet.timestamp
+        if self._on_packet is not None:
+            self._on_packet(packet)
+            return False, None
         frame = JitterFrame(data=packet._data, timestamp=packet.timestamp)  # type: ignore[attr-defined]
         frame.contiguous = True  # type: ignore[attr-defined]
         return False, frame
@@ -403,10 +431,13 @@ def divert_receiver(
     For video, `request_keyframe` is called (at most once per keyframe in flight) when the
     buffer lost a frame and needs a keyframe to go on, unless `frame_view_asks` is False
     (then only others ask, through the buffer's gate); `on_packet` gets every video RTP
-    packet (retransmissions unwrapped) as it arrives, before it is reassembled."""
+    packet (retransmissions unwrapped) as it arrives, before it is reassembled; for audio,
+    `on_packet` gets every packet instead of `tap` a frame per packet."""
     receiver._RTCRtpReceiver__decoder_queue = tap  # type: ignore[attr-defined]
     if kind != "video":
-        receiver._RTCRtpReceiver__jitter_buffer = ForwardingAudioBuffer()  # type: ignore[attr-defined]
+        audio = ForwardingAudioBuffer(on_packet)
+        receiver._RTCRtpReceiver__jitter_buffer = audio  # type: ignore[attr-defined]
+        receiver.lens_lean = LeanAudioReceiver(receiver, audio)  # type: ignore[attr-defined]
         return
     codecs: dict[int, RTCRtpCodecParameters] = receiver._RTCRtpReceiver__codecs  # type: ignore[attr-defined]
     mapper = TimestampMapper()
@@ -435,7 +466,9 @@ def divert_receiver(
         on_outage=on_outage,
     )
     receiver._RTCRtpReceiver__jitter_buffer = buffer  # type: ignore[attr-defined]
-    receiver._RTCRtpReceiver__nack_generator = RepeatingNacks(receiver, link, on_packet)  # type: ignore[attr-defined]
+    nacks = RepeatingNacks(receiver, link, on_packet)
+    receiver._RTCRtpReceiver__nack_generator = nacks  # type: ignore[attr-defined]
+    receiver.lens_lean = LeanVideoReceiver(receiver, buffer, nacks)  # type: ignore[attr-defined]
 
 
 def video_buffer(receiver: RTCRtpReceiver) -> ForwardingVideoBuffer | None:
@@ -511,28 +544,6 @@ def _send_datagram(dtls: RTCDtlsTransport, data: bytes, rtcp: bool = False) -> N
     dtls._RTCDtlsTransport__tx_packets += 1  # type: ignore[attr-defined]
 
 
-class _PlayoutDelayMap(HeaderExtensionsMap):
-    """aiortc's header extension map plus the playout-delay extension (aiortc has none).
-
-    A packet whose ``extensions.playout_delay`` is (min, max) in 10 ms units carries it:
-    the receiving browser then keeps at least `min` in its jitter buffer."""
-
-    def __init__(self, configured: HeaderExtensionsMap, extension_id: int) -> None:
-        super().__init__()
-        self._HeaderExtensionsMap__ids = configured._HeaderExtensionsMap__ids  # type: ignore[attr-defined]
-        self._extension_id = extension_id
-
-    def set(self, values: Any) -> tuple[int, bytes]:
-        profile, value = super().set(values)
-        delay = getattr(values, "playout_delay", None)
-        if delay is None:
-            return profile, value
-        elements = unpack_header_extensions(profile, value) if profile else []
-        low, high = delay
-        elements.append((self._extension_id, ((low << 12) | high).to_bytes(3, "big")))
-        return pack_header_extensions(elements)
-
-
 def negotiated_extension_id(transceiver: RTCRtpTransceiver, uri: str) -> int | None:
     """The id the remote offer gave a header extension we answered with, else None."""
     for extension in transceiver._headerExtensions:
@@ -541,17 +552,41 @@ def negotiated_extension_id(transceiver: RTCRtpTransceiver, uri: str) -> int | N
     return None
 
 
+_RTP_HEADER = struct.Struct("!BBHII")
+RTX_HISTORY = 512  # packets per leg kept for the technician's NACKs (~4 s of 1 Mbps video)
+NTP_UNIX_OFFSET = 2208988800  # seconds from 1900 (NTP) to 1970 (Unix)
+
+
+def _ntp_now() -> int:
+    """The current time as a 64-bit NTP timestamp (aiortc's clock goes through datetime)."""
+    return int((time.time() + NTP_UNIX_OFFSET) * 4294967296)
+
+
 class PacketSender:
-    """Sends ready-made RTP packets as an aiortc sender's stream.
+    """Sends ready-made RTP packets (``forwarder.RtpView``) as an aiortc sender's stream.
 
-    Each packet gets the sender's MID and an abs-send-time, goes into the sender's
-    retransmission history (so aiortc's own NACK handling answers the remote's NACKs,
-    over RTX when negotiated) and counts in the sender's reports (SR)."""
+    Each packet is written with struct (header, the sender's MID and, for video, the
+    playout-delay extension when asked for), kept in this leg's retransmission buffer
+    (plain bytes), SRTP-protected and sent on the nominated pair at once; it counts in the
+    sender's reports (SR). The technician's NACKs are answered from that buffer (over RTX
+    when negotiated): it replaces the sender's ``_retransmit``, which aiortc's RTCP
+    handling calls for each NACKed sequence number."""
 
-    def __init__(self, sender: RTCRtpSender, playout_delay_id: int | None = None) -> None:
+    def __init__(
+        self,
+        sender: RTCRtpSender,
+        playout_delay_id: int | None = None,
+        history: int = RTX_HISTORY,
+    ) -> None:
         self._sender = sender
         self._playout_delay_id = playout_delay_id
-        self._map_installed = False
+        self._extensions: bytes | None = None  # the MID extension block, once started
+        self._with_delay: dict[tuple[int, int], bytes] = {}
+        self._history: list[tuple[int, bytes, int] | None] = [None] * history
+        self._history_size = history
+        self._dtls: RTCDtlsTransport | None = None
+        self.retransmitted = 0
+        sender._retransmit = self.retransmit  # type: ignore[method-assign]
 
     @property
     def ssrc(self) -> int:
@@ -559,40 +594,93 @@ class PacketSender:
 
     def ready(self) -> bool:
         """True once the leg is connected and the sender configured (MID, extensions)."""
-        sender = self._sender
-        return (
-            sender._RTCRtpSender__started  # type: ignore[attr-defined]
-            and sender.transport._state == DtlsState.CONNECTED
-        )
+        if self._dtls is None:
+            sender = self._sender
+            if not sender._RTCRtpSender__started:  # type: ignore[attr-defined]
+                return False
+            self._dtls = sender.transport  # (started: it stays this one)
+        return self._dtls._state == DtlsState.CONNECTED
 
-    def send(self, packet: RtpPacket) -> bool:
+    def send(self, packet: Any) -> bool:
         """Put `packet` on the wire now; False if the leg is not connected (yet)."""
         sender = self._sender
         dtls = sender.transport
         if dtls._state != DtlsState.CONNECTED:
             return False
-        if not self._map_installed:
-            self._map_installed = True
-            if self._playout_delay_id:
-                configured = sender._RTCRtpSender__rtp_header_extensions_map  # type: ignore[attr-defined]
-                sender._RTCRtpSender__rtp_header_extensions_map = _PlayoutDelayMap(  # type: ignore[attr-defined]
-                    configured, self._playout_delay_id
-                )
-        ntp = aiortc_clock.current_ntp_time()
-        packet.extensions.mid = sender._RTCRtpSender__mid  # type: ignore[attr-defined]
-        packet.extensions.abs_send_time = (ntp >> 14) & 0x00FFFFFF
-        history = sender._RTCRtpSender__rtp_history  # type: ignore[attr-defined]
-        history[packet.sequence_number % RTP_HISTORY_SIZE] = packet
-        data = packet.serialize(sender._RTCRtpSender__rtp_header_extensions_map)  # type: ignore[attr-defined]
+        extensions = self._extensions
+        if extensions is None:
+            extensions = self._extensions = self._extension_block(None)
+        if packet.playout_delay is not None and self._playout_delay_id:
+            delay = packet.playout_delay
+            extensions = self._with_delay.get(delay)
+            if extensions is None:
+                extensions = self._with_delay[delay] = self._extension_block(delay)
+        payload = packet.payload
+        seq = packet.sequence_number
+        header = _RTP_HEADER.pack(
+            0x90 if extensions else 0x80,
+            (0x80 if packet.marker else 0) | packet.payload_type,
+            seq,
+            packet.timestamp,
+            packet.ssrc,
+        )
+        data = header + extensions + payload
+        self._history[seq % self._history_size] = (seq, data, 12 + len(extensions))
         try:
             _send_datagram(dtls, data)
         except ConnectionError:
             return False
-        sender._RTCRtpSender__ntp_timestamp = ntp  # type: ignore[attr-defined]
+        sender._RTCRtpSender__ntp_timestamp = _ntp_now()  # type: ignore[attr-defined]
         sender._RTCRtpSender__rtp_timestamp = packet.timestamp  # type: ignore[attr-defined]
-        sender._RTCRtpSender__octet_count += len(packet.payload)  # type: ignore[attr-defined]
+        sender._RTCRtpSender__octet_count += len(payload)  # type: ignore[attr-defined]
         sender._RTCRtpSender__packet_count += 1  # type: ignore[attr-defined]
         return True
+
+    async def retransmit(self, sequence_number: int) -> None:
+        """Send a packet the remote reported lost again, from this leg's buffer."""
+        entry = self._history[sequence_number % self._history_size]
+        if entry is None or entry[0] != sequence_number:
+            return
+        _, data, payload_at = entry
+        sender = self._sender
+        rtx_type = sender._RTCRtpSender__rtx_payload_type  # type: ignore[attr-defined]
+        if rtx_type is not None:
+            rtx_seq = sender._RTCRtpSender__rtx_sequence_number  # type: ignore[attr-defined]
+            sender._RTCRtpSender__rtx_sequence_number = uint16_add(rtx_seq, 1)  # type: ignore[attr-defined]
+            data = b"".join(
+                (
+                    bytes((data[0], (data[1] & 0x80) | rtx_type)),
+                    rtx_seq.to_bytes(2, "big"),
+                    data[4:8],
+                    sender._rtx_ssrc.to_bytes(4, "big"),
+                    data[12:payload_at],
+                    sequence_number.to_bytes(2, "big"),
+                    data[payload_at:],
+                )
+            )
+        if sender.transport._state != DtlsState.CONNECTED:
+            return
+        try:
+            _send_datagram(sender.transport, data)
+        except ConnectionError:
+            return
+        self.retransmitted += 1
+
+    def _extension_block(self, playout_delay: tuple[int, int] | None) -> bytes:
+        """The one-byte header extension block: the MID, and the playout delay if given."""
+        sender = self._sender
+        ids = sender._RTCRtpSender__rtp_header_extensions_map._HeaderExtensionsMap__ids  # type: ignore[attr-defined]
+        mid = sender._RTCRtpSender__mid  # type: ignore[attr-defined]
+        elements = []
+        if mid is not None and ids.mid:
+            elements.append((ids.mid, mid.encode("utf8")))
+        if playout_delay is not None and self._playout_delay_id:
+            low, high = playout_delay
+            elements.append((self._playout_delay_id, ((low << 12) | high).to_bytes(3, "big")))
+        if not elements:
+            return b""
+        profile, value = pack_header_extensions(elements)
+        return struct.pack("!HH", profile, len(value) // 4) + value
 
 
 def sender_rtt(sender: RTCRtpSender) -> float | None:
@@ -669,28 +757,34 @@ SO_TIMESTAMPNS = 35  # Linux (asm-generic): the kernel stamps each datagram's ar
 _kernel_arrival: list[float | None] = [None]  # the datagram being delivered, monotonic
 
 
-def kernel_timestamps(receiver_or_sender: RTCRtpReceiver | RTCRtpSender) -> int:
-    """Have the kernel stamp every datagram on a leg's UDP sockets with its arrival time.
+def read_directly(receiver_or_sender: RTCRtpReceiver | RTCRtpSender, stamp: bool) -> int:
+    """Read a leg's UDP sockets with :func:`_read_stamped`, the kernel stamping each
+    datagram's arrival if `stamp`.
 
     asyncio reads datagrams with recvfrom(), so the earliest time Python can take is when
     the event loop gets to the socket, which on a loaded machine is milliseconds late and
     looks like congestion to the phone's bandwidth estimator. This reads them with
-    recvmsg() and SO_TIMESTAMPNS instead; InlineMediaQueue uses that time. Call once the
-    leg's candidates are gathered; returns how many sockets were switched."""
+    recvmsg() and SO_TIMESTAMPNS instead; InlineMediaQueue uses that time. SRTP/SRTCP
+    datagrams go straight to the leg's InlineMediaQueue, not through aioice's STUN parser
+    (which fails on each of them with an exception). Call once the leg's candidates are
+    gathered, after :func:`inline_media`; returns how many sockets were switched."""
     connection = receiver_or_sender.transport.transport._connection
+    queue = connection._queue if isinstance(connection._queue, InlineMediaQueue) else None
     switched = 0
     for protocol in connection._protocols:
         transport = getattr(protocol, "transport", None)
         sock = getattr(transport, "_sock", None)
         if sock is None or sock.type != socket.SOCK_DGRAM or getattr(transport, "lens_stamped", 0):
             continue
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-        except OSError:
-            continue
+        if stamp:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+            except OSError:
+                continue
         transport._loop._remove_reader(transport._sock_fd)
         transport._loop._add_reader(transport._sock_fd, _read_stamped, transport)
         transport.lens_stamped = 1
+        transport.lens_queue = queue if LEAN else None
         switched += 1
     return switched
 
@@ -712,13 +806,19 @@ def _read_stamped(transport: Any) -> None:
         transport._fatal_error(exc, "Fatal read error on datagram transport")
         return
     stamp = None
-    for level, kind, value in ancillary:
-        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(value) >= 16:
-            seconds, nanoseconds = struct.unpack("qq", value[:16])
-            stamp = seconds + nanoseconds / 1e9 - (time.time() - time.monotonic())
+    if ancillary:
+        for level, kind, value in ancillary:
+            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(value) >= 16:
+                seconds, nanoseconds = struct.unpack("qq", value[:16])
+                stamp = seconds + nanoseconds / 1e9 - (time.time() - time.monotonic())
     _kernel_arrival[0] = stamp
     try:
-        transport._protocol.datagram_received(data, addr)
+        queue = transport.lens_queue
+        if queue is not None and data and 127 < data[0] < 192:
+            # SRTP/SRTCP (RFC 7983): never STUN, so aioice's protocol has nothing to do
+            queue.put_nowait((data, 1))
+        else:
+            transport._protocol.datagram_received(data, addr)
     finally:
         _kernel_arrival[0] = None
 
@@ -728,10 +828,11 @@ class InlineMediaQueue(asyncio.Queue):
 
     aioice puts each datagram on a queue that the DTLS transport's task awaits: three
     coroutine layers and a task switch per packet. Once DTLS is up and nothing is queued
-    (order is kept), an SRTP or SRTCP datagram is instead decrypted and handed to aiortc's
-    RTP/RTCP handling right away, in aioice's socket callback, which is what aiortc's
-    receive loop does for it (``RTCDtlsTransport._recv_next``). Every datagram's arrival
-    time is noted as it comes off the socket (``last_arrival``, for transport-cc)."""
+    (order is kept), an SRTP or SRTCP datagram is instead decrypted and handled right away,
+    in the socket callback: RTP for a diverted receiver by :class:`LeanReceive` (the lean
+    path), anything else by aiortc's RTP/RTCP handling, which is what aiortc's receive
+    loop does for it (``RTCDtlsTransport._recv_next``). Every datagram's arrival time is
+    noted as it comes off the socket (``last_arrival``, for transport-cc)."""
 
     last_arrival: float | None = None
 
@@ -740,6 +841,7 @@ class InlineMediaQueue(asyncio.Queue):
         self._dtls = dtls
         self.inline = 0
         self.kernel_stamped = 0
+        self.lean = LeanReceive(dtls) if LEAN else None
 
     def put_nowait(self, item: Any) -> None:
         now = _kernel_arrival[0]
@@ -762,12 +864,14 @@ class InlineMediaQueue(asyncio.Queue):
             dtls._RTCDtlsTransport__rx_bytes += len(data)  # type: ignore[attr-defined]
             dtls._RTCDtlsTransport__rx_packets += 1  # type: ignore[attr-defined]
             try:
-                if is_rtcp(data):
+                if len(data) > 1 and 191 < data[1] < 209:  # RTCP (aiortc's is_rtcp)
                     _drive(dtls._handle_rtcp_data(dtls._rx_srtp.unprotect_rtcp(data)))
                 else:
-                    arrival_ms = aiortc_clock.current_ms()
                     data = dtls._rx_srtp.unprotect(data)
-                    _drive(dtls._handle_rtp_data(data, arrival_time_ms=arrival_ms))
+                    lean = self.lean
+                    if lean is None or not lean.handle(data, now):
+                        arrival_ms = aiortc_clock.current_ms()
+                        _drive(dtls._handle_rtp_data(data, arrival_time_ms=arrival_ms))
             except pylibsrtp.Error:
                 pass  # what aiortc does with a packet it cannot decrypt
             except Exception:
@@ -794,6 +898,294 @@ def inline_media(receiver_or_sender: RTCRtpReceiver | RTCRtpSender) -> InlineMed
     return queue
 
 
+# ----- the lean receive path ------------------------------------------------------------
+#
+# What aiortc's RTCDtlsTransport._handle_rtp_data and RTCRtpReceiver._handle_rtp_packet do
+# for a diverted receiver, on the decrypted datagram's bytes: the header read with struct,
+# only the transport-cc extension looked for, no RtpPacket, no per-packet datetime, no
+# coroutines. Packets of a payload type no diverted receiver owns (and everything before
+# the receivers are registered) still go through aiortc.
+
+_SEQ_TS_SSRC = struct.Struct("!HII")
+NOT_MEDIA = {"red", "ulpfec", "flexfec", "flexfec-03", "rtx"}  # payload formats, not codecs
+_EXTENSION_HEADER = struct.Struct("!HH")
+_NOT_LEARNT = object()
+
+
+def _extension_value(data: bytes, start: int, end: int, profile: int, wanted: int) -> int | None:
+    """A two-byte header extension's value (transport-cc's sequence number), or None."""
+    i = start
+    if profile == 0xBEDE:  # one-byte elements
+        while i < end:
+            byte = data[i]
+            if byte == 0:  # padding
+                i += 1
+                continue
+            ext_id, length = byte >> 4, (byte & 0x0F) + 1
+            if ext_id == 15:
+                return None
+            if ext_id == wanted:
+                return (data[i + 1] << 8) | data[i + 2] if length == 2 and i + 3 <= end else None
+            i += 1 + length
+    elif profile & 0xFFF0 == 0x1000:  # two-byte elements
+        while i + 1 < end:
+            ext_id = data[i]
+            if ext_id == 0:
+                i += 1
+                continue
+            length = data[i + 1]
+            if ext_id == wanted:
+                return (data[i + 2] << 8) | data[i + 3] if length == 2 and i + 4 <= end else None
+            i += 2 + length
+    return None
+
+
+class LeanReceive:
+    """Reads one leg's decrypted RTP packets and hands each to its diverted receiver's
+    lean handler (``receiver.lens_lean``), routed by payload type as aiortc's RtpRouter
+    does under BUNDLE. Transport-cc sequence numbers go to `on_transport_seq`."""
+
+    def __init__(self, dtls: RTCDtlsTransport) -> None:
+        self._dtls = dtls
+        self._routes: dict[int, Any] = {}
+        self._transport_cc_id = 0
+        self.on_transport_seq: Callable[[int, float], None] | None = None
+        self.packets = 0
+
+    def handle(self, data: bytes, arrival: float) -> bool:
+        """Handle one decrypted RTP packet; False: aiortc's path is to take it."""
+        if len(data) < 12:
+            return False
+        first, second = data[0], data[1]
+        payload_type = second & 0x7F
+        route = self._routes.get(payload_type, _NOT_LEARNT)
+        if route is _NOT_LEARNT:
+            route = self._learn(payload_type)
+        if route is None:
+            return False
+        seq, timestamp, ssrc = _SEQ_TS_SSRC.unpack_from(data, 2)
+        pos = 12 + 4 * (first & 0x0F)
+        if first & 0x10:
+            if len(data) < pos + 4:
+                return True  # malformed: dropped, as aiortc does
+            profile, words = _EXTENSION_HEADER.unpack_from(data, pos)
+            start = pos + 4
+            pos = start + 4 * words
+            if self.on_transport_seq is not None and self._transport_cc_id:
+                sequence = _extension_value(data, start, pos, profile, self._transport_cc_id)
+                if sequence is not None:
+                    self.on_transport_seq(sequence, arrival)
+        end = len(data)
+        padding = 0
+        if first & 0x20:
+            padding = data[-1]
+            end -= padding
+        if pos > end:
+            return True
+        self.packets += 1
+        handler, codec = route
+        handler(
+            RtpView(payload_type, second >> 7, seq, timestamp, ssrc, data[pos:end], padding), codec
+        )
+        return True
+
+    def _learn(self, payload_type: int) -> Any:
+        receivers = self._dtls._rtp_router.payload_type_table.get(payload_type)
+        if not receivers:
+            return None  # not registered yet: aiortc decides, and this is asked again
+        route = None
+        if len(receivers) == 1:
+            receiver = next(iter(receivers))
+            lean = getattr(receiver, "lens_lean", None)
+            codecs = receiver._RTCRtpReceiver__codecs  # type: ignore[attr-defined]
+            codec = codecs.get(payload_type)
+            media = codec
+            if codec is not None and aiortc_codecs.is_rtx(codec):
+                media = codecs.get(codec.parameters.get("apt"))
+            # media and its retransmissions only: RED, ULPFEC, FlexFEC... go through
+            # aiortc's handling (and whatever wraps it)
+            if lean is not None and media is not None and media.name.lower() not in NOT_MEDIA:
+                route = (lean.handle, codec)
+        ids = self._dtls._rtp_header_extensions_map._HeaderExtensionsMap__ids  # type: ignore[attr-defined]
+        self._transport_cc_id = ids.transport_sequence_number or 0
+        self._routes[payload_type] = route
+        return route
+
+
+def _stream_statistics(receiver: RTCRtpReceiver, ssrc: int, clock_rate: int) -> Any:
+    """The receiver's statistics of one incoming SSRC (its receiver reports read them)."""
+    # the RTCP router finds the receiver of the sender's reports by SSRC (aiortc's RTP
+    # router learns it from the packets it routes, which these are not)
+    receiver.transport._rtp_router.ssrc_table.setdefault(ssrc, receiver)
+    streams = receiver._RTCRtpReceiver__remote_streams  # type: ignore[attr-defined]
+    stats = streams.get(ssrc)
+    if stats is None:
+        stats = streams[ssrc] = aiortc_receiver_module.StreamStatistics(clock_rate)
+    return stats
+
+
+class LeanVideoReceiver:
+    """A diverted video receiver's per-packet work, on an RtpView: statistics, RTX
+    unwrapped, NACK bookkeeping and forwarding (``RepeatingNacks``), then the frame view
+    (``ForwardingVideoBuffer``), as ``RTCRtpReceiver._handle_rtp_packet`` orders them.
+
+    The frame view (reassembly into frames) can be switched off (:func:`frame_view`): the
+    sidecar needs frames only while it records. Then what the buffer does for the live
+    stream is done packet by packet instead: a hole whose give-up passed (a NACKed packet
+    that never came) or a gap too long to NACK asks for a keyframe through the buffer's
+    one-in-flight gate, an outage calls its `on_outage`, and a keyframe's size is noted."""
+
+    def __init__(
+        self, receiver: RTCRtpReceiver, buffer: ForwardingVideoBuffer, nacks: RepeatingNacks
+    ) -> None:
+        self._receiver = receiver
+        self._buffer = buffer
+        self._nacks = nacks
+        self._codecs: dict[int, RTCRtpCodecParameters] = receiver._RTCRtpReceiver__codecs  # type: ignore[attr-defined]
+        self._rtx_ssrc: dict[int, int] = receiver._RTCRtpReceiver__rtx_ssrc  # type: ignore[attr-defined]
+        self._stats: dict[int, Any] = {}
+        self._names: dict[int, str] = {}  # payload type -> codec name, upper case
+        self.frame_view = True
+        self._keyframe_timestamp: int | None = None
+        self._keyframe_bytes = 0
+        nacks.on_given_up = self._given_up
+
+    def handle(self, packet: RtpView, codec: RTCRtpCodecParameters) -> None:
+        stats = self._stats.get(packet.ssrc)
+        if stats is None:
+            stats = self._stats[packet.ssrc] = _stream_statistics(
+                self._receiver, packet.ssrc, codec.clockRate
+            )
+        stats.add(packet)
+        name = self._names.get(packet.payload_type)
+        if name is None:
+            name = self._names[packet.payload_type] = codec.name.upper()
+        if name == "RTX":
+            original = self._rtx_ssrc.get(packet.ssrc) or self._buffer.media_ssrc
+            apt = codec.parameters.get("apt")
+            payload = packet.payload
+            if original is None or len(payload) < 2 or apt not in self._codecs:
+                return
+            packet = RtpView(
+                apt,
+                packet.marker,
+                (payload[0] << 8) | payload[1],
+                packet.timestamp,
+                original,
+                payload[2:],
+            )
+            codec = self._codecs[apt]
+            name = codec.name.upper()
+        payload = packet.payload
+        if name == "VP8" and payload:
+            packet.vp8 = parse_vp8(payload)
+        if not self.frame_view:
+            self._watch(packet, name)
+            return
+        self._nacks.add(packet)
+        # the frame view's codec data (what aiortc's depayload makes)
+        if payload:
+            if name == "VP8":
+                if packet.vp8 is None:
+                    return
+                packet._data = payload[packet.vp8.header_len :]
+            elif name == "H264":
+                try:
+                    packet._data = aiortc_codecs.depayload(codec, payload)
+                except ValueError:
+                    return
+            else:
+                packet._data = payload
+        self._buffer.add(packet)
+
+    def _watch(self, packet: RtpView, name: str) -> None:
+        """The live stream's needs without the frame view (see the class doc)."""
+        buffer = self._buffer
+        buffer.media_ssrc = packet.ssrc
+        nacks = self._nacks.nacks
+        before = nacks.max_seq
+        self._nacks.add(packet)
+        link = buffer.link
+        if link.silence >= SILENCE:  # an outage: the forwarded stream needs a keyframe
+            if buffer._on_outage is not None:
+                buffer._on_outage()
+            else:
+                buffer._ask_keyframe()
+        elif before is not None:
+            gap = uint16_add(packet.sequence_number, -before) - 1
+            if MAX_NACKED < gap < 0x8000:  # more missing than a NACK asks for
+                buffer.holes_given_up += 1
+                buffer._ask_keyframe()
+        payload = packet.payload
+        if not payload:
+            return
+        if name == "VP8":
+            starts = packet.vp8 is not None and packet.vp8.keyframe
+        elif name == "H264":
+            starts = h264_starts_keyframe(payload)
+        else:
+            starts = False
+        if starts:
+            self._keyframe_timestamp = packet.timestamp
+            self._keyframe_bytes = 0
+        if packet.timestamp == self._keyframe_timestamp:
+            self._keyframe_bytes += len(payload)
+            if packet.marker:
+                buffer.keyframes.keyframe_arrived(self._keyframe_bytes)
+                self._keyframe_timestamp = None
+
+    def _given_up(self, count: int) -> None:
+        if not self.frame_view:  # (the frame view gives holes up itself)
+            self._buffer.holes_given_up += 1
+            self._buffer._ask_keyframe()
+
+    def set_frame_view(self, on: bool) -> None:
+        if on and not self.frame_view:
+            self._buffer.restart()
+        self.frame_view = on
+
+
+def frame_view(receiver: RTCRtpReceiver, on: bool) -> None:
+    """Switch a diverted video receiver's reassembly into frames on or off (lean path).
+
+    Off, the phone's packets are forwarded and watched one by one; on (the sidecar records),
+    its tap gets frames again, starting at a keyframe."""
+    lean = getattr(receiver, "lens_lean", None)
+    if isinstance(lean, LeanVideoReceiver):
+        lean.set_frame_view(on)
+
+
+def depayloader(codec: RTCRtpCodecParameters) -> Callable[[bytes], bytes]:
+    """The codec's RTP payload → encoded data (VP8 descriptor off, H.264 NAL units with
+    start codes), as aiortc's jitter buffer joins them into frames."""
+    return lambda payload: aiortc_codecs.depayload(codec, payload)
+
+
+class LeanAudioReceiver:
+    """A diverted audio receiver's per-packet work, on an RtpView: statistics, then the
+    forwarding buffer (late packets dropped, the rest to its `on_packet`, or as frames to
+    the receiver's tap)."""
+
+    def __init__(self, receiver: RTCRtpReceiver, buffer: ForwardingAudioBuffer) -> None:
+        self._receiver = receiver
+        self._buffer = buffer
+        self._stats: dict[int, Any] = {}
+        self._mapper = TimestampMapper()
+
+    def handle(self, packet: RtpView, codec: RTCRtpCodecParameters) -> None:
+        stats = self._stats.get(packet.ssrc)
+        if stats is None:
+            stats = self._stats[packet.ssrc] = _stream_statistics(
+                self._receiver, packet.ssrc, codec.clockRate
+            )
+        stats.add(packet)
+        packet._data = packet.payload
+        _, frame = self._buffer.add(packet)
+        if frame is not None:  # no `on_packet`: a frame per packet, as aiortc hands it on
+            frame.timestamp = self._mapper.map(frame.timestamp)
+            self._receiver._RTCRtpReceiver__decoder_queue.put((codec, frame))  # type: ignore[attr-defined]
+
+
 class TransportCcFeedback:
     """Sends transport-cc feedback for everything arriving on one leg's transport."""
 
@@ -812,14 +1204,17 @@ class TransportCcFeedback:
         def route_rtp(packet: RtpPacket) -> Any:
             seq = packet.extensions.transport_sequence_number
             if seq is not None:
-                self.feedback.add(seq, queue.last_arrival)
-                if self._timer is None:
-                    self._timer = asyncio.get_running_loop().call_later(
-                        FEEDBACK_INTERVAL, self._send
-                    )
+                self._arrived(seq, queue.last_arrival)
             return route(packet)
 
         router.route_rtp = route_rtp
+        if queue.lean is not None:
+            queue.lean.on_transport_seq = self._arrived  # packets aiortc never routes
+
+    def _arrived(self, seq: int, arrival: float | None) -> None:
+        self.feedback.add(seq, arrival)
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(FEEDBACK_INTERVAL, self._send)
 
     def _send(self) -> None:
         self._timer = None
@@ -910,5 +1305,6 @@ def count_codecs() -> CodecCounter:
 # LENS_MEDIA_BWE=remb keeps aiortc's REMB (for comparison runs: bench/qoe.py)
 TRANSPORT_CC = os.environ.get("LENS_MEDIA_BWE", "transport-cc") != "remb"
 INLINE = os.environ.get("LENS_MEDIA_INLINE", "1") != "0"  # 0: aiortc's queue (comparison runs)
+LEAN = os.environ.get("LENS_MEDIA_LEAN", "1") != "0"  # 0: aiortc's RTP handling (comparison)
 if TRANSPORT_CC:
     negotiate_transport_cc()
