@@ -122,7 +122,7 @@ class LegRewriter:
         """The packet as this leg sends it, or None (waiting for a keyframe, stale, padding)."""
         payload = packet.payload
         if not payload:
-            return None, None  # padding: the phone's bandwidth probe is not forwarded
+            return self._filler(packet), None
         vp8 = parse_vp8(payload) if self.mime_type == "video/vp8" else None
         if self.waiting:
             if self.mime_type == "video/vp8":
@@ -152,6 +152,25 @@ class LegRewriter:
             self._out_ts = timestamp
             self._sent_at = self._clock()
         return out, vp8
+
+    def _filler(self, packet: RtpPacket) -> RtpPacket | None:
+        """A packet without payload (padding, or what stands for a FEC packet the sidecar
+        took: fec.padding_packet) takes a sequence number in the phone's stream: it goes on
+        as one byte of padding, so the technician's browser does not NACK that number."""
+        if self.waiting or uint16_gt(self._start_seq, packet.sequence_number):
+            return None
+        out = RtpPacket(
+            payload_type=self.payload_type,
+            sequence_number=(packet.sequence_number + self._seq_offset) & 0xFFFF,
+            timestamp=(packet.timestamp + self._ts_offset) & 0xFFFFFFFF,
+            ssrc=self.ssrc,
+        )
+        out.padding_size = 1
+        if uint16_gt(out.sequence_number, self._out_seq):
+            self._out_seq = out.sequence_number
+            self._out_ts = out.timestamp
+            self._sent_at = self._clock()
+        return out
 
     def _rebase(self, packet: RtpPacket, vp8: Vp8Descriptor | None) -> None:
         now = self._clock()

@@ -60,8 +60,9 @@ from aiortc.rtp import (
 )
 from aiortc.utils import uint16_add, uint16_gt, uint32_gt
 
+from lens.media import fec
 from lens.media.congestion import TransportFeedback
-from lens.media.recovery import SILENCE, KeyframeRequests, LinkEstimate, NackList
+from lens.media.recovery import SILENCE, KeyframeRequests, LinkEstimate, MediaFreeGaps, NackList
 from lens.media.relay import _h264_nal_types, is_keyframe
 
 logger = logging.getLogger(__name__)
@@ -119,10 +120,16 @@ class RepeatingNacks:
         receiver: RTCRtpReceiver,
         link: LinkEstimate,
         on_packet: Callable[[RtpPacket], None] | None = None,
+        mime_type_of: Callable[[int], str | None] | None = None,
+        on_filler: Callable[[RtpPacket], None] | None = None,
     ) -> None:
         self.link = link
         self.on_packet = on_packet
         self.nacks = NackList(link)
+        # a lost FEC packet's number is no loss: not NACKed, filled with padding downstream
+        self.gaps = MediaFreeGaps()
+        self._mime_type_of = mime_type_of
+        self._on_filler = on_filler
         self.missing: set[int] = set()  # aiortc reads this only when add() returns True
         self._receiver = receiver
         self._ssrc: int | None = None
@@ -136,11 +143,42 @@ class RepeatingNacks:
         size = len(packet.payload) + packet.padding_size
         self.link.arrival(packet.timestamp, VIDEO_CLOCK_RATE, size, retransmitted)
         self.nacks.add(packet.sequence_number)
+        if (
+            packet.payload
+            and self._mime_type_of is not None
+            and self._mime_type_of(packet.payload_type) == "video/vp8"
+        ):
+            free = self.gaps.packet(packet.sequence_number, packet.marker, packet.payload)
+            if free:
+                self._fill(packet, self.nacks.not_media(free))
         self._schedule()
         if self.on_packet is not None:
             # the earliest point where a packet (or a retransmission, unwrapped) is known
             self.on_packet(packet)
         return False  # aiortc must not send its own NACK
+
+    def _fill(self, packet: RtpPacket, lost: list[int]) -> None:
+        """Stand-ins for lost FEC packets: padding, for the frame view and the technician."""
+        for seq in lost:
+            filler = RtpPacket(
+                payload_type=packet.payload_type,
+                sequence_number=seq,
+                timestamp=packet.timestamp,
+                ssrc=packet.ssrc,
+            )
+            filler.padding_size = 1
+            filler._data = b""  # type: ignore[attr-defined]
+            if self._on_filler is not None:
+                self._on_filler(filler)
+            if self.on_packet is not None:
+                self.on_packet(filler)
+
+    def add_rebuilt(self, packet: RtpPacket) -> None:
+        """A packet FEC rebuilt in the sidecar: no longer missing (and no round-trip
+        sample: nothing was retransmitted); it is forwarded like any other."""
+        self.nacks.rebuilt(packet.sequence_number)
+        if self.on_packet is not None:
+            self.on_packet(packet)
 
     def _schedule(self) -> None:
         delay = self.nacks.next_due()
@@ -233,7 +271,8 @@ class ForwardingVideoBuffer(JitterBuffer):
 
     def add(self, packet: RtpPacket) -> tuple[bool, JitterFrame | None]:
         self.media_ssrc = packet.ssrc
-        self._mime_type = self._mime_type_of(packet.payload_type) or self._mime_type
+        if packet.payload:  # (an empty one stands for a FEC packet: fec.padding_packet)
+            self._mime_type = self._mime_type_of(packet.payload_type) or self._mime_type
         now = self._clock()
         seq = packet.sequence_number
         if self._origin is not None and self.link.silence >= SILENCE:
@@ -271,6 +310,8 @@ class ForwardingVideoBuffer(JitterBuffer):
 
     def _release(self, now: float) -> None:
         while self._origin is not None and not uint16_gt(self._origin, self._max):
+            if self._skip_no_media():
+                continue
             if self._need_keyframe and not self._skip_to_keyframe():
                 hole = self._origin
             else:
@@ -289,6 +330,18 @@ class ForwardingVideoBuffer(JitterBuffer):
             if not self._need_keyframe:
                 self._need_keyframe = True
             self._ask_keyframe()
+
+    def _skip_no_media(self) -> bool:
+        """Drop a packet without payload at the origin (True): what stands for a FEC packet
+        (``fec.padding_packet``, ``RepeatingNacks``' fillers for lost ones), or padding."""
+        packet = self._packets[self._origin % self._capacity]
+        if packet is None or packet.payload:
+            return False
+        contiguous = self._next_sequence == self._origin
+        self._drop_through(self._origin)
+        if contiguous:
+            self._next_sequence = self._origin
+        return True
 
     def _skip_to_keyframe(self) -> bool:
         """Drop packets until a keyframe's first packet is at the origin (True). A keyframe
@@ -435,7 +488,126 @@ def divert_receiver(
         on_outage=on_outage,
     )
     receiver._RTCRtpReceiver__jitter_buffer = buffer  # type: ignore[attr-defined]
-    receiver._RTCRtpReceiver__nack_generator = RepeatingNacks(receiver, link, on_packet)  # type: ignore[attr-defined]
+    receiver._RTCRtpReceiver__nack_generator = RepeatingNacks(  # type: ignore[attr-defined]
+        receiver, link, on_packet, mime_type_of=mime_type_of, on_filler=buffer.add
+    )
+
+
+class RedUlpfec:
+    """RED and ULPFEC on a phone leg (``fec.RedReceiver``), between the wire and aiortc.
+
+    Every decrypted RTP datagram of the leg's (bundled) transport passes here before aiortc
+    parses it: a RED packet goes on as the media packet inside it, a retransmission of one
+    as a retransmission of that, a FEC packet as a padding-only packet with its sequence
+    number; each media packet FEC rebuilds goes straight to the NACK list (no longer
+    missing), the technician and the frame view, past aiortc's receive statistics (the
+    phone's loss figures, which set its FEC rate, are the link's, before repair)."""
+
+    def __init__(self, receiver: RTCRtpReceiver) -> None:
+        self.red: fec.RedReceiver | None = None
+        self._off = False  # the answer has no red/ulpfec: hand everything on
+        self._receiver = receiver
+        self._codecs: dict[int, RTCRtpCodecParameters] = receiver._RTCRtpReceiver__codecs  # type: ignore[attr-defined]
+        self._rtx_ssrc: dict[int, int] = receiver._RTCRtpReceiver__rtx_ssrc  # type: ignore[attr-defined]
+        self._red_rtx: int | None = None
+        self._media_rtx: dict[int, int] = {}  # media payload type -> its RTX payload type
+        dtls = receiver.transport
+        self._extensions = dtls._rtp_header_extensions_map
+        self._original = dtls._handle_rtp_data
+        dtls._handle_rtp_data = self._handle
+
+    def _configure(self) -> bool:
+        """Find the negotiated payload types (the receiver has them once it started)."""
+        types = {c.mimeType.lower(): c.payloadType for c in self._codecs.values()}
+        if RED_MIME not in types or ULPFEC_MIME not in types:
+            self._off = bool(types)
+            return False
+        self.red = fec.RedReceiver(types[RED_MIME], types[ULPFEC_MIME])
+        for codec in self._codecs.values():
+            if aiortc_codecs.is_rtx(codec):
+                apt = codec.parameters.get("apt")
+                if apt == self.red.red_type:
+                    self._red_rtx = codec.payloadType
+                elif isinstance(apt, int):
+                    self._media_rtx[apt] = codec.payloadType
+        return True
+
+    async def _handle(self, data: bytes, arrival_time_ms: int) -> None:
+        red = self.red
+        if red is None:
+            if self._off or len(data) < 12 or not self._configure():
+                await self._original(data, arrival_time_ms)
+                return
+            red = self.red
+        payload_type = data[1] & 0x7F if len(data) > 1 else -1
+        if FEC_DUMP and payload_type in (red.red_type, self._red_rtx):
+            _dump(data)
+        if payload_type == red.red_type:
+            handed, rebuilt = red.receive(data)
+        elif payload_type == self._red_rtx and self._red_rtx is not None:
+            media_ssrc = self._rtx_ssrc.get(int.from_bytes(data[8:12], "big"))
+            if media_ssrc is None:
+                await self._original(data, arrival_time_ms)
+                return
+            handed, rebuilt = red.receive_rtx(data, media_ssrc, self._media_rtx.get(red.media_type))
+        else:
+            await self._original(data, arrival_time_ms)
+            return
+        await self._original(handed, arrival_time_ms)
+        for packet in rebuilt:
+            self._deliver_rebuilt(packet)
+
+    def _deliver_rebuilt(self, data: bytes) -> None:
+        """What aiortc's receiver does with a packet, less its statistics and RTX."""
+        try:
+            packet = RtpPacket.parse(data, self._extensions)
+        except ValueError:
+            return
+        receiver = self._receiver
+        codec = self._codecs.get(packet.payload_type)
+        if codec is None:
+            return
+        nacks = receiver._RTCRtpReceiver__nack_generator  # type: ignore[attr-defined]
+        if isinstance(nacks, RepeatingNacks):
+            nacks.add_rebuilt(packet)
+        try:
+            packet._data = aiortc_codecs.depayload(codec, packet.payload)  # type: ignore[attr-defined]
+        except ValueError:
+            return
+        receiver._RTCRtpReceiver__jitter_buffer.add(packet)  # type: ignore[attr-defined]
+
+    def state(self) -> dict[str, int]:
+        red = self.red
+        if red is None:
+            return {"fec_packets": 0, "fec_recovered": 0, "fec_unrecoverable": 0}
+        return {
+            "fec_packets": red.fec_packets,
+            "fec_recovered": red.recovered,
+            "fec_unrecoverable": red.unrecoverable,
+        }
+
+
+def _dump(data: bytes) -> None:
+    """Keep the first FEC_DUMP_PACKETS RED datagrams (hex, one a line) in LENS_MEDIA_FEC_DUMP:
+    real Chrome packets for tests/media/data (a debugging aid, off by default)."""
+    if _dumped[0] >= FEC_DUMP_PACKETS:
+        return
+    _dumped[0] += 1
+    with open(FEC_DUMP, "a") as out:
+        out.write(data.hex() + "\n")
+
+
+FEC_DUMP = os.environ.get("LENS_MEDIA_FEC_DUMP")
+FEC_DUMP_PACKETS = 3000
+_dumped = [0]
+
+
+def repair_with_fec(receiver: RTCRtpReceiver) -> RedUlpfec | None:
+    """Unwrap RED and repair with ULPFEC on a phone leg's video (call once the remote offer
+    is applied: the bundled transport is known); None when FEC is off."""
+    if not FEC:
+        return None
+    return RedUlpfec(receiver)
 
 
 def video_buffer(receiver: RTCRtpReceiver) -> ForwardingVideoBuffer | None:
@@ -635,6 +807,31 @@ def negotiate_transport_cc() -> None:
                 f for f in codec.rtcpFeedback if f.type not in ("goog-remb", "transport-cc")
             ]
             codec.rtcpFeedback = [*feedback, RTCRtcpFeedback(type="transport-cc")]
+
+
+RED_MIME, ULPFEC_MIME = "video/red", "video/ulpfec"
+RED_PAYLOAD_TYPE = 123  # in the sidecar's own offers (tests); an answer takes the offer's
+
+
+def negotiate_red_ulpfec() -> None:
+    """Make answers accept red + ulpfec (and RTX for red) for video, so a browser that sends
+    to the sidecar adds forward error correction on a lossy link (``RedUlpfec`` repairs
+    with it). Only a phone leg asks for them (``FEC_CODECS``); idempotent."""
+    video = aiortc_codecs.CODECS["video"]
+    if any(c.mimeType.lower() == RED_MIME for c in video):
+        return
+    video += [
+        RTCRtpCodecParameters(mimeType="video/red", clockRate=90000, payloadType=RED_PAYLOAD_TYPE),
+        RTCRtpCodecParameters(
+            mimeType="video/rtx",
+            clockRate=90000,
+            payloadType=RED_PAYLOAD_TYPE + 1,
+            parameters={"apt": RED_PAYLOAD_TYPE},
+        ),
+        RTCRtpCodecParameters(
+            mimeType="video/ulpfec", clockRate=90000, payloadType=RED_PAYLOAD_TYPE + 2
+        ),
+    ]
 
 
 @types.coroutine
@@ -910,5 +1107,10 @@ def count_codecs() -> CodecCounter:
 # LENS_MEDIA_BWE=remb keeps aiortc's REMB (for comparison runs: bench/qoe.py)
 TRANSPORT_CC = os.environ.get("LENS_MEDIA_BWE", "transport-cc") != "remb"
 INLINE = os.environ.get("LENS_MEDIA_INLINE", "1") != "0"  # 0: aiortc's queue (comparison runs)
+# LENS_MEDIA_FEC=0: no red/ulpfec on the phone's leg (comparison runs: bench/qoe.py)
+FEC = os.environ.get("LENS_MEDIA_FEC", "1") != "0"
+FEC_CODECS = (RED_MIME, ULPFEC_MIME) if FEC else ()
+if FEC:
+    negotiate_red_ulpfec()
 if TRANSPORT_CC:
     negotiate_transport_cc()

@@ -133,6 +133,8 @@ class NackList:
         self.recovered = 0
         self.expired = 0  # missing packets given up without a retransmission
         self.late = 0  # packets that came after their sequence number was given up
+        self.rebuilt_missing = 0  # missing packets FEC rebuilt in the sidecar
+        self.lost_without_media = 0  # missing numbers that held no media (lost FEC packets)
         self.recovery_delays: deque[float] = deque(maxlen=1000)  # first missed → arrival
 
     @property
@@ -168,6 +170,18 @@ class NackList:
         if entry[2] == 1:  # Karn: only an unambiguous NACK gives a round-trip sample
             self.link.rtt_sample(now - entry[1])
         return True
+
+    def not_media(self, sequence_numbers: list[int]) -> list[int]:
+        """These never held media (``MediaFreeGaps``): stop asking for them; the ones that
+        were missing are returned."""
+        lost = [seq for seq in sequence_numbers if self._missing.pop(seq, None) is not None]
+        self.lost_without_media += len(lost)
+        return lost
+
+    def rebuilt(self, sequence_number: int) -> None:
+        """FEC rebuilt a packet: it is no longer missing (not a round-trip sample)."""
+        if self._missing.pop(sequence_number, None) is not None:
+            self.rebuilt_missing += 1
 
     def due(self) -> list[int]:
         """The sequence numbers to NACK now (each marked as sent); expired ones are dropped."""
@@ -207,6 +221,52 @@ class NackList:
             newest = sorted(self._missing, key=lambda s: uint16_add(self.max_seq, -s))
             for seq in newest[MAX_NACKED:]:
                 del self._missing[seq]
+
+
+class MediaFreeGaps:
+    """Sequence numbers a VP8 stream used for no media: a lost FEC packet's.
+
+    With red/ulpfec the phone's FEC packets take sequence numbers between its media
+    packets, and a lost one is never retransmitted (Chrome keeps no FEC packet for that).
+    A gap between the last packet of a picture (marker) and the first packet of the very
+    next picture (picture ID + 1) can only have held such packets (or padding): NACKing it
+    is useless and giving it up must not cost a keyframe. `packet` takes each media packet
+    (a VP8 payload) as it arrives and returns the sequence numbers so proven."""
+
+    def __init__(self) -> None:
+        self._last: tuple[int, int, bytes] | None = None  # newest media: seq, marker, payload
+
+    def packet(self, seq: int, marker: int, payload: bytes) -> list[int]:
+        last = self._last
+        if last is not None and not uint16_gt(seq, last[0]):
+            return []  # a retransmission: older than the newest
+        self._last = (seq, marker, payload)
+        if last is None or not last[1] or uint16_add(seq, -last[0]) <= 1:
+            return []
+        ids = _picture_ids(last[2]), _picture_ids(payload, start=True)
+        if ids[0] is None or ids[1] is None or ids[0][1] != ids[1][1]:
+            return []
+        (previous, bits), (current, _) = ids
+        if current != (previous + 1) & ((1 << bits) - 1):
+            return []
+        free = []
+        between = uint16_add(last[0], 1)
+        while between != seq:
+            free.append(between)
+            between = uint16_add(between, 1)
+        return free
+
+
+def _picture_ids(payload: bytes, start: bool = False) -> tuple[int, int] | None:
+    """(picture ID, its bits) of a VP8 payload descriptor; None without one (or, with
+    `start`, if the packet does not begin a picture)."""
+    if len(payload) < 3 or not payload[0] & 0x80 or not payload[1] & 0x80:
+        return None  # no X, or no I: no picture ID
+    if start and payload[0] & 0x17 != 0x10:
+        return None
+    if payload[2] & 0x80:
+        return (((payload[2] & 0x7F) << 8) | payload[3], 15) if len(payload) > 3 else None
+    return payload[2], 7
 
 
 class KeyframeRequests:
