@@ -143,6 +143,14 @@ class RepeatingNacks:
         size = len(packet.payload) + packet.padding_size
         self.link.arrival(packet.timestamp, VIDEO_CLOCK_RATE, size, retransmitted)
         self.nacks.add(packet.sequence_number)
+        self._check_gaps(packet)
+        self._schedule()
+        if self.on_packet is not None:
+            # the earliest point where a packet (or a retransmission, unwrapped) is known
+            self.on_packet(packet)
+        return False  # aiortc must not send its own NACK
+
+    def _check_gaps(self, packet: RtpPacket) -> None:
         if (
             packet.payload
             and self._mime_type_of is not None
@@ -151,11 +159,6 @@ class RepeatingNacks:
             free = self.gaps.packet(packet.sequence_number, packet.marker, packet.payload)
             if free:
                 self._fill(packet, self.nacks.not_media(free))
-        self._schedule()
-        if self.on_packet is not None:
-            # the earliest point where a packet (or a retransmission, unwrapped) is known
-            self.on_packet(packet)
-        return False  # aiortc must not send its own NACK
 
     def _fill(self, packet: RtpPacket, lost: list[int]) -> None:
         """Stand-ins for lost FEC packets: padding, for the frame view and the technician."""
@@ -177,6 +180,7 @@ class RepeatingNacks:
         """A packet FEC rebuilt in the sidecar: no longer missing (and no round-trip
         sample: nothing was retransmitted); it is forwarded like any other."""
         self.nacks.rebuilt(packet.sequence_number)
+        self._check_gaps(packet)
         if self.on_packet is not None:
             self.on_packet(packet)
 
@@ -511,6 +515,8 @@ class RedUlpfec:
         self._rtx_ssrc: dict[int, int] = receiver._RTCRtpReceiver__rtx_ssrc  # type: ignore[attr-defined]
         self._red_rtx: int | None = None
         self._media_rtx: dict[int, int] = {}  # media payload type -> its RTX payload type
+        buffer = video_buffer(receiver)
+        self._link = buffer.link if buffer is not None else None
         dtls = receiver.transport
         self._extensions = dtls._rtp_header_extensions_map
         self._original = dtls._handle_rtp_data
@@ -543,7 +549,10 @@ class RedUlpfec:
         if FEC_DUMP and payload_type in (red.red_type, self._red_rtx):
             _dump(data)
         if payload_type == red.red_type:
+            fec_packets = red.fec_packets
             handed, rebuilt = red.receive(data)
+            if red.fec_packets != fec_packets and self._link is not None:
+                self._link.last_fec = self._link.clock()
         elif payload_type == self._red_rtx and self._red_rtx is not None:
             media_ssrc = self._rtx_ssrc.get(int.from_bytes(data[8:12], "big"))
             if media_ssrc is None:

@@ -270,6 +270,13 @@ def test_a_lost_fec_packet_between_two_pictures_is_not_nacked():
     # a lost last packet of a picture is media too, even if the next picture follows
     assert arrives(vp8_packet(9, 14, 0, 2)) == [] and arrives(vp8_packet(11, 15, 0, 1)) == []
     assert nacks.missing == {7, 10}
+    # a FEC packet and the next picture's first packet lost: the FEC packet's number is
+    # known to hold no media once that first packet comes again
+    assert arrives(vp8_packet(20, 30, 0, 1)) == []
+    assert arrives(vp8_packet(23, 31, 1, 2)) == []  # 21 (FEC) and 22 lost
+    assert {21, 22} <= nacks.missing
+    assert arrives(vp8_packet(22, 31, 0, 2)) == [21]  # retransmitted (or rebuilt by FEC)
+    assert not {21, 22} & nacks.missing
 
 
 def test_what_stands_for_a_fec_packet_reaches_the_technician_as_padding():
