@@ -14,7 +14,7 @@ from lens.media import fec
 from lens.media.app import CODECS, SESSIONS
 from lens.media.forwarder import LegRewriter
 from lens.media.passthrough import ForwardingVideoBuffer
-from lens.media.recovery import LinkEstimate, MediaFreeGaps, NackList
+from lens.media.recovery import FEC_PLAYOUT_SHARE, LinkEstimate, MediaFreeGaps, NackList
 from lens.media.testing import start_phone, start_technician
 
 pytestmark = pytest.mark.media
@@ -306,6 +306,25 @@ def test_a_rebuilt_packet_is_no_round_trip_sample():
     assert link.rtt_samples == 0 and nacks.recovered == 0
 
 
+def test_while_the_phone_sends_fec_the_technician_buffers_less():
+    """Most losses are repaired with no round trip then: the technician's playout floor
+    (RTP playout-delay) is a share of the round-trip floor, as a browser in a direct call
+    adds no round trip to its buffer under hybrid NACK/FEC."""
+    clock = Clock()
+    link = LinkEstimate(clock)
+    link.rtt_sample(0.35)
+    assert link.playout_floor() == 0.0  # nothing lost: nothing added
+    link.last_loss = clock.now
+    full = link.playout_floor()
+    assert full == pytest.approx(0.35 + 0.02)
+    link.last_fec = clock.now
+    assert link.playout_floor() == pytest.approx(FEC_PLAYOUT_SHARE * full)
+    assert 0 < FEC_PLAYOUT_SHARE < 1
+    clock.now += 11  # no FEC for longer than the loss memory, a loss now
+    link.last_loss = clock.now
+    assert link.playout_floor() == pytest.approx(full)
+
+
 # ----- aiortc peers: a phone that sends RED + ULPFEC and never retransmits ---------------
 
 
@@ -373,6 +392,8 @@ def test_the_sidecar_repairs_the_phones_losses_with_its_fec(with_sidecar, vp8_cl
         assert state["lost"] >= 10 and recovery["fec_recovered"] >= 10
         assert recovery["fec_recovered"] >= state["lost"] - 2  # (the last FEC may be on its way)
         assert recovery["holes_given_up"] == 0
+        link = session.publisher.receiver("video")._RTCRtpReceiver__jitter_buffer.link
+        assert link.last_fec is not None  # the technician's playout floor knows
         digests = video.digests[start + 1 :]
         index = {d: i for i, d in enumerate(vp8_clip.digests)}
         order = [index[d] for d in digests]  # a KeyError = a torn frame
