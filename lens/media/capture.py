@@ -105,6 +105,12 @@ class VideoHistory:
             packets.append(packet)  # the common case, first
             self._bytes += len(payload)
             return
+        if not payload:
+            # a number that held no media (a FEC packet, padding): kept, so reassembly
+            # finds no hole there
+            if packets and len(packets) < HISTORY_PACKETS:
+                packets.append(packet)
+            return
         if starts_keyframe:
             # the first packet leads (reassembly counts from it); packets of this keyframe
             # that overtook it stay
@@ -164,6 +170,9 @@ def frames_from_packets(
     offset = 0
     while offset in ordered:
         packet_timestamp, marker, payload = ordered[offset]
+        if not payload:  # no media there (a FEC packet, padding)
+            offset += 1
+            continue
         if parts and packet_timestamp != timestamp:
             frames.append(b"".join(parts))  # no marker, but the next frame began
             parts = []

@@ -16,6 +16,7 @@ until one comes it asks the phone for one (``LensMediaSession.request_keyframe``
 from __future__ import annotations
 
 import random
+import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from aiortc.utils import uint16_add, uint16_gt
 from lens.media.relay import ForwardingStats, vp8_resolution
 
 VIDEO_CLOCK_RATE = 90000
+_RTP_HEADER = struct.Struct("!BBHII")
 PLAYOUT_DELAY_MAX = 1000  # 10 s in 10 ms units: no upper limit in practice
 
 
@@ -71,6 +73,22 @@ class RtpView:
         self.vp8 = vp8
         self.playout_delay: tuple[int, int] | None = None
         self._data = b""  # the depayloaded codec data (the frame view's)
+
+    def serialize(self, extensions: bytes = b"") -> bytes:
+        """The packet's bytes; `extensions`: a header extension block (profile, length,
+        elements). A packet without payload (what stands for a FEC packet) is padding."""
+        padding = self.padding_size
+        first = (0x90 if extensions else 0x80) | (0x20 if padding else 0)
+        header = _RTP_HEADER.pack(
+            first,
+            (0x80 if self.marker else 0) | self.payload_type,
+            self.sequence_number,
+            self.timestamp,
+            self.ssrc,
+        )
+        if padding:
+            return header + extensions + self.payload + bytes(padding - 1) + bytes((padding,))
+        return header + extensions + self.payload
 
 
 @dataclass(slots=True)
@@ -183,7 +201,7 @@ class LegRewriter:
         (waiting for a keyframe, stale, padding)."""
         payload = packet.payload
         if not payload:
-            return None, None  # padding: the phone's bandwidth probe is not forwarded
+            return self._filler(packet), None
         vp8 = None
         if self.mime_type == "video/vp8":
             vp8 = packet.vp8 if type(packet) is RtpView else None
@@ -212,6 +230,27 @@ class LegRewriter:
             self._out_ts = timestamp
             self._sent_at = self._clock()
         return out, vp8
+
+    def _filler(self, packet: Any) -> RtpView | None:
+        """A packet without payload (padding, or what stands for a FEC packet the sidecar
+        took: fec.padding_packet) takes a sequence number in the phone's stream: it goes on
+        as one byte of padding, so the technician's browser does not NACK that number."""
+        if self.waiting or uint16_gt(self._start_seq, packet.sequence_number):
+            return None
+        out = RtpView(
+            self.payload_type,
+            0,
+            (packet.sequence_number + self._seq_offset) & 0xFFFF,
+            (packet.timestamp + self._ts_offset) & 0xFFFFFFFF,
+            self.ssrc,
+            b"",
+            padding_size=1,
+        )
+        if uint16_gt(out.sequence_number, self._out_seq):
+            self._out_seq = out.sequence_number
+            self._out_ts = out.timestamp
+            self._sent_at = self._clock()
+        return out
 
     def _rebase(self, packet: Any, vp8: Vp8Descriptor | None) -> None:
         now = self._clock()
@@ -293,7 +332,7 @@ class VideoForwarder:
             if self.rewriter.waiting and packet.payload:
                 self._request_keyframe()
             return
-        if self._playout_floor is not None and (vp8 is None or vp8.start):
+        if self._playout_floor is not None and out.payload and (vp8 is None or vp8.start):
             # the technician's browser buffers long enough for the phone leg's
             # retransmissions (RTP playout-delay extension, 10 ms units: min, max)
             floor = round(self._playout_floor() * 100)

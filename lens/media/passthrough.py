@@ -56,9 +56,17 @@ from aiortc.rtp import (
 )
 from aiortc.utils import uint16_add, uint16_gt, uint32_gt
 
+from lens.media import fec
 from lens.media.congestion import TransportFeedback
 from lens.media.forwarder import RtpView, h264_starts_keyframe, parse_vp8
-from lens.media.recovery import MAX_NACKED, SILENCE, KeyframeRequests, LinkEstimate, NackList
+from lens.media.recovery import (
+    MAX_NACKED,
+    SILENCE,
+    KeyframeRequests,
+    LinkEstimate,
+    MediaFreeGaps,
+    NackList,
+)
 from lens.media.relay import _h264_nal_types, is_keyframe
 
 logger = logging.getLogger(__name__)
@@ -116,10 +124,16 @@ class RepeatingNacks:
         receiver: RTCRtpReceiver,
         link: LinkEstimate,
         on_packet: Callable[[RtpPacket], None] | None = None,
+        mime_type_of: Callable[[int], str | None] | None = None,
+        on_filler: Callable[[RtpView], None] | None = None,
     ) -> None:
         self.link = link
         self.on_packet = on_packet
         self.nacks = NackList(link)
+        # a lost FEC packet's number is no loss: not NACKed, filled with padding downstream
+        self.gaps = MediaFreeGaps()
+        self._mime_type_of = mime_type_of
+        self.on_filler = on_filler  # the frame view's (the lean path decides: LeanVideoReceiver)
         self.missing: set[int] = set()  # aiortc reads this only when add() returns True
         self._receiver = receiver
         self._ssrc: int | None = None
@@ -142,10 +156,39 @@ class RepeatingNacks:
         # per packet, under heavy loss, that was most of the sidecar's time)
         if len(missing) > before or (missing and self._timer is None):
             self._schedule()
+        self._check_gaps(packet)
         if self.on_packet is not None:
             # the earliest point where a packet (or a retransmission, unwrapped) is known
             self.on_packet(packet)
         return False  # aiortc must not send its own NACK
+
+    def _check_gaps(self, packet: Any) -> None:
+        if (
+            packet.payload
+            and self._mime_type_of is not None
+            and self._mime_type_of(packet.payload_type) == "video/vp8"
+        ):
+            free = self.gaps.packet(packet.sequence_number, packet.marker, packet.payload)
+            if free:
+                self._fill(packet, self.nacks.not_media(free))
+
+    def _fill(self, packet: Any, lost: list[int]) -> None:
+        """Stand-ins for lost FEC packets: padding, for the frame view, the snapshot history
+        and the technician."""
+        for seq in lost:
+            filler = RtpView(packet.payload_type, 0, seq, packet.timestamp, packet.ssrc, b"", 1)
+            if self.on_filler is not None:
+                self.on_filler(filler)
+            if self.on_packet is not None:
+                self.on_packet(filler)
+
+    def add_rebuilt(self, packet: Any) -> None:
+        """A packet FEC rebuilt in the sidecar: no longer missing (and no round-trip
+        sample: nothing was retransmitted); it is forwarded like any other."""
+        self.nacks.rebuilt(packet.sequence_number)
+        self._check_gaps(packet)
+        if self.on_packet is not None:
+            self.on_packet(packet)
 
     def _schedule(self) -> None:
         delay = self.nacks.next_due()
@@ -242,7 +285,8 @@ class ForwardingVideoBuffer(JitterBuffer):
 
     def add(self, packet: RtpPacket) -> tuple[bool, JitterFrame | None]:
         self.media_ssrc = packet.ssrc
-        if packet.payload_type != self._payload_type:
+        # (an empty one may stand for a FEC packet: fec.padding_packet)
+        if packet.payload_type != self._payload_type and packet.payload:
             self._payload_type = packet.payload_type
             self._mime_type = self._mime_type_of(packet.payload_type) or self._mime_type
         now = self._clock()
@@ -292,6 +336,8 @@ class ForwardingVideoBuffer(JitterBuffer):
 
     def _release(self, now: float) -> None:
         while self._origin is not None and not uint16_gt(self._origin, self._max):
+            if self._skip_no_media():
+                continue
             if self._need_keyframe and not self._skip_to_keyframe():
                 hole = self._origin
             else:
@@ -310,6 +356,18 @@ class ForwardingVideoBuffer(JitterBuffer):
             if not self._need_keyframe:
                 self._need_keyframe = True
             self._ask_keyframe()
+
+    def _skip_no_media(self) -> bool:
+        """Drop a packet without payload at the origin (True): what stands for a FEC packet
+        (``fec.padding_packet``, ``RepeatingNacks``' fillers for lost ones), or padding."""
+        packet = self._packets[self._origin % self._capacity]
+        if packet is None or packet.payload:
+            return False
+        contiguous = self._next_sequence == self._origin
+        self._drop_through(self._origin)
+        if contiguous:
+            self._next_sequence = self._origin
+        return True
 
     def _skip_to_keyframe(self) -> bool:
         """Drop packets until a keyframe's first packet is at the origin (True). A keyframe
@@ -466,9 +524,187 @@ def divert_receiver(
         on_outage=on_outage,
     )
     receiver._RTCRtpReceiver__jitter_buffer = buffer  # type: ignore[attr-defined]
-    nacks = RepeatingNacks(receiver, link, on_packet)
+    nacks = RepeatingNacks(receiver, link, on_packet, mime_type_of=mime_type_of)
     receiver._RTCRtpReceiver__nack_generator = nacks  # type: ignore[attr-defined]
-    receiver.lens_lean = LeanVideoReceiver(receiver, buffer, nacks)  # type: ignore[attr-defined]
+    lean = LeanVideoReceiver(receiver, buffer, nacks)
+    nacks.on_filler = lean.filler  # into the frame view, unless the lean path has it off
+    receiver.lens_lean = lean  # type: ignore[attr-defined]
+
+
+class RedUlpfec:
+    """RED and ULPFEC on a phone leg (``fec.RedReceiver``), between the wire and the receiver.
+
+    Every decrypted RTP datagram of the leg's (bundled) transport that no lean handler owns
+    passes here: a RED packet goes on as the media packet inside it, a retransmission of
+    one as a retransmission of that, a FEC packet as a padding-only packet with its
+    sequence number; each media packet FEC rebuilds goes straight to the NACK list (no
+    longer missing), the technician and the frame view, past the receive statistics (the
+    phone's loss figures, which set its FEC rate, are the link's, before repair).
+
+    What it hands on takes the lean path (``LeanReceive``) when the leg has one, so a phone
+    that sends RED costs no more CPU than one that does not; aiortc's path only when the
+    lean one declines (before the receivers are registered, ``LENS_MEDIA_LEAN=0``). On the
+    lean path it is ``LeanReceive.unwrap``; on aiortc's it wraps the DTLS transport's
+    ``_handle_rtp_data``."""
+
+    def __init__(self, receiver: RTCRtpReceiver) -> None:
+        self.red: fec.RedReceiver | None = None
+        self._off = False  # the answer has no red/ulpfec: hand everything on
+        self._receiver = receiver
+        self._codecs: dict[int, RTCRtpCodecParameters] = receiver._RTCRtpReceiver__codecs  # type: ignore[attr-defined]
+        self._rtx_ssrc: dict[int, int] = receiver._RTCRtpReceiver__rtx_ssrc  # type: ignore[attr-defined]
+        self._red_rtx: int | None = None
+        self._media_rtx: dict[int, int] = {}  # media payload type -> its RTX payload type
+        buffer = video_buffer(receiver)
+        self._link = buffer.link if buffer is not None else None
+        dtls = receiver.transport
+        self._extensions = dtls._rtp_header_extensions_map
+        self._original = dtls._handle_rtp_data
+        dtls._handle_rtp_data = self._handle
+        queue = dtls.transport._connection._queue
+        self._queue = queue if isinstance(queue, InlineMediaQueue) else None
+        self._lean = self._queue.lean if self._queue is not None else None
+        if self._lean is not None:
+            self._lean.unwrap = self.take
+        self.lean_handed = self.lean_rebuilt = 0  # packets the lean path took from here
+
+    def _configure(self) -> bool:
+        """Find the negotiated payload types (the receiver has them once it started)."""
+        types = {c.mimeType.lower(): c.payloadType for c in self._codecs.values()}
+        if RED_MIME not in types or ULPFEC_MIME not in types:
+            self._off = bool(types)
+            return False
+        self.red = fec.RedReceiver(types[RED_MIME], types[ULPFEC_MIME])
+        for codec in self._codecs.values():
+            if aiortc_codecs.is_rtx(codec):
+                apt = codec.parameters.get("apt")
+                if apt == self.red.red_type:
+                    self._red_rtx = codec.payloadType
+                elif isinstance(apt, int):
+                    self._media_rtx[apt] = codec.payloadType
+        return True
+
+    def _unwrap(self, data: bytes) -> tuple[bytes, list[bytes]] | None:
+        """(the packet to hand on in `data`'s place, the packets FEC rebuilt), or None:
+        `data` is no RED packet (nor a retransmission of one) and goes on as it is."""
+        red = self.red
+        if red is None:
+            if self._off or len(data) < 12 or not self._configure():
+                return None
+            red = self.red
+        payload_type = data[1] & 0x7F
+        if payload_type == red.red_type:
+            if FEC_DUMP:
+                _dump(data)
+            fec_packets = red.fec_packets
+            handed, rebuilt = red.receive(data)
+            if red.fec_packets != fec_packets and self._link is not None:
+                self._link.last_fec = self._link.clock()
+            return handed, rebuilt
+        if payload_type == self._red_rtx and self._red_rtx is not None:
+            media_ssrc = self._rtx_ssrc.get(int.from_bytes(data[8:12], "big"))
+            if media_ssrc is None:
+                return None
+            if FEC_DUMP:
+                _dump(data)
+            return red.receive_rtx(data, media_ssrc, self._media_rtx.get(red.media_type))
+        return None
+
+    def take(self, data: bytes, arrival: float) -> bool:
+        """The lean path's hook (``LeanReceive.unwrap``) for a packet no lean handler owns:
+        False if it is no RED packet (aiortc's path takes it as it is)."""
+        unwrapped = self._unwrap(data)
+        if unwrapped is None:
+            return False
+        handed, rebuilt = unwrapped
+        if not self._offer(handed, arrival):
+            _drive(self._original(handed, aiortc_clock.current_ms()))
+        self._rebuilt(rebuilt)
+        return True
+
+    async def _handle(self, data: bytes, arrival_time_ms: int) -> None:
+        """aiortc's path (``RTCDtlsTransport._handle_rtp_data``), wrapped."""
+        unwrapped = self._unwrap(data) if len(data) > 1 else None
+        if unwrapped is None:
+            await self._original(data, arrival_time_ms)
+            return
+        handed, rebuilt = unwrapped
+        arrival = self._queue.last_arrival if self._queue is not None else None
+        if not self._offer(handed, time.monotonic() if arrival is None else arrival):
+            await self._original(handed, arrival_time_ms)
+        self._rebuilt(rebuilt)
+
+    def _offer(self, handed: bytes, arrival: float) -> bool:
+        """Hand an unwrapped packet to the lean path; False if it declines."""
+        lean = self._lean
+        if lean is None or len(handed) < 12:
+            return False
+        if handed[1] & 0x7F in (self.red.red_type, self._red_rtx):  # type: ignore[union-attr]
+            return False  # (what stands for a FEC packet before any media: not the lean's)
+        if not lean.handle(handed, arrival):
+            return False
+        self.lean_handed += 1
+        return True
+
+    def _rebuilt(self, rebuilt: list[bytes]) -> None:
+        lean = self._lean
+        for packet in rebuilt:
+            if lean is not None and lean.rebuilt(packet):
+                self.lean_rebuilt += 1
+            else:
+                self._deliver_rebuilt(packet)
+
+    def _deliver_rebuilt(self, data: bytes) -> None:
+        """What aiortc's receiver does with a packet, less its statistics and RTX."""
+        try:
+            packet = RtpPacket.parse(data, self._extensions)
+        except ValueError:
+            return
+        receiver = self._receiver
+        codec = self._codecs.get(packet.payload_type)
+        if codec is None:
+            return
+        nacks = receiver._RTCRtpReceiver__nack_generator  # type: ignore[attr-defined]
+        if isinstance(nacks, RepeatingNacks):
+            nacks.add_rebuilt(packet)
+        try:
+            packet._data = aiortc_codecs.depayload(codec, packet.payload)  # type: ignore[attr-defined]
+        except ValueError:
+            return
+        receiver._RTCRtpReceiver__jitter_buffer.add(packet)  # type: ignore[attr-defined]
+
+    def state(self) -> dict[str, int]:
+        red = self.red
+        if red is None:
+            return {"fec_packets": 0, "fec_recovered": 0, "fec_unrecoverable": 0}
+        return {
+            "fec_packets": red.fec_packets,
+            "fec_recovered": red.recovered,
+            "fec_unrecoverable": red.unrecoverable,
+        }
+
+
+def _dump(data: bytes) -> None:
+    """Keep the first FEC_DUMP_PACKETS RED datagrams (hex, one a line) in LENS_MEDIA_FEC_DUMP:
+    real Chrome packets for tests/media/data (a debugging aid, off by default)."""
+    if _dumped[0] >= FEC_DUMP_PACKETS:
+        return
+    _dumped[0] += 1
+    with open(FEC_DUMP, "a") as out:
+        out.write(data.hex() + "\n")
+
+
+FEC_DUMP = os.environ.get("LENS_MEDIA_FEC_DUMP")
+FEC_DUMP_PACKETS = 3000
+_dumped = [0]
+
+
+def repair_with_fec(receiver: RTCRtpReceiver) -> RedUlpfec | None:
+    """Unwrap RED and repair with ULPFEC on a phone leg's video (call once the remote offer
+    is applied: the bundled transport is known); None when FEC is off."""
+    if not FEC:
+        return None
+    return RedUlpfec(receiver)
 
 
 def video_buffer(receiver: RTCRtpReceiver) -> ForwardingVideoBuffer | None:
@@ -552,7 +788,6 @@ def negotiated_extension_id(transceiver: RTCRtpTransceiver, uri: str) -> int | N
     return None
 
 
-_RTP_HEADER = struct.Struct("!BBHII")
 RTX_HISTORY = 512  # packets per leg kept for the technician's NACKs (~4 s of 1 Mbps video)
 NTP_UNIX_OFFSET = 2208988800  # seconds from 1900 (NTP) to 1970 (Unix)
 
@@ -615,16 +850,8 @@ class PacketSender:
             extensions = self._with_delay.get(delay)
             if extensions is None:
                 extensions = self._with_delay[delay] = self._extension_block(delay)
-        payload = packet.payload
         seq = packet.sequence_number
-        header = _RTP_HEADER.pack(
-            0x90 if extensions else 0x80,
-            (0x80 if packet.marker else 0) | packet.payload_type,
-            seq,
-            packet.timestamp,
-            packet.ssrc,
-        )
-        data = header + extensions + payload
+        data = packet.serialize(extensions)
         self._history[seq % self._history_size] = (seq, data, 12 + len(extensions))
         try:
             _send_datagram(dtls, data)
@@ -632,7 +859,7 @@ class PacketSender:
             return False
         sender._RTCRtpSender__ntp_timestamp = _ntp_now()  # type: ignore[attr-defined]
         sender._RTCRtpSender__rtp_timestamp = packet.timestamp  # type: ignore[attr-defined]
-        sender._RTCRtpSender__octet_count += len(payload)  # type: ignore[attr-defined]
+        sender._RTCRtpSender__octet_count += len(packet.payload)  # type: ignore[attr-defined]
         sender._RTCRtpSender__packet_count += 1  # type: ignore[attr-defined]
         return True
 
@@ -723,6 +950,31 @@ def negotiate_transport_cc() -> None:
                 f for f in codec.rtcpFeedback if f.type not in ("goog-remb", "transport-cc")
             ]
             codec.rtcpFeedback = [*feedback, RTCRtcpFeedback(type="transport-cc")]
+
+
+RED_MIME, ULPFEC_MIME = "video/red", "video/ulpfec"
+RED_PAYLOAD_TYPE = 123  # in the sidecar's own offers (tests); an answer takes the offer's
+
+
+def negotiate_red_ulpfec() -> None:
+    """Make answers accept red + ulpfec (and RTX for red) for video, so a browser that sends
+    to the sidecar adds forward error correction on a lossy link (``RedUlpfec`` repairs
+    with it). Only a phone leg asks for them (``FEC_CODECS``); idempotent."""
+    video = aiortc_codecs.CODECS["video"]
+    if any(c.mimeType.lower() == RED_MIME for c in video):
+        return
+    video += [
+        RTCRtpCodecParameters(mimeType="video/red", clockRate=90000, payloadType=RED_PAYLOAD_TYPE),
+        RTCRtpCodecParameters(
+            mimeType="video/rtx",
+            clockRate=90000,
+            payloadType=RED_PAYLOAD_TYPE + 1,
+            parameters={"apt": RED_PAYLOAD_TYPE},
+        ),
+        RTCRtpCodecParameters(
+            mimeType="video/ulpfec", clockRate=90000, payloadType=RED_PAYLOAD_TYPE + 2
+        ),
+    ]
 
 
 @types.coroutine
@@ -943,13 +1195,16 @@ def _extension_value(data: bytes, start: int, end: int, profile: int, wanted: in
 class LeanReceive:
     """Reads one leg's decrypted RTP packets and hands each to its diverted receiver's
     lean handler (``receiver.lens_lean``), routed by payload type as aiortc's RtpRouter
-    does under BUNDLE. Transport-cc sequence numbers go to `on_transport_seq`."""
+    does under BUNDLE. Transport-cc sequence numbers go to `on_transport_seq`. A packet
+    of a payload type no handler owns (RED, its retransmissions) is offered to `unwrap`
+    (``RedUlpfec.take``), which hands what it unwraps back here."""
 
     def __init__(self, dtls: RTCDtlsTransport) -> None:
         self._dtls = dtls
         self._routes: dict[int, Any] = {}
         self._transport_cc_id = 0
         self.on_transport_seq: Callable[[int, float], None] | None = None
+        self.unwrap: Callable[[bytes, float], bool] | None = None
         self.packets = 0
 
     def handle(self, data: bytes, arrival: float) -> bool:
@@ -962,7 +1217,7 @@ class LeanReceive:
         if route is _NOT_LEARNT:
             route = self._learn(payload_type)
         if route is None:
-            return False
+            return self.unwrap is not None and self.unwrap(data, arrival)
         seq, timestamp, ssrc = _SEQ_TS_SSRC.unpack_from(data, 2)
         pos = 12 + 4 * (first & 0x0F)
         if first & 0x10:
@@ -983,10 +1238,28 @@ class LeanReceive:
         if pos > end:
             return True
         self.packets += 1
-        handler, codec = route
+        handler, codec, _ = route
         handler(
             RtpView(payload_type, second >> 7, seq, timestamp, ssrc, data[pos:end], padding), codec
         )
+        return True
+
+    def rebuilt(self, data: bytes) -> bool:
+        """Handle a media packet FEC rebuilt (``RedUlpfec``): it never crossed the wire, so
+        no transport-cc number and no receive statistics; False: not the lean path's."""
+        payload_type = data[1] & 0x7F
+        route = self._routes.get(payload_type, _NOT_LEARNT)
+        if route is _NOT_LEARNT:
+            route = self._learn(payload_type)
+        header = fec.header_length(data)
+        if route is None or header is None or not hasattr(route[2], "rebuilt"):
+            return False
+        end = len(data) - (data[-1] if data[0] & 0x20 else 0)
+        if header > end:
+            return True
+        seq, timestamp, ssrc = _SEQ_TS_SSRC.unpack_from(data, 2)
+        view = RtpView(payload_type, data[1] >> 7, seq, timestamp, ssrc, data[header:end])
+        route[2].rebuilt(view, route[1])
         return True
 
     def _learn(self, payload_type: int) -> Any:
@@ -1005,7 +1278,7 @@ class LeanReceive:
             # media and its retransmissions only: RED, ULPFEC, FlexFEC... go through
             # aiortc's handling (and whatever wraps it)
             if lean is not None and media is not None and media.name.lower() not in NOT_MEDIA:
-                route = (lean.handle, codec)
+                route = (lean.handle, codec, lean)
         ids = self._dtls._rtp_header_extensions_map._HeaderExtensionsMap__ids  # type: ignore[attr-defined]
         self._transport_cc_id = ids.transport_sequence_number or 0
         self._routes[payload_type] = route
@@ -1046,6 +1319,7 @@ class LeanVideoReceiver:
         self._stats: dict[int, Any] = {}
         self._names: dict[int, str] = {}  # payload type -> codec name, upper case
         self.frame_view = True
+        self._fed = False  # the lean path has this receiver's packets (else aiortc's has)
         self._keyframe_timestamp: int | None = None
         self._keyframe_bytes = 0
         nacks.on_given_up = self._given_up
@@ -1056,7 +1330,22 @@ class LeanVideoReceiver:
             stats = self._stats[packet.ssrc] = _stream_statistics(
                 self._receiver, packet.ssrc, codec.clockRate
             )
+            self._fed = True
         stats.add(packet)
+        self._media(packet, codec, False)
+
+    def rebuilt(self, packet: RtpView, codec: RTCRtpCodecParameters) -> None:
+        """A media packet FEC rebuilt (``RedUlpfec``): as one that came, less the receive
+        statistics and the link's arrival (no jitter, no round-trip sample)."""
+        self._media(packet, codec, True)
+
+    def filler(self, packet: RtpView) -> None:
+        """What stands for a lost FEC packet (``RepeatingNacks``), for the frame view: it
+        takes the number, so the view does not wait for it (unless the view is off)."""
+        if self.frame_view or not self._fed:
+            self._buffer.add(packet)
+
+    def _media(self, packet: RtpView, codec: RTCRtpCodecParameters, rebuilt: bool) -> None:
         name = self._names.get(packet.payload_type)
         if name is None:
             name = self._names[packet.payload_type] = codec.name.upper()
@@ -1080,9 +1369,12 @@ class LeanVideoReceiver:
         if name == "VP8" and payload:
             packet.vp8 = parse_vp8(payload)
         if not self.frame_view:
-            self._watch(packet, name)
+            self._watch(packet, name, rebuilt)
             return
-        self._nacks.add(packet)
+        if rebuilt:
+            self._nacks.add_rebuilt(packet)
+        else:
+            self._nacks.add(packet)
         # the frame view's codec data (what aiortc's depayload makes)
         if payload:
             if name == "VP8":
@@ -1098,24 +1390,26 @@ class LeanVideoReceiver:
                 packet._data = payload
         self._buffer.add(packet)
 
-    def _watch(self, packet: RtpView, name: str) -> None:
+    def _watch(self, packet: RtpView, name: str, rebuilt: bool = False) -> None:
         """The live stream's needs without the frame view (see the class doc)."""
         buffer = self._buffer
         buffer.media_ssrc = packet.ssrc
         nacks = self._nacks.nacks
         before = nacks.max_seq
-        self._nacks.add(packet)
-        link = buffer.link
-        if link.silence >= SILENCE:  # an outage: the forwarded stream needs a keyframe
-            if buffer._on_outage is not None:
-                buffer._on_outage()
-            else:
-                buffer._ask_keyframe()
-        elif before is not None:
-            gap = uint16_add(packet.sequence_number, -before) - 1
-            if MAX_NACKED < gap < 0x8000:  # more missing than a NACK asks for
-                buffer.holes_given_up += 1
-                buffer._ask_keyframe()
+        if rebuilt:  # (it fills a hole: no gap, no outage)
+            self._nacks.add_rebuilt(packet)
+        else:
+            self._nacks.add(packet)
+            if buffer.link.silence >= SILENCE:  # an outage: the stream needs a keyframe
+                if buffer._on_outage is not None:
+                    buffer._on_outage()
+                else:
+                    buffer._ask_keyframe()
+            elif before is not None:
+                gap = uint16_add(packet.sequence_number, -before) - 1
+                if MAX_NACKED < gap < 0x8000:  # more missing than a NACK asks for
+                    buffer.holes_given_up += 1
+                    buffer._ask_keyframe()
         payload = packet.payload
         if not payload:
             return
@@ -1306,5 +1600,10 @@ def count_codecs() -> CodecCounter:
 TRANSPORT_CC = os.environ.get("LENS_MEDIA_BWE", "transport-cc") != "remb"
 INLINE = os.environ.get("LENS_MEDIA_INLINE", "1") != "0"  # 0: aiortc's queue (comparison runs)
 LEAN = os.environ.get("LENS_MEDIA_LEAN", "1") != "0"  # 0: aiortc's RTP handling (comparison)
+# LENS_MEDIA_FEC=0: no red/ulpfec on the phone's leg (comparison runs: bench/qoe.py)
+FEC = os.environ.get("LENS_MEDIA_FEC", "1") != "0"
+FEC_CODECS = (RED_MIME, ULPFEC_MIME) if FEC else ()
+if FEC:
+    negotiate_red_ulpfec()
 if TRANSPORT_CC:
     negotiate_transport_cc()

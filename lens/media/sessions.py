@@ -68,6 +68,7 @@ class Leg:
     closing: asyncio.Task[None] | None = None
     congestion: passthrough.TransportCcFeedback | None = None  # the phone's leg
     video_mime: str = ""  # the negotiated video codec's, lower case
+    fec: passthrough.RedUlpfec | None = None  # the phone's leg: RED/ULPFEC repair
 
     def receiver(self, kind: str) -> RTCRtpReceiver | None:
         transceiver = self.transceivers.get(kind)
@@ -117,6 +118,9 @@ class Leg:
                 "late_or_duplicate": nacks.late if nacks else None,
                 "recovery_ms_p50_p90_max": _spread(nacks.recovery_delays) if nacks else None,
                 "holes_given_up": buffer.holes_given_up,
+                "fec_rebuilt_missing": nacks.rebuilt_missing if nacks else None,
+                "lost_without_media": nacks.lost_without_media if nacks else None,
+                **(self.fec.state() if self.fec is not None else {}),
                 "buffer_keyframe_requests": buffer.keyframe_requests,
             }
         return {
@@ -144,9 +148,13 @@ def offered_kinds(offer: RTCSessionDescription) -> set[str]:
         raise SessionError(f"unreadable SDP offer: {exc}", 400) from exc
 
 
-def _preferred(kind: str, mime_types: tuple[str, ...]) -> list[RTCRtpCodecCapability]:
+def _preferred(
+    kind: str, mime_types: tuple[str, ...], extra: tuple[str, ...] = ()
+) -> list[RTCRtpCodecCapability]:
     capabilities = RTCRtpReceiver.getCapabilities(kind).codecs
-    chosen = [c for mime in mime_types for c in capabilities if c.mimeType.lower() == mime]
+    chosen = [
+        c for mime in (*mime_types, *extra) for c in capabilities if c.mimeType.lower() == mime
+    ]
     if kind == "video":
         chosen += [c for c in capabilities if c.mimeType.lower() == "video/rtx"]
     return chosen
@@ -416,18 +424,18 @@ class LensMediaSession:
         leg.bytes_received["video"] += len(payload)
         if leg is not self.publisher or self.on_hold:
             return
-        if payload:
-            # a broken history is restarted by the next keyframe; a snapshot that finds
-            # none asks for one itself (asking here would cost the live picture keyframes)
-            mime_type = leg.video_mime
-            self._history.add(
-                mime_type,
-                packet.sequence_number,
-                packet.timestamp,
-                packet.marker,
-                payload,
-                starts_keyframe(mime_type, packet),
-            )
+        # a broken history is restarted by the next keyframe; a snapshot that finds none
+        # asks for one itself (asking here would cost the live picture keyframes); a packet
+        # without payload (a FEC packet's number) is kept so that it is no hole
+        mime_type = leg.video_mime
+        self._history.add(
+            mime_type,
+            packet.sequence_number,
+            packet.timestamp,
+            packet.marker,
+            payload,
+            bool(payload) and starts_keyframe(mime_type, packet),
+        )
         if self.subscriber is None:
             return
         forwarder = self.subscriber.outgoing.get("video")
@@ -488,7 +496,9 @@ class LensMediaSession:
         for kind, (direction, codecs) in wanted.items():
             if kind in offered:
                 transceiver = leg.pc.addTransceiver(kind, direction=direction)
-                transceiver.setCodecPreferences(_preferred(kind, codecs))
+                # the phone may protect its video with FEC, which the sidecar repairs with
+                extra = passthrough.FEC_CODECS if kind == "video" and leg.role == PUBLISHER else ()
+                transceiver.setCodecPreferences(_preferred(kind, codecs, extra))
                 leg.transceivers[kind] = transceiver
 
     def _divert(self, leg: Leg, kind: str, route: Any | None) -> None:
@@ -533,6 +543,8 @@ class LensMediaSession:
             if leg.transceivers:
                 first = next(iter(leg.transceivers.values())).receiver
                 passthrough.inline_media(first)  # RTP/RTCP handled as it comes off the socket
+                if leg.role == PUBLISHER and "video" in leg.transceivers:
+                    leg.fec = passthrough.repair_with_fec(leg.transceivers["video"].receiver)
                 if leg.role == PUBLISHER and passthrough.TRANSPORT_CC:
                     # the phone estimates its bandwidth from transport-cc feedback
                     receiver = leg.receiver("video") or first
