@@ -681,6 +681,9 @@ class RedUlpfec:
             "fec_packets": red.fec_packets,
             "fec_recovered": red.recovered,
             "fec_unrecoverable": red.unrecoverable,
+            # what was unwrapped from RED / rebuilt and then went the lean path
+            "red_lean": self.lean_handed,
+            "fec_recovered_lean": self.lean_rebuilt,
         }
 
 
