@@ -133,6 +133,7 @@ class RepeatingNacks:
         # a lost FEC packet's number is no loss: not NACKed, filled with padding downstream
         self.gaps = MediaFreeGaps()
         self._mime_type_of = mime_type_of
+        self._vp8: dict[int, bool] = {}
         self.on_filler = on_filler  # the frame view's (the lean path decides: LeanVideoReceiver)
         self.missing: set[int] = set()  # aiortc reads this only when add() returns True
         self._receiver = receiver
@@ -163,11 +164,15 @@ class RepeatingNacks:
         return False  # aiortc must not send its own NACK
 
     def _check_gaps(self, packet: Any) -> None:
-        if (
-            packet.payload
-            and self._mime_type_of is not None
-            and self._mime_type_of(packet.payload_type) == "video/vp8"
-        ):
+        if not packet.payload or self._mime_type_of is None:
+            return
+        vp8 = self._vp8.get(packet.payload_type)
+        if vp8 is None:  # (per payload type, once known: this runs for every packet)
+            mime_type = self._mime_type_of(packet.payload_type)
+            vp8 = mime_type == "video/vp8"
+            if mime_type is not None:
+                self._vp8[packet.payload_type] = vp8
+        if vp8:
             free = self.gaps.packet(packet.sequence_number, packet.marker, packet.payload)
             if free:
                 self._fill(packet, self.nacks.not_media(free))

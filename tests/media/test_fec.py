@@ -560,3 +560,65 @@ def test_a_lost_fec_packet_costs_the_technician_nothing(with_sidecar, vp8_clip):
         await tech.pc.close()
 
     with_sidecar(scenario)
+
+
+def test_red_packets_transport_cc_numbers_are_read_once_on_the_lean_path(with_sidecar, vp8_clip):
+    """The transport-cc number of every packet that came (RED or not) reaches the phone's
+    feedback once, read on the lean path; a rebuilt packet never crossed the wire, so its
+    number is not reported (the phone's estimator sees the loss)."""
+    from aiortc.rtp import is_rtcp
+
+    async def scenario(sidecar):
+        phone = await start_phone(sidecar.http, sidecar.base_url, sidecar.secret, "s1", vp8_clip)
+        tech = await start_technician(sidecar.http, sidecar.base_url, sidecar.secret, "s1")
+        video = tech.received["video"]
+        await video.wait_for(3, timeout=10)
+        session = sidecar.app[SESSIONS].get("s1")
+        lean = session.publisher.receiver("video").transport.transport._connection._queue.lean
+        reported: list[int] = []
+        arrived = lean.on_transport_seq
+
+        def note(seq: int, arrival: float) -> None:
+            reported.append(seq)
+            arrived(seq, arrival)
+
+        lean.on_transport_seq = note
+        sender = phone.pc.getTransceivers()[0].sender
+        extensions = sender._RTCRtpSender__rtp_header_extensions_map
+        dtls = sender.transport
+        wire = dtls._send_rtp
+        on_wire: set[int] = set()
+
+        async def sent(data: bytes) -> None:
+            if not is_rtcp(data):
+                number = RtpPacket.parse(data, extensions).extensions.transport_sequence_number
+                if number is not None:
+                    on_wire.add(number)
+            await wire(data)
+
+        dtls._send_rtp = sent
+        state = send_with_fec(phone.pc, 4, lambda seq, position: position == 2)
+        with_fec = dtls._send_rtp
+        counter = [0]
+
+        async def numbered(data: bytes) -> None:  # (as Chrome: before RED and FEC)
+            if not is_rtcp(data):
+                packet = RtpPacket.parse(data, extensions)
+                packet.extensions.transport_sequence_number = counter[0]
+                counter[0] += 1
+                data = packet.serialize(extensions)
+            await with_fec(data)
+
+        dtls._send_rtp = numbered
+        start = len(video.digests)
+        await video.wait_for(start + 40, timeout=10)
+        recovery = session.state()["publisher"]["transport"]["recovery"]
+        assert state["lost"] >= 10 and recovery["fec_recovered"] >= 10
+        assert len(reported) == len(set(reported))  # each once
+        assert set(reported) <= on_wire  # none for a packet that never came (rebuilt ones)
+        assert len(on_wire - set(reported)) <= 2  # (what is still on its way)
+        assert len(on_wire) >= 40
+        await phone.pc.close()
+        await tech.pc.close()
+
+    with_sidecar(scenario)
