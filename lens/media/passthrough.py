@@ -134,6 +134,9 @@ class RepeatingNacks:
         self.gaps = MediaFreeGaps()
         self._mime_type_of = mime_type_of
         self._vp8: dict[int, bool] = {}
+        # the phone's answer has red/ulpfec (RedUlpfec): only then can a number have held
+        # a FEC packet (no per-packet cost for a phone without)
+        self.fec = False
         self.on_filler = on_filler  # the frame view's (the lean path decides: LeanVideoReceiver)
         self.missing: set[int] = set()  # aiortc reads this only when add() returns True
         self._receiver = receiver
@@ -164,7 +167,7 @@ class RepeatingNacks:
         return False  # aiortc must not send its own NACK
 
     def _check_gaps(self, packet: Any) -> None:
-        if not packet.payload or self._mime_type_of is None:
+        if not self.fec or not packet.payload or self._mime_type_of is None:
             return
         vp8 = self._vp8.get(packet.payload_type)
         if vp8 is None:  # (per payload type, once known: this runs for every packet)
@@ -580,6 +583,9 @@ class RedUlpfec:
             self._off = bool(types)
             return False
         self.red = fec.RedReceiver(types[RED_MIME], types[ULPFEC_MIME])
+        nacks = self._receiver._RTCRtpReceiver__nack_generator  # type: ignore[attr-defined]
+        if isinstance(nacks, RepeatingNacks):
+            nacks.fec = True  # lost FEC packets' numbers are no loss
         for codec in self._codecs.values():
             if aiortc_codecs.is_rtx(codec):
                 apt = codec.parameters.get("apt")

@@ -346,6 +346,7 @@ def test_a_lost_fec_packet_is_filled_on_the_lean_path(frame_view):
     nacks = RepeatingNacks(
         FakeReceiver(), link, forwarded.append, mime_type_of=lambda payload_type: "video/vp8"
     )
+    nacks.fec = True  # (RedUlpfec found red/ulpfec in the phone's answer)
     lean = LeanVideoReceiver(FakeReceiver(), buffer, nacks)
     nacks.on_filler = lean.filler
     codec = passthrough.RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000)
