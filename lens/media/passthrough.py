@@ -617,14 +617,17 @@ class PacketSender:
                 extensions = self._with_delay[delay] = self._extension_block(delay)
         payload = packet.payload
         seq = packet.sequence_number
+        padding = packet.padding_size
         header = _RTP_HEADER.pack(
-            0x90 if extensions else 0x80,
+            (0x90 if extensions else 0x80) | (0x20 if padding else 0),
             (0x80 if packet.marker else 0) | packet.payload_type,
             seq,
             packet.timestamp,
             packet.ssrc,
         )
         data = header + extensions + payload
+        if padding:  # (RFC 3550: the last byte counts the padding, itself included)
+            data += bytes(padding - 1) + bytes((padding,))
         self._history[seq % self._history_size] = (seq, data, 12 + len(extensions))
         try:
             _send_datagram(dtls, data)
