@@ -1056,37 +1056,44 @@ def read_directly(receiver_or_sender: RTCRtpReceiver | RTCRtpSender, stamp: bool
 
 
 def _read_stamped(transport: Any) -> None:
-    """asyncio's _SelectorDatagramTransport._read_ready, with recvmsg and the kernel's stamp."""
-    if transport._conn_lost:
-        return
-    try:
-        data, ancillary, _, addr = transport._sock.recvmsg(transport.max_size, 64)
-    except (BlockingIOError, InterruptedError):
-        return
-    except OSError as exc:
-        transport._protocol.error_received(exc)
-        return
-    except (SystemExit, KeyboardInterrupt):
-        raise
-    except BaseException as exc:
-        transport._fatal_error(exc, "Fatal read error on datagram transport")
-        return
-    stamp = None
-    if ancillary:
-        for level, kind, value in ancillary:
-            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(value) >= 16:
-                seconds, nanoseconds = struct.unpack("qq", value[:16])
-                stamp = seconds + nanoseconds / 1e9 - (time.time() - time.monotonic())
-    _kernel_arrival[0] = stamp
-    try:
-        queue = transport.lens_queue
-        if queue is not None and data and 127 < data[0] < 192:
-            # SRTP/SRTCP (RFC 7983): never STUN, so aioice's protocol has nothing to do
-            queue.put_nowait((data, 1))
-        else:
-            transport._protocol.datagram_received(data, addr)
-    finally:
-        _kernel_arrival[0] = None
+    """asyncio's _SelectorDatagramTransport._read_ready, with recvmsg and the kernel's stamp,
+    and up to READ_BATCH datagrams a call: a socket that filled while the process waited for
+    the CPU is emptied in one go, not one event-loop round (an epoll call) per datagram."""
+    sock = transport._sock
+    for _ in range(READ_BATCH):
+        if transport._conn_lost:
+            return
+        try:
+            data, ancillary, _, addr = sock.recvmsg(transport.max_size, 64)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            transport._protocol.error_received(exc)
+            return
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            transport._fatal_error(exc, "Fatal read error on datagram transport")
+            return
+        stamp = None
+        if ancillary:
+            for level, kind, value in ancillary:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(value) >= 16:
+                    seconds, nanoseconds = struct.unpack("qq", value[:16])
+                    stamp = seconds + nanoseconds / 1e9 - (time.time() - time.monotonic())
+        _kernel_arrival[0] = stamp
+        try:
+            queue = transport.lens_queue
+            if queue is not None and data and 127 < data[0] < 192:
+                # SRTP/SRTCP (RFC 7983): never STUN, so aioice's protocol has nothing to do
+                queue.put_nowait((data, 1))
+            else:
+                transport._protocol.datagram_received(data, addr)
+        finally:
+            _kernel_arrival[0] = None
+
+
+READ_BATCH = 16  # datagrams read per readiness event at most
 
 
 class InlineMediaQueue(asyncio.Queue):
