@@ -449,6 +449,8 @@ def jitter_buffer(inbound0: dict, inbound1: dict) -> dict:
         # FEC the technician's browser got and used (a direct call: Chrome's own ULPFEC)
         "tech_fec_received": diff("fecPacketsReceived"),
         "tech_fec_discarded": diff("fecPacketsDiscarded"),
+        "tech_fec_stats": {k: v for k, v in inbound1.items() if "fec" in k.lower()},
+        "tech_packets_received": diff("packetsReceived"),
     }
 
 
