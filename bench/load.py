@@ -27,8 +27,10 @@ from lens.media.testing import (
     MediaPeer,
     ReceivedMedia,
     ReplayTrack,
+    lean_receive,
     pack_only,
     peer_connection,
+    replay_packets,
     start_phone,
     start_technician,
     tap_receiver,
@@ -41,6 +43,23 @@ except ImportError:  # imported as bench.load
     from bench.janus_videoroom import JanusSession
 
 CONNECT_TIMEOUT = 15.0
+# phones send and technicians read their packets the way the sidecar does (PacketSender,
+# the lean receive path of lens.media.passthrough), not through aiortc's per-packet layers,
+# so the load generator leaves more of the machine to the relays under test (every system
+# gets the same peers); LENS_BENCH_PEERS=aiortc: aiortc's own paths
+LEAN_PEERS = os.environ.get("LENS_BENCH_PEERS", "lean") != "aiortc"
+REPLAYS: list[Any] = []  # the phones' packet senders (their tasks), until "stop"
+
+
+def lean(pc: RTCPeerConnection) -> None:
+    if LEAN_PEERS:
+        lean_receive(pc)
+
+
+def lean_phone(pc: RTCPeerConnection, tracks: dict[str, ReplayTrack]) -> None:
+    """Call right after the phone's remote description is set (before it connects)."""
+    if LEAN_PEERS:
+        REPLAYS.extend(replay_packets(pc, tracks))
 
 
 @dataclass
@@ -81,9 +100,11 @@ async def start_via_control_api(
 ) -> BenchSession:
     """Lens sidecar or the MediaRelay server: same control API."""
     phone = await start_phone(http, target["url"], target["secret"], sid, video, audio)
+    lean_phone(phone.pc, phone.sending)
     await connected(phone.pc)
     started = time.perf_counter()
     tech = await start_technician(http, target["url"], target["secret"], sid)
+    lean(tech.pc)
     return await first_frame(sid, phone, tech, started)
 
 
@@ -109,6 +130,8 @@ async def start_direct(sid: str, video: EncodedClip, audio: EncodedClip) -> Benc
     await tech_pc.setRemoteDescription(phone_pc.localDescription)
     await tech_pc.setLocalDescription(await tech_pc.createAnswer())
     await phone_pc.setRemoteDescription(tech_pc.localDescription)
+    lean_phone(phone_pc, {"video": video_track, "audio": audio_track})
+    lean(tech_pc)
     pack_only(phone_pc)
     passthrough.on_keyframe_request(video_tx.sender, video_track.request_keyframe)
     phone = MediaPeer(phone_pc, {}, {"video": video_track, "audio": audio_track})
@@ -151,6 +174,7 @@ async def start_janus(
     )
     feed = joined["plugindata"]["data"]["id"]
     await phone_pc.setRemoteDescription(RTCSessionDescription(**joined["jsep"]))
+    lean_phone(phone_pc, {"video": video_track, "audio": audio_track})
     pack_only(phone_pc)
     passthrough.on_keyframe_request(video_tx.sender, video_track.request_keyframe)
     await connected(phone_pc)
@@ -168,6 +192,7 @@ async def start_janus(
         received[transceiver.kind] = ReceivedMedia(transceiver.kind)
         tap_receiver(transceiver, received[transceiver.kind])
     await tech_pc.setLocalDescription(await tech_pc.createAnswer())
+    lean(tech_pc)
     await janus.message(
         subscriber, {"request": "start"}, {"type": "answer", "sdp": tech_pc.localDescription.sdp}
     )
@@ -260,6 +285,7 @@ async def run_worker(conn: Connection, video: EncodedClip, audio: EncodedClip) -
                         await janus.close()
                         janus = None
                     sessions = []
+                    REPLAYS.clear()
                     conn.send(("stopped", None))
                 elif command == "quit":
                     return

@@ -52,12 +52,18 @@ import aiohttp
 from aiohttp import web
 
 ROOT = Path(__file__).resolve().parent.parent
-NETNS = "mdphone"
-VETH_ROOT, VETH_PHONE = "mdv0", "mdv1"
-ROOT_IP, PHONE_IP = "10.21.1.1", "10.21.1.2"
-QUEUE_UP, QUEUE_DOWN = 2101, 2102  # phone → root, root → phone
-HARNESS_PORT = 21080
-SIDECAR_PORT = 21081
+# LENS_QOE_LANE=n (n > 0) gives a run its own namespace, veth pair, subnet, queues and
+# chains, so two people can run this at once; LENS_QOE_PORT its own ports (this, +1, +2)
+LANE = int(os.environ.get("LENS_QOE_LANE", "0"))
+_SUFFIX = str(LANE) if LANE else ""
+NETNS = f"mdphone{_SUFFIX}"
+VETH_ROOT, VETH_PHONE = f"md{_SUFFIX}v0", f"md{_SUFFIX}v1"
+ROOT_IP, PHONE_IP = f"10.21.{1 + LANE}.1", f"10.21.{1 + LANE}.2"
+QUEUE_UP, QUEUE_DOWN = 2101 + 10 * LANE, 2102 + 10 * LANE  # phone → root, root → phone
+CHAIN_UP, CHAIN_DOWN = f"MDQOE{_SUFFIX}_UP", f"MDQOE{_SUFFIX}_DOWN"
+HARNESS_PORT = int(os.environ.get("LENS_QOE_PORT", "21080"))
+SIDECAR_PORT = HARNESS_PORT + 1
+NOFEC_SIDECAR_PORT = HARNESS_PORT + 2  # system "lens-nofec": LENS_MEDIA_FEC=0
 CHROMIUM = os.environ.get("LENS_CHROMIUM", "/usr/bin/chromium")
 MAX_QUEUE_SECONDS = 0.5
 OUTAGE_AFTER = 10.0  # seconds into the window
@@ -103,15 +109,15 @@ def setup_network() -> None:
     # a packet reaches the root namespace, and the kernel's arrival stamp, only once the
     # emulated link delivered it), root → phone in the root namespace.
     queue_down = ["-p", "udp", "-j", "NFQUEUE", "--queue-num", str(QUEUE_DOWN)]
-    sh("iptables", "-w", "-N", "MDQOE_DOWN")
-    sh("iptables", "-w", "-A", "MDQOE_DOWN", *queue_down)
-    sh("iptables", "-w", "-I", "OUTPUT", "-o", VETH_ROOT, "-j", "MDQOE_DOWN")
+    sh("iptables", "-w", "-N", CHAIN_DOWN)
+    sh("iptables", "-w", "-A", CHAIN_DOWN, *queue_down)
+    sh("iptables", "-w", "-I", "OUTPUT", "-o", VETH_ROOT, "-j", CHAIN_DOWN)
     queue_up = ["-p", "udp", "-j", "NFQUEUE", "--queue-num", str(QUEUE_UP)]
     sh("ip", "netns", "exec", NETNS, "iptables", "-w", "-A", "OUTPUT", "-o", VETH_PHONE, *queue_up)
 
 
 def teardown_network() -> None:
-    for chain, direction in (("MDQOE_UP", "INPUT"), ("MDQOE_DOWN", "OUTPUT")):
+    for chain, direction in ((CHAIN_UP, "INPUT"), (CHAIN_DOWN, "OUTPUT")):
         flag = "-i" if direction == "INPUT" else "-o"
         sh("iptables", "-w", "-D", direction, flag, VETH_ROOT, "-j", chain, check=False)
         sh("iptables", "-w", "-F", chain, check=False)
@@ -198,6 +204,10 @@ PAGE = """<!doctype html><html><body>
 const MAGIC = 0x4c454e53;
 const stamp = () => performance.timeOrigin + performance.now();
 window.samples = []; window.presented = []; window.delays = [];
+function videoCodecs(sdp) {
+  const video = sdp.split('\\nm=').find(m => m.startsWith('video')) || '';
+  return [...video.matchAll(/a=rtpmap:\\d+ ([^\\/\\r\\n]+)/g)].map(m => m[1]);
+}
 function passthrough(endpoint) {
   const {readable, writable} = endpoint.createEncodedStreams();
   readable.pipeTo(writable);
@@ -218,6 +228,7 @@ async function statsNow(pc) {
     const rtp = s.type === 'inbound-rtp' || s.type === 'outbound-rtp' ||
       s.type === 'remote-inbound-rtp';
     if (rtp && s.kind === 'video') out[s.type] = s;
+    if (s.type === 'codec') out.codecs = {...(out.codecs || {}), [s.id]: s.mimeType};
   });
   return out;
 }
@@ -245,6 +256,7 @@ async function phone() {
   await iceDone(pc);
   const answer = await post('/signal/phone', pc.localDescription);
   await pc.setRemoteDescription(answer);
+  window.answerCodecs = videoCodecs(answer.sdp);
   setInterval(async () => window.samples.push({t: stamp(), ...(await statsNow(pc))}), 1000);
 }
 function watch(pc, receiver, track) {
@@ -309,6 +321,8 @@ class Harness:
 
     def reset(self, system: str) -> None:
         self.system = system
+        port = NOFEC_SIDECAR_PORT if system == "lens-nofec" else SIDECAR_PORT
+        self.sidecar = f"http://127.0.0.1:{port}"
         loop = asyncio.get_running_loop()
         self.offer, self.answer = loop.create_future(), loop.create_future()
         self.sid = f"qoe-{secrets.token_hex(4)}"
@@ -331,7 +345,7 @@ class Harness:
     async def signal(self, request: web.Request) -> web.Response:
         body = await request.json()
         what = request.match_info["what"]
-        if self.system == "lens" and what in ("phone", "technician"):
+        if self.system.startswith("lens") and what in ("phone", "technician"):
             role = "publisher" if what == "phone" else "subscriber"
             return web.json_response(await self.to_sidecar(role, body))
         if what == "phone":  # direct: hand the offer to the technician, wait for its answer
@@ -410,6 +424,7 @@ def summarize(phone: dict, tech: dict, start: float, end: float) -> dict[str, An
         "limited_by": out1.get("qualityLimitationReason", "?"),
         **jitter_buffer(inbound0, inbound1),
         **phone_view(p0, p1, window),
+        "answer_video_codecs": ",".join(sorted(set(phone.get("answerCodecs") or []))),
     }
 
 
@@ -431,6 +446,11 @@ def jitter_buffer(inbound0: dict, inbound1: dict) -> dict:
         "frames_decoded": diff("framesDecoded"),
         "tech_packets_lost": diff("packetsLost"),
         "tech_rtx_received": diff("retransmittedPacketsReceived"),
+        # FEC the technician's browser got and used (a direct call: Chrome's own ULPFEC)
+        "tech_fec_received": diff("fecPacketsReceived"),
+        "tech_fec_discarded": diff("fecPacketsDiscarded"),
+        "tech_fec_stats": {k: v for k, v in inbound1.items() if "fec" in k.lower()},
+        "tech_packets_received": diff("packetsReceived"),
     }
 
 
@@ -448,6 +468,11 @@ def phone_view(p0: dict, p1: dict, window: list[dict]) -> dict:
         - out0.get("retransmittedPacketsSent", 0),
         "phone_packets_sent": out1.get("packetsSent", 0) - out0.get("packetsSent", 0),
         "phone_nacks_received": out1.get("nackCount", 0) - out0.get("nackCount", 0),
+        # (Chrome's outbound-rtp has fecPacketsSent only in some versions)
+        "phone_fec_sent": out1.get("fecPacketsSent", 0) - out0.get("fecPacketsSent", 0)
+        if "fecPacketsSent" in out1
+        else None,
+        "phone_codec": (p1.get("codecs") or {}).get(out1.get("codecId"), "?"),
     }
 
 
@@ -488,7 +513,7 @@ async def run_one(
         tech = await (await tech_browser.new_context()).new_page()
         await phone.goto(f"{origin}/")
         await tech.goto(f"http://127.0.0.1:{HARNESS_PORT}/")
-        if system == "lens":
+        if system.startswith("lens"):
             await phone.evaluate("phone()")
             await tech.evaluate("technician('lens')")
         else:
@@ -501,7 +526,10 @@ async def run_one(
         await asyncio.sleep(window)
         end = await tech.evaluate("stamp()")
         await asyncio.sleep(1.2)  # the last stats sample
-        grab = "({samples: window.samples, presented: window.presented, delays: window.delays})"
+        grab = (
+            "({samples: window.samples, presented: window.presented, delays: window.delays,"
+            " answerCodecs: window.answerCodecs})"
+        )
         result = summarize(await phone.evaluate(grab), await tech.evaluate(grab), start, end)
     finally:
         await phone_browser.close()
@@ -511,7 +539,7 @@ async def run_one(
             emulator.join(5)
             if emulator.is_alive():
                 emulator.kill()
-        if system == "lens":
+        if system.startswith("lens"):
             with contextlib.suppress(OSError):
                 state = urllib.request.Request(
                     f"{harness.sidecar}/sessions/{harness.sid}",
@@ -557,9 +585,18 @@ async def main_async(args: argparse.Namespace) -> list[dict[str, Any]]:
         "LENS_INSTANCE_PATH": str(workdir),
     }
     log = open(workdir / "sidecar.log", "ab")  # noqa: SIM115 - lives with the process
-    sidecar = subprocess.Popen(
-        [sys.executable, "-m", "lens.media"], env=env, cwd=workdir, stdout=log, stderr=log
-    )
+    sidecars = [
+        subprocess.Popen(
+            [sys.executable, "-m", "lens.media"], env=env, cwd=workdir, stdout=log, stderr=log
+        )
+    ]
+    if "lens-nofec" in args.systems.split(","):  # the same code with red/ulpfec refused
+        nofec = {**env, "LENS_MEDIA_PORT": str(NOFEC_SIDECAR_PORT), "LENS_MEDIA_FEC": "0"}
+        sidecars.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "lens.media"], env=nofec, cwd=workdir, stdout=log, stderr=log
+            )
+        )
     harness = Harness("lens", f"http://127.0.0.1:{SIDECAR_PORT}", secret)
     app = web.Application()
     app.router.add_get("/", harness.page)
@@ -585,8 +622,9 @@ async def main_async(args: argparse.Namespace) -> list[dict[str, Any]]:
     finally:
         await runner.cleanup()
         teardown_network()
-        sidecar.terminate()
-        sidecar.wait(10)
+        for sidecar in sidecars:
+            sidecar.terminate()
+            sidecar.wait(10)
         shutil.rmtree(workdir, ignore_errors=True)
     return results
 

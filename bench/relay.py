@@ -15,6 +15,8 @@ the direct path's at the same level), and start→first frame (technician's offe
 first video frame received, the phone already streaming). "other CPU" is what the rest
 of the machine used during the window: tails are only meaningful when it is near zero.
 Set LENS_BENCH_SAMPLES=/tmp/x to dump every (sent, arrived) pair per worker as JSON.
+`--hog` runs a process that spins on one core beside the whole run (a loaded machine:
+how many frames each relay loses when it has to share the CPU).
 """
 
 from __future__ import annotations
@@ -64,6 +66,16 @@ def machine_busy_seconds() -> float:
     fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     idle = fields[3] + fields[4]  # idle + iowait
     return (sum(fields[:8]) - idle) / CLOCK_TICKS
+
+
+def spin() -> None:
+    """The CPU hog: one core busy until killed."""
+    while True:
+        pass
+
+
+def loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def proc_peak_rss_mb(pid: int) -> float:
@@ -279,6 +291,7 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=10.0)
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--logs", type=Path, help="keep the servers' logs in this folder")
+    parser.add_argument("--hog", action="store_true", help="a process spinning on one core")
     args = parser.parse_args()
     levels = [1, 5] if args.quick else [int(x) for x in args.levels.split(",")]
     mediarelay_levels = [int(x) for x in args.mediarelay_levels.split(",")]
@@ -301,6 +314,11 @@ def main() -> None:
         workers.append(parent)
         processes.append(process)
 
+    hog = None
+    if args.hog:
+        hog = context.Process(target=spin, daemon=True)
+        hog.start()
+        print(f"CPU hog running (pid {hog.pid})")
     results = []
     with tempfile.TemporaryDirectory(prefix="lens-bench-") as tmp:
         if args.logs:
@@ -320,6 +338,7 @@ def main() -> None:
                         f"  {system:10} x{sessions:<2} cpu/session "
                         f"{result.get('cpu_per_session', float('nan')):5.2f}%  lost "
                         f"{result['lost_pct']:.2f}%  p95 {result['latency_p95']:.1f} ms  "
+                        f"other {result['other_cpu']:.0f}%  load {loadavg()}  "
                         f"{result.get('codecs', '')}",
                         flush=True,
                     )
@@ -328,9 +347,15 @@ def main() -> None:
                 conn.send(("quit", None))
             for process in processes:
                 process.join(5)
+            if hog is not None:
+                hog.kill()
+                hog.join(5)
     print()
     print_table(results)
-    print(f"\nwhole run: {time.monotonic() - started:.0f} s on {os.cpu_count()} cores")
+    print(
+        f"\nwhole run: {time.monotonic() - started:.0f} s on {os.cpu_count()} cores"
+        f"{', CPU hog on one core' if args.hog else ''}; load average {loadavg()}"
+    )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

@@ -1,7 +1,7 @@
 """Snapshots and recordings of the phone's video, kept off the forwarding path.
 
-* :class:`VideoHistory` keeps the encoded video frames since the last keyframe (bounded),
-  so that a snapshot can decode the current picture on demand. Nothing is decoded while
+* :class:`VideoHistory` keeps the video packets since the last keyframe (bounded), so
+  that a snapshot can reassemble and decode the current picture on demand. Nothing is decoded while
   forwarding; :func:`decode_snapshot` makes a decoder for one snapshot, in an executor.
 * :class:`Recorder` muxes the forwarded encoded frames into a WebM (VP8 + Opus) or
   Matroska (H.264 + Opus) file as they are: PyAV's muxer, no encoder. The event loop only
@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 
 # A snapshot decodes every frame since the last keyframe: bound that work and the memory.
 # Past either bound the history is dropped and a keyframe is asked for.
-HISTORY_FRAMES = 300  # 10 s at 30 fps
+HISTORY_PACKETS = 3000  # ~10 s of 1 Mbps video
 HISTORY_BYTES = 8 * 1024 * 1024
 # Frames waiting for the recording's writer thread; beyond this the writer is too slow
 # and frames are dropped (video then restarts at a keyframe), never queued without end.
@@ -68,45 +68,133 @@ class CaptureTotals:
 
 
 class VideoHistory:
-    """The phone's encoded video since its last keyframe, for a snapshot to decode."""
+    """The phone's video packets since its last keyframe began, for a snapshot to decode.
+
+    Kept as the packets come (one list append each: nothing is reassembled while
+    forwarding); a snapshot puts them in order and joins them into frames
+    (:func:`frames_from_packets`), in the executor that decodes them."""
 
     def __init__(self) -> None:
         self.mime_type: str | None = None
         self.keyframe_seen = asyncio.Event()
-        self._frames: list[bytes] = []
+        self._packets: list[tuple[int, int, int, bytes]] = []  # seq, timestamp, marker, payload
         self._bytes = 0
+        self._keyframe_timestamp: int | None = None
+        self._complete = False
 
-    def add(self, mime_type: str, frame: JitterFrame) -> bool:
-        """Keep `frame`; False when the history broke and a keyframe is needed."""
-        data = frame.data
-        if is_keyframe(mime_type, data):
-            self.mime_type = mime_type
-            self._frames, self._bytes = [data], len(data)
-            self.keyframe_seen.set()
-            return True
-        if not self._frames:
-            return True  # waiting for a keyframe; asked for when a snapshot needs one
+    def add(
+        self,
+        mime_type: str,
+        sequence_number: int,
+        timestamp: int,
+        marker: int,
+        payload: bytes,
+        starts_keyframe: bool,
+    ) -> None:
+        """Keep one packet (the history restarts at a keyframe's first packet)."""
+        packet = (sequence_number, timestamp, marker, payload)
+        packets = self._packets
         if (
+            not starts_keyframe
+            and packets
+            and self._complete
+            and len(packets) < HISTORY_PACKETS
+            and self._bytes + len(payload) <= HISTORY_BYTES
+            and mime_type == self.mime_type
+        ):
+            packets.append(packet)  # the common case, first
+            self._bytes += len(payload)
+            return
+        if not payload:
+            # a number that held no media (a FEC packet, padding): kept, so reassembly
+            # finds no hole there
+            if packets and len(packets) < HISTORY_PACKETS:
+                packets.append(packet)
+            return
+        if starts_keyframe:
+            # the first packet leads (reassembly counts from it); packets of this keyframe
+            # that overtook it stay
+            kept = [p for p in self._packets if 0 < (p[0] - sequence_number) & 0xFFFF < 0x8000]
+            self.mime_type = mime_type
+            self._packets = [packet, *kept]
+            self._bytes = sum(len(p[3]) for p in self._packets)
+            self._keyframe_timestamp = timestamp
+            self._complete = False
+            self.keyframe_seen.clear()
+            marker = any(p[2] or p[1] != timestamp for p in kept)
+        elif not self._packets:
+            return  # waiting for a keyframe; asked for when a snapshot needs one
+        elif (
             mime_type != self.mime_type
-            or not getattr(frame, "contiguous", True)
-            or len(self._frames) >= HISTORY_FRAMES
-            or self._bytes + len(data) > HISTORY_BYTES
+            or len(self._packets) >= HISTORY_PACKETS
+            or self._bytes + len(payload) > HISTORY_BYTES
         ):
             self.clear()
-            return False
-        self._frames.append(data)
-        self._bytes += len(data)
-        return True
+            return
+        else:
+            self._packets.append(packet)
+            self._bytes += len(payload)
+        if not self._complete and (timestamp != self._keyframe_timestamp or marker):
+            self._complete = True  # the keyframe's last packet, or a later frame, came
+            self.keyframe_seen.set()
 
     def clear(self) -> None:
-        self._frames, self._bytes = [], 0
+        self._packets, self._bytes = [], 0
+        self._keyframe_timestamp = None
+        self._complete = False
         self.keyframe_seen.clear()
 
-    def frames(self) -> tuple[str, list[bytes]] | None:
-        """The codec and a copy of the frames from the last keyframe on, or None."""
-        if not self._frames or self.mime_type is None:
+    def packets(self) -> tuple[str, list[tuple[int, int, int, bytes]]] | None:
+        """The codec and a copy of the packets from the last keyframe on, or None."""
+        if not self._packets or self.mime_type is None or not self._complete:
             return None
-        return self.mime_type, list(self._frames)
+        return self.mime_type, list(self._packets)
+
+
+def frames_from_packets(
+    packets: list[tuple[int, int, int, bytes]], depayload: Callable[[bytes], bytes]
+) -> list[bytes]:
+    """The encoded frames the packets make, keyframe first, in order, up to the first
+    missing packet (what follows a hole cannot be decoded)."""
+    if not packets:
+        return []
+    first = packets[0][0]
+    ordered: dict[int, tuple[int, int, bytes]] = {}
+    for seq, timestamp, marker, payload in packets:
+        offset = (seq - first) & 0xFFFF
+        if offset < 0x8000:  # (older ones came late, from before the keyframe)
+            ordered[offset] = (timestamp, marker, payload)
+    frames: list[bytes] = []
+    parts: list[bytes] = []
+    timestamp = None
+    offset = 0
+    while offset in ordered:
+        packet_timestamp, marker, payload = ordered[offset]
+        if not payload:  # no media there (a FEC packet, padding)
+            offset += 1
+            continue
+        if parts and packet_timestamp != timestamp:
+            frames.append(b"".join(parts))  # no marker, but the next frame began
+            parts = []
+        timestamp = packet_timestamp
+        parts.append(depayload(payload))
+        if marker:
+            frames.append(b"".join(parts))
+            parts = []
+        offset += 1
+    return frames
+
+
+def decode_packets(
+    mime_type: str,
+    packets: list[tuple[int, int, int, bytes]],
+    depayload: Callable[[bytes], bytes],
+) -> tuple[bytes, int, int]:
+    """Reassemble the packets a VideoHistory kept and decode the last picture (PNG)."""
+    frames = frames_from_packets(packets, depayload)
+    if not frames:
+        raise CaptureError("the video has no complete picture yet")
+    return decode_snapshot(mime_type, frames)
 
 
 def decode_snapshot(mime_type: str, frames: list[bytes]) -> tuple[bytes, int, int]:

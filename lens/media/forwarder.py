@@ -16,20 +16,82 @@ until one comes it asks the phone for one (``LensMediaSession.request_keyframe``
 from __future__ import annotations
 
 import random
+import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from aiortc.rtp import RtpPacket
 from aiortc.utils import uint16_add, uint16_gt
 
 from lens.media.relay import ForwardingStats, vp8_resolution
 
 VIDEO_CLOCK_RATE = 90000
+_RTP_HEADER = struct.Struct("!BBHII")
 PLAYOUT_DELAY_MAX = 1000  # 10 s in 10 ms units: no upper limit in practice
 
 
-@dataclass
+class RtpView:
+    """An RTP packet's fields, read from (or to be written to) its bytes directly.
+
+    The forwarding path's stand-in for aiortc's ``RtpPacket``, which parses and serializes
+    every header extension in Python: same field names, none of that work. ``vp8`` is the
+    VP8 descriptor when the reader parsed it already; ``playout_delay`` (min, max in
+    10 ms units) is written as the RTP playout-delay extension by the sender."""
+
+    __slots__ = (
+        "payload_type",
+        "marker",
+        "sequence_number",
+        "timestamp",
+        "ssrc",
+        "payload",
+        "padding_size",
+        "vp8",
+        "playout_delay",
+        "_data",
+    )
+
+    def __init__(
+        self,
+        payload_type: int,
+        marker: int,
+        sequence_number: int,
+        timestamp: int,
+        ssrc: int,
+        payload: bytes,
+        padding_size: int = 0,
+        vp8: Vp8Descriptor | None = None,
+    ) -> None:
+        self.payload_type = payload_type
+        self.marker = marker
+        self.sequence_number = sequence_number
+        self.timestamp = timestamp
+        self.ssrc = ssrc
+        self.payload = payload
+        self.padding_size = padding_size
+        self.vp8 = vp8
+        self.playout_delay: tuple[int, int] | None = None
+        self._data = b""  # the depayloaded codec data (the frame view's)
+
+    def serialize(self, extensions: bytes = b"") -> bytes:
+        """The packet's bytes; `extensions`: a header extension block (profile, length,
+        elements). A packet without payload (what stands for a FEC packet) is padding."""
+        padding = self.padding_size
+        first = (0x90 if extensions else 0x80) | (0x20 if padding else 0)
+        header = _RTP_HEADER.pack(
+            first,
+            (0x80 if self.marker else 0) | self.payload_type,
+            self.sequence_number,
+            self.timestamp,
+            self.ssrc,
+        )
+        if padding:
+            return header + extensions + self.payload + bytes(padding - 1) + bytes((padding,))
+        return header + extensions + self.payload
+
+
+@dataclass(slots=True)
 class Vp8Descriptor:
     """Where a VP8 RTP payload's descriptor keeps what a forwarder rewrites (RFC 7741)."""
 
@@ -90,6 +152,19 @@ def h264_starts_keyframe(payload: bytes) -> bool:
     return False
 
 
+def starts_keyframe(mime_type: str, packet: Any) -> bool:
+    """True if an RTP packet (RtpView or aiortc RtpPacket) opens a keyframe."""
+    payload = packet.payload
+    if mime_type == "video/vp8":
+        vp8 = packet.vp8 if type(packet) is RtpView else None
+        if vp8 is None:
+            vp8 = parse_vp8(payload)
+        return vp8 is not None and vp8.keyframe
+    if mime_type == "video/h264":
+        return h264_starts_keyframe(payload)
+    return False
+
+
 class LegRewriter:
     """Maps the phone's packets onto one outgoing leg's continuous RTP stream."""
 
@@ -99,11 +174,14 @@ class LegRewriter:
         payload_type: int,
         mime_type: str,
         clock: Callable[[], float] = time.monotonic,
+        clock_rate: int = VIDEO_CLOCK_RATE,
     ) -> None:
         self.ssrc = ssrc
         self.payload_type = payload_type
         self.mime_type = mime_type
-        self.waiting = True  # for a keyframe's first packet
+        self.waiting = True  # for a keyframe's first packet (audio: for any packet)
+        self._video = mime_type.startswith("video/")
+        self._clock_rate = clock_rate
         self._clock = clock
         # where the outgoing stream is; random start like any RTP sender
         self._out_seq = random.getrandbits(15)  # below 2^15: SRTP's rollover stays simple
@@ -118,17 +196,24 @@ class LegRewriter:
         """Continue at the next keyframe (hold/resume, a new phone leg, a new source)."""
         self.waiting = True
 
-    def rewrite(self, packet: RtpPacket) -> tuple[RtpPacket | None, Vp8Descriptor | None]:
-        """The packet as this leg sends it, or None (waiting for a keyframe, stale, padding)."""
+    def rewrite(self, packet: Any) -> tuple[RtpView | None, Vp8Descriptor | None]:
+        """The packet (an RtpView or aiortc RtpPacket) as this leg sends it, or None
+        (waiting for a keyframe, stale, padding)."""
         payload = packet.payload
         if not payload:
-            return None, None  # padding: the phone's bandwidth probe is not forwarded
-        vp8 = parse_vp8(payload) if self.mime_type == "video/vp8" else None
+            return self._filler(packet), None
+        vp8 = None
+        if self.mime_type == "video/vp8":
+            vp8 = packet.vp8 if type(packet) is RtpView else None
+            if vp8 is None:
+                vp8 = parse_vp8(payload)
         if self.waiting:
             if self.mime_type == "video/vp8":
                 key_start = vp8 is not None and vp8.keyframe
-            else:
+            elif self._video:
                 key_start = h264_starts_keyframe(payload)
+            else:
+                key_start = True  # audio: every packet stands on its own
             if not key_start:
                 return None, vp8
             self._rebase(packet, vp8)
@@ -139,23 +224,39 @@ class LegRewriter:
         timestamp = (packet.timestamp + self._ts_offset) & 0xFFFFFFFF
         if vp8 is not None and (vp8.picture_id_at is not None or vp8.tl0_at is not None):
             payload = self._rewrite_vp8(payload, vp8)
-        out = RtpPacket(
-            payload_type=self.payload_type,
-            marker=packet.marker,
-            sequence_number=seq,
-            timestamp=timestamp,
-            ssrc=self.ssrc,
-            payload=payload,
-        )
+        out = RtpView(self.payload_type, packet.marker, seq, timestamp, self.ssrc, payload)
         if uint16_gt(seq, self._out_seq):
             self._out_seq = seq
             self._out_ts = timestamp
             self._sent_at = self._clock()
         return out, vp8
 
-    def _rebase(self, packet: RtpPacket, vp8: Vp8Descriptor | None) -> None:
+    def _filler(self, packet: Any) -> RtpView | None:
+        """A packet without payload (padding, or what stands for a FEC packet the sidecar
+        took: fec.padding_packet) takes a sequence number in the phone's stream: it goes on
+        as one byte of padding, so the technician's browser does not NACK that number."""
+        if self.waiting or uint16_gt(self._start_seq, packet.sequence_number):
+            return None
+        out = RtpView(
+            self.payload_type,
+            0,
+            (packet.sequence_number + self._seq_offset) & 0xFFFF,
+            (packet.timestamp + self._ts_offset) & 0xFFFFFFFF,
+            self.ssrc,
+            b"",
+            padding_size=1,
+        )
+        if uint16_gt(out.sequence_number, self._out_seq):
+            self._out_seq = out.sequence_number
+            self._out_ts = out.timestamp
+            self._sent_at = self._clock()
+        return out
+
+    def _rebase(self, packet: Any, vp8: Vp8Descriptor | None) -> None:
         now = self._clock()
-        elapsed = 1 if self._sent_at is None else max(1, int((now - self._sent_at) * 90000))
+        elapsed = (
+            1 if self._sent_at is None else max(1, int((now - self._sent_at) * self._clock_rate))
+        )
         next_seq = uint16_add(self._out_seq, 1)
         self._seq_offset = (next_seq - packet.sequence_number) & 0xFFFF
         self._ts_offset = (self._out_ts + elapsed - packet.timestamp) & 0xFFFFFFFF
@@ -204,7 +305,7 @@ class VideoForwarder:
     def __init__(
         self,
         rewriter: LegRewriter,
-        send: Callable[[RtpPacket], bool],
+        send: Callable[[RtpView], bool],
         request_keyframe: Callable[[], None],
         totals: ForwardingStats,
         ready: Callable[[], bool] = lambda: True,
@@ -222,7 +323,7 @@ class VideoForwarder:
         self._totals = totals
         self._stopped = False
 
-    def forward(self, packet: RtpPacket) -> None:
+    def forward(self, packet: Any) -> None:
         """One packet from the phone (called on the event loop as it arrives)."""
         if self._stopped or not self._ready():
             return  # the stream starts (at a keyframe) once the leg is connected
@@ -231,11 +332,11 @@ class VideoForwarder:
             if self.rewriter.waiting and packet.payload:
                 self._request_keyframe()
             return
-        if self._playout_floor is not None and (vp8 is None or vp8.start):
+        if self._playout_floor is not None and out.payload and (vp8 is None or vp8.start):
             # the technician's browser buffers long enough for the phone leg's
             # retransmissions (RTP playout-delay extension, 10 ms units: min, max)
             floor = round(self._playout_floor() * 100)
-            out.extensions.playout_delay = (floor, PLAYOUT_DELAY_MAX)
+            out.playout_delay = (floor, PLAYOUT_DELAY_MAX)
         if not self._send(out):
             self.rewriter.restart()  # the leg went away under us: start again at a keyframe
             return
@@ -260,6 +361,53 @@ class VideoForwarder:
 
     def source_changed(self) -> None:
         """A new phone leg feeds this one: its stream continues at the new one's keyframe."""
+        self.rewriter.restart()
+
+    def stop(self) -> None:
+        self._stopped = True
+
+
+class AudioForwarder:
+    """Forwards one leg's audio packets to the other leg, rewritten (an Opus frame is one
+    packet: nothing to reassemble). The legs' streams continue across reconnects."""
+
+    def __init__(
+        self,
+        rewriter: LegRewriter,
+        send: Callable[[RtpView], bool],
+        totals: ForwardingStats,
+        ready: Callable[[], bool] = lambda: True,
+    ) -> None:
+        self.kind = "audio"
+        self.rewriter = rewriter
+        self.stats = ForwardingStats()
+        self.resolution: tuple[int, int] | None = None
+        self._send = send
+        self._ready = ready
+        self._totals = totals
+        self._stopped = False
+
+    def forward(self, packet: Any) -> None:
+        """One audio packet from the other leg (called on the event loop as it arrives)."""
+        if self._stopped or not self._ready():
+            return
+        out, _ = self.rewriter.rewrite(packet)
+        if out is None:
+            return
+        if not self._send(out):
+            self.rewriter.restart()
+            return
+        size = len(out.payload)
+        for stats in (self.stats, self._totals):
+            stats.frames_forwarded += 1
+            stats.bytes_forwarded += size
+
+    def resync(self) -> None:
+        """Forwarding restarts (resume after hold): the stream continues from now."""
+        self.rewriter.restart()
+
+    def source_changed(self) -> None:
+        """A new leg feeds this one: continue its stream from the new one's first packet."""
         self.rewriter.restart()
 
     def stop(self) -> None:

@@ -51,17 +51,22 @@ from aiortc.rtcrtpparameters import (
 )
 from aiortc.rtcrtpreceiver import TimestampMapper
 from aiortc.rtp import (
-    RTP_HISTORY_SIZE,
-    HeaderExtensionsMap,
     RtpPacket,
-    is_rtcp,
     pack_header_extensions,
-    unpack_header_extensions,
 )
 from aiortc.utils import uint16_add, uint16_gt, uint32_gt
 
+from lens.media import fec
 from lens.media.congestion import TransportFeedback
-from lens.media.recovery import SILENCE, KeyframeRequests, LinkEstimate, NackList
+from lens.media.forwarder import RtpView, h264_starts_keyframe, parse_vp8
+from lens.media.recovery import (
+    MAX_NACKED,
+    SILENCE,
+    KeyframeRequests,
+    LinkEstimate,
+    MediaFreeGaps,
+    NackList,
+)
 from lens.media.relay import _h264_nal_types, is_keyframe
 
 logger = logging.getLogger(__name__)
@@ -119,28 +124,79 @@ class RepeatingNacks:
         receiver: RTCRtpReceiver,
         link: LinkEstimate,
         on_packet: Callable[[RtpPacket], None] | None = None,
+        mime_type_of: Callable[[int], str | None] | None = None,
+        on_filler: Callable[[RtpView], None] | None = None,
     ) -> None:
         self.link = link
         self.on_packet = on_packet
         self.nacks = NackList(link)
+        # a lost FEC packet's number is no loss: not NACKed, filled with padding downstream
+        self.gaps = MediaFreeGaps()
+        self._mime_type_of = mime_type_of
+        self._vp8: dict[int, bool] = {}
+        # the phone's answer has red/ulpfec (RedUlpfec): only then can a number have held
+        # a FEC packet (no per-packet cost for a phone without)
+        self.fec = False
+        self.on_filler = on_filler  # the frame view's (the lean path decides: LeanVideoReceiver)
         self.missing: set[int] = set()  # aiortc reads this only when add() returns True
         self._receiver = receiver
         self._ssrc: int | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopped = False
+        # called with how many missing packets were just given up (their give-up passed)
+        self.on_given_up: Callable[[int], None] | None = None
 
     def add(self, packet: RtpPacket) -> bool:
         self._ssrc = packet.ssrc
         retransmitted = packet.sequence_number in self.nacks._missing
         size = len(packet.payload) + packet.padding_size
         self.link.arrival(packet.timestamp, VIDEO_CLOCK_RATE, size, retransmitted)
+        missing = self.nacks._missing
+        before = len(missing)
         self.nacks.add(packet.sequence_number)
-        self._schedule()
+        # only a packet newly missing moves the timer (it is NACKed at once); else the
+        # timer set reschedules itself when it fires (next_due walks every missing packet:
+        # per packet, under heavy loss, that was most of the sidecar's time)
+        if len(missing) > before or (missing and self._timer is None):
+            self._schedule()
+        self._check_gaps(packet)
         if self.on_packet is not None:
             # the earliest point where a packet (or a retransmission, unwrapped) is known
             self.on_packet(packet)
         return False  # aiortc must not send its own NACK
+
+    def _check_gaps(self, packet: Any) -> None:
+        if not self.fec or not packet.payload or self._mime_type_of is None:
+            return
+        vp8 = self._vp8.get(packet.payload_type)
+        if vp8 is None:  # (per payload type, once known: this runs for every packet)
+            mime_type = self._mime_type_of(packet.payload_type)
+            vp8 = mime_type == "video/vp8"
+            if mime_type is not None:
+                self._vp8[packet.payload_type] = vp8
+        if vp8:
+            free = self.gaps.packet(packet.sequence_number, packet.marker, packet.payload)
+            if free:
+                self._fill(packet, self.nacks.not_media(free))
+
+    def _fill(self, packet: Any, lost: list[int]) -> None:
+        """Stand-ins for lost FEC packets: padding, for the frame view, the snapshot history
+        and the technician."""
+        for seq in lost:
+            filler = RtpView(packet.payload_type, 0, seq, packet.timestamp, packet.ssrc, b"", 1)
+            if self.on_filler is not None:
+                self.on_filler(filler)
+            if self.on_packet is not None:
+                self.on_packet(filler)
+
+    def add_rebuilt(self, packet: Any) -> None:
+        """A packet FEC rebuilt in the sidecar: no longer missing (and no round-trip
+        sample: nothing was retransmitted); it is forwarded like any other."""
+        self.nacks.rebuilt(packet.sequence_number)
+        self._check_gaps(packet)
+        if self.on_packet is not None:
+            self.on_packet(packet)
 
     def _schedule(self) -> None:
         delay = self.nacks.next_due()
@@ -157,7 +213,10 @@ class RepeatingNacks:
 
     def _fire(self) -> None:
         self._timer = None
+        expired = self.nacks.expired
         lost = self.nacks.due()
+        if self.nacks.expired > expired and self.on_given_up is not None:
+            self.on_given_up(self.nacks.expired - expired)
         if lost and self._ssrc is not None:
             self._send(self._ssrc, lost)
             # the same NACK once more, a little later: a NACK lost on the downlink (8 % on
@@ -225,6 +284,7 @@ class ForwardingVideoBuffer(JitterBuffer):
         self._on_outage = on_outage
         self._mime_type_of = mime_type_of or (lambda payload_type: "video/vp8")
         self._mime_type = "video/vp8"
+        self._payload_type: int | None = None
         self._missing_since: list[float | None] = [None] * BUFFER_PACKETS
         self._max: int | None = None
         self._next_sequence: int | None = None
@@ -233,7 +293,10 @@ class ForwardingVideoBuffer(JitterBuffer):
 
     def add(self, packet: RtpPacket) -> tuple[bool, JitterFrame | None]:
         self.media_ssrc = packet.ssrc
-        self._mime_type = self._mime_type_of(packet.payload_type) or self._mime_type
+        # (an empty one may stand for a FEC packet: fec.padding_packet)
+        if packet.payload_type != self._payload_type and packet.payload:
+            self._payload_type = packet.payload_type
+            self._mime_type = self._mime_type_of(packet.payload_type) or self._mime_type
         now = self._clock()
         seq = packet.sequence_number
         if self._origin is not None and self.link.silence >= SILENCE:
@@ -267,10 +330,22 @@ class ForwardingVideoBuffer(JitterBuffer):
         self._release(now)
         return False, None
 
+    def restart(self) -> None:
+        """Start afresh from the next packet (the frame view is wanted again): nothing
+        buffered, the next frame released a keyframe."""
+        self._packets = [None] * self._capacity
+        self._missing_since = [None] * self._capacity
+        self._origin = self._max = None
+        self._next_sequence = None
+        self._need_keyframe = True
+        self._scanned = None
+
     # ----- internals --------------------------------------------------------------------
 
     def _release(self, now: float) -> None:
         while self._origin is not None and not uint16_gt(self._origin, self._max):
+            if self._skip_no_media():
+                continue
             if self._need_keyframe and not self._skip_to_keyframe():
                 hole = self._origin
             else:
@@ -289,6 +364,18 @@ class ForwardingVideoBuffer(JitterBuffer):
             if not self._need_keyframe:
                 self._need_keyframe = True
             self._ask_keyframe()
+
+    def _skip_no_media(self) -> bool:
+        """Drop a packet without payload at the origin (True): what stands for a FEC packet
+        (``fec.padding_packet``, ``RepeatingNacks``' fillers for lost ones), or padding."""
+        packet = self._packets[self._origin % self._capacity]
+        if packet is None or packet.payload:
+            return False
+        contiguous = self._next_sequence == self._origin
+        self._drop_through(self._origin)
+        if contiguous:
+            self._next_sequence = self._origin
+        return True
 
     def _skip_to_keyframe(self) -> bool:
         """Drop packets until a keyframe's first packet is at the origin (True). A keyframe
@@ -372,18 +459,25 @@ class ForwardingVideoBuffer(JitterBuffer):
 
 
 class ForwardingAudioBuffer(JitterBuffer):
-    """An audio 'buffer' that releases every packet at once and drops late ones."""
+    """An audio 'buffer' that releases every packet at once and drops late ones.
 
-    def __init__(self) -> None:
+    With `on_packet`, each packet goes there (one Opus frame is one packet, forwarded as
+    a packet) and no frame is made; else a frame per packet is released."""
+
+    def __init__(self, on_packet: Callable[[Any], None] | None = None) -> None:
         super().__init__(capacity=16)
         self._last_timestamp: int | None = None
+        self._on_packet = on_packet
 
-    def add(self, packet: RtpPacket) -> tuple[bool, JitterFrame | None]:
+    def add(self, packet: Any) -> tuple[bool, JitterFrame | None]:
         if self._last_timestamp is not None and not uint32_gt(
             packet.timestamp, self._last_timestamp
         ):
             return False, None
         self._last_timestamp = packet.timestamp
+        if self._on_packet is not None:
+            self._on_packet(packet)
+            return False, None
         frame = JitterFrame(data=packet._data, timestamp=packet.timestamp)  # type: ignore[attr-defined]
         frame.contiguous = True  # type: ignore[attr-defined]
         return False, frame
@@ -403,10 +497,13 @@ def divert_receiver(
     For video, `request_keyframe` is called (at most once per keyframe in flight) when the
     buffer lost a frame and needs a keyframe to go on, unless `frame_view_asks` is False
     (then only others ask, through the buffer's gate); `on_packet` gets every video RTP
-    packet (retransmissions unwrapped) as it arrives, before it is reassembled."""
+    packet (retransmissions unwrapped) as it arrives, before it is reassembled; for audio,
+    `on_packet` gets every packet instead of `tap` a frame per packet."""
     receiver._RTCRtpReceiver__decoder_queue = tap  # type: ignore[attr-defined]
     if kind != "video":
-        receiver._RTCRtpReceiver__jitter_buffer = ForwardingAudioBuffer()  # type: ignore[attr-defined]
+        audio = ForwardingAudioBuffer(on_packet)
+        receiver._RTCRtpReceiver__jitter_buffer = audio  # type: ignore[attr-defined]
+        receiver.lens_lean = LeanAudioReceiver(receiver, audio)  # type: ignore[attr-defined]
         return
     codecs: dict[int, RTCRtpCodecParameters] = receiver._RTCRtpReceiver__codecs  # type: ignore[attr-defined]
     mapper = TimestampMapper()
@@ -435,7 +532,193 @@ def divert_receiver(
         on_outage=on_outage,
     )
     receiver._RTCRtpReceiver__jitter_buffer = buffer  # type: ignore[attr-defined]
-    receiver._RTCRtpReceiver__nack_generator = RepeatingNacks(receiver, link, on_packet)  # type: ignore[attr-defined]
+    nacks = RepeatingNacks(receiver, link, on_packet, mime_type_of=mime_type_of)
+    receiver._RTCRtpReceiver__nack_generator = nacks  # type: ignore[attr-defined]
+    lean = LeanVideoReceiver(receiver, buffer, nacks)
+    nacks.on_filler = lean.filler  # into the frame view, unless the lean path has it off
+    receiver.lens_lean = lean  # type: ignore[attr-defined]
+
+
+class RedUlpfec:
+    """RED and ULPFEC on a phone leg (``fec.RedReceiver``), between the wire and the receiver.
+
+    Every decrypted RTP datagram of the leg's (bundled) transport that no lean handler owns
+    passes here: a RED packet goes on as the media packet inside it, a retransmission of
+    one as a retransmission of that, a FEC packet as a padding-only packet with its
+    sequence number; each media packet FEC rebuilds goes straight to the NACK list (no
+    longer missing), the technician and the frame view, past the receive statistics (the
+    phone's loss figures, which set its FEC rate, are the link's, before repair).
+
+    What it hands on takes the lean path (``LeanReceive``) when the leg has one, so a phone
+    that sends RED costs no more CPU than one that does not; aiortc's path only when the
+    lean one declines (before the receivers are registered, ``LENS_MEDIA_LEAN=0``). On the
+    lean path it is ``LeanReceive.unwrap``; on aiortc's it wraps the DTLS transport's
+    ``_handle_rtp_data``."""
+
+    def __init__(self, receiver: RTCRtpReceiver) -> None:
+        self.red: fec.RedReceiver | None = None
+        self._off = False  # the answer has no red/ulpfec: hand everything on
+        self._receiver = receiver
+        self._codecs: dict[int, RTCRtpCodecParameters] = receiver._RTCRtpReceiver__codecs  # type: ignore[attr-defined]
+        self._rtx_ssrc: dict[int, int] = receiver._RTCRtpReceiver__rtx_ssrc  # type: ignore[attr-defined]
+        self._red_rtx: int | None = None
+        self._media_rtx: dict[int, int] = {}  # media payload type -> its RTX payload type
+        buffer = video_buffer(receiver)
+        self._link = buffer.link if buffer is not None else None
+        dtls = receiver.transport
+        self._extensions = dtls._rtp_header_extensions_map
+        self._original = dtls._handle_rtp_data
+        dtls._handle_rtp_data = self._handle
+        queue = dtls.transport._connection._queue
+        self._queue = queue if isinstance(queue, InlineMediaQueue) else None
+        self._lean = self._queue.lean if self._queue is not None else None
+        if self._lean is not None:
+            self._lean.unwrap = self.take
+        self.lean_handed = self.lean_rebuilt = 0  # packets the lean path took from here
+
+    def _configure(self) -> bool:
+        """Find the negotiated payload types (the receiver has them once it started)."""
+        types = {c.mimeType.lower(): c.payloadType for c in self._codecs.values()}
+        if RED_MIME not in types or ULPFEC_MIME not in types:
+            self._off = bool(types)
+            return False
+        self.red = fec.RedReceiver(types[RED_MIME], types[ULPFEC_MIME])
+        nacks = self._receiver._RTCRtpReceiver__nack_generator  # type: ignore[attr-defined]
+        if isinstance(nacks, RepeatingNacks):
+            nacks.fec = True  # lost FEC packets' numbers are no loss
+        for codec in self._codecs.values():
+            if aiortc_codecs.is_rtx(codec):
+                apt = codec.parameters.get("apt")
+                if apt == self.red.red_type:
+                    self._red_rtx = codec.payloadType
+                elif isinstance(apt, int):
+                    self._media_rtx[apt] = codec.payloadType
+        return True
+
+    def _unwrap(self, data: bytes) -> tuple[bytes, list[bytes]] | None:
+        """(the packet to hand on in `data`'s place, the packets FEC rebuilt), or None:
+        `data` is no RED packet (nor a retransmission of one) and goes on as it is."""
+        red = self.red
+        if red is None:
+            if self._off or len(data) < 12 or not self._configure():
+                return None
+            red = self.red
+        payload_type = data[1] & 0x7F
+        if payload_type == red.red_type:
+            if FEC_DUMP:
+                _dump(data)
+            fec_packets = red.fec_packets
+            handed, rebuilt = red.receive(data)
+            if red.fec_packets != fec_packets and self._link is not None:
+                self._link.last_fec = self._link.clock()
+            return handed, rebuilt
+        if payload_type == self._red_rtx and self._red_rtx is not None:
+            media_ssrc = self._rtx_ssrc.get(int.from_bytes(data[8:12], "big"))
+            if media_ssrc is None:
+                return None
+            if FEC_DUMP:
+                _dump(data)
+            return red.receive_rtx(data, media_ssrc, self._media_rtx.get(red.media_type))
+        return None
+
+    def take(self, data: bytes, arrival: float) -> bool:
+        """The lean path's hook (``LeanReceive.unwrap``) for a packet no lean handler owns:
+        False if it is no RED packet (aiortc's path takes it as it is)."""
+        unwrapped = self._unwrap(data)
+        if unwrapped is None:
+            return False
+        handed, rebuilt = unwrapped
+        if not self._offer(handed, arrival):
+            _drive(self._original(handed, aiortc_clock.current_ms()))
+        self._rebuilt(rebuilt)
+        return True
+
+    async def _handle(self, data: bytes, arrival_time_ms: int) -> None:
+        """aiortc's path (``RTCDtlsTransport._handle_rtp_data``), wrapped."""
+        unwrapped = self._unwrap(data) if len(data) > 1 else None
+        if unwrapped is None:
+            await self._original(data, arrival_time_ms)
+            return
+        handed, rebuilt = unwrapped
+        arrival = self._queue.last_arrival if self._queue is not None else None
+        if not self._offer(handed, time.monotonic() if arrival is None else arrival):
+            await self._original(handed, arrival_time_ms)
+        self._rebuilt(rebuilt)
+
+    def _offer(self, handed: bytes, arrival: float) -> bool:
+        """Hand an unwrapped packet to the lean path; False if it declines."""
+        lean = self._lean
+        if lean is None or len(handed) < 12:
+            return False
+        if handed[1] & 0x7F in (self.red.red_type, self._red_rtx):  # type: ignore[union-attr]
+            return False  # (what stands for a FEC packet before any media: not the lean's)
+        if not lean.handle(handed, arrival):
+            return False
+        self.lean_handed += 1
+        return True
+
+    def _rebuilt(self, rebuilt: list[bytes]) -> None:
+        lean = self._lean
+        for packet in rebuilt:
+            if lean is not None and lean.rebuilt(packet):
+                self.lean_rebuilt += 1
+            else:
+                self._deliver_rebuilt(packet)
+
+    def _deliver_rebuilt(self, data: bytes) -> None:
+        """What aiortc's receiver does with a packet, less its statistics and RTX."""
+        try:
+            packet = RtpPacket.parse(data, self._extensions)
+        except ValueError:
+            return
+        receiver = self._receiver
+        codec = self._codecs.get(packet.payload_type)
+        if codec is None:
+            return
+        nacks = receiver._RTCRtpReceiver__nack_generator  # type: ignore[attr-defined]
+        if isinstance(nacks, RepeatingNacks):
+            nacks.add_rebuilt(packet)
+        try:
+            packet._data = aiortc_codecs.depayload(codec, packet.payload)  # type: ignore[attr-defined]
+        except ValueError:
+            return
+        receiver._RTCRtpReceiver__jitter_buffer.add(packet)  # type: ignore[attr-defined]
+
+    def state(self) -> dict[str, int]:
+        red = self.red
+        if red is None:
+            return {"fec_packets": 0, "fec_recovered": 0, "fec_unrecoverable": 0}
+        return {
+            "fec_packets": red.fec_packets,
+            "fec_recovered": red.recovered,
+            "fec_unrecoverable": red.unrecoverable,
+            # what was unwrapped from RED / rebuilt and then went the lean path
+            "red_lean": self.lean_handed,
+            "fec_recovered_lean": self.lean_rebuilt,
+        }
+
+
+def _dump(data: bytes) -> None:
+    """Keep the first FEC_DUMP_PACKETS RED datagrams (hex, one a line) in LENS_MEDIA_FEC_DUMP:
+    real Chrome packets for tests/media/data (a debugging aid, off by default)."""
+    if _dumped[0] >= FEC_DUMP_PACKETS:
+        return
+    _dumped[0] += 1
+    with open(FEC_DUMP, "a") as out:
+        out.write(data.hex() + "\n")
+
+
+FEC_DUMP = os.environ.get("LENS_MEDIA_FEC_DUMP")
+FEC_DUMP_PACKETS = 3000
+_dumped = [0]
+
+
+def repair_with_fec(receiver: RTCRtpReceiver) -> RedUlpfec | None:
+    """Unwrap RED and repair with ULPFEC on a phone leg's video (call once the remote offer
+    is applied: the bundled transport is known); None when FEC is off."""
+    if not FEC:
+        return None
+    return RedUlpfec(receiver)
 
 
 def video_buffer(receiver: RTCRtpReceiver) -> ForwardingVideoBuffer | None:
@@ -511,28 +794,6 @@ def _send_datagram(dtls: RTCDtlsTransport, data: bytes, rtcp: bool = False) -> N
     dtls._RTCDtlsTransport__tx_packets += 1  # type: ignore[attr-defined]
 
 
-class _PlayoutDelayMap(HeaderExtensionsMap):
-    """aiortc's header extension map plus the playout-delay extension (aiortc has none).
-
-    A packet whose ``extensions.playout_delay`` is (min, max) in 10 ms units carries it:
-    the receiving browser then keeps at least `min` in its jitter buffer."""
-
-    def __init__(self, configured: HeaderExtensionsMap, extension_id: int) -> None:
-        super().__init__()
-        self._HeaderExtensionsMap__ids = configured._HeaderExtensionsMap__ids  # type: ignore[attr-defined]
-        self._extension_id = extension_id
-
-    def set(self, values: Any) -> tuple[int, bytes]:
-        profile, value = super().set(values)
-        delay = getattr(values, "playout_delay", None)
-        if delay is None:
-            return profile, value
-        elements = unpack_header_extensions(profile, value) if profile else []
-        low, high = delay
-        elements.append((self._extension_id, ((low << 12) | high).to_bytes(3, "big")))
-        return pack_header_extensions(elements)
-
-
 def negotiated_extension_id(transceiver: RTCRtpTransceiver, uri: str) -> int | None:
     """The id the remote offer gave a header extension we answered with, else None."""
     for extension in transceiver._headerExtensions:
@@ -541,17 +802,40 @@ def negotiated_extension_id(transceiver: RTCRtpTransceiver, uri: str) -> int | N
     return None
 
 
+RTX_HISTORY = 512  # packets per leg kept for the technician's NACKs (~4 s of 1 Mbps video)
+NTP_UNIX_OFFSET = 2208988800  # seconds from 1900 (NTP) to 1970 (Unix)
+
+
+def _ntp_now() -> int:
+    """The current time as a 64-bit NTP timestamp (aiortc's clock goes through datetime)."""
+    return int((time.time() + NTP_UNIX_OFFSET) * 4294967296)
+
+
 class PacketSender:
-    """Sends ready-made RTP packets as an aiortc sender's stream.
+    """Sends ready-made RTP packets (``forwarder.RtpView``) as an aiortc sender's stream.
 
-    Each packet gets the sender's MID and an abs-send-time, goes into the sender's
-    retransmission history (so aiortc's own NACK handling answers the remote's NACKs,
-    over RTX when negotiated) and counts in the sender's reports (SR)."""
+    Each packet is written with struct (header, the sender's MID and, for video, the
+    playout-delay extension when asked for), kept in this leg's retransmission buffer
+    (plain bytes), SRTP-protected and sent on the nominated pair at once; it counts in the
+    sender's reports (SR). The technician's NACKs are answered from that buffer (over RTX
+    when negotiated): it replaces the sender's ``_retransmit``, which aiortc's RTCP
+    handling calls for each NACKed sequence number."""
 
-    def __init__(self, sender: RTCRtpSender, playout_delay_id: int | None = None) -> None:
+    def __init__(
+        self,
+        sender: RTCRtpSender,
+        playout_delay_id: int | None = None,
+        history: int = RTX_HISTORY,
+    ) -> None:
         self._sender = sender
         self._playout_delay_id = playout_delay_id
-        self._map_installed = False
+        self._extensions: bytes | None = None  # the MID extension block, once started
+        self._with_delay: dict[tuple[int, int], bytes] = {}
+        self._history: list[tuple[int, bytes, int] | None] = [None] * history
+        self._history_size = history
+        self._dtls: RTCDtlsTransport | None = None
+        self.retransmitted = 0
+        sender._retransmit = self.retransmit  # type: ignore[method-assign]
 
     @property
     def ssrc(self) -> int:
@@ -559,40 +843,85 @@ class PacketSender:
 
     def ready(self) -> bool:
         """True once the leg is connected and the sender configured (MID, extensions)."""
-        sender = self._sender
-        return (
-            sender._RTCRtpSender__started  # type: ignore[attr-defined]
-            and sender.transport._state == DtlsState.CONNECTED
-        )
+        if self._dtls is None:
+            sender = self._sender
+            if not sender._RTCRtpSender__started:  # type: ignore[attr-defined]
+                return False
+            self._dtls = sender.transport  # (started: it stays this one)
+        return self._dtls._state == DtlsState.CONNECTED
 
-    def send(self, packet: RtpPacket) -> bool:
+    def send(self, packet: Any) -> bool:
         """Put `packet` on the wire now; False if the leg is not connected (yet)."""
         sender = self._sender
         dtls = sender.transport
         if dtls._state != DtlsState.CONNECTED:
             return False
-        if not self._map_installed:
-            self._map_installed = True
-            if self._playout_delay_id:
-                configured = sender._RTCRtpSender__rtp_header_extensions_map  # type: ignore[attr-defined]
-                sender._RTCRtpSender__rtp_header_extensions_map = _PlayoutDelayMap(  # type: ignore[attr-defined]
-                    configured, self._playout_delay_id
-                )
-        ntp = aiortc_clock.current_ntp_time()
-        packet.extensions.mid = sender._RTCRtpSender__mid  # type: ignore[attr-defined]
-        packet.extensions.abs_send_time = (ntp >> 14) & 0x00FFFFFF
-        history = sender._RTCRtpSender__rtp_history  # type: ignore[attr-defined]
-        history[packet.sequence_number % RTP_HISTORY_SIZE] = packet
-        data = packet.serialize(sender._RTCRtpSender__rtp_header_extensions_map)  # type: ignore[attr-defined]
+        extensions = self._extensions
+        if extensions is None:
+            extensions = self._extensions = self._extension_block(None)
+        if packet.playout_delay is not None and self._playout_delay_id:
+            delay = packet.playout_delay
+            extensions = self._with_delay.get(delay)
+            if extensions is None:
+                extensions = self._with_delay[delay] = self._extension_block(delay)
+        seq = packet.sequence_number
+        data = packet.serialize(extensions)
+        self._history[seq % self._history_size] = (seq, data, 12 + len(extensions))
         try:
             _send_datagram(dtls, data)
         except ConnectionError:
             return False
-        sender._RTCRtpSender__ntp_timestamp = ntp  # type: ignore[attr-defined]
+        sender._RTCRtpSender__ntp_timestamp = _ntp_now()  # type: ignore[attr-defined]
         sender._RTCRtpSender__rtp_timestamp = packet.timestamp  # type: ignore[attr-defined]
         sender._RTCRtpSender__octet_count += len(packet.payload)  # type: ignore[attr-defined]
         sender._RTCRtpSender__packet_count += 1  # type: ignore[attr-defined]
         return True
+
+    async def retransmit(self, sequence_number: int) -> None:
+        """Send a packet the remote reported lost again, from this leg's buffer."""
+        entry = self._history[sequence_number % self._history_size]
+        if entry is None or entry[0] != sequence_number:
+            return
+        _, data, payload_at = entry
+        sender = self._sender
+        rtx_type = sender._RTCRtpSender__rtx_payload_type  # type: ignore[attr-defined]
+        if rtx_type is not None:
+            rtx_seq = sender._RTCRtpSender__rtx_sequence_number  # type: ignore[attr-defined]
+            sender._RTCRtpSender__rtx_sequence_number = uint16_add(rtx_seq, 1)  # type: ignore[attr-defined]
+            data = b"".join(
+                (
+                    bytes((data[0], (data[1] & 0x80) | rtx_type)),
+                    rtx_seq.to_bytes(2, "big"),
+                    data[4:8],
+                    sender._rtx_ssrc.to_bytes(4, "big"),
+                    data[12:payload_at],
+                    sequence_number.to_bytes(2, "big"),
+                    data[payload_at:],
+                )
+            )
+        if sender.transport._state != DtlsState.CONNECTED:
+            return
+        try:
+            _send_datagram(sender.transport, data)
+        except ConnectionError:
+            return
+        self.retransmitted += 1
+
+    def _extension_block(self, playout_delay: tuple[int, int] | None) -> bytes:
+        """The one-byte header extension block: the MID, and the playout delay if given."""
+        sender = self._sender
+        ids = sender._RTCRtpSender__rtp_header_extensions_map._HeaderExtensionsMap__ids  # type: ignore[attr-defined]
+        mid = sender._RTCRtpSender__mid  # type: ignore[attr-defined]
+        elements = []
+        if mid is not None and ids.mid:
+            elements.append((ids.mid, mid.encode("utf8")))
+        if playout_delay is not None and self._playout_delay_id:
+            low, high = playout_delay
+            elements.append((self._playout_delay_id, ((low << 12) | high).to_bytes(3, "big")))
+        if not elements:
+            return b""
+        profile, value = pack_header_extensions(elements)
+        return struct.pack("!HH", profile, len(value) // 4) + value
 
 
 def sender_rtt(sender: RTCRtpSender) -> float | None:
@@ -637,6 +966,31 @@ def negotiate_transport_cc() -> None:
             codec.rtcpFeedback = [*feedback, RTCRtcpFeedback(type="transport-cc")]
 
 
+RED_MIME, ULPFEC_MIME = "video/red", "video/ulpfec"
+RED_PAYLOAD_TYPE = 123  # in the sidecar's own offers (tests); an answer takes the offer's
+
+
+def negotiate_red_ulpfec() -> None:
+    """Make answers accept red + ulpfec (and RTX for red) for video, so a browser that sends
+    to the sidecar adds forward error correction on a lossy link (``RedUlpfec`` repairs
+    with it). Only a phone leg asks for them (``FEC_CODECS``); idempotent."""
+    video = aiortc_codecs.CODECS["video"]
+    if any(c.mimeType.lower() == RED_MIME for c in video):
+        return
+    video += [
+        RTCRtpCodecParameters(mimeType="video/red", clockRate=90000, payloadType=RED_PAYLOAD_TYPE),
+        RTCRtpCodecParameters(
+            mimeType="video/rtx",
+            clockRate=90000,
+            payloadType=RED_PAYLOAD_TYPE + 1,
+            parameters={"apt": RED_PAYLOAD_TYPE},
+        ),
+        RTCRtpCodecParameters(
+            mimeType="video/ulpfec", clockRate=90000, payloadType=RED_PAYLOAD_TYPE + 2
+        ),
+    ]
+
+
 @types.coroutine
 def _resume(coroutine: Any, waiting_on: Any) -> Any:
     """Hand a coroutine that suspended outside any task over to one (see _drive)."""
@@ -669,58 +1023,77 @@ SO_TIMESTAMPNS = 35  # Linux (asm-generic): the kernel stamps each datagram's ar
 _kernel_arrival: list[float | None] = [None]  # the datagram being delivered, monotonic
 
 
-def kernel_timestamps(receiver_or_sender: RTCRtpReceiver | RTCRtpSender) -> int:
-    """Have the kernel stamp every datagram on a leg's UDP sockets with its arrival time.
+def read_directly(receiver_or_sender: RTCRtpReceiver | RTCRtpSender, stamp: bool) -> int:
+    """Read a leg's UDP sockets with :func:`_read_stamped`, the kernel stamping each
+    datagram's arrival if `stamp`.
 
     asyncio reads datagrams with recvfrom(), so the earliest time Python can take is when
     the event loop gets to the socket, which on a loaded machine is milliseconds late and
     looks like congestion to the phone's bandwidth estimator. This reads them with
-    recvmsg() and SO_TIMESTAMPNS instead; InlineMediaQueue uses that time. Call once the
-    leg's candidates are gathered; returns how many sockets were switched."""
+    recvmsg() and SO_TIMESTAMPNS instead; InlineMediaQueue uses that time. SRTP/SRTCP
+    datagrams go straight to the leg's InlineMediaQueue, not through aioice's STUN parser
+    (which fails on each of them with an exception). Call once the leg's candidates are
+    gathered, after :func:`inline_media`; returns how many sockets were switched."""
     connection = receiver_or_sender.transport.transport._connection
+    queue = connection._queue if isinstance(connection._queue, InlineMediaQueue) else None
     switched = 0
     for protocol in connection._protocols:
         transport = getattr(protocol, "transport", None)
         sock = getattr(transport, "_sock", None)
         if sock is None or sock.type != socket.SOCK_DGRAM or getattr(transport, "lens_stamped", 0):
             continue
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-        except OSError:
-            continue
+        if stamp:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+            except OSError:
+                continue
         transport._loop._remove_reader(transport._sock_fd)
         transport._loop._add_reader(transport._sock_fd, _read_stamped, transport)
         transport.lens_stamped = 1
+        transport.lens_queue = queue if LEAN else None
         switched += 1
     return switched
 
 
 def _read_stamped(transport: Any) -> None:
-    """asyncio's _SelectorDatagramTransport._read_ready, with recvmsg and the kernel's stamp."""
-    if transport._conn_lost:
-        return
-    try:
-        data, ancillary, _, addr = transport._sock.recvmsg(transport.max_size, 64)
-    except (BlockingIOError, InterruptedError):
-        return
-    except OSError as exc:
-        transport._protocol.error_received(exc)
-        return
-    except (SystemExit, KeyboardInterrupt):
-        raise
-    except BaseException as exc:
-        transport._fatal_error(exc, "Fatal read error on datagram transport")
-        return
-    stamp = None
-    for level, kind, value in ancillary:
-        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(value) >= 16:
-            seconds, nanoseconds = struct.unpack("qq", value[:16])
-            stamp = seconds + nanoseconds / 1e9 - (time.time() - time.monotonic())
-    _kernel_arrival[0] = stamp
-    try:
-        transport._protocol.datagram_received(data, addr)
-    finally:
-        _kernel_arrival[0] = None
+    """asyncio's _SelectorDatagramTransport._read_ready, with recvmsg and the kernel's stamp,
+    and up to READ_BATCH datagrams a call: a socket that filled while the process waited for
+    the CPU is emptied in one go, not one event-loop round (an epoll call) per datagram."""
+    sock = transport._sock
+    for _ in range(READ_BATCH):
+        if transport._conn_lost:
+            return
+        try:
+            data, ancillary, _, addr = sock.recvmsg(transport.max_size, 64)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            transport._protocol.error_received(exc)
+            return
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            transport._fatal_error(exc, "Fatal read error on datagram transport")
+            return
+        stamp = None
+        if ancillary:
+            for level, kind, value in ancillary:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(value) >= 16:
+                    seconds, nanoseconds = struct.unpack("qq", value[:16])
+                    stamp = seconds + nanoseconds / 1e9 - (time.time() - time.monotonic())
+        _kernel_arrival[0] = stamp
+        try:
+            queue = transport.lens_queue
+            if queue is not None and data and 127 < data[0] < 192:
+                # SRTP/SRTCP (RFC 7983): never STUN, so aioice's protocol has nothing to do
+                queue.put_nowait((data, 1))
+            else:
+                transport._protocol.datagram_received(data, addr)
+        finally:
+            _kernel_arrival[0] = None
+
+
+READ_BATCH = 16  # datagrams read per readiness event at most
 
 
 class InlineMediaQueue(asyncio.Queue):
@@ -728,10 +1101,11 @@ class InlineMediaQueue(asyncio.Queue):
 
     aioice puts each datagram on a queue that the DTLS transport's task awaits: three
     coroutine layers and a task switch per packet. Once DTLS is up and nothing is queued
-    (order is kept), an SRTP or SRTCP datagram is instead decrypted and handed to aiortc's
-    RTP/RTCP handling right away, in aioice's socket callback, which is what aiortc's
-    receive loop does for it (``RTCDtlsTransport._recv_next``). Every datagram's arrival
-    time is noted as it comes off the socket (``last_arrival``, for transport-cc)."""
+    (order is kept), an SRTP or SRTCP datagram is instead decrypted and handled right away,
+    in the socket callback: RTP for a diverted receiver by :class:`LeanReceive` (the lean
+    path), anything else by aiortc's RTP/RTCP handling, which is what aiortc's receive
+    loop does for it (``RTCDtlsTransport._recv_next``). Every datagram's arrival time is
+    noted as it comes off the socket (``last_arrival``, for transport-cc)."""
 
     last_arrival: float | None = None
 
@@ -740,6 +1114,7 @@ class InlineMediaQueue(asyncio.Queue):
         self._dtls = dtls
         self.inline = 0
         self.kernel_stamped = 0
+        self.lean = LeanReceive(dtls) if LEAN else None
 
     def put_nowait(self, item: Any) -> None:
         now = _kernel_arrival[0]
@@ -762,12 +1137,14 @@ class InlineMediaQueue(asyncio.Queue):
             dtls._RTCDtlsTransport__rx_bytes += len(data)  # type: ignore[attr-defined]
             dtls._RTCDtlsTransport__rx_packets += 1  # type: ignore[attr-defined]
             try:
-                if is_rtcp(data):
+                if len(data) > 1 and 191 < data[1] < 209:  # RTCP (aiortc's is_rtcp)
                     _drive(dtls._handle_rtcp_data(dtls._rx_srtp.unprotect_rtcp(data)))
                 else:
-                    arrival_ms = aiortc_clock.current_ms()
                     data = dtls._rx_srtp.unprotect(data)
-                    _drive(dtls._handle_rtp_data(data, arrival_time_ms=arrival_ms))
+                    lean = self.lean
+                    if lean is None or not lean.handle(data, now):
+                        arrival_ms = aiortc_clock.current_ms()
+                        _drive(dtls._handle_rtp_data(data, arrival_time_ms=arrival_ms))
             except pylibsrtp.Error:
                 pass  # what aiortc does with a packet it cannot decrypt
             except Exception:
@@ -794,6 +1171,336 @@ def inline_media(receiver_or_sender: RTCRtpReceiver | RTCRtpSender) -> InlineMed
     return queue
 
 
+# ----- the lean receive path ------------------------------------------------------------
+#
+# What aiortc's RTCDtlsTransport._handle_rtp_data and RTCRtpReceiver._handle_rtp_packet do
+# for a diverted receiver, on the decrypted datagram's bytes: the header read with struct,
+# only the transport-cc extension looked for, no RtpPacket, no per-packet datetime, no
+# coroutines. Packets of a payload type no diverted receiver owns (and everything before
+# the receivers are registered) still go through aiortc.
+
+_SEQ_TS_SSRC = struct.Struct("!HII")
+NOT_MEDIA = {"red", "ulpfec", "flexfec", "flexfec-03", "rtx"}  # payload formats, not codecs
+_EXTENSION_HEADER = struct.Struct("!HH")
+_NOT_LEARNT = object()
+
+
+def _extension_value(data: bytes, start: int, end: int, profile: int, wanted: int) -> int | None:
+    """A two-byte header extension's value (transport-cc's sequence number), or None."""
+    i = start
+    if profile == 0xBEDE:  # one-byte elements
+        while i < end:
+            byte = data[i]
+            if byte == 0:  # padding
+                i += 1
+                continue
+            ext_id, length = byte >> 4, (byte & 0x0F) + 1
+            if ext_id == 15:
+                return None
+            if ext_id == wanted:
+                return (data[i + 1] << 8) | data[i + 2] if length == 2 and i + 3 <= end else None
+            i += 1 + length
+    elif profile & 0xFFF0 == 0x1000:  # two-byte elements
+        while i + 1 < end:
+            ext_id = data[i]
+            if ext_id == 0:
+                i += 1
+                continue
+            length = data[i + 1]
+            if ext_id == wanted:
+                return (data[i + 2] << 8) | data[i + 3] if length == 2 and i + 4 <= end else None
+            i += 2 + length
+    return None
+
+
+class LeanReceive:
+    """Reads one leg's decrypted RTP packets and hands each to its diverted receiver's
+    lean handler (``receiver.lens_lean``), routed by payload type as aiortc's RtpRouter
+    does under BUNDLE. Transport-cc sequence numbers go to `on_transport_seq`. A packet
+    of a payload type no handler owns (RED, its retransmissions) is offered to `unwrap`
+    (``RedUlpfec.take``), which hands what it unwraps back here."""
+
+    def __init__(self, dtls: RTCDtlsTransport) -> None:
+        self._dtls = dtls
+        self._routes: dict[int, Any] = {}
+        self._transport_cc_id = 0
+        self.on_transport_seq: Callable[[int, float], None] | None = None
+        self.unwrap: Callable[[bytes, float], bool] | None = None
+        self.packets = 0
+
+    def handle(self, data: bytes, arrival: float) -> bool:
+        """Handle one decrypted RTP packet; False: aiortc's path is to take it."""
+        if len(data) < 12:
+            return False
+        first, second = data[0], data[1]
+        payload_type = second & 0x7F
+        route = self._routes.get(payload_type, _NOT_LEARNT)
+        if route is _NOT_LEARNT:
+            route = self._learn(payload_type)
+        if route is None:
+            return self.unwrap is not None and self.unwrap(data, arrival)
+        seq, timestamp, ssrc = _SEQ_TS_SSRC.unpack_from(data, 2)
+        pos = 12 + 4 * (first & 0x0F)
+        if first & 0x10:
+            if len(data) < pos + 4:
+                return True  # malformed: dropped, as aiortc does
+            profile, words = _EXTENSION_HEADER.unpack_from(data, pos)
+            start = pos + 4
+            pos = start + 4 * words
+            if self.on_transport_seq is not None and self._transport_cc_id:
+                sequence = _extension_value(data, start, pos, profile, self._transport_cc_id)
+                if sequence is not None:
+                    self.on_transport_seq(sequence, arrival)
+        end = len(data)
+        padding = 0
+        if first & 0x20:
+            padding = data[-1]
+            end -= padding
+        if pos > end:
+            return True
+        self.packets += 1
+        handler, codec, _ = route
+        handler(
+            RtpView(payload_type, second >> 7, seq, timestamp, ssrc, data[pos:end], padding), codec
+        )
+        return True
+
+    def rebuilt(self, data: bytes) -> bool:
+        """Handle a media packet FEC rebuilt (``RedUlpfec``): it never crossed the wire, so
+        no transport-cc number and no receive statistics; False: not the lean path's."""
+        payload_type = data[1] & 0x7F
+        route = self._routes.get(payload_type, _NOT_LEARNT)
+        if route is _NOT_LEARNT:
+            route = self._learn(payload_type)
+        header = fec.header_length(data)
+        if route is None or header is None or not hasattr(route[2], "rebuilt"):
+            return False
+        end = len(data) - (data[-1] if data[0] & 0x20 else 0)
+        if header > end:
+            return True
+        seq, timestamp, ssrc = _SEQ_TS_SSRC.unpack_from(data, 2)
+        view = RtpView(payload_type, data[1] >> 7, seq, timestamp, ssrc, data[header:end])
+        route[2].rebuilt(view, route[1])
+        return True
+
+    def _learn(self, payload_type: int) -> Any:
+        receivers = self._dtls._rtp_router.payload_type_table.get(payload_type)
+        if not receivers:
+            return None  # not registered yet: aiortc decides, and this is asked again
+        route = None
+        if len(receivers) == 1:
+            receiver = next(iter(receivers))
+            lean = getattr(receiver, "lens_lean", None)
+            codecs = receiver._RTCRtpReceiver__codecs  # type: ignore[attr-defined]
+            codec = codecs.get(payload_type)
+            media = codec
+            if codec is not None and aiortc_codecs.is_rtx(codec):
+                media = codecs.get(codec.parameters.get("apt"))
+            # media and its retransmissions only: RED, ULPFEC, FlexFEC... go through
+            # aiortc's handling (and whatever wraps it)
+            if lean is not None and media is not None and media.name.lower() not in NOT_MEDIA:
+                route = (lean.handle, codec, lean)
+        ids = self._dtls._rtp_header_extensions_map._HeaderExtensionsMap__ids  # type: ignore[attr-defined]
+        self._transport_cc_id = ids.transport_sequence_number or 0
+        self._routes[payload_type] = route
+        return route
+
+
+def _stream_statistics(receiver: RTCRtpReceiver, ssrc: int, clock_rate: int) -> Any:
+    """The receiver's statistics of one incoming SSRC (its receiver reports read them)."""
+    # the RTCP router finds the receiver of the sender's reports by SSRC (aiortc's RTP
+    # router learns it from the packets it routes, which these are not)
+    receiver.transport._rtp_router.ssrc_table.setdefault(ssrc, receiver)
+    streams = receiver._RTCRtpReceiver__remote_streams  # type: ignore[attr-defined]
+    stats = streams.get(ssrc)
+    if stats is None:
+        stats = streams[ssrc] = aiortc_receiver_module.StreamStatistics(clock_rate)
+    return stats
+
+
+class LeanVideoReceiver:
+    """A diverted video receiver's per-packet work, on an RtpView: statistics, RTX
+    unwrapped, NACK bookkeeping and forwarding (``RepeatingNacks``), then the frame view
+    (``ForwardingVideoBuffer``), as ``RTCRtpReceiver._handle_rtp_packet`` orders them.
+
+    The frame view (reassembly into frames) can be switched off (:func:`frame_view`): the
+    sidecar needs frames only while it records. Then what the buffer does for the live
+    stream is done packet by packet instead: a hole whose give-up passed (a NACKed packet
+    that never came) or a gap too long to NACK asks for a keyframe through the buffer's
+    one-in-flight gate, an outage calls its `on_outage`, and a keyframe's size is noted."""
+
+    def __init__(
+        self, receiver: RTCRtpReceiver, buffer: ForwardingVideoBuffer, nacks: RepeatingNacks
+    ) -> None:
+        self._receiver = receiver
+        self._buffer = buffer
+        self._nacks = nacks
+        self._codecs: dict[int, RTCRtpCodecParameters] = receiver._RTCRtpReceiver__codecs  # type: ignore[attr-defined]
+        self._rtx_ssrc: dict[int, int] = receiver._RTCRtpReceiver__rtx_ssrc  # type: ignore[attr-defined]
+        self._stats: dict[int, Any] = {}
+        self._names: dict[int, str] = {}  # payload type -> codec name, upper case
+        self.frame_view = True
+        self._fed = False  # the lean path has this receiver's packets (else aiortc's has)
+        self._keyframe_timestamp: int | None = None
+        self._keyframe_bytes = 0
+        nacks.on_given_up = self._given_up
+
+    def handle(self, packet: RtpView, codec: RTCRtpCodecParameters) -> None:
+        stats = self._stats.get(packet.ssrc)
+        if stats is None:
+            stats = self._stats[packet.ssrc] = _stream_statistics(
+                self._receiver, packet.ssrc, codec.clockRate
+            )
+            self._fed = True
+        stats.add(packet)
+        self._media(packet, codec, False)
+
+    def rebuilt(self, packet: RtpView, codec: RTCRtpCodecParameters) -> None:
+        """A media packet FEC rebuilt (``RedUlpfec``): as one that came, less the receive
+        statistics and the link's arrival (no jitter, no round-trip sample)."""
+        self._media(packet, codec, True)
+
+    def filler(self, packet: RtpView) -> None:
+        """What stands for a lost FEC packet (``RepeatingNacks``), for the frame view: it
+        takes the number, so the view does not wait for it (unless the view is off)."""
+        if self.frame_view or not self._fed:
+            self._buffer.add(packet)
+
+    def _media(self, packet: RtpView, codec: RTCRtpCodecParameters, rebuilt: bool) -> None:
+        name = self._names.get(packet.payload_type)
+        if name is None:
+            name = self._names[packet.payload_type] = codec.name.upper()
+        if name == "RTX":
+            original = self._rtx_ssrc.get(packet.ssrc) or self._buffer.media_ssrc
+            apt = codec.parameters.get("apt")
+            payload = packet.payload
+            if original is None or len(payload) < 2 or apt not in self._codecs:
+                return
+            packet = RtpView(
+                apt,
+                packet.marker,
+                (payload[0] << 8) | payload[1],
+                packet.timestamp,
+                original,
+                payload[2:],
+            )
+            codec = self._codecs[apt]
+            name = codec.name.upper()
+        payload = packet.payload
+        if name == "VP8" and payload:
+            packet.vp8 = parse_vp8(payload)
+        if not self.frame_view:
+            self._watch(packet, name, rebuilt)
+            return
+        if rebuilt:
+            self._nacks.add_rebuilt(packet)
+        else:
+            self._nacks.add(packet)
+        # the frame view's codec data (what aiortc's depayload makes)
+        if payload:
+            if name == "VP8":
+                if packet.vp8 is None:
+                    return
+                packet._data = payload[packet.vp8.header_len :]
+            elif name == "H264":
+                try:
+                    packet._data = aiortc_codecs.depayload(codec, payload)
+                except ValueError:
+                    return
+            else:
+                packet._data = payload
+        self._buffer.add(packet)
+
+    def _watch(self, packet: RtpView, name: str, rebuilt: bool = False) -> None:
+        """The live stream's needs without the frame view (see the class doc)."""
+        buffer = self._buffer
+        buffer.media_ssrc = packet.ssrc
+        nacks = self._nacks.nacks
+        before = nacks.max_seq
+        if rebuilt:  # (it fills a hole: no gap, no outage)
+            self._nacks.add_rebuilt(packet)
+        else:
+            self._nacks.add(packet)
+            if buffer.link.silence >= SILENCE:  # an outage: the stream needs a keyframe
+                if buffer._on_outage is not None:
+                    buffer._on_outage()
+                else:
+                    buffer._ask_keyframe()
+            elif before is not None:
+                gap = uint16_add(packet.sequence_number, -before) - 1
+                if MAX_NACKED < gap < 0x8000:  # more missing than a NACK asks for
+                    buffer.holes_given_up += 1
+                    buffer._ask_keyframe()
+        payload = packet.payload
+        if not payload:
+            return
+        if name == "VP8":
+            starts = packet.vp8 is not None and packet.vp8.keyframe
+        elif name == "H264":
+            starts = h264_starts_keyframe(payload)
+        else:
+            starts = False
+        if starts:
+            self._keyframe_timestamp = packet.timestamp
+            self._keyframe_bytes = 0
+        if packet.timestamp == self._keyframe_timestamp:
+            self._keyframe_bytes += len(payload)
+            if packet.marker:
+                buffer.keyframes.keyframe_arrived(self._keyframe_bytes)
+                self._keyframe_timestamp = None
+
+    def _given_up(self, count: int) -> None:
+        if not self.frame_view:  # (the frame view gives holes up itself)
+            self._buffer.holes_given_up += 1
+            self._buffer._ask_keyframe()
+
+    def set_frame_view(self, on: bool) -> None:
+        if on and not self.frame_view:
+            self._buffer.restart()
+        self.frame_view = on
+
+
+def frame_view(receiver: RTCRtpReceiver, on: bool) -> None:
+    """Switch a diverted video receiver's reassembly into frames on or off (lean path).
+
+    Off, the phone's packets are forwarded and watched one by one; on (the sidecar records),
+    its tap gets frames again, starting at a keyframe."""
+    lean = getattr(receiver, "lens_lean", None)
+    if isinstance(lean, LeanVideoReceiver):
+        lean.set_frame_view(on)
+
+
+def depayloader(codec: RTCRtpCodecParameters) -> Callable[[bytes], bytes]:
+    """The codec's RTP payload → encoded data (VP8 descriptor off, H.264 NAL units with
+    start codes), as aiortc's jitter buffer joins them into frames."""
+    return lambda payload: aiortc_codecs.depayload(codec, payload)
+
+
+class LeanAudioReceiver:
+    """A diverted audio receiver's per-packet work, on an RtpView: statistics, then the
+    forwarding buffer (late packets dropped, the rest to its `on_packet`, or as frames to
+    the receiver's tap)."""
+
+    def __init__(self, receiver: RTCRtpReceiver, buffer: ForwardingAudioBuffer) -> None:
+        self._receiver = receiver
+        self._buffer = buffer
+        self._stats: dict[int, Any] = {}
+        self._mapper = TimestampMapper()
+
+    def handle(self, packet: RtpView, codec: RTCRtpCodecParameters) -> None:
+        stats = self._stats.get(packet.ssrc)
+        if stats is None:
+            stats = self._stats[packet.ssrc] = _stream_statistics(
+                self._receiver, packet.ssrc, codec.clockRate
+            )
+        stats.add(packet)
+        packet._data = packet.payload
+        _, frame = self._buffer.add(packet)
+        if frame is not None:  # no `on_packet`: a frame per packet, as aiortc hands it on
+            frame.timestamp = self._mapper.map(frame.timestamp)
+            self._receiver._RTCRtpReceiver__decoder_queue.put((codec, frame))  # type: ignore[attr-defined]
+
+
 class TransportCcFeedback:
     """Sends transport-cc feedback for everything arriving on one leg's transport."""
 
@@ -812,14 +1519,17 @@ class TransportCcFeedback:
         def route_rtp(packet: RtpPacket) -> Any:
             seq = packet.extensions.transport_sequence_number
             if seq is not None:
-                self.feedback.add(seq, queue.last_arrival)
-                if self._timer is None:
-                    self._timer = asyncio.get_running_loop().call_later(
-                        FEEDBACK_INTERVAL, self._send
-                    )
+                self._arrived(seq, queue.last_arrival)
             return route(packet)
 
         router.route_rtp = route_rtp
+        if queue.lean is not None:
+            queue.lean.on_transport_seq = self._arrived  # packets aiortc never routes
+
+    def _arrived(self, seq: int, arrival: float | None) -> None:
+        self.feedback.add(seq, arrival)
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(FEEDBACK_INTERVAL, self._send)
 
     def _send(self) -> None:
         self._timer = None
@@ -910,5 +1620,11 @@ def count_codecs() -> CodecCounter:
 # LENS_MEDIA_BWE=remb keeps aiortc's REMB (for comparison runs: bench/qoe.py)
 TRANSPORT_CC = os.environ.get("LENS_MEDIA_BWE", "transport-cc") != "remb"
 INLINE = os.environ.get("LENS_MEDIA_INLINE", "1") != "0"  # 0: aiortc's queue (comparison runs)
+LEAN = os.environ.get("LENS_MEDIA_LEAN", "1") != "0"  # 0: aiortc's RTP handling (comparison)
+# LENS_MEDIA_FEC=0: no red/ulpfec on the phone's leg (comparison runs: bench/qoe.py)
+FEC = os.environ.get("LENS_MEDIA_FEC", "1") != "0"
+FEC_CODECS = (RED_MIME, ULPFEC_MIME) if FEC else ()
+if FEC:
+    negotiate_red_ulpfec()
 if TRANSPORT_CC:
     negotiate_transport_cc()

@@ -35,7 +35,10 @@ MIN_KEYFRAME_INTERVAL = 0.3  # Chrome ignores a request within 300 ms of its las
 SILENCE = 1.0  # seconds without a packet: an outage, not loss; flush and ask once
 LOSS_MEMORY = 10.0  # seconds a loss keeps the technician's playout floor up
 MAX_PLAYOUT_FLOOR = 0.5  # seconds
+FEC_PLAYOUT_SHARE = 0.55  # of the floor, while the phone sends FEC
 MAX_NACKED = 256  # sequence numbers tracked at most (an RTCP NACK must stay small)
+GAP_MEMORY = 256  # media packets MediaFreeGaps remembers
+MAX_FEC_GAP = 24  # numbers between two pictures that may have been FEC packets
 
 
 class LinkEstimate:
@@ -54,6 +57,7 @@ class LinkEstimate:
         self._window_bytes = 0
         self.bitrate = 0.0  # bits per second over the last full window
         self.last_loss: float | None = None  # when a packet last went missing
+        self.last_fec: float | None = None  # when the phone last sent a FEC packet
 
     def rtt_sample(self, rtt: float) -> None:
         if rtt <= 0:
@@ -107,9 +111,16 @@ class LinkEstimate:
     def playout_floor(self) -> float:
         """The jitter buffer a technician needs so a retransmission on this link arrives
         in time (0 on a link that lost nothing lately: no delay is added for nothing)."""
-        if self.last_loss is None or self.clock() - self.last_loss > LOSS_MEMORY:
+        now = self.clock()
+        if self.last_loss is None or now - self.last_loss > LOSS_MEMORY:
             return 0.0
-        return min(MAX_PLAYOUT_FLOOR, self.rtt + 2 * self.jitter + 0.02)
+        floor = min(MAX_PLAYOUT_FLOOR, self.rtt + 2 * self.jitter + 0.02)
+        if self.last_fec is not None and now - self.last_fec <= LOSS_MEMORY:
+            # the phone protects with FEC, which the sidecar repairs with at once: like a
+            # browser in a direct call (libwebrtc adds no round trip to its jitter buffer
+            # under hybrid NACK/FEC), the technician's buffers for the jitter alone
+            return FEC_PLAYOUT_SHARE * floor
+        return floor
 
     @property
     def keyframe_due(self) -> float:
@@ -133,6 +144,8 @@ class NackList:
         self.recovered = 0
         self.expired = 0  # missing packets given up without a retransmission
         self.late = 0  # packets that came after their sequence number was given up
+        self.rebuilt_missing = 0  # missing packets FEC rebuilt in the sidecar
+        self.lost_without_media = 0  # missing numbers that held no media (lost FEC packets)
         self.recovery_delays: deque[float] = deque(maxlen=1000)  # first missed → arrival
 
     @property
@@ -168,6 +181,18 @@ class NackList:
         if entry[2] == 1:  # Karn: only an unambiguous NACK gives a round-trip sample
             self.link.rtt_sample(now - entry[1])
         return True
+
+    def not_media(self, sequence_numbers: list[int]) -> list[int]:
+        """These never held media (``MediaFreeGaps``): stop asking for them; the ones that
+        were missing are returned."""
+        lost = [seq for seq in sequence_numbers if self._missing.pop(seq, None) is not None]
+        self.lost_without_media += len(lost)
+        return lost
+
+    def rebuilt(self, sequence_number: int) -> None:
+        """FEC rebuilt a packet: it is no longer missing (not a round-trip sample)."""
+        if self._missing.pop(sequence_number, None) is not None:
+            self.rebuilt_missing += 1
 
     def due(self) -> list[int]:
         """The sequence numbers to NACK now (each marked as sent); expired ones are dropped."""
@@ -207,6 +232,71 @@ class NackList:
             newest = sorted(self._missing, key=lambda s: uint16_add(self.max_seq, -s))
             for seq in newest[MAX_NACKED:]:
                 del self._missing[seq]
+
+
+class MediaFreeGaps:
+    """Sequence numbers a VP8 stream used for no media: a lost FEC packet's.
+
+    With red/ulpfec the phone's FEC packets take sequence numbers between its media
+    packets, and a lost one is never retransmitted (Chrome keeps no FEC packet for that).
+    What lies between the last packet of a picture (marker) and the first packet of the
+    very next picture (picture ID + 1) can only have been such packets (or padding):
+    NACKing it is useless and giving it up must not cost a keyframe. `packet` takes each
+    media packet (a VP8 payload: new, retransmitted or rebuilt, in any order) and returns
+    the sequence numbers it proves so, whichever end of the gap came last."""
+
+    def __init__(self) -> None:
+        # seq -> (marker, starts a picture, (picture ID, bits) or None), recent media only
+        self._packets: dict[int, tuple[int, bool, tuple[int, int] | None]] = {}
+        self._order: deque[int] = deque()
+
+    def packet(self, seq: int, marker: int, payload: bytes) -> list[int]:
+        if seq in self._packets or not payload:
+            return []
+        start = payload[0] & 0x17 == 0x10
+        ids = _picture_ids(payload)
+        self._packets[seq] = (marker, start, ids)
+        self._order.append(seq)
+        if len(self._order) > GAP_MEMORY:
+            del self._packets[self._order.popleft()]
+        if ids is None:
+            return []
+        free: list[int] = []
+        if start:  # the previous picture's last packet, before the gap?
+            free += self._gap(seq, -1, ids, lambda m, s: bool(m), -1)
+        if marker:  # the next picture's first packet, after the gap?
+            free += self._gap(seq, 1, ids, lambda m, s: s, 1)
+        return free
+
+    def _gap(self, seq: int, step: int, ids: tuple[int, int], edge, offset: int) -> list[int]:
+        """The numbers between `seq` and the nearest media packet `step`wards, if that one
+        is the picture `offset` away and the edge of it (`edge(marker, start)`)."""
+        passed = []
+        other = uint16_add(seq, step)
+        while other not in self._packets:
+            passed.append(other)
+            if len(passed) > MAX_FEC_GAP:
+                return []
+            other = uint16_add(other, step)
+        marker, start, other_ids = self._packets[other]
+        if not passed or other_ids is None or not edge(marker, start):
+            return []
+        picture, bits = ids
+        if other_ids != ((picture + offset) & ((1 << bits) - 1), bits):
+            return []
+        return passed
+
+
+def _picture_ids(payload: bytes, start: bool = False) -> tuple[int, int] | None:
+    """(picture ID, its bits) of a VP8 payload descriptor; None without one (or, with
+    `start`, if the packet does not begin a picture)."""
+    if len(payload) < 3 or not payload[0] & 0x80 or not payload[1] & 0x80:
+        return None  # no X, or no I: no picture ID
+    if start and payload[0] & 0x17 != 0x10:
+        return None
+    if payload[2] & 0x80:
+        return (((payload[2] & 0x7F) << 8) | payload[3], 15) if len(payload) > 3 else None
+    return payload[2], 7
 
 
 class KeyframeRequests:

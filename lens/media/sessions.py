@@ -20,7 +20,6 @@ from aiortc import (
 )
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability, RTCRtpCodecParameters
-from aiortc.rtp import RtpPacket
 
 from lens import features
 from lens.media import ice, passthrough
@@ -30,11 +29,11 @@ from lens.media.capture import (
     Recorder,
     RecordingResult,
     VideoHistory,
-    decode_snapshot,
+    decode_packets,
     recording_path,
 )
-from lens.media.forwarder import LegRewriter, VideoForwarder
-from lens.media.relay import LATE_AFTER, ForwardedTrack, RelayTotals
+from lens.media.forwarder import AudioForwarder, LegRewriter, VideoForwarder, starts_keyframe
+from lens.media.relay import RelayTotals
 
 logger = logging.getLogger(__name__)
 
@@ -61,13 +60,15 @@ class Leg:
     pc: RTCPeerConnection
     transceivers: dict[str, RTCRtpTransceiver] = field(default_factory=dict)
     codecs: dict[str, RTCRtpCodecParameters] = field(default_factory=dict)
-    # audio: a ForwardedTrack (frames = packets); the technician's video: a VideoForwarder
-    outgoing: dict[str, ForwardedTrack | VideoForwarder] = field(default_factory=dict)
+    # packets forwarded onto this leg: audio both ways, the phone's video to the technician
+    outgoing: dict[str, AudioForwarder | VideoForwarder] = field(default_factory=dict)
     frames_received: dict[str, int] = field(default_factory=lambda: {"video": 0, "audio": 0})
     bytes_received: dict[str, int] = field(default_factory=lambda: {"video": 0, "audio": 0})
     created_at: float = field(default_factory=time.monotonic)
     closing: asyncio.Task[None] | None = None
     congestion: passthrough.TransportCcFeedback | None = None  # the phone's leg
+    video_mime: str = ""  # the negotiated video codec's, lower case
+    fec: passthrough.RedUlpfec | None = None  # the phone's leg: RED/ULPFEC repair
 
     def receiver(self, kind: str) -> RTCRtpReceiver | None:
         transceiver = self.transceivers.get(kind)
@@ -95,6 +96,7 @@ class Leg:
             queue = self.congestion.queue
             transport = {
                 "inline_packets": queue.inline,
+                "lean_packets": queue.lean.packets if queue.lean is not None else 0,
                 "kernel_stamped": queue.kernel_stamped,
                 "transport_cc_feedback": self.congestion.feedback.packets_sent,
             }
@@ -116,6 +118,9 @@ class Leg:
                 "late_or_duplicate": nacks.late if nacks else None,
                 "recovery_ms_p50_p90_max": _spread(nacks.recovery_delays) if nacks else None,
                 "holes_given_up": buffer.holes_given_up,
+                "fec_rebuilt_missing": nacks.rebuilt_missing if nacks else None,
+                "lost_without_media": nacks.lost_without_media if nacks else None,
+                **(self.fec.state() if self.fec is not None else {}),
                 "buffer_keyframe_requests": buffer.keyframe_requests,
             }
         return {
@@ -143,9 +148,13 @@ def offered_kinds(offer: RTCSessionDescription) -> set[str]:
         raise SessionError(f"unreadable SDP offer: {exc}", 400) from exc
 
 
-def _preferred(kind: str, mime_types: tuple[str, ...]) -> list[RTCRtpCodecCapability]:
+def _preferred(
+    kind: str, mime_types: tuple[str, ...], extra: tuple[str, ...] = ()
+) -> list[RTCRtpCodecCapability]:
     capabilities = RTCRtpReceiver.getCapabilities(kind).codecs
-    chosen = [c for mime in mime_types for c in capabilities if c.mimeType.lower() == mime]
+    chosen = [
+        c for mime in (*mime_types, *extra) for c in capabilities if c.mimeType.lower() == mime
+    ]
     if kind == "video":
         chosen += [c for c in capabilities if c.mimeType.lower() == "video/rtx"]
     return chosen
@@ -209,6 +218,7 @@ class LensMediaSession:
             self._divert(leg, kind, self._from_phone)
         answer = await self._answer(leg, offer)
         old, self.publisher = self.publisher, leg
+        self._frame_view(self.recorder is not None)  # frames only for a recording
         if old is not None:
             self._spawn(self._close_leg(old))
         self._history.clear()
@@ -237,11 +247,14 @@ class LensMediaSession:
             audio=("sendrecv", AUDIO_CODEC_PREFERENCE),
         )
         if "audio" in leg.transceivers:
-            self._divert(leg, "audio", self._from_technician)
+            self._divert(leg, "audio", None)  # its audio comes as packets
         answer = await self._answer(leg, offer)
         old, self.subscriber = self.subscriber, leg
         if old is not None:
             self._spawn(self._close_leg(old))
+        if self.publisher is not None:
+            for track in self.publisher.outgoing.values():
+                track.source_changed()  # the technician's audio: a new stream continues it
         return answer
 
     def hold(self) -> None:
@@ -266,7 +279,7 @@ class LensMediaSession:
         self._require(features.SNAPSHOT)
         if self.on_hold:
             raise SessionError("the session is on hold", 409)
-        if self._history.frames() is None:
+        if self._history.packets() is None:
             if self.publisher is None or "video" not in self.publisher.codecs:
                 raise SessionError("no video yet", 409)
             self.request_keyframe()
@@ -274,13 +287,18 @@ class LensMediaSession:
                 await asyncio.wait_for(self._history.keyframe_seen.wait(), SNAPSHOT_WAIT)
             except TimeoutError as exc:
                 raise SessionError("no video yet", 409) from exc
-        history = self._history.frames()
-        if history is None:
+        history = self._history.packets()
+        codec = self.publisher.codecs.get("video") if self.publisher else None
+        if history is None or codec is None:
             raise SessionError("no video yet", 409)
         self._captures.snapshot_decoders += 1
         loop = asyncio.get_running_loop()
+        mime_type, packets = history
+        depayload = passthrough.depayloader(codec)
         try:
-            picture = await loop.run_in_executor(self._executor, decode_snapshot, *history)
+            picture = await loop.run_in_executor(
+                self._executor, decode_packets, mime_type, packets, depayload
+            )
         except CaptureError as exc:
             self._captures.snapshot_failures += 1
             raise SessionError(str(exc), 409) from exc
@@ -310,6 +328,7 @@ class LensMediaSession:
             self._captures,
         )
         self._captures.recordings_started += 1
+        self._frame_view(True)  # the recorder takes frames
         return {"recording": True, "path": str(path)}
 
     async def stop_recording(self, ending: bool = False) -> RecordingResult:
@@ -320,6 +339,7 @@ class LensMediaSession:
         recorder, self.recorder = self.recorder, None
         if recorder is None:
             raise SessionError("the session is not being recorded", 409)
+        self._frame_view(False)
         return await recorder.stop()
 
     async def close(self) -> None:
@@ -363,36 +383,64 @@ class LensMediaSession:
     def _from_phone(
         self, leg: Leg, kind: str, codec: RTCRtpCodecParameters, frame: JitterFrame
     ) -> None:
+        """The phone's video frames (the frame view, on while recording)."""
         if leg is not self.publisher or self.on_hold:
             return
-        mime_type = codec.mimeType.lower()
-        if kind == "video":
-            # a broken history is restarted by the next keyframe; a snapshot that finds
-            # none asks for one itself (asking here would cost the live picture keyframes)
-            self._history.add(mime_type, frame)
         if self.recorder is not None:
-            self.recorder.offer(kind, mime_type, frame)
-        if self.subscriber is None or kind == "video":
-            return  # video reaches the technician packet by packet (_phone_video_packet)
-        track = self.subscriber.outgoing.get(kind)
-        if isinstance(track, ForwardedTrack):
-            track.offer(codec, frame)
+            self.recorder.offer(kind, codec.mimeType.lower(), frame)
+        # video reaches the technician packet by packet (_phone_video_packet)
 
-    def _phone_video_packet(self, leg: Leg, packet: RtpPacket) -> None:
-        if leg is not self.publisher or self.on_hold or self.subscriber is None:
+    def _frame_view(self, on: bool) -> None:
+        """Reassemble the phone's video into frames (for a recording) or not."""
+        receiver = self.publisher.receiver("video") if self.publisher else None
+        if receiver is not None:
+            passthrough.frame_view(receiver, on)
+
+    def _phone_audio_packet(self, leg: Leg, packet: Any) -> None:
+        leg.frames_received["audio"] += 1  # an Opus frame is one packet
+        leg.bytes_received["audio"] += len(packet.payload)
+        if leg is not self.publisher or self.on_hold:
+            return
+        if self.recorder is not None:
+            frame = JitterFrame(data=packet.payload, timestamp=packet.timestamp)
+            self.recorder.offer("audio", leg.codecs["audio"].mimeType.lower(), frame)
+        forwarder = self.subscriber.outgoing.get("audio") if self.subscriber else None
+        if forwarder is not None:
+            forwarder.forward(packet)
+
+    def _technician_audio_packet(self, leg: Leg, packet: Any) -> None:
+        leg.frames_received["audio"] += 1
+        leg.bytes_received["audio"] += len(packet.payload)
+        if leg is not self.subscriber or self.publisher is None:
+            return
+        forwarder = self.publisher.outgoing.get("audio")
+        if forwarder is not None:
+            forwarder.forward(packet)
+
+    def _phone_video_packet(self, leg: Leg, packet: Any) -> None:
+        payload = packet.payload
+        if packet.marker:
+            leg.frames_received["video"] += 1
+        leg.bytes_received["video"] += len(payload)
+        if leg is not self.publisher or self.on_hold:
+            return
+        # a broken history is restarted by the next keyframe; a snapshot that finds none
+        # asks for one itself (asking here would cost the live picture keyframes); a packet
+        # without payload (a FEC packet's number) is kept so that it is no hole
+        mime_type = leg.video_mime
+        self._history.add(
+            mime_type,
+            packet.sequence_number,
+            packet.timestamp,
+            packet.marker,
+            payload,
+            bool(payload) and starts_keyframe(mime_type, packet),
+        )
+        if self.subscriber is None:
             return
         forwarder = self.subscriber.outgoing.get("video")
         if isinstance(forwarder, VideoForwarder):
             forwarder.forward(packet)
-
-    def _from_technician(
-        self, leg: Leg, kind: str, codec: RTCRtpCodecParameters, frame: JitterFrame
-    ) -> None:
-        if leg is not self.subscriber or self.publisher is None:
-            return
-        track = self.publisher.outgoing.get(kind)
-        if isinstance(track, ForwardedTrack):
-            track.offer(codec, frame)
 
     def request_keyframe(self) -> None:
         """Ask the phone for a keyframe (PLI) unless a request is still in flight: one is
@@ -421,12 +469,6 @@ class LensMediaSession:
         buffer = passthrough.video_buffer(receiver) if receiver is not None else None
         return buffer.link.playout_floor() if buffer is not None else 0.0
 
-    def _late_after(self) -> float:
-        """How late a phone frame may arrive before the relay calls it stale."""
-        receiver = self.publisher.receiver("video") if self.publisher else None
-        buffer = passthrough.video_buffer(receiver) if receiver is not None else None
-        return buffer.link.late_after if buffer is not None else LATE_AFTER
-
     # ----- plumbing ---------------------------------------------------------------------
 
     def _new_leg(self, role: str, network: ice.NetworkSettings | None = None) -> Leg:
@@ -454,14 +496,19 @@ class LensMediaSession:
         for kind, (direction, codecs) in wanted.items():
             if kind in offered:
                 transceiver = leg.pc.addTransceiver(kind, direction=direction)
-                transceiver.setCodecPreferences(_preferred(kind, codecs))
+                # the phone may protect its video with FEC, which the sidecar repairs with
+                extra = passthrough.FEC_CODECS if kind == "video" and leg.role == PUBLISHER else ()
+                transceiver.setCodecPreferences(_preferred(kind, codecs, extra))
                 leg.transceivers[kind] = transceiver
 
-    def _divert(self, leg: Leg, kind: str, route: Any) -> None:
+    def _divert(self, leg: Leg, kind: str, route: Any | None) -> None:
+        """Take `leg`'s incoming `kind` off aiortc's decoder: frames (the phone's video)
+        go to `route`, packets to ``_packet_route``."""
+
         def on_frame(codec: RTCRtpCodecParameters, frame: JitterFrame) -> None:
-            leg.frames_received[kind] += 1
-            leg.bytes_received[kind] += len(frame.data)
-            route(leg, kind, codec, frame)
+            # (frames and bytes received are counted as the packets come)
+            if route is not None:
+                route(leg, kind, codec, frame)
 
         tap = passthrough.FrameTap(on_frame, on_end=lambda: None)
         passthrough.divert_receiver(
@@ -476,12 +523,18 @@ class LensMediaSession:
             frame_view_asks=leg.role == PUBLISHER,
             # after an outage the technician's stream has a gap only a keyframe mends
             on_outage=self.request_keyframe if leg.role == PUBLISHER else None,
-            on_packet=(
-                (lambda packet: self._phone_video_packet(leg, packet))
-                if leg.role == PUBLISHER and kind == "video"
-                else None
-            ),
+            on_packet=self._packet_route(leg, kind),
         )
+
+    def _packet_route(self, leg: Leg, kind: str) -> Any:
+        """Where a leg's packets go as they arrive (before any frame is made)."""
+        if kind == "audio":
+            if leg.role == PUBLISHER:
+                return lambda packet: self._phone_audio_packet(leg, packet)
+            return lambda packet: self._technician_audio_packet(leg, packet)
+        if leg.role == PUBLISHER:
+            return lambda packet: self._phone_video_packet(leg, packet)
+        return None
 
     async def _answer(self, leg: Leg, offer: RTCSessionDescription) -> RTCSessionDescription:
         self._answering += 1  # not attached until answered, yet the session is not idle
@@ -490,6 +543,8 @@ class LensMediaSession:
             if leg.transceivers:
                 first = next(iter(leg.transceivers.values())).receiver
                 passthrough.inline_media(first)  # RTP/RTCP handled as it comes off the socket
+                if leg.role == PUBLISHER and "video" in leg.transceivers:
+                    leg.fec = passthrough.repair_with_fec(leg.transceivers["video"].receiver)
                 if leg.role == PUBLISHER and passthrough.TRANSPORT_CC:
                     # the phone estimates its bandwidth from transport-cc feedback
                     receiver = leg.receiver("video") or first
@@ -499,6 +554,8 @@ class LensMediaSession:
                 if codec is None:
                     continue
                 leg.codecs[kind] = codec
+                if kind == "video":
+                    leg.video_mime = codec.mimeType.lower()
                 if transceiver.direction not in ("sendonly", "sendrecv"):
                     continue
                 sender = transceiver.sender
@@ -521,18 +578,28 @@ class LensMediaSession:
                     )
                     passthrough.on_keyframe_request(sender, self.request_keyframe)
                 else:
-                    track = ForwardedTrack(
-                        kind,
-                        codec,
-                        self.request_keyframe,
-                        self._totals,
-                        late_after=self._late_after,
+                    # the other leg's audio, packet by packet (an Opus frame is a packet)
+                    sender.replaceTrack(passthrough.IdleTrack(kind))
+                    rewriter = LegRewriter(
+                        sender._ssrc,
+                        codec.payloadType,
+                        codec.mimeType.lower(),
+                        clock_rate=codec.clockRate,
                     )
-                    sender.replaceTrack(track)
-                    leg.outgoing[kind] = track
+                    packet_sender = passthrough.PacketSender(sender)
+                    leg.outgoing[kind] = AudioForwarder(
+                        rewriter,
+                        packet_sender.send,
+                        self._totals.by_kind[kind],
+                        ready=packet_sender.ready,
+                    )
             await leg.pc.setLocalDescription(await leg.pc.createAnswer())
-            if leg.congestion is not None:  # candidates are gathered now
-                passthrough.kernel_timestamps(next(iter(leg.transceivers.values())).receiver)
+            if leg.transceivers:  # candidates are gathered now
+                passthrough.read_directly(
+                    next(iter(leg.transceivers.values())).receiver,
+                    # the phone's arrival times feed its bandwidth estimate (transport-cc)
+                    stamp=leg.congestion is not None,
+                )
         except Exception as exc:
             await self._close_leg(leg)
             raise SessionError(f"cannot answer the {leg.role} offer: {exc}", 400) from exc

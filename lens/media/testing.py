@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import fractions
 import hashlib
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
 from lens.media import passthrough
+from lens.media.forwarder import RtpView
 from lens.media.relay import is_keyframe
 
 VIDEO_TIME_BASE = fractions.Fraction(1, 90000)
@@ -244,6 +246,7 @@ class MediaPeer:
     pc: RTCPeerConnection
     received: dict[str, ReceivedMedia]
     sending: dict[str, ReplayTrack]
+    replays: list[PacketReplay] = field(default_factory=list)
 
 
 async def post_offer(
@@ -325,6 +328,67 @@ async def start_technician(
     await pc.setRemoteDescription(answer)
     pack_only(pc)
     return MediaPeer(pc, received, sending)
+
+
+def lean_receive(pc: RTCPeerConnection) -> None:
+    """Let `pc`'s diverted receivers read their packets on the sidecar's lean path (a
+    cheaper load generator for bench/; tests that drop packets in a receiver need the
+    aiortc path). Call once its candidates are gathered and the remote answer is set."""
+    receivers = [t.receiver for t in pc.getTransceivers()]
+    if receivers:
+        passthrough.inline_media(receivers[0])
+        passthrough.read_directly(receivers[0], stamp=False)
+
+
+class PacketReplay:
+    """Sends a ReplayTrack's frames as RTP packets through ``passthrough.PacketSender``
+    instead of aiortc's sender task: a cheaper load generator for bench/ (the sender's
+    track becomes idle; NACKs are answered from the PacketSender's buffer). Make it once
+    the remote answer is set, before the connection is up."""
+
+    def __init__(self, transceiver: RTCRtpTransceiver, track: ReplayTrack) -> None:
+        sender = transceiver.sender
+        codec = passthrough.negotiated_codec(transceiver)
+        assert codec is not None
+        self._sender = sender
+        self._packets = passthrough.PacketSender(sender)
+        self._packer = passthrough.PackOnlyEncoder(codec)
+        self._payload_type = codec.payloadType
+        self._track = track
+        sender.replaceTrack(passthrough.IdleTrack(track.kind))
+        self.task = asyncio.ensure_future(self._run())
+
+    async def _run(self) -> None:
+        while not self._packets.ready():
+            if self._sender.transport.state in ("closed", "failed"):
+                return
+            await asyncio.sleep(0.02)
+        seq, origin = random.getrandbits(15), random.getrandbits(32)
+        ssrc = self._sender._ssrc
+        while True:
+            try:
+                frame = await self._track.recv()
+            except MediaStreamError:
+                return
+            payloads, timestamp = self._packer.pack(frame)
+            timestamp = (origin + timestamp) & 0xFFFFFFFF
+            last = len(payloads) - 1
+            for i, payload in enumerate(payloads):
+                packet = RtpView(self._payload_type, int(i == last), seq, timestamp, ssrc, payload)
+                sent = self._packets.send(packet)
+                if not sent and self._sender.transport.state in ("closed", "failed"):
+                    return
+                seq = (seq + 1) & 0xFFFF
+
+
+def replay_packets(pc: RTCPeerConnection, tracks: dict[str, ReplayTrack]) -> list[PacketReplay]:
+    """A PacketReplay for each of `pc`'s transceivers that sends one of `tracks`."""
+    replays = []
+    for transceiver in pc.getTransceivers():
+        track = tracks.get(transceiver.kind)
+        if track is not None and transceiver.sender.track is track:
+            replays.append(PacketReplay(transceiver, track))
+    return replays
 
 
 def pack_only(pc: RTCPeerConnection) -> None:

@@ -18,7 +18,7 @@ from aiortc.jitterbuffer import JitterFrame
 from lens.features import ALL, TECHNICIAN_CONSOLE, WEB_CONSOLE, console_features
 from lens.media import MediaConfig, make_app
 from lens.media.app import CODECS
-from lens.media.capture import CaptureTotals, Recorder
+from lens.media.capture import CaptureTotals, Recorder, VideoHistory, frames_from_packets
 from lens.media.heartbeat import BOOT
 from lens.media.testing import (
     EncodedClip,
@@ -367,3 +367,26 @@ def test_hold_pauses_the_recording_and_refuses_snapshots(
         # after the hold the file goes on at a keyframe: every frame still decodes
         decoded = list(played.decode(video=0))
     assert len(decoded) == result["video_frames"]
+
+
+def test_the_snapshot_history_reassembles_reordered_packets_up_to_the_first_hole():
+    history = VideoHistory()
+    strip = lambda payload: payload[1:]  # noqa: E731 - a one-byte "descriptor"
+    history.add("video/vp8", 65534, 100, 0, b"\x00old", False)  # before any keyframe
+    assert history.packets() is None
+    # a keyframe of three packets across the sequence number wrap, its second one late
+    history.add("video/vp8", 65535, 200, 0, b"\x00K1", True)
+    history.add("video/vp8", 1, 200, 1, b"\x00K3", False)
+    assert history.packets() is not None  # its last packet came
+    history.add("video/vp8", 2, 300, 1, b"\x00D1", False)
+    history.add("video/vp8", 0, 200, 0, b"\x00K2", False)  # the retransmission
+    history.add("video/vp8", 4, 400, 1, b"\x00D3", False)  # after a hole (3 never came)
+    mime, packets = history.packets()
+    assert mime == "video/vp8"
+    assert frames_from_packets(packets, strip) == [b"K1K2K3", b"D1"]
+    # a new keyframe starts the history again; a packet of it that overtook it stays
+    history.add("video/vp8", 11, 500, 1, b"\x00N2", False)
+    history.add("video/vp8", 10, 500, 0, b"\x00N1", True)
+    assert frames_from_packets(history.packets()[1], strip) == [b"N1N2"]
+    history.clear()
+    assert history.packets() is None

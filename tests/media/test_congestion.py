@@ -83,3 +83,45 @@ def test_pending_says_whether_another_feedback_packet_is_due():
     assert feedback.pending  # 1,000 per packet: 500 are left
     assert feedback.build(1, 2) is not None
     assert not feedback.pending
+
+
+def test_the_phones_transport_cc_numbers_are_read_off_the_wire_with_kernel_stamps(
+    with_sidecar, vp8_clip
+):
+    """The phone's packets carry transport-wide sequence numbers (Chrome's do; an aiortc
+    sender does not, so they are added on the way out): the sidecar reads them on its lean
+    path with the kernel's arrival stamps and sends feedback."""
+    from aiortc.rtp import RtpPacket, is_rtcp
+
+    from lens.media.app import SESSIONS
+    from lens.media.testing import start_phone, start_technician, wait_until
+
+    async def scenario(sidecar):
+        phone = await start_phone(sidecar.http, sidecar.base_url, sidecar.secret, "s1", vp8_clip)
+        sender = phone.pc.getTransceivers()[0].sender
+        extensions = sender._RTCRtpSender__rtp_header_extensions_map
+        dtls = sender.transport
+        original = dtls._send_rtp
+        counter = [0]
+
+        async def numbered(data: bytes) -> None:
+            if not is_rtcp(data):
+                packet = RtpPacket.parse(data, extensions)
+                packet.extensions.transport_sequence_number = counter[0] & 0xFFFF
+                counter[0] += 1
+                data = packet.serialize(extensions)
+            await original(data)
+
+        dtls._send_rtp = numbered
+        tech = await start_technician(sidecar.http, sidecar.base_url, sidecar.secret, "s1")
+        await tech.received["video"].wait_for(10, timeout=10)
+        session = sidecar.app[SESSIONS].get("s1")
+        congestion = session.publisher.congestion
+        await wait_until(lambda: congestion.feedback.packets_sent >= 3, 5)
+        transport = session.publisher.state()["transport"]
+        assert transport["lean_packets"] > 0
+        assert transport["kernel_stamped"] > 0  # arrival times from the kernel
+        await phone.pc.close()
+        await tech.pc.close()
+
+    with_sidecar(scenario)

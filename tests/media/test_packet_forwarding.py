@@ -5,8 +5,9 @@ and each leg's stream is rewritten into one continuous RTP stream."""
 from __future__ import annotations
 
 import pytest
-from aiortc.rtp import RtpPacket
+from aiortc.rtp import RtpPacket, is_rtcp
 
+from lens.media import passthrough
 from lens.media.app import CODECS, SESSIONS
 from lens.media.forwarder import LegRewriter, parse_vp8
 from lens.media.testing import EncodedClip, start_phone, start_technician, wait_until
@@ -37,6 +38,24 @@ def drop_packets(receiver, should_drop) -> list[RtpPacket]:
         await original(packet, arrival_time_ms)
 
     receiver._handle_rtp_packet = lossy
+    return dropped
+
+
+def drop_sent(dtls, should_drop) -> list[RtpPacket]:
+    """Make a peer's transport lose, on the way out, the RTP packets `should_drop` picks
+    (the sidecar reads its packets off the socket itself: the loss has to be the link's)."""
+    dropped: list[RtpPacket] = []
+    original = dtls._send_rtp
+
+    async def lossy(data: bytes) -> None:
+        if not is_rtcp(data):
+            packet = RtpPacket.parse(data)
+            if should_drop(packet):
+                dropped.append(packet)
+                return
+        await original(data)
+
+    dtls._send_rtp = lossy
     return dropped
 
 
@@ -113,7 +132,7 @@ def test_the_sidecar_nacks_the_phone_again_when_a_retransmission_is_lost(with_si
             return False
 
         session = sidecar.app[SESSIONS].get("s1")
-        drop_packets(session.publisher.receiver("video"), lose_once_and_its_first_retransmission)
+        drop_sent(phone_sender.transport, lose_once_and_its_first_retransmission)
         start = len(video.digests)
         await video.wait_for(start + 30, timeout=10)
         await wait_until(lambda: target.get("rtx", 0) >= 2, 5)
@@ -199,5 +218,44 @@ def test_technicians_joining_with_their_phones_get_a_keyframe_at_once(with_sidec
                 await tech.pc.close()
 
         await asyncio.gather(*(session(f"s{i}") for i in range(4)))
+
+    with_sidecar(scenario)
+
+
+def test_a_hole_given_up_asks_the_phone_for_a_keyframe_without_the_frame_view(
+    with_sidecar, vp8_clip
+):
+    async def scenario(sidecar):
+        phone = await start_phone(sidecar.http, sidecar.base_url, sidecar.secret, "s1", vp8_clip)
+        tech = await start_technician(sidecar.http, sidecar.base_url, sidecar.secret, "s1")
+        await tech.received["video"].wait_for(5, timeout=10)
+        session = sidecar.app[SESSIONS].get("s1")
+        receiver = session.publisher.receiver("video")
+        assert receiver.lens_lean.frame_view is False  # not recording: no reassembly
+        buffer = passthrough.video_buffer(receiver)
+        video = phone.sending["video"]
+        target_sent = video.sent + 20  # wait out the rate limit after the join's request
+        await wait_until(lambda: video.sent >= target_sent, 5)
+        given_up, asked = buffer.holes_given_up, buffer.keyframe_requests
+        phone_sender = phone.pc.getTransceivers()[0].sender
+        media_ssrc, rtx_ssrc = phone_sender._ssrc, phone_sender._rtx_ssrc
+        target: dict[str, int] = {}
+
+        def lose_for_good(packet: RtpPacket) -> bool:
+            if packet.ssrc == media_ssrc and not target and packet.sequence_number % 5 == 2:
+                target["seq"] = packet.sequence_number
+                return True
+            if packet.ssrc == media_ssrc:
+                return packet.sequence_number == target.get("seq")
+            return packet.ssrc == rtx_ssrc and int.from_bytes(packet.payload[:2], "big") == (
+                target.get("seq")
+            )
+
+        drop_sent(phone_sender.transport, lose_for_good)
+        # after its give-up the sidecar asks the phone itself (one request in flight)
+        await wait_until(lambda: buffer.holes_given_up > given_up, 5)
+        assert buffer.keyframe_requests > asked
+        await phone.pc.close()
+        await tech.pc.close()
 
     with_sidecar(scenario)

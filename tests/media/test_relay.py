@@ -83,6 +83,8 @@ def test_forwards_the_phones_encoded_frames_unchanged(with_sidecar, vp8_clip, op
         assert forwarded["frames_forwarded"] >= 45
         assert forwarded["resolution"] == [640, 480]
         assert state["publisher"]["audio"]["frames_forwarded"] >= 10
+        # the phone's packets were read on the lean path, not through aiortc's RtpPacket
+        assert state["publisher"]["transport"]["lean_packets"] >= 45
         async with sidecar.http.get(sidecar.base_url + "/metrics", headers=sidecar.auth) as r:
             metrics = await r.text()
         assert "lens_media_encoders_created_total 0" in metrics
