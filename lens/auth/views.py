@@ -126,17 +126,8 @@ def login():
     form = LoginForm()
     status = 200
     if form.validate_on_submit():
-        email, now = form.email.data.strip().lower(), now_utc()
-        key = throttle_key(email, site_secret())
-        check = check_password_login(
-            db.session,
-            email,
-            form.password.data,
-            key=key,
-            password_method=current_app.config["LENS_PASSWORD_METHOD"],
-            backoff=backoff(),
-            now=now,
-        )
+        now = now_utc()
+        key, check = password_check(form.email.data.strip().lower(), form.password.data, now)
         db.session.commit()
         target = safe_next(request.args.get("next"), url_for("technician_console.index"))
         if check.technician is None:
@@ -249,20 +240,27 @@ def change_password():
     return render_template("auth/password.html", form=form), status
 
 
-def current_password_refused(technician: Technician, form: PasswordChangeForm) -> int:
-    """0 if the current password typed is the account's (under its back-off); else the
-    status to answer with, the reason on the form or flashed."""
-    email, now = technician.email, now_utc()
+def password_check(email: str, password: str, now: datetime):
+    """Count this attempt at `email`'s password under its back-off and check it: the
+    throttle's key and the result (the log-in form and the password change ask alike)."""
     key = throttle_key(email, site_secret())
     check = check_password_login(
         db.session,
         email,
-        form.current.data,
+        password,
         key=key,
         password_method=current_app.config["LENS_PASSWORD_METHOD"],
         backoff=backoff(),
         now=now,
     )
+    return key, check
+
+
+def current_password_refused(technician: Technician, form: PasswordChangeForm) -> int:
+    """0 if the current password typed is the account's (under its back-off); else the
+    status to answer with, the reason on the form or flashed."""
+    now = now_utc()
+    key, check = password_check(technician.email, form.current.data, now)
     if check.technician is None:
         db.session.commit()
         if check.locked_until is not None:
