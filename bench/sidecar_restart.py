@@ -41,17 +41,15 @@ def loadavg() -> str:
 
 
 def run_mode(spare: bool, kills: int, folder: Path) -> list[dict[str, float]]:
-    from sqlalchemy import select
 
     from lens import run
     from lens.extensions import db
     from lens.factory import create_app
     from lens.media.testing import encode_opus_clip, encode_vp8_clip
-    from lens.sessions.models import LensSession
+    from tests.scaleout.live import started_session
     from tests.scaleout.pages import Page
     from tests.scaleout.test_recording_crash import PeerLoop
     from tests.scaleout.test_two_sidecars import cookie_header, free_port, serve, wait_until
-    from tests.web.test_live import Browser
 
     port = free_port()
     secret = secrets.token_urlsafe(16)
@@ -88,14 +86,7 @@ def run_mode(spare: bool, kills: int, folder: Path) -> list[dict[str, float]]:
     results = []
     try:
         wait_until(lambda: app.extensions["lens.media"].live_sidecars(), 60, "the sidecar")
-        tech = Browser(host).log_in("tess@example.com")
-        pin = tech.create_session("Bench Restart")
-        with app.app_context():
-            session_id = db.session.scalar(select(LensSession.id).where(LensSession.pin == pin))
-        phone = Browser(host)
-        phone.join(pin)
-        assert phone.post("/c/accept").status_code == 200
-        assert tech.post(f"/console/sessions/{session_id}/start").status_code == 200
+        tech, phone, session_id = started_session(app, host, "Bench Restart")
         video, audio = encode_vp8_clip(seconds=2.0), encode_opus_clip(1.0)
         phone_page = Page(
             f"ws://{host}/c/ws",
