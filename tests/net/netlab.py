@@ -152,7 +152,7 @@ class Lab:
 
     def peer(self, role: str, kind: str, url: str, secret: str, sid: str, *extra: str) -> Process:
         """tests/net/peer.py as a phone or technician in namespace `role`."""
-        argv = [sys.executable, str(PEER), kind, url, secret, sid, *extra]
+        argv = [sys.executable, str(PEER), kind, url, sid, f"--secret={secret}", *extra]
         return self.start(role, f"{kind}-{sid}", argv, {})
 
     def close(self) -> None:

@@ -1,7 +1,7 @@
 """An aiortc phone or technician against a sidecar, run inside a network namespace.
 
-    python tests/net/peer.py phone URL SECRET SID [--ice JSON] [--relay-only]
-    python tests/net/peer.py technician URL SECRET SID --frames N [--ice JSON]
+    python tests/net/peer.py phone URL SID --secret=SECRET [--ice JSON] [--relay-only]
+    python tests/net/peer.py technician URL SID --secret=SECRET --frames N [--ice JSON]
 
 It prints JSON lines: {"event": "answer", "candidates": [...]} with the sidecar's answer
 candidates, {"event": "connected", "local": ..., "remote": ...} with the selected pair,
@@ -144,8 +144,9 @@ async def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("role", choices=["phone", "technician"])
     parser.add_argument("url")
-    parser.add_argument("secret")
     parser.add_argument("sid")
+    # an option with "=": a secret may begin with "-", which argparse takes for an option
+    parser.add_argument("--secret", required=True)
     parser.add_argument("--ice", default="[]")
     parser.add_argument("--relay-only", action="store_true")
     parser.add_argument("--frames", type=int, default=30)

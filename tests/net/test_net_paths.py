@@ -220,7 +220,7 @@ def test_udp_blocked_phone_streams_over_turn(lab, start_sidecar, url, transport)
 
 
 def peer_argv(kind: str, sidecar) -> list[str]:
-    return [sys.executable, str(netlab.PEER), kind, sidecar.url, sidecar.secret, "s1"]
+    return [sys.executable, str(netlab.PEER), kind, sidecar.url, "s1", f"--secret={sidecar.secret}"]
 
 
 GATHER = """
