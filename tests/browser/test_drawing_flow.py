@@ -276,9 +276,8 @@ def test_flashlight_and_camera_switch_from_the_console(
     expect(tools.get_by_role("status")).to_have_text("Camera switched", timeout=10000)
     assert phone.evaluate(PHONE_CAMERA) != first_camera
     expect(phone.locator("#overlay-note")).to_contain_text("switched the camera")
-    # the new camera's picture reaches the technician. Known: the relay can take ~10 s here,
-    # when its lateness check takes the new camera's RTP timestamps for a backlog and drops
-    # every frame until the technician's leg reconnects (lens/media/relay.py StreamDelay).
+    # the new camera's picture reaches the technician (the relay forwards packets and
+    # restarts the technician's stream at the new camera's first keyframe)
     tech.wait_for_function(f"({FRAMES})() > {frames + 30}", timeout=25000)
 
     for context in (phone_context, tech_context):
