@@ -194,7 +194,9 @@ def run_chromium(spare: bool, kills: int, folder: Path) -> list[dict[str, float]
         LENS_MEDIA_SECRET=secrets.token_urlsafe(16),
         LENS_RECORDINGS_PATH=str(folder / "recordings"),
     )
-    app = create_app({"LENS_PASSWORD_METHOD": "pbkdf2:sha256:1", "RATELIMIT_STORAGE_URI": "memory://"})
+    app = create_app(
+        {"LENS_PASSWORD_METHOD": "pbkdf2:sha256:1", "RATELIMIT_STORAGE_URI": "memory://"}
+    )
     assert app.test_cli_runner().invoke(args=["lens", "init"]).exit_code == 0
     add_technician(app, "Tess Technician", "tess@example.com")
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
