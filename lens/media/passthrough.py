@@ -51,6 +51,7 @@ from aiortc.rtcrtpparameters import (
 )
 from aiortc.rtcrtpreceiver import TimestampMapper
 from aiortc.rtp import (
+    RtcpSrPacket,
     RtpPacket,
     pack_header_extensions,
 )
@@ -924,9 +925,151 @@ class PacketSender:
         return struct.pack("!HH", profile, len(value) // 4) + value
 
 
-def sender_rtt(sender: RTCRtpSender) -> float | None:
-    """The round trip aiortc's sender measured from the remote's receiver reports."""
-    return getattr(sender, "_RTCRtpSender__rtt", None)
+XR_INTERVAL = 1.0  # seconds between two XR receiver reference times on the phone's leg
+RTCP_SR, RTCP_RR, RTCP_XR = 200, 201, 207
+XR_RRTR, XR_DLRR = 4, 5  # RFC 3611 block types
+_REPORT_BLOCK = struct.Struct("!I12xII")  # SSRC, (loss, sequence, jitter), LSR, DLSR
+_XR_BLOCK = struct.Struct("!BBH")  # block type, reserved, length in words
+_DLRR_ITEM = struct.Struct("!III")  # SSRC, LRR, DLRR
+REPORTS_KEPT = 16  # own reports remembered for the answers to them
+
+
+def _compact_ntp(ntp: int) -> int:
+    """The middle 32 bits of an NTP timestamp (LSR, LRR)."""
+    return (ntp >> 16) & 0xFFFFFFFF
+
+
+class RtcpRoundTrip:
+    """The phone leg's round trip from RTCP, fed to its :class:`LinkEstimate`.
+
+    NACK → retransmission measures it only when a hole waits for a retransmission; with
+    the phone's FEC repairing the holes none may, and the give-up, NACK retry and the
+    technician's playout floor would rest on a guess. Two RTCP measures need no loss:
+
+    * as a sender: the phone's receiver reports echo the sidecar's sender reports of the
+      audio it sends the phone (the technician's voice; RFC 3550 LSR/DLSR). A browser
+      reports only on a stream it receives: nothing while the technician sends no audio.
+    * as a receiver: an XR receiver reference time (RFC 3611 RRTR) every second, which
+      libwebrtc answers with DLRR (the receiver's LSR/DLSR, RFC 3550, give the sender
+      the round trip, never the receiver)."""
+
+    def __init__(
+        self,
+        link: LinkEstimate,
+        audio_sender: RTCRtpSender | None,
+        video_receiver: RTCRtpReceiver | None,
+    ) -> None:
+        self._link = link
+        self._sender = audio_sender
+        self._receiver = video_receiver
+        self._sr_sent: dict[int, float | None] = {}  # LSR -> sent (None: two SRs had it)
+        self._rrtr_sent: dict[int, float] = {}  # LRR -> sent
+        self._timer: asyncio.TimerHandle | None = None
+        self.sr_samples = 0
+        self.xr_samples = 0
+        hooked = set()
+        for part in (audio_sender, video_receiver):
+            dtls = part.transport if part is not None else None
+            if dtls is not None and id(dtls) not in hooked:
+                hooked.add(id(dtls))
+                self._hook(dtls)
+        if audio_sender is not None:
+            send_rtcp = audio_sender._send_rtcp
+
+            async def sent_reports(packets: list[Any]) -> None:
+                self._sent(packets)
+                await send_rtcp(packets)
+
+            audio_sender._send_rtcp = sent_reports  # type: ignore[method-assign]
+        if video_receiver is not None:
+            self._timer = asyncio.get_running_loop().call_later(XR_INTERVAL, self._send_rrtr)
+
+    def _hook(self, dtls: RTCDtlsTransport) -> None:
+        handle = dtls._handle_rtcp_data
+
+        async def reports_read(data: bytes) -> None:
+            self.read(data)
+            await handle(data)
+
+        dtls._handle_rtcp_data = reports_read  # type: ignore[method-assign]
+
+    def _sent(self, packets: list[Any]) -> None:
+        """The audio sender's RTCP goes out now: remember when each SR left."""
+        for packet in packets:
+            if isinstance(packet, RtcpSrPacket) and packet.sender_info.ntp_timestamp:
+                # aiortc stamps an SR with its last RTP packet's time: while no audio
+                # flows two SRs carry one LSR, and an answer could be to either
+                lsr = _compact_ntp(packet.sender_info.ntp_timestamp)
+                at = None if lsr in self._sr_sent else time.monotonic()
+                self._remember(self._sr_sent, lsr, at)
+
+    def _send_rrtr(self) -> None:
+        self._timer = asyncio.get_running_loop().call_later(XR_INTERVAL, self._send_rrtr)
+        receiver = self._receiver
+        dtls = receiver.transport if receiver is not None else None
+        ssrc = receiver._RTCRtpReceiver__rtcp_ssrc  # type: ignore[union-attr]
+        if dtls is None or ssrc is None or dtls._state != DtlsState.CONNECTED:
+            return
+        ntp = _ntp_now()
+        data = struct.pack("!BBHIBBHQ", 0x80, RTCP_XR, 4, ssrc, XR_RRTR, 0, 2, ntp)
+        try:
+            _send_datagram(dtls, data, rtcp=True)
+        except ConnectionError:
+            return
+        self._remember(self._rrtr_sent, _compact_ntp(ntp), time.monotonic())
+
+    @staticmethod
+    def _remember(sent: dict, key: int, at: float | None) -> None:
+        sent[key] = at
+        if len(sent) > REPORTS_KEPT:
+            del sent[next(iter(sent))]
+
+    def read(self, data: bytes) -> None:
+        """Take the round trip from the answers to the sidecar's reports in a decrypted
+        RTCP compound packet: RR/SR report blocks on the audio sender's SSRC, XR DLRR
+        items on the video receiver's."""
+        sender_ssrc = self._sender._ssrc if self._sender is not None else None
+        receiver = self._receiver
+        own_ssrc = receiver._RTCRtpReceiver__rtcp_ssrc if receiver is not None else None  # type: ignore[attr-defined]
+        pos = 0
+        while pos + 8 <= len(data):
+            count, kind = data[pos] & 0x1F, data[pos + 1]
+            end = min(len(data), pos + 4 + 4 * int.from_bytes(data[pos + 2 : pos + 4], "big"))
+            if kind in (RTCP_SR, RTCP_RR) and sender_ssrc is not None:
+                block = pos + (28 if kind == RTCP_SR else 8)
+                for _ in range(count):
+                    if block + 24 > end:
+                        break
+                    ssrc, lsr, dlsr = _REPORT_BLOCK.unpack_from(data, block)
+                    if ssrc == sender_ssrc and self._answer(self._sr_sent, lsr, dlsr):
+                        self.sr_samples += 1
+                    block += 24
+            elif kind == RTCP_XR and own_ssrc is not None:
+                block = pos + 8
+                while block + 4 <= end:
+                    block_type, _, words = _XR_BLOCK.unpack_from(data, block)
+                    block_end = min(end, block + 4 + 4 * words)
+                    if block_type == XR_DLRR:
+                        for item in range(block + 4, block_end - 11, 12):
+                            ssrc, lrr, dlrr = _DLRR_ITEM.unpack_from(data, item)
+                            if ssrc == own_ssrc and self._answer(self._rrtr_sent, lrr, dlrr):
+                                self.xr_samples += 1
+                    block = block_end
+            pos = end
+
+    def _answer(self, sent: dict[int, float | None], last: int, delay: int) -> bool:
+        """A report answered one of ours (`last`), `delay`/65536 s after it arrived:
+        True if that gave the link a round-trip sample."""
+        at = sent.get(last) if last and delay else None
+        if at is None:
+            return False
+        self._link.rtcp_rtt_sample(time.monotonic() - at - delay / 65536)
+        return True
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
 
 TRANSPORT_CC_URI = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"

@@ -4,8 +4,9 @@ The phone's leg may be a mobile link with a round trip of half a second and seve
 cent loss. How long the sidecar waits for a lost packet, how often it NACKs it and how
 often it asks for a keyframe all follow from what it measures on that link:
 
-* :class:`LinkEstimate` keeps the round trip (NACK → retransmission, and the sender's
-  RTCP RTT when the sidecar sends on that leg), the packets' arrival jitter, the video
+* :class:`LinkEstimate` keeps the round trip (NACK → retransmission, and the RTCP round
+  trip of the leg: the phone's receiver reports of the audio the sidecar sends it, the
+  phone's answers to the sidecar's XR reference times), the packets' arrival jitter, the video
   bitrate and the size of the last keyframe; from them it derives the give-up delay for a
   hole, the NACK retry interval and how long a keyframe request is "in flight".
 * :class:`NackList` decides which missing sequence numbers to NACK now: at once when the
@@ -24,6 +25,7 @@ from collections.abc import Callable
 from aiortc.utils import uint16_add, uint16_gt
 
 INITIAL_RTT = 0.2  # seconds, until a sample: a mobile link's typical round trip
+MAX_RTCP_RTT = 5.0  # seconds: an RTCP round trip longer than this is a mismatched report
 RTT_ALPHA = 0.8  # smoothing of round-trip samples (aiortc's sender uses 0.85)
 JITTER_GAIN = 1 / 16  # RFC 3550 interarrival jitter
 BITRATE_WINDOW = 1.0  # seconds
@@ -33,7 +35,7 @@ MIN_RETRY = 0.05  # seconds between two NACKs of one packet
 MAX_TRIES = 4  # NACKs per packet: a burst loss (a stalled process) must not become a storm
 MIN_KEYFRAME_INTERVAL = 0.3  # Chrome ignores a request within 300 ms of its last keyframe
 SILENCE = 1.0  # seconds without a packet: an outage, not loss; flush and ask once
-LOSS_MEMORY = 10.0  # seconds a loss keeps the technician's playout floor up
+LOSS_MEMORY = 10.0  # seconds a wait for a retransmission keeps the technician's floor up
 MAX_PLAYOUT_FLOOR = 0.5  # seconds
 FEC_PLAYOUT_SHARE = 0.55  # of the floor, while the phone sends FEC
 MAX_NACKED = 256  # sequence numbers tracked at most (an RTCP NACK must stay small)
@@ -46,8 +48,10 @@ class LinkEstimate:
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
-        self.rtt = INITIAL_RTT
+        self.nack_rtt: float | None = None  # NACK → retransmission, smoothed
         self.rtt_samples = 0
+        self.rtcp_rtt: float | None = None  # the RTCP round trip, smoothed
+        self.rtcp_rtt_samples = 0
         self.jitter = 0.0  # seconds
         self.last_arrival: float | None = None
         self.silence = 0.0  # the gap before the latest packet, seconds
@@ -56,17 +60,40 @@ class LinkEstimate:
         self._window_start: float | None = None
         self._window_bytes = 0
         self.bitrate = 0.0  # bits per second over the last full window
-        self.last_loss: float | None = None  # when a packet last went missing
+        # when a hole last waited for a retransmission or was given up (FEC did not mend
+        # it): what the technician's playout floor is for
+        self.last_wait: float | None = None
         self.last_fec: float | None = None  # when the phone last sent a FEC packet
 
+    @property
+    def rtt(self) -> float:
+        """The round trip recovery plans with: NACK → retransmission once measured, never
+        below the RTCP round trip (a "retransmission" sooner than the path's round trip is
+        the original arriving late); the RTCP round trip until then (FEC may repair every
+        hole, and no NACK is ever answered); a guess before either."""
+        if self.nack_rtt is None:
+            return INITIAL_RTT if self.rtcp_rtt is None else self.rtcp_rtt
+        return self.nack_rtt if self.rtcp_rtt is None else max(self.nack_rtt, self.rtcp_rtt)
+
     def rtt_sample(self, rtt: float) -> None:
+        """A NACK was answered `rtt` seconds after it was sent."""
         if rtt <= 0:
             return
-        if self.rtt_samples == 0:
-            self.rtt = rtt
+        if self.nack_rtt is None:
+            self.nack_rtt = rtt
         else:
-            self.rtt = RTT_ALPHA * self.rtt + (1 - RTT_ALPHA) * rtt
+            self.nack_rtt = RTT_ALPHA * self.nack_rtt + (1 - RTT_ALPHA) * rtt
         self.rtt_samples += 1
+
+    def rtcp_rtt_sample(self, rtt: float) -> None:
+        """An RTCP report (RR's LSR/DLSR, XR's LRR/DLRR) measured the round trip."""
+        if not 0 < rtt < MAX_RTCP_RTT:
+            return
+        if self.rtcp_rtt is None:
+            self.rtcp_rtt = rtt
+        else:
+            self.rtcp_rtt = RTT_ALPHA * self.rtcp_rtt + (1 - RTT_ALPHA) * rtt
+        self.rtcp_rtt_samples += 1
 
     def arrival(self, timestamp: int, clock_rate: int, size: int, retransmitted: bool) -> None:
         """A packet arrived now (call before anything else looks at the packet)."""
@@ -110,9 +137,10 @@ class LinkEstimate:
 
     def playout_floor(self) -> float:
         """The jitter buffer a technician needs so a retransmission on this link arrives
-        in time (0 on a link that lost nothing lately: no delay is added for nothing)."""
+        in time (0 on a link that lately lost nothing FEC did not rebuild at once: no delay
+        is added for nothing)."""
         now = self.clock()
-        if self.last_loss is None or now - self.last_loss > LOSS_MEMORY:
+        if self.last_wait is None or now - self.last_wait > LOSS_MEMORY:
             return 0.0
         floor = min(MAX_PLAYOUT_FLOOR, self.rtt + 2 * self.jitter + 0.02)
         if self.last_fec is not None and now - self.last_fec <= LOSS_MEMORY:
@@ -164,7 +192,6 @@ class NackList:
             # (and a gap longer than a NACK can carry is beyond repair); a shorter pause
             # may be this process's own (a busy event loop), so those are asked for
             if 0 < gap <= MAX_NACKED and self.link.silence < SILENCE:
-                self.link.last_loss = now
                 seq = uint16_add(self.max_seq, 1)
                 for _ in range(gap):
                     self._missing[seq] = [now, None, 0]
@@ -177,6 +204,7 @@ class NackList:
             self.late += 1
             return False
         self.recovered += 1
+        self.link.last_wait = now
         self.recovery_delays.append(now - entry[0])
         if entry[2] == 1:  # Karn: only an unambiguous NACK gives a round-trip sample
             self.link.rtt_sample(now - entry[1])
@@ -204,6 +232,7 @@ class NackList:
             if now - first > give_up or (entry[2] >= MAX_TRIES and now - last >= retry):
                 del self._missing[seq]
                 self.expired += 1
+                self.link.last_wait = now
             elif last is None or now - last >= retry:
                 entry[1] = now
                 entry[2] += 1

@@ -69,6 +69,7 @@ class Leg:
     congestion: passthrough.TransportCcFeedback | None = None  # the phone's leg
     video_mime: str = ""  # the negotiated video codec's, lower case
     fec: passthrough.RedUlpfec | None = None  # the phone's leg: RED/ULPFEC repair
+    round_trip: passthrough.RtcpRoundTrip | None = None  # the phone's leg: RTT from RTCP
 
     def receiver(self, kind: str) -> RTCRtpReceiver | None:
         transceiver = self.transceivers.get(kind)
@@ -108,6 +109,12 @@ class Leg:
             transport["recovery"] = {
                 "rtt_ms": round(link.rtt * 1000),
                 "rtt_samples": link.rtt_samples,
+                "rtcp_rtt_ms": round(link.rtcp_rtt * 1000) if link.rtcp_rtt is not None else None,
+                "rtcp_rtt_samples_sr_xr": (
+                    [self.round_trip.sr_samples, self.round_trip.xr_samples]
+                    if self.round_trip is not None
+                    else None
+                ),
                 "jitter_ms": round(link.jitter * 1000, 1),
                 "give_up_ms": round(link.give_up * 1000),
                 "playout_floor_ms": round(link.playout_floor() * 1000),
@@ -600,12 +607,27 @@ class LensMediaSession:
                     # the phone's arrival times feed its bandwidth estimate (transport-cc)
                     stamp=leg.congestion is not None,
                 )
+            if leg.role == PUBLISHER:
+                self._measure_round_trip(leg)
         except Exception as exc:
             await self._close_leg(leg)
             raise SessionError(f"cannot answer the {leg.role} offer: {exc}", 400) from exc
         finally:
             self._answering -= 1
         return leg.pc.localDescription
+
+    def _measure_round_trip(self, leg: Leg) -> None:
+        """Feed the phone leg's round trip from RTCP to its video's recovery, so that
+        it follows the link before (or without) any NACK being answered."""
+        video = leg.receiver("video")
+        buffer = passthrough.video_buffer(video) if video is not None else None
+        if buffer is None:
+            return
+        audio = leg.transceivers.get("audio")
+        sends_audio = audio is not None and "audio" in leg.outgoing  # the technician's voice
+        leg.round_trip = passthrough.RtcpRoundTrip(
+            buffer.link, audio.sender if sends_audio else None, video
+        )
 
     async def _drop_leg(self, leg: Leg) -> None:
         if self.publisher is leg:
@@ -625,6 +647,8 @@ class LensMediaSession:
             passthrough.stop_nacks(receiver)
         if leg.congestion is not None:
             leg.congestion.stop()
+        if leg.round_trip is not None:
+            leg.round_trip.stop()
         if leg.closing is None:
             # One close per leg: a second pc.close() awaits the first one's future, and
             # cancelling that waiter (teardown cancels tasks) would break the first close.

@@ -416,14 +416,14 @@ def test_while_the_phone_sends_fec_the_technician_buffers_less():
     link = LinkEstimate(clock)
     link.rtt_sample(0.35)
     assert link.playout_floor() == 0.0  # nothing lost: nothing added
-    link.last_loss = clock.now
+    link.last_wait = clock.now
     full = link.playout_floor()
     assert full == pytest.approx(0.35 + 0.02)
     link.last_fec = clock.now
     assert link.playout_floor() == pytest.approx(FEC_PLAYOUT_SHARE * full)
     assert 0 < FEC_PLAYOUT_SHARE < 1
     clock.now += 11  # no FEC for longer than the loss memory, a loss now
-    link.last_loss = clock.now
+    link.last_wait = clock.now
     assert link.playout_floor() == pytest.approx(full)
 
 

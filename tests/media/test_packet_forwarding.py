@@ -4,12 +4,15 @@ and each leg's stream is rewritten into one continuous RTP stream."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from aiortc.rtp import RtpPacket, is_rtcp
 
 from lens.media import passthrough
 from lens.media.app import CODECS, SESSIONS
 from lens.media.forwarder import LegRewriter, parse_vp8
+from lens.media.recovery import LinkEstimate
 from lens.media.testing import EncodedClip, start_phone, start_technician, wait_until
 
 pytestmark = pytest.mark.media
@@ -57,6 +60,18 @@ def drop_sent(dtls, should_drop) -> list[RtpPacket]:
 
     dtls._send_rtp = lossy
     return dropped
+
+
+def delay_rtcp(dtls, seconds: float) -> None:
+    """Make a peer's RTCP reach the sidecar `seconds` late (its RTP is not held up)."""
+    original = dtls._send_rtp
+
+    async def late(data: bytes) -> None:
+        if is_rtcp(data):
+            await asyncio.sleep(seconds)
+        await original(data)
+
+    dtls._send_rtp = late
 
 
 def in_clip_order(digests: list[bytes], clip: EncodedClip) -> None:
@@ -145,6 +160,35 @@ def test_the_sidecar_nacks_the_phone_again_when_a_retransmission_is_lost(with_si
         await tech.pc.close()
 
     with_sidecar(scenario)
+
+
+def test_the_phone_legs_round_trip_follows_its_rtcp_before_any_nack(
+    with_sidecar, vp8_clip, opus_clip
+):
+    """Nothing lost, no NACK answered: the phone leg's round trip is the one the phone's
+    receiver reports of the technician's audio give (aiortc answers no XR)."""
+
+    async def scenario(sidecar):
+        phone = await start_phone(
+            sidecar.http, sidecar.base_url, sidecar.secret, "s1", vp8_clip, audio=opus_clip
+        )
+        delay_rtcp(phone.pc.getTransceivers()[0].sender.transport, 0.4)  # a bad link
+        tech = await start_technician(
+            sidecar.http, sidecar.base_url, sidecar.secret, "s1", audio=opus_clip
+        )
+        session = sidecar.app[SESSIONS].get("s1")
+        link = passthrough.video_buffer(session.publisher.receiver("video")).link
+        await wait_until(lambda: link.rtcp_rtt_samples >= 2, timeout=20)
+        assert link.rtt_samples == 0  # no NACK answered
+        assert 0.4 <= link.rtt < 0.55  # the delayed reports, not the initial guess
+        assert link.give_up > LinkEstimate().give_up
+        recovery = session.state()["publisher"]["transport"]["recovery"]
+        assert recovery["rtcp_rtt_ms"] >= 400
+        assert recovery["rtcp_rtt_samples_sr_xr"][0] >= 2
+        await phone.pc.close()
+        await tech.pc.close()
+
+    with_sidecar(scenario, timeout=40)
 
 
 def vp8_packet(seq: int, timestamp: int, picture_id: int, start: bool, key: bool) -> RtpPacket:

@@ -92,6 +92,70 @@ def test_a_retransmission_ends_the_retries_and_measures_the_round_trip():
     assert link.rtt == pytest.approx(0.35)
 
 
+def test_the_rtcp_round_trip_is_the_estimate_until_a_nack_is_answered():
+    """With FEC repairing every hole no NACK is answered: the give-up, the NACK retry and
+    the technician's playout floor follow the RTCP round trip, not the initial guess."""
+    clock = Clock()
+    link = LinkEstimate(clock)
+    guessed = (link.rtt, link.give_up, link.retry)
+    link.rtcp_rtt_sample(0.09)
+    assert link.rtt == pytest.approx(0.09) and link.rtt_samples == 0
+    assert link.give_up < guessed[1] and link.retry < guessed[2]
+    link.last_wait = clock.now
+    assert link.playout_floor() == pytest.approx(0.09 + 0.02)
+    for _ in range(30):
+        link.rtcp_rtt_sample(0.3)
+    assert link.rtt == pytest.approx(0.3, abs=0.01)  # it follows the link
+    link.rtcp_rtt_sample(-0.01)  # an answer to a report we cannot tell apart
+    link.rtcp_rtt_sample(40.0)
+    assert link.rtcp_rtt_samples == 31
+
+
+def test_nack_samples_take_over_with_the_rtcp_round_trip_as_their_floor():
+    clock = Clock()
+    link = LinkEstimate(clock)
+    nacks = NackList(link)
+    link.rtcp_rtt_sample(0.1)
+    arrive(link, nacks, 1)
+    arrive(link, nacks, 3)
+    assert nacks.due() == [2]
+    clock.now += 0.25  # the phone took its time to retransmit
+    assert arrive(link, nacks, 2) is True
+    assert link.rtt == pytest.approx(0.25) and link.rtt_samples == 1
+    # a "retransmission" sooner than the path's round trip (the original, late) does not
+    # pull the estimate below the RTCP round trip
+    for _ in range(30):
+        link.rtt_sample(0.01)
+    assert link.nack_rtt < 0.05 and link.rtt == pytest.approx(0.1)
+
+
+def test_no_playout_floor_while_fec_repairs_every_hole():
+    """A hole FEC rebuilt made nobody wait: the technician's browser needs no buffer for
+    retransmissions; one that waited for a retransmission, or was given up, does."""
+    clock = Clock()
+    link = LinkEstimate(clock)
+    link.rtcp_rtt_sample(0.1)
+    nacks = NackList(link)
+    arrive(link, nacks, 1)
+    arrive(link, nacks, 3)
+    nacks.due()
+    nacks.rebuilt(2)
+    assert link.playout_floor() == 0.0
+    arrive(link, nacks, 5)
+    nacks.due()
+    clock.now += 0.1
+    arrive(link, nacks, 4)  # the retransmission
+    assert link.playout_floor() == pytest.approx(0.1 + 2 * link.jitter + 0.02)
+    clock.now += 11
+    assert link.playout_floor() == 0.0
+    arrive(link, nacks, 6)  # (after a silence: an outage's packets are not asked for)
+    arrive(link, nacks, 8)
+    while nacks.missing:
+        clock.now += 0.05
+        nacks.due()
+    assert nacks.expired == 1 and link.playout_floor() > 0
+
+
 def test_packets_sent_into_an_outage_are_not_nacked():
     clock = Clock()
     link = LinkEstimate(clock)
