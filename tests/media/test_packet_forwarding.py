@@ -5,6 +5,7 @@ and each leg's stream is rewritten into one continuous RTP stream."""
 from __future__ import annotations
 
 import asyncio
+import struct
 
 import pytest
 from aiortc.rtp import RtpPacket, is_rtcp
@@ -72,6 +73,28 @@ def delay_rtcp(dtls, seconds: float) -> None:
         await original(data)
 
     dtls._send_rtp = late
+
+
+def answer_xr(dtls, ssrc: int) -> list[int]:
+    """Make an aiortc peer answer XR receiver reference times (RRTR) with DLRR, as the
+    phone's libwebrtc does (aiortc ignores XR); the answers' LRRs are returned."""
+    original = dtls._handle_rtcp_data
+    answered: list[int] = []
+
+    async def read(data: bytes) -> None:
+        pos = 0
+        while pos + 20 <= len(data):
+            if data[pos + 1] == 207 and data[pos + 8] == 4:  # XR, an RRTR block first
+                reporter, lrr = data[pos + 4 : pos + 8], data[pos + 14 : pos + 18]
+                dlrr = struct.pack("!BBH", 5, 0, 3) + reporter + lrr + (6554).to_bytes(4, "big")
+                await asyncio.sleep(0.1)  # held 0.1 s (6554 / 65536) before the answer
+                await dtls._send_rtp(struct.pack("!BBHI", 0x80, 207, 5, ssrc) + dlrr)
+                answered.append(int.from_bytes(lrr, "big"))
+            pos += 4 + 4 * int.from_bytes(data[pos + 2 : pos + 4], "big")
+        await original(data)
+
+    dtls._handle_rtcp_data = read
+    return answered
 
 
 def in_clip_order(digests: list[bytes], clip: EncodedClip) -> None:
@@ -185,6 +208,31 @@ def test_the_phone_legs_round_trip_follows_its_rtcp_before_any_nack(
         recovery = session.state()["publisher"]["transport"]["recovery"]
         assert recovery["rtcp_rtt_ms"] >= 400
         assert recovery["rtcp_rtt_samples_sr_xr"][0] >= 2
+        await phone.pc.close()
+        await tech.pc.close()
+
+    with_sidecar(scenario, timeout=40)
+
+
+def test_the_phone_legs_round_trip_follows_its_answers_to_xr_reference_times(
+    with_sidecar, vp8_clip
+):
+    """A technician without a microphone: the sidecar sends the phone no audio, so the
+    round trip comes from XR (RRTR → the phone's DLRR), the sidecar's own measure."""
+
+    async def scenario(sidecar):
+        phone = await start_phone(sidecar.http, sidecar.base_url, sidecar.secret, "s1", vp8_clip)
+        sender = phone.pc.getTransceivers()[0].sender
+        answered = answer_xr(sender.transport, sender._ssrc)
+        delay_rtcp(sender.transport, 0.4)
+        tech = await start_technician(sidecar.http, sidecar.base_url, sidecar.secret, "s1")
+        session = sidecar.app[SESSIONS].get("s1")
+        link = passthrough.video_buffer(session.publisher.receiver("video")).link
+        await wait_until(lambda: link.rtcp_rtt_samples >= 2, timeout=20)
+        assert len(answered) >= 2 and session.publisher.round_trip.xr_samples >= 2
+        assert link.rtt_samples == 0
+        # the answer's hold (0.1 s, in its DLRR) is not part of the round trip
+        assert 0.4 <= link.rtt < 0.48
         await phone.pc.close()
         await tech.pc.close()
 
