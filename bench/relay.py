@@ -14,6 +14,8 @@ latency p50/p95 (matched by payload hash; the relay-added latency is the relay's
 the direct path's at the same level), and start→first frame (technician's offer posted →
 first video frame received, the phone already streaming). "other CPU" is what the rest
 of the machine used during the window: tails are only meaningful when it is near zero.
+Set LENS_MEDIA_STALLS=/tmp/x to have the sidecar time its collections and slow loop
+iterations over the window (lens/media/stalls.py; a JSON file per level).
 Set LENS_BENCH_SAMPLES=/tmp/x to dump every (sent, arrived) pair per worker as JSON.
 `--hog` runs a process that spins on one core beside the whole run (a loaded machine:
 how many frames each relay loses when it has to share the CPU).
@@ -186,6 +188,8 @@ def run_level(
             if kind != "ready":
                 raise RuntimeError(f"{system} x{sessions}: {payload}")
         time.sleep(warmup)
+        if server and system == "lens" and os.environ.get("LENS_MEDIA_STALLS"):
+            server.process.send_signal(signal.SIGUSR1)  # lens/media/stalls.py: count from here
         cpu0 = proc_cpu_seconds(server.process.pid) if server else 0.0
         busy0 = machine_busy_seconds()
         t0 = time.monotonic()
@@ -194,6 +198,8 @@ def run_level(
         cpu1 = proc_cpu_seconds(server.process.pid) if server else 0.0
         busy1 = machine_busy_seconds()
         elapsed = time.monotonic() - t0
+        if server and system == "lens" and os.environ.get("LENS_MEDIA_STALLS"):
+            server.process.send_signal(signal.SIGUSR2)  # the window's figures, written now
         replies = ask(busy, ("end", None), "stats")
         result = summarize(system, sessions, replies, elapsed)
         # CPU used by anything but this benchmark (other work on the machine skews tails)

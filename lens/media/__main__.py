@@ -8,6 +8,7 @@ importing), and stops when stdin closes.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import sys
@@ -17,13 +18,16 @@ from aiohttp import web
 from lens.logs import configure_logging
 from lens.media.app import make_app
 from lens.media.config import load_config
+from lens.media.stalls import install_from_env
 
 STANDBY = "LENS_MEDIA_STANDBY"
+SETTLE_HEAP = "LENS_MEDIA_GC_FREEZE"  # "0": CPython's collector settings (comparison runs)
 
 
 def main() -> None:
     """Read the environment, build the app, serve until SIGINT/SIGTERM."""
     configure_logging("media")
+    install_from_env()  # LENS_MEDIA_STALLS: diagnostics only
     try:
         config = load_config()
     except ValueError as exc:  # a bad setting: say which, and stop
@@ -32,7 +36,29 @@ def main() -> None:
     app = make_app(config)
     if os.environ.get(STANDBY) == "1" and not wait_for_go():
         return
+    if os.environ.get(SETTLE_HEAP) != "0":
+        settle_heap()
     web.run_app(app, host=config.host, port=config.port, print=None)
+
+
+# The collector's thresholds while serving (CPython's: 700, 10, 10): young and middle
+# collections as usual (a young one walks the packets' new tuples: ~1 ms; ten times the
+# threshold made it one ten times longer), a full one after 100 middle ones, not 10.
+GC_THRESHOLDS = (700, 10, 100)
+
+
+def settle_heap() -> None:
+    """Hide what start-up made from the collector, and make full collections rarer.
+
+    A full collection walks every tracked object in one go, in the event loop that forwards
+    every packet: the modules of aiortc, PyAV and aiohttp alone are ~57,000 objects, and
+    20 sessions add ~50,000 more, a pause of 30-80 ms about once a minute
+    (lens/media/README.md, "Pauses"). `gc.freeze()` puts start-up's objects where no
+    collection looks; the sessions' garbage is still collected.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def wait_for_go() -> bool:
