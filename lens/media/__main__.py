@@ -52,8 +52,8 @@ def settle_heap() -> None:
 
     A full collection walks every tracked object in one go, in the event loop that forwards
     every packet: the modules of aiortc, PyAV and aiohttp alone are ~57,000 objects, and
-    20 sessions add ~50,000 more, a pause of 30-80 ms about once a minute
-    (lens/media/README.md, "Pauses"). `gc.freeze()` puts start-up's objects where no
+    20 sessions add 50,000-100,000 more, a pause of 30-80 ms (lens/media/README.md,
+    "Pauses"). `gc.freeze()` puts start-up's objects where no
     collection looks; the sessions' garbage is still collected.
     """
     gc.collect()
