@@ -21,7 +21,7 @@ from lens.media.config import load_config
 from lens.media.stalls import install_from_env
 
 STANDBY = "LENS_MEDIA_STANDBY"
-SETTLE_HEAP = "LENS_MEDIA_GC_FREEZE"  # "0": CPython's collector settings (comparison runs)
+SETTLE_HEAP = "LENS_MEDIA_GC_FREEZE"  # "0": no gc.freeze() at start-up (comparison runs)
 
 
 def main() -> None:
@@ -41,24 +41,18 @@ def main() -> None:
     web.run_app(app, host=config.host, port=config.port, print=None)
 
 
-# The collector's thresholds while serving (CPython's: 700, 10, 10): young and middle
-# collections as usual (a young one walks the packets' new tuples: ~1 ms; ten times the
-# threshold made it one ten times longer), a full one after 100 middle ones, not 10.
-GC_THRESHOLDS = (700, 10, 100)
-
-
 def settle_heap() -> None:
-    """Hide what start-up made from the collector, and make full collections rarer.
+    """Hide what start-up made from the collector: full collections walk half as much.
 
     A full collection walks every tracked object in one go, in the event loop that forwards
     every packet: the modules of aiortc, PyAV and aiohttp alone are ~57,000 objects, and
     20 sessions add 50,000-100,000 more, a pause of 30-80 ms (lens/media/README.md,
-    "Pauses"). `gc.freeze()` puts start-up's objects where no
-    collection looks; the sessions' garbage is still collected.
+    "Pauses"). `gc.freeze()` puts start-up's objects where no collection looks. The
+    thresholds stay CPython's: a closed session's cycles (and the packets they hold) wait
+    for the next full collection, so fewer full collections would keep them longer.
     """
     gc.collect()
     gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def wait_for_go() -> bool:
