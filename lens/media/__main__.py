@@ -8,6 +8,7 @@ importing), and stops when stdin closes.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sys
@@ -16,7 +17,7 @@ from aiohttp import web
 
 from lens.logs import configure_logging
 from lens.media.app import make_app
-from lens.media.config import load_config
+from lens.media.config import event_loop_factory, load_config
 
 STANDBY = "LENS_MEDIA_STANDBY"
 
@@ -32,7 +33,9 @@ def main() -> None:
     app = make_app(config)
     if os.environ.get(STANDBY) == "1" and not wait_for_go():
         return
-    web.run_app(app, host=config.host, port=config.port, print=None)
+    loop = event_loop_factory(config.event_loop)()  # LENS_MEDIA_LOOP
+    asyncio.set_event_loop(loop)
+    web.run_app(app, host=config.host, port=config.port, print=None, loop=loop)
 
 
 def wait_for_go() -> bool:

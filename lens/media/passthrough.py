@@ -142,7 +142,8 @@ class RepeatingNacks:
         self.missing: set[int] = set()  # aiortc reads this only when add() returns True
         self._receiver = receiver
         self._ssrc: int | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.Handle | None = None
+        self._timer_due = 0.0  # loop time
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopped = False
         # called with how many missing packets were just given up (their give-up passed)
@@ -205,11 +206,13 @@ class RepeatingNacks:
             return
         loop = asyncio.get_running_loop()
         if self._timer is not None:
-            if self._timer.when() <= loop.time() + delay:
+            if self._timer_due <= loop.time() + delay:
                 return
             # a packet newly missing is NACKed at once, not when an earlier hole's retry
             # is due (that waited up to a round trip, so recoveries took ~1.7 round trips)
             self._timer.cancel()
+        # the due time kept here: uvloop's call_later(0) gives a Handle without when()
+        self._timer_due = loop.time() + delay
         self._timer = loop.call_later(delay, self._fire)
 
     def _fire(self) -> None:
