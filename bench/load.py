@@ -274,7 +274,7 @@ async def run_worker(conn: Connection, video: EncodedClip, audio: EncodedClip) -
                     for session in sessions:
                         for pc in session.pcs:
                             await pc.close()
-                        if system in ("lens", "mediarelay"):
+                        if system.startswith("lens") or system == "mediarelay":
                             urls = argument.get("urls") or {}
                             base = urls.get(session.sid, argument.get("url"))
                             url = f"{base}/sessions/{session.sid}"

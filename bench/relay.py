@@ -108,8 +108,10 @@ class Server:
         self.secret = secrets.token_urlsafe(16)
         log = open(workdir / f"{system}.log", "ab")  # noqa: SIM115 - lives with the process
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        if system == "lens":
+        if system.startswith("lens"):  # lens-asyncio: the sidecar on asyncio's event loop
             env |= {"LENS_MEDIA_PORT": str(self.port), "LENS_MEDIA_SECRET": self.secret}
+            if system == "lens-asyncio":
+                env["LENS_MEDIA_LOOP"] = "asyncio"
             command = [sys.executable, "-m", "lens.media"]
             if os.environ.get("LENS_BENCH_PROFILE"):  # a cProfile dump per level, to read
                 dump = f"{os.environ['LENS_BENCH_PROFILE']}-{time.time():.0f}.prof"
@@ -210,7 +212,7 @@ def run_level(
             result["cpu_total"] = 100 * (cpu1 - cpu0) / elapsed
             result["cpu_per_session"] = result["cpu_total"] / sessions
             result["peak_rss_mb"] = proc_peak_rss_mb(server.process.pid)
-            if system == "lens":
+            if system.startswith("lens"):
                 metrics = server.metrics()
                 result["codecs"] = [
                     line
@@ -292,7 +294,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="levels 1 and 5 only")
     parser.add_argument("--levels", default="1,5,10,20")
     parser.add_argument("--mediarelay-levels", default="1,5")
-    parser.add_argument("--systems", default="direct,lens,janus,mediarelay")
+    parser.add_argument(
+        "--systems", default="direct,lens,janus,mediarelay", help="also lens-asyncio"
+    )
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--window", type=float, default=10.0)
     parser.add_argument("--json", type=Path, help="also write the results here")

@@ -8,6 +8,7 @@ importing), and stops when stdin closes.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import os
@@ -17,11 +18,10 @@ from aiohttp import web
 
 from lens.logs import configure_logging
 from lens.media.app import make_app
-from lens.media.config import load_config
+from lens.media.config import event_loop_factory, load_config
 from lens.media.stalls import install_from_env
 
 STANDBY = "LENS_MEDIA_STANDBY"
-SETTLE_HEAP = "LENS_MEDIA_GC_FREEZE"  # "0": no gc.freeze() at start-up (comparison runs)
 
 
 def main() -> None:
@@ -36,9 +36,11 @@ def main() -> None:
     app = make_app(config)
     if os.environ.get(STANDBY) == "1" and not wait_for_go():
         return
-    if os.environ.get(SETTLE_HEAP) != "0":
+    if config.gc_freeze:  # LENS_MEDIA_GC_FREEZE
         settle_heap()
-    web.run_app(app, host=config.host, port=config.port, print=None)
+    loop = event_loop_factory(config.event_loop)()  # LENS_MEDIA_LOOP
+    asyncio.set_event_loop(loop)
+    web.run_app(app, host=config.host, port=config.port, print=None, loop=loop)
 
 
 def settle_heap() -> None:

@@ -271,6 +271,8 @@ async def healthz(request: web.Request) -> web.Response:
             "boot": request.app[BOOT],
             "sessions": len(request.app[SESSIONS]),
             "capacity": config.capacity,
+            # the loop actually running (LENS_MEDIA_LOOP): uvloop's module is uvloop
+            "event_loop": type(asyncio.get_running_loop()).__module__.split(".")[0],
         }
     )
 

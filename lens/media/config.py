@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,12 @@ class MediaConfig:
     capacity: int = 20  # sessions this sidecar is meant to carry
     # LENS_STORAGE=s3: a finished recording is uploaded there (lens/storage.py)
     storage: dict[str, str] = field(default_factory=dict)
+    # the event loop the sidecar runs on: uvloop (libuv, in C: less CPU per socket wakeup
+    # and timer) or asyncio's own (comparison runs)
+    event_loop: str = "uvloop"
+    # gc.freeze() after start-up: full collections skip what importing made (README "Pauses");
+    # LENS_MEDIA_GC_FREEZE=0 turns it off (comparison runs)
+    gc_freeze: bool = True
 
 
 def load_config(environ: Mapping[str, str] | None = None) -> MediaConfig:
@@ -73,7 +80,29 @@ def load_config(environ: Mapping[str, str] | None = None) -> MediaConfig:
         sidecar_id=env.get("LENS_MEDIA_ID", ""),
         advertise_url=env.get("LENS_MEDIA_ADVERTISE_URL", ""),
         capacity=_positive(env, "LENS_MEDIA_CAPACITY", 20),
+        event_loop=event_loop_setting(env),
+        gc_freeze=env.get("LENS_MEDIA_GC_FREEZE", "1") != "0",
     )
+
+
+EVENT_LOOPS = ("uvloop", "asyncio")
+
+
+def event_loop_setting(env: Mapping[str, str]) -> str:
+    """LENS_MEDIA_LOOP: uvloop (the default) or asyncio."""
+    name = env.get("LENS_MEDIA_LOOP") or "uvloop"
+    if name not in EVENT_LOOPS:
+        raise ValueError(f"LENS_MEDIA_LOOP must be uvloop or asyncio, got {name!r}")
+    return name
+
+
+def event_loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
+    """What makes the event loop called `name` (MediaConfig.event_loop)."""
+    if name == "uvloop":
+        import uvloop  # only the sidecar needs it loaded
+
+        return uvloop.new_event_loop
+    return asyncio.new_event_loop
 
 
 def _positive(env: Mapping[str, str], name: str, default: int) -> int:

@@ -41,6 +41,7 @@ from aioice.candidate import candidate_foundation, candidate_priority
 from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection
 from aiortc.rtcicetransport import parse_stun_turn_uri
 
+from lens.media.udp import UdpTransport
 from lens.turn import turn_credentials
 
 logger = logging.getLogger(__name__)
@@ -360,9 +361,9 @@ async def component_candidates(
         except OSError as exc:
             logger.error("cannot gather on %s: %s", address, exc)
             continue
-        _, protocol = await loop.create_datagram_endpoint(
-            lambda: ice.StunProtocol(connection), sock=sock
-        )
+        # our transport, not asyncio's: batched reads, kernel arrival stamps (lens.media.udp)
+        protocol = ice.StunProtocol(connection)
+        UdpTransport(loop, sock, protocol)
         bound = protocol.transport.get_extra_info("sockname")
         version = ipaddress.ip_address(bound[0]).version
         protocol.local_candidate = Candidate(

@@ -21,7 +21,6 @@ import asyncio
 import fractions
 import logging
 import os
-import socket
 import struct
 import time
 import types
@@ -69,6 +68,7 @@ from lens.media.recovery import (
     NackList,
 )
 from lens.media.relay import _h264_nal_types, is_keyframe
+from lens.media.udp import UdpTransport
 
 logger = logging.getLogger(__name__)
 
@@ -142,7 +142,8 @@ class RepeatingNacks:
         self.missing: set[int] = set()  # aiortc reads this only when add() returns True
         self._receiver = receiver
         self._ssrc: int | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.Handle | None = None
+        self._timer_due = 0.0  # loop time
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopped = False
         # called with how many missing packets were just given up (their give-up passed)
@@ -205,11 +206,13 @@ class RepeatingNacks:
             return
         loop = asyncio.get_running_loop()
         if self._timer is not None:
-            if self._timer.when() <= loop.time() + delay:
+            if self._timer_due <= loop.time() + delay:
                 return
             # a packet newly missing is NACKed at once, not when an earlier hole's retry
             # is due (that waited up to a round trip, so recoveries took ~1.7 round trips)
             self._timer.cancel()
+        # the due time kept here: uvloop's call_later(0) gives a Handle without when()
+        self._timer_due = loop.time() + delay
         self._timer = loop.call_later(delay, self._fire)
 
     def _fire(self) -> None:
@@ -1162,81 +1165,28 @@ def _drive(coroutine: Any) -> None:
     asyncio.ensure_future(finish())
 
 
-SO_TIMESTAMPNS = 35  # Linux (asm-generic): the kernel stamps each datagram's arrival
-_kernel_arrival: list[float | None] = [None]  # the datagram being delivered, monotonic
-
-
 def read_directly(receiver_or_sender: RTCRtpReceiver | RTCRtpSender, stamp: bool) -> int:
-    """Read a leg's UDP sockets with :func:`_read_stamped`, the kernel stamping each
-    datagram's arrival if `stamp`.
+    """Send a leg's SRTP/SRTCP datagrams from its sockets straight to its InlineMediaQueue,
+    with the kernel's arrival stamp of each if `stamp` (transport-cc).
 
-    asyncio reads datagrams with recvfrom(), so the earliest time Python can take is when
-    the event loop gets to the socket, which on a loaded machine is milliseconds late and
-    looks like congestion to the phone's bandwidth estimator. This reads them with
-    recvmsg() and SO_TIMESTAMPNS instead; InlineMediaQueue uses that time. SRTP/SRTCP
-    datagrams go straight to the leg's InlineMediaQueue, not through aioice's STUN parser
-    (which fails on each of them with an exception). Call once the leg's candidates are
-    gathered, after :func:`inline_media`; returns how many sockets were switched."""
+    The host-candidate sockets are lens.media.udp's UdpTransport (ice.py makes them): it
+    reads them in batches, with recvmsg and SO_TIMESTAMPNS once asked, and hands a media
+    datagram to `media` instead of aioice's STUN parser (which fails on each of them with
+    an exception, then queues it: the same place). TURN sockets keep asyncio's transport.
+    Call once the leg's candidates are gathered, after :func:`inline_media`; returns how
+    many sockets now read this way."""
     connection = receiver_or_sender.transport.transport._connection
     queue = connection._queue if isinstance(connection._queue, InlineMediaQueue) else None
     switched = 0
     for protocol in connection._protocols:
         transport = getattr(protocol, "transport", None)
-        sock = getattr(transport, "_sock", None)
-        if sock is None or sock.type != socket.SOCK_DGRAM or getattr(transport, "lens_stamped", 0):
+        if not isinstance(transport, UdpTransport) or transport.media is not None:
             continue
-        if stamp:
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-            except OSError:
-                continue
-        transport._loop._remove_reader(transport._sock_fd)
-        transport._loop._add_reader(transport._sock_fd, _read_stamped, transport)
-        transport.lens_stamped = 1
-        transport.lens_queue = queue if LEAN else None
+        if stamp and not transport.stamp_arrivals():
+            continue
+        transport.media = queue.put_datagram if queue is not None else None
         switched += 1
     return switched
-
-
-def _read_stamped(transport: Any) -> None:
-    """asyncio's _SelectorDatagramTransport._read_ready, with recvmsg and the kernel's stamp,
-    and up to READ_BATCH datagrams a call: a socket that filled while the process waited for
-    the CPU is emptied in one go, not one event-loop round (an epoll call) per datagram."""
-    sock = transport._sock
-    for _ in range(READ_BATCH):
-        if transport._conn_lost:
-            return
-        try:
-            data, ancillary, _, addr = sock.recvmsg(transport.max_size, 64)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as exc:
-            transport._protocol.error_received(exc)
-            return
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            transport._fatal_error(exc, "Fatal read error on datagram transport")
-            return
-        stamp = None
-        if ancillary:
-            for level, kind, value in ancillary:
-                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(value) >= 16:
-                    seconds, nanoseconds = struct.unpack("qq", value[:16])
-                    stamp = seconds + nanoseconds / 1e9 - (time.time() - time.monotonic())
-        _kernel_arrival[0] = stamp
-        try:
-            queue = transport.lens_queue
-            if queue is not None and data and 127 < data[0] < 192:
-                # SRTP/SRTCP (RFC 7983): never STUN, so aioice's protocol has nothing to do
-                queue.put_nowait((data, 1))
-            else:
-                transport._protocol.datagram_received(data, addr)
-        finally:
-            _kernel_arrival[0] = None
-
-
-READ_BATCH = 16  # datagrams read per readiness event at most
 
 
 class InlineMediaQueue(asyncio.Queue):
@@ -1260,23 +1210,32 @@ class InlineMediaQueue(asyncio.Queue):
         self.lean = LeanReceive(dtls) if LEAN else None
 
     def put_nowait(self, item: Any) -> None:
-        now = _kernel_arrival[0]
-        if now is None:
+        """aioice's way in: DTLS and anything else its StunProtocol did not parse as STUN,
+        and None when the nominated pair's socket is lost."""
+        if item is None:
+            super().put_nowait((time.monotonic(), None))
+        else:
+            self.put_datagram(item[0], None, item[1])
+
+    def put_datagram(self, data: bytes, arrival: float | None, component: int = 1) -> None:
+        """One datagram off a socket, with the kernel's arrival time if stamped (the
+        UdpTransport's way in for SRTP/SRTCP)."""
+        if arrival is None:
             now = time.monotonic()
         else:
+            now = arrival
             self.kernel_stamped += 1
         dtls = self._dtls
         if (
             INLINE
-            and item is not None
             and not self._queue  # type: ignore[attr-defined]
-            and 127 < item[0][0] < 192
+            and data
+            and 127 < data[0] < 192
             and dtls._rx_srtp is not None
             and dtls._state == DtlsState.CONNECTED
         ):
             self.last_arrival = now
             self.inline += 1
-            data = item[0]
             dtls._RTCDtlsTransport__rx_bytes += len(data)  # type: ignore[attr-defined]
             dtls._RTCDtlsTransport__rx_packets += 1  # type: ignore[attr-defined]
             try:
@@ -1293,7 +1252,7 @@ class InlineMediaQueue(asyncio.Queue):
             except Exception:
                 logger.exception("inline RTP/RTCP handling failed")
             return
-        super().put_nowait((now, item))
+        super().put_nowait((now, (data, component)))
 
     def _get(self) -> Any:
         arrival, item = super()._get()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ import pytest
 from aiohttp import web
 
 from lens.media import MediaConfig, make_app
+from lens.media.config import event_loop_factory, event_loop_setting
 from lens.media.testing import (
     EncodedClip,
     encode_h264_clip,
@@ -80,13 +82,16 @@ def opus_clip() -> EncodedClip:
 
 @pytest.fixture
 def with_sidecar() -> Callable[[Callable[[Sidecar], Awaitable[T]], float], T]:
-    """Run `scenario(sidecar)` on a fresh event loop with an overall time limit."""
+    """Run `scenario(sidecar)` on a fresh event loop with an overall time limit: the loop
+    the sidecar runs on (uvloop; LENS_MEDIA_LOOP=asyncio: asyncio's)."""
+    loop_factory = event_loop_factory(event_loop_setting(os.environ))
 
     def run(scenario: Callable[[Sidecar], Awaitable[T]], timeout: float = 30.0) -> T:
         async def main() -> T:
             async with asyncio.timeout(timeout), running_sidecar() as sidecar:
                 return await scenario(sidecar)
 
-        return asyncio.run(main())
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            return runner.run(main())
 
     return run

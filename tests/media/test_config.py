@@ -39,3 +39,16 @@ def test_environment_overrides(tmp_path):
 def test_ice_servers_must_be_a_list_of_objects(tmp_path):
     with pytest.raises(ValueError):
         load_config({"LENS_MEDIA_SECRET": "x", "LENS_ICE_SERVERS": '"stun:x"'})
+
+
+def test_the_event_loop_is_uvloop_unless_asyncio_is_asked_for(tmp_path):
+    env = {"LENS_INSTANCE_PATH": str(tmp_path)}
+    assert load_config(env).event_loop == "uvloop"
+    assert load_config(env | {"LENS_MEDIA_LOOP": "asyncio"}).event_loop == "asyncio"
+    with pytest.raises(ValueError, match="LENS_MEDIA_LOOP"):
+        load_config(env | {"LENS_MEDIA_LOOP": "trio"})
+
+
+def test_gc_freeze_is_on_unless_turned_off():
+    assert load_config({"LENS_MEDIA_SECRET": "s"}).gc_freeze is True
+    assert load_config({"LENS_MEDIA_SECRET": "s", "LENS_MEDIA_GC_FREEZE": "0"}).gc_freeze is False

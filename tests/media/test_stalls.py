@@ -20,31 +20,31 @@ def collector_restored():
     gc.unfreeze()
 
 
-def serve_and_capture(monkeypatch) -> dict:
+def serve_and_capture(monkeypatch, gc_freeze: bool) -> dict:
     """Run `python -m lens.media`'s main() up to serving; the collector's state then."""
     seen = {}
 
-    def run_app(app, **_):
+    def run_app(app, loop, **_):
         seen.update(frozen=gc.get_freeze_count())
+        loop.close()
 
     monkeypatch.setattr(media_main, "configure_logging", lambda name: None)
-    monkeypatch.setattr(media_main, "load_config", lambda: MediaConfig(secret="s", port=22001))
+    config = MediaConfig(secret="s", port=22001, event_loop="asyncio", gc_freeze=gc_freeze)
+    monkeypatch.setattr(media_main, "load_config", lambda: config)
     monkeypatch.setattr(media_main.web, "run_app", run_app)
     media_main.main()
     return seen
 
 
 def test_the_sidecar_freezes_what_start_up_made_before_serving(monkeypatch, collector_restored):
-    monkeypatch.delenv(media_main.SETTLE_HEAP, raising=False)
     gc.unfreeze()
-    seen = serve_and_capture(monkeypatch)
+    seen = serve_and_capture(monkeypatch, gc_freeze=True)
     assert seen["frozen"] > 10_000  # aiortc, aiohttp, PyAV: out of every collection's way
 
 
 def test_comparison_runs_freeze_nothing(monkeypatch, collector_restored):
-    monkeypatch.setenv(media_main.SETTLE_HEAP, "0")
     gc.unfreeze()
-    seen = serve_and_capture(monkeypatch)
+    seen = serve_and_capture(monkeypatch, gc_freeze=False)
     assert seen["frozen"] == 0
 
 

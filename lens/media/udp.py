@@ -1,0 +1,139 @@
+"""The sidecar's own datagram transport for its host-candidate UDP sockets.
+
+asyncio's datagram transport reads one datagram per event-loop round (one epoll call, one
+Handle, one `_run_once` per packet) with `recvfrom(256 KiB)`, and knows nothing of the
+kernel's arrival stamps. `UdpTransport` is what aioice's StunProtocol needs of a transport
+(sendto, get_extra_info, close, is_closing, abort) on a socket registered with the loop's
+public `add_reader`, so it works on any event loop (asyncio's, uvloop), and:
+
+- reads up to `READ_BATCH` datagrams per readiness event: a socket that filled while the
+  process waited for the CPU is emptied in one go;
+- with `stamp_arrivals()`, reads with `recvmsg` and the kernel's `SO_TIMESTAMPNS` stamp of
+  each datagram's arrival (a busy loop reaches the socket milliseconds late, which the
+  phone's bandwidth estimator would read as congestion: transport-cc);
+- hands SRTP/SRTCP datagrams (RFC 7983: first byte 128-191, never STUN) with their
+  arrival time to `media` when set, skipping aioice's STUN parser, which fails on each
+  of them with an exception; STUN and DTLS still go to the protocol;
+- sends with `sock.sendto` at once; a datagram the kernel cannot take now is dropped and
+  counted (real-time media is better lost than late; STUN and DTLS retransmit).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+import time
+from collections.abc import Callable
+from typing import Any
+
+SO_TIMESTAMPNS = 35  # Linux (asm-generic): the kernel stamps each datagram's arrival
+READ_BATCH = 16  # datagrams read per readiness event at most
+# a UDP payload is at most 65507 bytes (IPv4); asyncio's 256 KiB buffer is allocated (and
+# shrunk) for every datagram, past malloc's mmap threshold
+MAX_DATAGRAM = 65536
+_TIMESPEC = struct.Struct("qq")
+_STAMP_SPACE = socket.CMSG_SPACE(_TIMESPEC.size)
+
+MediaSink = Callable[[bytes, float | None], None]
+
+
+class UdpTransport(asyncio.DatagramTransport):
+    """A non-blocking UDP socket read and written for `protocol` (see the module's text)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket, protocol: Any) -> None:
+        super().__init__(extra={"socket": sock, "sockname": sock.getsockname()})
+        self._loop = loop
+        self._sock = sock
+        self._fd = sock.fileno()
+        self._protocol = protocol
+        self._closing = False
+        self._ancillary_space = 0  # bytes of ancillary data asked of recvmsg: 0, no stamps
+        # SRTP/SRTCP datagrams with their kernel arrival time (None: not stamped), or None:
+        # every datagram goes to the protocol
+        self.media: MediaSink | None = None
+        self.datagrams_received = 0
+        self.send_dropped = 0
+        sock.setblocking(False)
+        protocol.connection_made(self)
+        loop.add_reader(self._fd, self._read_ready)
+
+    def stamp_arrivals(self) -> bool:
+        """Have the kernel stamp each datagram's arrival; False where it cannot."""
+        try:
+            self._sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        except OSError:
+            return False
+        self._ancillary_space = _STAMP_SPACE
+        return True
+
+    def _read_ready(self) -> None:
+        sock, protocol, space = self._sock, self._protocol, self._ancillary_space
+        # the stamps are CLOCK_REALTIME; the sidecar's times are time.monotonic()
+        realtime_ahead = time.time() - time.monotonic() if space else 0.0
+        for _ in range(READ_BATCH):
+            try:
+                data, ancillary, _, addr = sock.recvmsg(MAX_DATAGRAM, space)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # e.g. ICMP port unreachable for an earlier sendto
+                protocol.error_received(exc)
+                return
+            self.datagrams_received += 1
+            arrival = None
+            for level, kind, value in ancillary:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                    seconds, nanoseconds = _TIMESPEC.unpack_from(value)
+                    arrival = seconds + nanoseconds / 1e9 - realtime_ahead
+            media = self.media
+            if media is not None and data and 127 < data[0] < 192:
+                media(data, arrival)
+            else:
+                protocol.datagram_received(data, addr)
+            if self._closing:  # the protocol closed us while handling the datagram
+                return
+
+    def sendto(self, data: Any, addr: Any = None) -> None:
+        if self._closing:
+            return
+        try:
+            if addr is None:
+                self._sock.send(data)
+            else:
+                self._sock.sendto(data, addr)
+        except (BlockingIOError, InterruptedError):
+            self.send_dropped += 1
+        except OSError as exc:
+            self._protocol.error_received(exc)
+
+    def close(self) -> None:
+        """Stop reading now; the protocol hears connection_lost soon after (as asyncio's)."""
+        if self._closing:
+            return
+        self._closing = True
+        self._loop.remove_reader(self._fd)
+        self._loop.call_soon(self._connection_lost)
+
+    def _connection_lost(self) -> None:
+        try:
+            self._protocol.connection_lost(None)
+        finally:
+            self._sock.close()
+
+    def abort(self) -> None:
+        self.close()  # nothing is buffered
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def get_protocol(self) -> Any:
+        return self._protocol
+
+    def set_protocol(self, protocol: Any) -> None:
+        self._protocol = protocol
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def can_write_eof(self) -> bool:
+        return False
