@@ -335,8 +335,10 @@ class VideoForwarder:
 
     def forward(self, packet: Any) -> None:
         """One packet from the phone (called on the event loop as it arrives)."""
-        if self._stopped or not self._ready():
-            return  # the stream starts (at a keyframe) once the leg is connected
+        # the stream starts (at a keyframe) once the leg is connected; once it runs, a
+        # failed send restarts it (asked only while waiting: a call per packet less)
+        if self._stopped or (self.rewriter.waiting and not self._ready()):
+            return
         out, vp8 = self.rewriter.rewrite(packet)
         if out is None:
             if self.rewriter.waiting and packet.payload:
@@ -401,8 +403,8 @@ class AudioForwarder:
 
     def forward(self, packet: Any) -> None:
         """One audio packet from the other leg (called on the event loop as it arrives)."""
-        if self._stopped or not self._ready():
-            return
+        if self._stopped or (self.rewriter.waiting and not self._ready()):
+            return  # (as VideoForwarder.forward)
         out, _ = self.rewriter.rewrite(packet)
         if out is None:
             return

@@ -54,7 +54,7 @@ from aiortc.rtp import (
     RtpPacket,
     pack_header_extensions,
 )
-from aiortc.utils import uint16_add, uint16_gt, uint32_gt
+from aiortc.utils import uint16_add, uint16_gt
 
 from lens.media import fec
 from lens.media.congestion import TransportFeedback
@@ -473,11 +473,12 @@ class ForwardingAudioBuffer(JitterBuffer):
         self._on_packet = on_packet
 
     def add(self, packet: Any) -> tuple[bool, JitterFrame | None]:
-        if self._last_timestamp is not None and not uint32_gt(
-            packet.timestamp, self._last_timestamp
-        ):
+        timestamp = packet.timestamp
+        last = self._last_timestamp
+        # not uint32_gt(timestamp, last), inline: every audio packet comes here
+        if last is not None and not 0 < (timestamp - last) & 0xFFFFFFFF < 0x80000000:
             return False, None
-        self._last_timestamp = packet.timestamp
+        self._last_timestamp = timestamp
         if self._on_packet is not None:
             self._on_packet(packet)
             return False, None
@@ -1340,8 +1341,31 @@ def _stream_statistics(receiver: RTCRtpReceiver, ssrc: int, clock_rate: int) -> 
     streams = receiver._RTCRtpReceiver__remote_streams  # type: ignore[attr-defined]
     stats = streams.get(ssrc)
     if stats is None:
-        stats = streams[ssrc] = aiortc_receiver_module.StreamStatistics(clock_rate)
+        stats = streams[ssrc] = LeanStreamStatistics(clock_rate)
     return stats
+
+
+class LeanStreamStatistics(aiortc_receiver_module.StreamStatistics):
+    """aiortc's receive statistics (its receiver reports read them), counted per packet
+    with the sequence number comparison inline (aiortc calls ``uint16_gt`` for it)."""
+
+    def add(self, packet: Any) -> None:
+        sequence_number = packet.sequence_number
+        max_seq = self.max_seq
+        self.packets_received += 1
+        if self.base_seq is None:
+            self.base_seq = sequence_number
+        if max_seq is None or 0 < (sequence_number - max_seq) & 0xFFFF < 0x8000:
+            arrival = int(time.time() * self._clockrate)
+            if max_seq is not None and sequence_number < max_seq:
+                self.cycles += 1 << 16
+            self.max_seq = sequence_number
+            timestamp = packet.timestamp
+            if timestamp != self._last_timestamp and self.packets_received > 1:
+                diff = abs((arrival - self._last_arrival) - (timestamp - self._last_timestamp))
+                self._jitter_q4 += diff - ((self._jitter_q4 + 8) >> 4)
+            self._last_arrival = arrival
+            self._last_timestamp = timestamp
 
 
 class LeanVideoReceiver:
