@@ -37,7 +37,8 @@ class RtpView:
     The forwarding path's stand-in for aiortc's ``RtpPacket``, which parses and serializes
     every header extension in Python: same field names, none of that work. ``vp8`` is the
     VP8 descriptor when the reader parsed it already; ``playout_delay`` (min, max in
-    10 ms units) is written as the RTP playout-delay extension by the sender."""
+    10 ms units) is written as the RTP playout-delay extension by the sender. A payload a
+    ``LegRewriter`` rewrote (VP8 picture IDs) is a bytearray: the sender joins it as it is."""
 
     __slots__ = (
         "payload_type",
@@ -78,17 +79,19 @@ class RtpView:
         """The packet's bytes; `extensions`: a header extension block (profile, length,
         elements). A packet without payload (what stands for a FEC packet) is padding."""
         padding = self.padding_size
-        first = (0x90 if extensions else 0x80) | (0x20 if padding else 0)
         header = _RTP_HEADER.pack(
-            first,
+            (0x90 if extensions else 0x80) | (0x20 if padding else 0),
             (0x80 if self.marker else 0) | self.payload_type,
             self.sequence_number,
             self.timestamp,
             self.ssrc,
         )
         if padding:
-            return header + extensions + self.payload + bytes(padding - 1) + bytes((padding,))
-        return header + extensions + self.payload
+            return b"".join(
+                (header, extensions, self.payload, bytes(padding - 1), bytes((padding,)))
+            )
+        # one join, one copy of the payload (two `+` made two)
+        return b"".join((header, extensions, self.payload))
 
 
 @dataclass(slots=True)
@@ -181,6 +184,7 @@ class LegRewriter:
         self.mime_type = mime_type
         self.waiting = True  # for a keyframe's first packet (audio: for any packet)
         self._video = mime_type.startswith("video/")
+        self._vp8 = mime_type == "video/vp8"
         self._clock_rate = clock_rate
         self._clock = clock
         # where the outgoing stream is; random start like any RTP sender
@@ -199,16 +203,19 @@ class LegRewriter:
     def rewrite(self, packet: Any) -> tuple[RtpView | None, Vp8Descriptor | None]:
         """The packet (an RtpView or aiortc RtpPacket) as this leg sends it, or None
         (waiting for a keyframe, stale, padding)."""
+        # (every packet of every leg comes through here: locals, no helper calls on the
+        # common path)
         payload = packet.payload
         if not payload:
             return self._filler(packet), None
         vp8 = None
-        if self.mime_type == "video/vp8":
+        if self._vp8:
             vp8 = packet.vp8 if type(packet) is RtpView else None
             if vp8 is None:
                 vp8 = parse_vp8(payload)
+        sequence_number = packet.sequence_number
         if self.waiting:
-            if self.mime_type == "video/vp8":
+            if self._vp8:
                 key_start = vp8 is not None and vp8.keyframe
             elif self._video:
                 key_start = h264_starts_keyframe(payload)
@@ -218,14 +225,14 @@ class LegRewriter:
                 return None, vp8
             self._rebase(packet, vp8)
             self.waiting = False
-        elif uint16_gt(self._start_seq, packet.sequence_number):
+        elif 0 < (self._start_seq - sequence_number) & 0xFFFF < 0x8000:  # uint16_gt
             return None, vp8  # sent before the stream (re)started here
-        seq = (packet.sequence_number + self._seq_offset) & 0xFFFF
+        seq = (sequence_number + self._seq_offset) & 0xFFFF
         timestamp = (packet.timestamp + self._ts_offset) & 0xFFFFFFFF
         if vp8 is not None and (vp8.picture_id_at is not None or vp8.tl0_at is not None):
             payload = self._rewrite_vp8(payload, vp8)
         out = RtpView(self.payload_type, packet.marker, seq, timestamp, self.ssrc, payload)
-        if uint16_gt(seq, self._out_seq):
+        if 0 < (seq - self._out_seq) & 0xFFFF < 0x8000:  # uint16_gt(seq, self._out_seq)
             self._out_seq = seq
             self._out_ts = timestamp
             self._sent_at = self._clock()
@@ -276,23 +283,26 @@ class LegRewriter:
             return ((payload[at] & 0x7F) << 8) | payload[at + 1]
         return payload[at] & 0x7F
 
-    def _rewrite_vp8(self, payload: bytes, vp8: Vp8Descriptor) -> bytes:
+    def _rewrite_vp8(self, payload: bytes, vp8: Vp8Descriptor) -> bytearray:
+        # a bytearray, written in place and joined as it is by the sender (bytes() of it
+        # would copy the payload once more, for nothing)
         data = bytearray(payload)
-        if vp8.picture_id_at is not None:
-            at = vp8.picture_id_at
-            picture_id = (self._picture_id(payload, vp8) + self._picture_offset) & (
-                (1 << vp8.picture_id_bits) - 1
-            )
+        at = vp8.picture_id_at
+        if at is not None:
             if vp8.picture_id_bits == 15:
+                picture_id = (
+                    ((data[at] & 0x7F) << 8 | data[at + 1]) + self._picture_offset
+                ) & 0x7FFF
                 data[at] = 0x80 | (picture_id >> 8)
                 data[at + 1] = picture_id & 0xFF
             else:
+                picture_id = ((data[at] & 0x7F) + self._picture_offset) & 0x7F
                 data[at] = picture_id
             self._out_picture_id = picture_id
-        if vp8.tl0_at is not None:
-            data[vp8.tl0_at] = (payload[vp8.tl0_at] + self._tl0_offset) & 0xFF
-            self._out_tl0 = data[vp8.tl0_at]
-        return bytes(data)
+        at = vp8.tl0_at
+        if at is not None:
+            data[at] = self._out_tl0 = (data[at] + self._tl0_offset) & 0xFF
+        return data
 
 
 class VideoForwarder:
@@ -325,8 +335,10 @@ class VideoForwarder:
 
     def forward(self, packet: Any) -> None:
         """One packet from the phone (called on the event loop as it arrives)."""
-        if self._stopped or not self._ready():
-            return  # the stream starts (at a keyframe) once the leg is connected
+        # the stream starts (at a keyframe) once the leg is connected; once it runs, a
+        # failed send restarts it (asked only while waiting: a call per packet less)
+        if self._stopped or (self.rewriter.waiting and not self._ready()):
+            return
         out, vp8 = self.rewriter.rewrite(packet)
         if out is None:
             if self.rewriter.waiting and packet.payload:
@@ -342,10 +354,12 @@ class VideoForwarder:
             return
         self.packets_forwarded += 1
         size = len(out.payload)
-        for stats in (self.stats, self._totals):
-            stats.bytes_forwarded += size
-            if out.marker:
-                stats.frames_forwarded += 1
+        stats, totals = self.stats, self._totals
+        stats.bytes_forwarded += size
+        totals.bytes_forwarded += size
+        if out.marker:
+            stats.frames_forwarded += 1
+            totals.frames_forwarded += 1
         if vp8 is not None and vp8.keyframe:
             self.stats.keyframes_forwarded += 1
             self._totals.keyframes_forwarded += 1
@@ -389,8 +403,8 @@ class AudioForwarder:
 
     def forward(self, packet: Any) -> None:
         """One audio packet from the other leg (called on the event loop as it arrives)."""
-        if self._stopped or not self._ready():
-            return
+        if self._stopped or (self.rewriter.waiting and not self._ready()):
+            return  # (as VideoForwarder.forward)
         out, _ = self.rewriter.rewrite(packet)
         if out is None:
             return
@@ -398,9 +412,11 @@ class AudioForwarder:
             self.rewriter.restart()
             return
         size = len(out.payload)
-        for stats in (self.stats, self._totals):
-            stats.frames_forwarded += 1
-            stats.bytes_forwarded += size
+        stats, totals = self.stats, self._totals
+        stats.frames_forwarded += 1
+        stats.bytes_forwarded += size
+        totals.frames_forwarded += 1
+        totals.bytes_forwarded += size
 
     def resync(self) -> None:
         """Forwarding restarts (resume after hold): the stream continues from now."""

@@ -54,7 +54,7 @@ from aiortc.rtp import (
     RtpPacket,
     pack_header_extensions,
 )
-from aiortc.utils import uint16_add, uint16_gt, uint32_gt
+from aiortc.utils import uint16_add, uint16_gt
 
 from lens.media import fec
 from lens.media.congestion import TransportFeedback
@@ -151,18 +151,21 @@ class RepeatingNacks:
 
     def add(self, packet: RtpPacket) -> bool:
         self._ssrc = packet.ssrc
-        retransmitted = packet.sequence_number in self.nacks._missing
+        nacks, link = self.nacks, self.link
+        missing = nacks._missing
+        sequence_number = packet.sequence_number
         size = len(packet.payload) + packet.padding_size
-        self.link.arrival(packet.timestamp, VIDEO_CLOCK_RATE, size, retransmitted)
-        missing = self.nacks._missing
+        now = link.clock()  # (read once for both)
+        link.arrival(packet.timestamp, VIDEO_CLOCK_RATE, size, sequence_number in missing, now)
         before = len(missing)
-        self.nacks.add(packet.sequence_number)
+        nacks.add(sequence_number, now)
         # only a packet newly missing moves the timer (it is NACKed at once); else the
         # timer set reschedules itself when it fires (next_due walks every missing packet:
         # per packet, under heavy loss, that was most of the sidecar's time)
         if len(missing) > before or (missing and self._timer is None):
             self._schedule()
-        self._check_gaps(packet)
+        if self.fec:  # (checked here: a call per packet less for a phone without FEC)
+            self._check_gaps(packet)
         if self.on_packet is not None:
             # the earliest point where a packet (or a retransmission, unwrapped) is known
             self.on_packet(packet)
@@ -474,11 +477,12 @@ class ForwardingAudioBuffer(JitterBuffer):
         self._on_packet = on_packet
 
     def add(self, packet: Any) -> tuple[bool, JitterFrame | None]:
-        if self._last_timestamp is not None and not uint32_gt(
-            packet.timestamp, self._last_timestamp
-        ):
+        timestamp = packet.timestamp
+        last = self._last_timestamp
+        # not uint32_gt(timestamp, last), inline: every audio packet comes here
+        if last is not None and not 0 < (timestamp - last) & 0xFFFFFFFF < 0x80000000:
             return False, None
-        self._last_timestamp = packet.timestamp
+        self._last_timestamp = timestamp
         if self._on_packet is not None:
             self._on_packet(packet)
             return False, None
@@ -806,6 +810,8 @@ def negotiated_extension_id(transceiver: RTCRtpTransceiver, uri: str) -> int | N
     return None
 
 
+_RTP_HEADER = struct.Struct("!BBHII")
+_CONNECTED = DtlsState.CONNECTED  # (a module global: no Enum lookup per packet)
 RTX_HISTORY = 512  # packets per leg kept for the technician's NACKs (~4 s of 1 Mbps video)
 NTP_UNIX_OFFSET = 2208988800  # seconds from 1900 (NTP) to 1970 (Unix)
 
@@ -838,6 +844,7 @@ class PacketSender:
         self._history: list[tuple[int, bytes, int] | None] = [None] * history
         self._history_size = history
         self._dtls: RTCDtlsTransport | None = None
+        self._report_timestamp: int | None = None  # the RTP timestamp the SR fields hold
         self.retransmitted = 0
         sender._retransmit = self.retransmit  # type: ignore[method-assign]
 
@@ -852,32 +859,52 @@ class PacketSender:
             if not sender._RTCRtpSender__started:  # type: ignore[attr-defined]
                 return False
             self._dtls = sender.transport  # (started: it stays this one)
-        return self._dtls._state == DtlsState.CONNECTED
+        return self._dtls._state is _CONNECTED
 
     def send(self, packet: Any) -> bool:
         """Put `packet` on the wire now; False if the leg is not connected (yet)."""
-        sender = self._sender
-        dtls = sender.transport
-        if dtls._state != DtlsState.CONNECTED:
+        # (every packet of every leg comes through here: locals, no property on the way)
+        dtls = self._dtls
+        if dtls is None:  # (ready() was not asked: tests, the bench's phones)
+            dtls = self._sender.transport
+        if dtls._state is not _CONNECTED:
             return False
         extensions = self._extensions
         if extensions is None:
             extensions = self._extensions = self._extension_block(None)
-        if packet.playout_delay is not None and self._playout_delay_id:
-            delay = packet.playout_delay
+        delay = packet.playout_delay
+        if delay is not None and self._playout_delay_id:
             extensions = self._with_delay.get(delay)
             if extensions is None:
                 extensions = self._with_delay[delay] = self._extension_block(delay)
         seq = packet.sequence_number
-        data = packet.serialize(extensions)
+        timestamp = packet.timestamp
+        payload = packet.payload
+        if packet.padding_size:
+            data = packet.serialize(extensions)
+        else:  # RtpView.serialize, inline: one join, one copy of the payload
+            header = _RTP_HEADER.pack(
+                0x90 if extensions else 0x80,
+                (0x80 if packet.marker else 0) | packet.payload_type,
+                seq,
+                timestamp,
+                packet.ssrc,
+            )
+            data = b"".join((header, extensions, payload))
         self._history[seq % self._history_size] = (seq, data, 12 + len(extensions))
         try:
             _send_datagram(dtls, data)
         except ConnectionError:
             return False
-        sender._RTCRtpSender__ntp_timestamp = _ntp_now()  # type: ignore[attr-defined]
-        sender._RTCRtpSender__rtp_timestamp = packet.timestamp  # type: ignore[attr-defined]
-        sender._RTCRtpSender__octet_count += len(packet.payload)  # type: ignore[attr-defined]
+        sender = self._sender
+        if timestamp != self._report_timestamp:
+            # the sender report pairs an RTP timestamp with the wall clock when it was
+            # sent: the first packet of a frame stands for all of its packets (they share
+            # the timestamp), so the clock is read once a frame, not once a packet
+            self._report_timestamp = timestamp
+            sender._RTCRtpSender__ntp_timestamp = _ntp_now()  # type: ignore[attr-defined]
+            sender._RTCRtpSender__rtp_timestamp = timestamp  # type: ignore[attr-defined]
+        sender._RTCRtpSender__octet_count += len(payload)  # type: ignore[attr-defined]
         sender._RTCRtpSender__packet_count += 1  # type: ignore[attr-defined]
         return True
 
@@ -1416,8 +1443,31 @@ def _stream_statistics(receiver: RTCRtpReceiver, ssrc: int, clock_rate: int) -> 
     streams = receiver._RTCRtpReceiver__remote_streams  # type: ignore[attr-defined]
     stats = streams.get(ssrc)
     if stats is None:
-        stats = streams[ssrc] = aiortc_receiver_module.StreamStatistics(clock_rate)
+        stats = streams[ssrc] = LeanStreamStatistics(clock_rate)
     return stats
+
+
+class LeanStreamStatistics(aiortc_receiver_module.StreamStatistics):
+    """aiortc's receive statistics (its receiver reports read them), counted per packet
+    with the sequence number comparison inline (aiortc calls ``uint16_gt`` for it)."""
+
+    def add(self, packet: Any) -> None:
+        sequence_number = packet.sequence_number
+        max_seq = self.max_seq
+        self.packets_received += 1
+        if self.base_seq is None:
+            self.base_seq = sequence_number
+        if max_seq is None or 0 < (sequence_number - max_seq) & 0xFFFF < 0x8000:
+            arrival = int(time.time() * self._clockrate)
+            if max_seq is not None and sequence_number < max_seq:
+                self.cycles += 1 << 16
+            self.max_seq = sequence_number
+            timestamp = packet.timestamp
+            if timestamp != self._last_timestamp and self.packets_received > 1:
+                diff = abs((arrival - self._last_arrival) - (timestamp - self._last_timestamp))
+                self._jitter_q4 += diff - ((self._jitter_q4 + 8) >> 4)
+            self._last_arrival = arrival
+            self._last_timestamp = timestamp
 
 
 class LeanVideoReceiver:
@@ -1455,7 +1505,14 @@ class LeanVideoReceiver:
             )
             self._fed = True
         stats.add(packet)
-        self._media(packet, codec, False)
+        if self.frame_view or self._names.get(packet.payload_type) != "VP8":
+            self._media(packet, codec, False)
+            return
+        # the common case (VP8, no frame view: not recording) without _media's branches
+        payload = packet.payload
+        if payload:
+            packet.vp8 = parse_vp8(payload)
+        self._watch(packet, "VP8")
 
     def rebuilt(self, packet: RtpView, codec: RTCRtpCodecParameters) -> None:
         """A media packet FEC rebuilt (``RedUlpfec``): as one that came, less the receive

@@ -22,7 +22,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from aiortc.utils import uint16_add, uint16_gt
+from aiortc.utils import uint16_add
 
 INITIAL_RTT = 0.2  # seconds, until a sample: a mobile link's typical round trip
 MAX_RTCP_RTT = 5.0  # seconds: an RTCP round trip longer than this is a mismatched report
@@ -95,9 +95,18 @@ class LinkEstimate:
             self.rtcp_rtt = RTT_ALPHA * self.rtcp_rtt + (1 - RTT_ALPHA) * rtt
         self.rtcp_rtt_samples += 1
 
-    def arrival(self, timestamp: int, clock_rate: int, size: int, retransmitted: bool) -> None:
-        """A packet arrived now (call before anything else looks at the packet)."""
-        now = self.clock()
+    def arrival(
+        self,
+        timestamp: int,
+        clock_rate: int,
+        size: int,
+        retransmitted: bool,
+        now: float | None = None,
+    ) -> None:
+        """A packet arrived now (call before anything else looks at the packet); `now`: the
+        clock's time, when the caller has read it already."""
+        if now is None:
+            now = self.clock()
         self.silence = 0.0 if self.last_arrival is None else now - self.last_arrival
         self.last_arrival = now
         if not retransmitted:
@@ -180,14 +189,18 @@ class NackList:
     def missing(self) -> set[int]:
         return set(self._missing)
 
-    def add(self, sequence_number: int) -> bool:
-        """Note an arrived packet; True if it is a retransmission of a packet NACKed."""
-        now = self.link.clock()
-        if self.max_seq is None:
+    def add(self, sequence_number: int, now: float | None = None) -> bool:
+        """Note an arrived packet; True if it is a retransmission of a packet NACKed.
+        `now`: the link's clock, when the caller has read it already."""
+        if now is None:
+            now = self.link.clock()
+        max_seq = self.max_seq
+        if max_seq is None:
             self.max_seq = sequence_number
             return False
-        if uint16_gt(sequence_number, self.max_seq):
-            gap = uint16_add(sequence_number, -self.max_seq) - 1
+        ahead = (sequence_number - max_seq) & 0xFFFF
+        if 0 < ahead < 0x8000:  # uint16_gt(sequence_number, max_seq), inline: every packet
+            gap = ahead - 1
             # after an outage the packets sent into it are long stale: do not ask for them
             # (and a gap longer than a NACK can carry is beyond repair); a shorter pause
             # may be this process's own (a busy event loop), so those are asked for
@@ -197,7 +210,8 @@ class NackList:
                     self._missing[seq] = [now, None, 0]
                     seq = uint16_add(seq, 1)
             self.max_seq = sequence_number
-            self._trim()
+            if gap:
+                self._trim()
             return False
         entry = self._missing.pop(sequence_number, None)
         if entry is None:

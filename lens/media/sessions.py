@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Coroutine
@@ -535,12 +536,13 @@ class LensMediaSession:
 
     def _packet_route(self, leg: Leg, kind: str) -> Any:
         """Where a leg's packets go as they arrive (before any frame is made)."""
+        # (partial, not a lambda: called for every packet, it adds no Python frame)
         if kind == "audio":
             if leg.role == PUBLISHER:
-                return lambda packet: self._phone_audio_packet(leg, packet)
-            return lambda packet: self._technician_audio_packet(leg, packet)
+                return functools.partial(self._phone_audio_packet, leg)
+            return functools.partial(self._technician_audio_packet, leg)
         if leg.role == PUBLISHER:
-            return lambda packet: self._phone_video_packet(leg, packet)
+            return functools.partial(self._phone_video_packet, leg)
         return None
 
     async def _answer(self, leg: Leg, offer: RTCSessionDescription) -> RTCSessionDescription:

@@ -5,6 +5,7 @@ and each leg's stream is rewritten into one continuous RTP stream."""
 from __future__ import annotations
 
 import asyncio
+import datetime
 import struct
 
 import pytest
@@ -347,6 +348,39 @@ def test_a_hole_given_up_asks_the_phone_for_a_keyframe_without_the_frame_view(
         # after its give-up the sidecar asks the phone itself (one request in flight)
         await wait_until(lambda: buffer.holes_given_up > given_up, 5)
         assert buffer.keyframe_requests > asked
+        await phone.pc.close()
+        await tech.pc.close()
+
+    with_sidecar(scenario)
+
+
+def test_the_technicians_receiver_reports_give_the_sidecar_a_round_trip(with_sidecar, vp8_clip):
+    """The sender reports of a forwarded leg (``passthrough.PacketSender`` keeps the fields
+    aiortc builds them from: the clock once a frame, counts every packet) are right:
+    the technician's browser reads the sidecar's packet count and clock from them, and its
+    receiver reports give the sidecar the leg's round trip."""
+
+    async def scenario(sidecar):
+        phone = await start_phone(sidecar.http, sidecar.base_url, sidecar.secret, "s1", vp8_clip)
+        tech = await start_technician(sidecar.http, sidecar.base_url, sidecar.secret, "s1")
+        await tech.received["video"].wait_for(5, timeout=10)
+        session = sidecar.app[SESSIONS].get("s1")
+        sender = session.subscriber.transceivers["video"].sender
+        # aiortc sends a report every 0.5-1.5 s; a round trip needs one answered
+        rtt = "_RTCRtpSender__rtt"  # what aiortc's sender keeps from the receiver reports
+        await wait_until(lambda: getattr(sender, rtt, None) is not None, timeout=10)
+        assert 0 < getattr(sender, rtt) < 0.5  # loopback
+
+        receiver = tech.pc.getTransceivers()[0].receiver
+        report = [
+            s for s in (await receiver.getStats()).values() if s.type == "remote-outbound-rtp"
+        ]
+        assert report, "the technician got no sender report"
+        sent = sender._RTCRtpSender__packet_count
+        assert 0 < report[0].packetsSent <= sent and report[0].bytesSent > 0
+        # the report's wall clock is the time of a frame sent just before it
+        age = datetime.datetime.now(datetime.UTC) - report[0].remoteTimestamp
+        assert abs(age.total_seconds()) < 2.0
         await phone.pc.close()
         await tech.pc.close()
 

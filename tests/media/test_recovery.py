@@ -270,3 +270,27 @@ def test_each_nack_is_sent_twice_and_the_copy_only_for_packets_still_missing():
     assert nacks[1][2] == [101]  # the copy: 102 came meanwhile
     assert 0.02 <= nacks[1][0] - nacks[0][0] < 0.2
     assert tries == 1 and copies == 1  # a copy is not a retry (its round trip stays a sample)
+
+
+def test_the_lean_paths_receive_statistics_count_as_aiortcs(monkeypatch):
+    """The receiver reports read the same figures whichever path counted the packets:
+    in order, reordered, duplicated, across the sequence number wrap, a new timestamp."""
+    from aiortc.rtcrtpreceiver import StreamStatistics
+
+    from lens.media.forwarder import RtpView
+    from lens.media.passthrough import LeanStreamStatistics
+
+    now = [1000.0]
+    monkeypatch.setattr("time.time", lambda: now[0])
+    theirs, ours = StreamStatistics(90000), LeanStreamStatistics(90000)
+    arrivals = [(65530, 0), (65531, 0), (65533, 3000), (65532, 0), (65533, 3000), (1, 6000)]
+    arrivals += [(2, 9000), (0, 6000), (5, 12000), (6, 15000)]
+    for seq, timestamp in arrivals:
+        now[0] += 0.011
+        packet = RtpView(96, 0, seq, timestamp, 1, b"x")
+        theirs.add(packet)
+        ours.add(packet)
+    for figure in ("base_seq", "max_seq", "cycles", "packets_received", "jitter"):
+        assert getattr(ours, figure) == getattr(theirs, figure), figure
+    assert ours.packets_lost == theirs.packets_lost > 0  # 3 and 4 (less the duplicate)
+    assert ours.fraction_lost == theirs.fraction_lost > 0
