@@ -96,6 +96,19 @@ def predicates_without_eval(monkeypatch) -> None:
 
 
 @pytest.fixture(autouse=True)
+def contexts_closed(request) -> Iterator[None]:
+    """Close what a test left open on the session's Chromium.
+
+    A test closes its contexts at its end; one that fails half-way leaves them open, and
+    their pages keep the fake camera (one device for the whole Chromium) at the size they
+    asked for, so the next test, or this one's rerun, could not get another size."""
+    yield
+    if "browser" in request.fixturenames:
+        for context in list(request.getfixturevalue("browser").contexts):
+            context.close()
+
+
+@pytest.fixture(autouse=True)
 def policy_violations(monkeypatch) -> Iterator[list[str]]:
     """Fail a browser test whose pages broke the site's CSP or Permissions-Policy.
 
