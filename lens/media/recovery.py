@@ -43,6 +43,11 @@ GAP_MEMORY = 256  # media packets MediaFreeGaps remembers
 MAX_FEC_GAP = 24  # numbers between two pictures that may have been FEC packets
 
 
+def _smoothed(estimate: float | None, sample: float) -> float:
+    """A round-trip estimate with one more sample in it (the first sample is the estimate)."""
+    return sample if estimate is None else RTT_ALPHA * estimate + (1 - RTT_ALPHA) * sample
+
+
 class LinkEstimate:
     """What the sidecar knows about one incoming video stream's path."""
 
@@ -79,20 +84,14 @@ class LinkEstimate:
         """A NACK was answered `rtt` seconds after it was sent."""
         if rtt <= 0:
             return
-        if self.nack_rtt is None:
-            self.nack_rtt = rtt
-        else:
-            self.nack_rtt = RTT_ALPHA * self.nack_rtt + (1 - RTT_ALPHA) * rtt
+        self.nack_rtt = _smoothed(self.nack_rtt, rtt)
         self.rtt_samples += 1
 
     def rtcp_rtt_sample(self, rtt: float) -> None:
         """An RTCP report (RR's LSR/DLSR, XR's LRR/DLRR) measured the round trip."""
         if not 0 < rtt < MAX_RTCP_RTT:
             return
-        if self.rtcp_rtt is None:
-            self.rtcp_rtt = rtt
-        else:
-            self.rtcp_rtt = RTT_ALPHA * self.rtcp_rtt + (1 - RTT_ALPHA) * rtt
+        self.rtcp_rtt = _smoothed(self.rtcp_rtt, rtt)
         self.rtcp_rtt_samples += 1
 
     def arrival(
