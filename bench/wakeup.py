@@ -77,7 +77,9 @@ async def receive(
     else:
         transport = UdpTransport(loop, sock, protocol)
         transport.stamp_arrivals()
-        transport.media = lambda data, arrival: protocol.datagram_received(data, None)
+        transport.media = lambda buffer, size, arrival: protocol.datagram_received(
+            bytes(buffer.view[:size]), None
+        )
 
     def feedback() -> None:  # a session's transport-cc timer
         loop.call_later(0.05, feedback)

@@ -68,6 +68,7 @@ from lens.media.recovery import (
     NackList,
 )
 from lens.media.relay import _h264_nal_types, is_keyframe
+from lens.media.srtp import FastSrtp, PacketBuffer
 from lens.media.udp import UdpTransport
 
 logger = logging.getLogger(__name__)
@@ -787,19 +788,77 @@ class IdleTrack(MediaStreamTrack):
         self._stopped.set()
 
 
+class SendPath:
+    """One leg's way out: SRTP-protect into a reused buffer, send on the nominated pair.
+
+    aiortc's ``_send_rtp`` protects with ``pylibsrtp.Session`` (new bytes per packet) and
+    looks the pair up each time. Here the packet is protected by :class:`srtp.FastSrtp` in
+    its buffer and our UdpTransport sends straight from it; the send target (the pair's
+    transport and remote address) is kept and re-checked by identity against the nominated
+    pair on each packet, so a new pair (ICE restart, a better pair nominated) is used from
+    its first packet on. Transports that may keep the data (TURN's) get bytes, as before;
+    a pair whose protocol is not a StunProtocol is sent to through a task, as aiortc does.
+    """
+
+    __slots__ = ("dtls", "_srtp", "_pair", "_transport", "_addr", "_direct")
+
+    def __init__(self, dtls: RTCDtlsTransport) -> None:
+        self.dtls = dtls
+        self._srtp: FastSrtp | None = None
+        self._pair: Any = None
+        self._transport: Any = None
+        self._addr: Any = None
+        self._direct = False
+
+    def send(self, data: bytes, rtcp: bool = False) -> None:
+        """SRTP-protect and send one RTP (or RTCP) packet now; ConnectionError without a
+        nominated pair (nothing is protected then)."""
+        dtls = self.dtls
+        pair = dtls.transport._connection._nominated.get(1)
+        if pair is not self._pair:
+            self._target(pair)
+        srtp = self._srtp
+        session = dtls._tx_srtp
+        if srtp is None or srtp.session is not session:
+            srtp = self._srtp = FastSrtp(session)
+        out = srtp.protect_rtcp(data) if rtcp else srtp.protect(data)
+        size = len(out)
+        if self._direct:
+            self._transport.sendto(out, self._addr)
+        elif self._transport is not None:
+            # StunProtocol.send_data is `self.transport.sendto(...)`: TURN's, which may
+            # keep the data
+            self._transport.sendto(bytes(out), self._addr)
+        else:
+            asyncio.ensure_future(pair.protocol.send_data(bytes(out), self._addr))
+        dtls._RTCDtlsTransport__tx_bytes += size  # type: ignore[attr-defined]
+        dtls._RTCDtlsTransport__tx_packets += 1  # type: ignore[attr-defined]
+
+    def _target(self, pair: Any) -> None:
+        if pair is None:
+            raise ConnectionError("no nominated ICE pair")
+        protocol = pair.protocol
+        self._addr = pair.remote_addr  # (a property: read once a pair)
+        if isinstance(protocol, StunProtocol):
+            self._transport = protocol.transport
+            self._direct = getattr(self._transport, "sends_at_once", False)
+        else:
+            self._transport = None
+            self._direct = False
+        self._pair = pair
+
+
+def send_path(dtls: RTCDtlsTransport) -> SendPath:
+    """The leg's :class:`SendPath`, shared by its senders and RTCP (kept on the transport)."""
+    path = getattr(dtls, "_lens_send_path", None)
+    if path is None:
+        path = dtls._lens_send_path = SendPath(dtls)  # type: ignore[attr-defined]
+    return path
+
+
 def _send_datagram(dtls: RTCDtlsTransport, data: bytes, rtcp: bool = False) -> None:
     """SRTP-protect and send one RTP (or RTCP) packet now (aiortc's _send_rtp, no task)."""
-    data = dtls._tx_srtp.protect_rtcp(data) if rtcp else dtls._tx_srtp.protect(data)
-    pair = dtls.transport._connection._nominated.get(1)
-    if pair is None:
-        raise ConnectionError("no nominated ICE pair")
-    if isinstance(pair.protocol, StunProtocol):
-        # StunProtocol.send_data is `self.transport.sendto(...)`: UDP and TURN alike
-        pair.protocol.transport.sendto(data, pair.remote_addr)
-    else:
-        asyncio.ensure_future(pair.protocol.send_data(data, pair.remote_addr))
-    dtls._RTCDtlsTransport__tx_bytes += len(data)  # type: ignore[attr-defined]
-    dtls._RTCDtlsTransport__tx_packets += 1  # type: ignore[attr-defined]
+    send_path(dtls).send(data, rtcp)
 
 
 def negotiated_extension_id(transceiver: RTCRtpTransceiver, uri: str) -> int | None:
@@ -844,6 +903,7 @@ class PacketSender:
         self._history: list[tuple[int, bytes, int] | None] = [None] * history
         self._history_size = history
         self._dtls: RTCDtlsTransport | None = None
+        self._send_path: SendPath | None = None
         self._report_timestamp: int | None = None  # the RTP timestamp the SR fields hold
         self.retransmitted = 0
         sender._retransmit = self.retransmit  # type: ignore[method-assign]
@@ -892,8 +952,11 @@ class PacketSender:
             )
             data = b"".join((header, extensions, payload))
         self._history[seq % self._history_size] = (seq, data, 12 + len(extensions))
+        path = self._send_path
+        if path is None or path.dtls is not dtls:
+            path = self._send_path = send_path(dtls)
         try:
-            _send_datagram(dtls, data)
+            path.send(data)
         except ConnectionError:
             return False
         sender = self._sender
@@ -1197,8 +1260,8 @@ def read_directly(receiver_or_sender: RTCRtpReceiver | RTCRtpSender, stamp: bool
     with the kernel's arrival stamp of each if `stamp` (transport-cc).
 
     The host-candidate sockets are lens.media.udp's UdpTransport (ice.py makes them): it
-    reads them in batches, with recvmsg and SO_TIMESTAMPNS once asked, and hands a media
-    datagram to `media` instead of aioice's STUN parser (which fails on each of them with
+    reads them in batches into a reused buffer (with SO_TIMESTAMPNS once asked), and hands
+    a media datagram (that buffer, its size) to `media` instead of aioice's STUN parser (which fails on each of them with
     an exception, then queues it: the same place). TURN sockets keep asyncio's transport.
     Call once the leg's candidates are gathered, after :func:`inline_media`; returns how
     many sockets now read this way."""
@@ -1211,7 +1274,7 @@ def read_directly(receiver_or_sender: RTCRtpReceiver | RTCRtpSender, stamp: bool
             continue
         if stamp and not transport.stamp_arrivals():
             continue
-        transport.media = queue.put_datagram if queue is not None else None
+        transport.media = queue.put_received if queue is not None else None
         switched += 1
     return switched
 
@@ -1235,6 +1298,8 @@ class InlineMediaQueue(asyncio.Queue):
         self.inline = 0
         self.kernel_stamped = 0
         self.lean = LeanReceive(dtls) if LEAN else None
+        self._srtp: FastSrtp | None = None  # on dtls._rx_srtp's context, once it exists
+        self._buffer = PacketBuffer()  # for datagrams that come as bytes
 
     def put_nowait(self, item: Any) -> None:
         """aioice's way in: DTLS and anything else its StunProtocol did not parse as STUN,
@@ -1245,13 +1310,8 @@ class InlineMediaQueue(asyncio.Queue):
             self.put_datagram(item[0], None, item[1])
 
     def put_datagram(self, data: bytes, arrival: float | None, component: int = 1) -> None:
-        """One datagram off a socket, with the kernel's arrival time if stamped (the
-        UdpTransport's way in for SRTP/SRTCP)."""
-        if arrival is None:
-            now = time.monotonic()
-        else:
-            now = arrival
-            self.kernel_stamped += 1
+        """One datagram as bytes, with the kernel's arrival time if stamped (aioice's way
+        in, and sockets other than our UdpTransport's)."""
         dtls = self._dtls
         if (
             INLINE
@@ -1259,27 +1319,70 @@ class InlineMediaQueue(asyncio.Queue):
             and data
             and 127 < data[0] < 192
             and dtls._rx_srtp is not None
-            and dtls._state == DtlsState.CONNECTED
+            and dtls._state is _CONNECTED
         ):
-            self.last_arrival = now
-            self.inline += 1
-            dtls._RTCDtlsTransport__rx_bytes += len(data)  # type: ignore[attr-defined]
-            dtls._RTCDtlsTransport__rx_packets += 1  # type: ignore[attr-defined]
-            try:
-                if len(data) > 1 and 191 < data[1] < 209:  # RTCP (aiortc's is_rtcp)
-                    _drive(dtls._handle_rtcp_data(dtls._rx_srtp.unprotect_rtcp(data)))
-                else:
-                    data = dtls._rx_srtp.unprotect(data)
-                    lean = self.lean
-                    if lean is None or not lean.handle(data, now):
-                        arrival_ms = aiortc_clock.current_ms()
-                        _drive(dtls._handle_rtp_data(data, arrival_time_ms=arrival_ms))
-            except pylibsrtp.Error:
-                pass  # what aiortc does with a packet it cannot decrypt
-            except Exception:
-                logger.exception("inline RTP/RTCP handling failed")
-            return
+            buffer = self._buffer
+            size = len(data)
+            if size <= buffer.size:  # (longer: unprotect refuses it, as pylibsrtp)
+                buffer.data[:size] = data
+            self._inline(buffer, size, arrival)
+        else:
+            self._enqueue(data, arrival, component)
+
+    def put_received(self, buffer: PacketBuffer, size: int, arrival: float | None) -> None:
+        """An SRTP/SRTCP datagram in a UdpTransport's reused buffer, with the kernel's
+        arrival time if stamped (its way in): unprotected in place, copied out once."""
+        dtls = self._dtls
+        if (
+            INLINE
+            and not self._queue  # type: ignore[attr-defined]
+            and dtls._rx_srtp is not None
+            and dtls._state is _CONNECTED
+        ):
+            self._inline(buffer, size, arrival)
+        else:
+            self._enqueue(bytes(buffer.view[:size]), arrival, 1)
+
+    def _enqueue(self, data: bytes, arrival: float | None, component: int) -> None:
+        if arrival is None:
+            now = time.monotonic()
+        else:
+            now = arrival
+            self.kernel_stamped += 1
         super().put_nowait((now, (data, component)))
+
+    def _inline(self, buffer: PacketBuffer, size: int, arrival: float | None) -> None:
+        """Decrypt the datagram in `buffer` in place and handle it now; what goes on (and
+        may be kept: retransmission and snapshot history, aiortc's receivers) is bytes."""
+        if arrival is None:
+            now = time.monotonic()
+        else:
+            now = arrival
+            self.kernel_stamped += 1
+        dtls = self._dtls
+        session = dtls._rx_srtp
+        srtp = self._srtp
+        if srtp is None or srtp.session is not session:
+            srtp = self._srtp = FastSrtp(session)
+        self.last_arrival = now
+        self.inline += 1
+        dtls._RTCDtlsTransport__rx_bytes += size  # type: ignore[attr-defined]
+        dtls._RTCDtlsTransport__rx_packets += 1  # type: ignore[attr-defined]
+        try:
+            if size > 1 and 191 < buffer.data[1] < 209:  # RTCP (aiortc's is_rtcp)
+                size = srtp.unprotect_rtcp(buffer, size)
+                _drive(dtls._handle_rtcp_data(bytes(buffer.view[:size])))
+            else:
+                size = srtp.unprotect(buffer, size)
+                data = bytes(buffer.view[:size])
+                lean = self.lean
+                if lean is None or not lean.handle(data, now):
+                    arrival_ms = aiortc_clock.current_ms()
+                    _drive(dtls._handle_rtp_data(data, arrival_time_ms=arrival_ms))
+        except pylibsrtp.Error:
+            pass  # what aiortc does with a packet it cannot decrypt
+        except Exception:
+            logger.exception("inline RTP/RTCP handling failed")
 
     def _get(self) -> Any:
         arrival, item = super()._get()

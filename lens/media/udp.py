@@ -8,14 +8,20 @@ public `add_reader`, so it works on any event loop (asyncio's, uvloop), and:
 
 - reads up to `READ_BATCH` datagrams per readiness event: a socket that filled while the
   process waited for the CPU is emptied in one go;
-- with `stamp_arrivals()`, reads with `recvmsg` and the kernel's `SO_TIMESTAMPNS` stamp of
-  each datagram's arrival (a busy loop reaches the socket milliseconds late, which the
+- reads with `recvmsg_into` into one reused buffer (`srtp.PacketBuffer`): `recvmsg` would
+  allocate 64 KiB for every datagram and shrink it;
+- with `stamp_arrivals()`, asks for the kernel's `SO_TIMESTAMPNS` stamp of each datagram's
+  arrival (a busy loop reaches the socket milliseconds late, which the
   phone's bandwidth estimator would read as congestion: transport-cc);
 - hands SRTP/SRTCP datagrams (RFC 7983: first byte 128-191, never STUN) with their
   arrival time to `media` when set, skipping aioice's STUN parser, which fails on each
-  of them with an exception; STUN and DTLS still go to the protocol;
-- sends with `sock.sendto` at once; a datagram the kernel cannot take now is dropped and
-  counted (real-time media is better lost than late; STUN and DTLS retransmit).
+  of them with an exception: as the buffer and the datagram's size, for the leg to
+  unprotect in place (it must copy out what it keeps: the next datagram overwrites it);
+  STUN and DTLS still go to the protocol, as bytes;
+- sends with `sock.sendto` at once, from bytes or any buffer (the leg's SRTP send buffer:
+  `sends_at_once` says nothing is kept after the call); a datagram the kernel cannot take
+  now is dropped and counted (real-time media is better lost than late; STUN and DTLS
+  retransmit).
 """
 
 from __future__ import annotations
@@ -27,19 +33,24 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from lens.media.srtp import PacketBuffer
+
 SO_TIMESTAMPNS = 35  # Linux (asm-generic): the kernel stamps each datagram's arrival
 READ_BATCH = 16  # datagrams read per readiness event at most
-# a UDP payload is at most 65507 bytes (IPv4); asyncio's 256 KiB buffer is allocated (and
-# shrunk) for every datagram, past malloc's mmap threshold
+# a UDP payload is at most 65507 bytes (IPv4): the receive buffer never truncates one
+# (asyncio's 256 KiB buffer is allocated, and shrunk, for every datagram)
 MAX_DATAGRAM = 65536
 _TIMESPEC = struct.Struct("qq")
 _STAMP_SPACE = socket.CMSG_SPACE(_TIMESPEC.size)
 
-MediaSink = Callable[[bytes, float | None], None]
+# (the reused receive buffer, the datagram's size, its kernel arrival time or None)
+MediaSink = Callable[[PacketBuffer, int, float | None], None]
 
 
 class UdpTransport(asyncio.DatagramTransport):
     """A non-blocking UDP socket read and written for `protocol` (see the module's text)."""
+
+    sends_at_once = True  # sendto keeps nothing of `data`: a reused buffer may be passed
 
     def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket, protocol: Any) -> None:
         super().__init__(extra={"socket": sock, "sockname": sock.getsockname()})
@@ -54,6 +65,8 @@ class UdpTransport(asyncio.DatagramTransport):
         self.media: MediaSink | None = None
         self.datagrams_received = 0
         self.send_dropped = 0
+        self._buffer = PacketBuffer(MAX_DATAGRAM)
+        self._into = [self._buffer.data]
         sock.setblocking(False)
         protocol.connection_made(self)
         loop.add_reader(self._fd, self._read_ready)
@@ -69,11 +82,13 @@ class UdpTransport(asyncio.DatagramTransport):
 
     def _read_ready(self) -> None:
         sock, protocol, space = self._sock, self._protocol, self._ancillary_space
+        buffer, into = self._buffer, self._into
+        data, view = buffer.data, buffer.view
         # the stamps are CLOCK_REALTIME; the sidecar's times are time.monotonic()
         realtime_ahead = time.time() - time.monotonic() if space else 0.0
         for _ in range(READ_BATCH):
             try:
-                data, ancillary, _, addr = sock.recvmsg(MAX_DATAGRAM, space)
+                size, ancillary, _, addr = sock.recvmsg_into(into, space)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:  # e.g. ICMP port unreachable for an earlier sendto
@@ -86,10 +101,10 @@ class UdpTransport(asyncio.DatagramTransport):
                     seconds, nanoseconds = _TIMESPEC.unpack_from(value)
                     arrival = seconds + nanoseconds / 1e9 - realtime_ahead
             media = self.media
-            if media is not None and data and 127 < data[0] < 192:
-                media(data, arrival)
+            if media is not None and size and 127 < data[0] < 192:
+                media(buffer, size, arrival)
             else:
-                protocol.datagram_received(data, addr)
+                protocol.datagram_received(bytes(view[:size]), addr)
             if self._closing:  # the protocol closed us while handling the datagram
                 return
 
