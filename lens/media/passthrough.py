@@ -788,6 +788,9 @@ class IdleTrack(MediaStreamTrack):
         self._stopped.set()
 
 
+_NO_PAIR = object()
+
+
 class SendPath:
     """One leg's way out: SRTP-protect into a reused buffer, send on the nominated pair.
 
@@ -805,7 +808,7 @@ class SendPath:
     def __init__(self, dtls: RTCDtlsTransport) -> None:
         self.dtls = dtls
         self._srtp: FastSrtp | None = None
-        self._pair: Any = None
+        self._pair: Any = _NO_PAIR  # (never None: no pair is checked on every send)
         self._transport: Any = None
         self._addr: Any = None
         self._direct = False
@@ -1261,10 +1264,10 @@ def read_directly(receiver_or_sender: RTCRtpReceiver | RTCRtpSender, stamp: bool
 
     The host-candidate sockets are lens.media.udp's UdpTransport (ice.py makes them): it
     reads them in batches into a reused buffer (with SO_TIMESTAMPNS once asked), and hands
-    a media datagram (that buffer, its size) to `media` instead of aioice's STUN parser (which fails on each of them with
-    an exception, then queues it: the same place). TURN sockets keep asyncio's transport.
-    Call once the leg's candidates are gathered, after :func:`inline_media`; returns how
-    many sockets now read this way."""
+    a media datagram (that buffer, its size) to `media` instead of aioice's STUN parser
+    (which fails on each of them with an exception, then queues it: the same place). TURN
+    sockets keep asyncio's transport. Call once the leg's candidates are gathered, after
+    :func:`inline_media`; returns how many sockets now read this way."""
     connection = receiver_or_sender.transport.transport._connection
     queue = connection._queue if isinstance(connection._queue, InlineMediaQueue) else None
     switched = 0

@@ -1,0 +1,315 @@
+"""lens.media.srtp (libsrtp on reused buffers) and the sidecar's SRTP send and receive paths."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import struct
+import types
+from typing import Any
+
+import pylibsrtp
+import pytest
+from aioice.ice import StunProtocol
+from aiortc.rtcdtlstransport import State as DtlsState
+
+from lens.media import passthrough, udp
+from lens.media.config import event_loop_factory
+from lens.media.srtp import PACKET_LIMIT, FastSrtp, PacketBuffer
+from lens.media.testing import wait_until
+
+PROFILES = [
+    (pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_80, 30),
+    (pylibsrtp.Policy.SRTP_PROFILE_AEAD_AES_128_GCM, 28),
+]
+
+
+def session(key: bytes, profile: int, outbound: bool) -> pylibsrtp.Session:
+    """A session as aiortc makes them (any SSRC, repeated sends allowed)."""
+    kind = pylibsrtp.Policy.SSRC_ANY_OUTBOUND if outbound else pylibsrtp.Policy.SSRC_ANY_INBOUND
+    policy = pylibsrtp.Policy(key=key, ssrc_type=kind, srtp_profile=profile)
+    policy.allow_repeat_tx = True
+    return pylibsrtp.Session(policy)
+
+
+def rtp(seq: int, size: int = 1162, ssrc: int = 1234) -> bytes:
+    payload = bytes((seq + i) & 0xFF for i in range(size - 12))
+    return struct.pack("!BBHII", 0x80, 96, seq, seq * 3000, ssrc) + payload
+
+
+def rtcp(ssrc: int = 1234) -> bytes:
+    return struct.pack("!BBHI", 0x80, 201, 1, ssrc)  # an empty receiver report
+
+
+def in_buffer(packet: bytes, size: int = PACKET_LIMIT) -> PacketBuffer:
+    buffer = PacketBuffer(size)
+    buffer.data[: len(packet)] = packet
+    return buffer
+
+
+@pytest.mark.parametrize(("profile", "key_size"), PROFILES)
+def test_fast_protect_is_read_by_pylibsrtp_and_the_other_way_round(
+    profile: int, key_size: int
+) -> None:
+    key = os.urandom(key_size)
+    fast_tx = FastSrtp(session(key, profile, outbound=True))
+    plain_rx = session(key, profile, outbound=False)
+    plain_tx = session(key, profile, outbound=True)
+    fast_rx = FastSrtp(session(key, profile, outbound=False))
+    for seq in range(5):
+        packet = rtp(seq)
+        protected = bytes(fast_tx.protect(packet))
+        assert protected != packet and len(protected) > len(packet)
+        assert plain_rx.unprotect(protected) == packet
+        protected = plain_tx.protect(packet)
+        buffer = in_buffer(protected)
+        assert bytes(buffer.view[: fast_rx.unprotect(buffer, len(protected))]) == packet
+    # RTCP both ways
+    assert plain_rx.unprotect_rtcp(bytes(fast_tx.protect_rtcp(rtcp()))) == rtcp()
+    protected = plain_tx.protect_rtcp(rtcp())
+    buffer = in_buffer(protected)
+    assert bytes(buffer.view[: fast_rx.unprotect_rtcp(buffer, len(protected))]) == rtcp()
+
+
+def test_fast_unprotect_gives_the_packet_back_in_place() -> None:
+    key = os.urandom(30)
+    plain_tx = session(key, PROFILES[0][0], outbound=True)
+    fast_rx = FastSrtp(session(key, PROFILES[0][0], outbound=False))
+    packet = rtp(7)
+    protected = plain_tx.protect(packet)
+    buffer = in_buffer(protected, udp.MAX_DATAGRAM)
+    size = fast_rx.unprotect(buffer, len(protected))
+    assert bytes(buffer.view[:size]) == packet
+
+
+def test_a_tampered_packet_and_a_replay_are_refused_as_by_pylibsrtp() -> None:
+    key = os.urandom(30)
+    plain_tx = session(key, PROFILES[0][0], outbound=True)
+    fast_rx = FastSrtp(session(key, PROFILES[0][0], outbound=False))
+    protected = plain_tx.protect(rtp(1))
+    tampered = bytearray(protected)
+    tampered[40] ^= 1
+    with pytest.raises(pylibsrtp.Error, match="authentication failure"):
+        fast_rx.unprotect(in_buffer(bytes(tampered)), len(tampered))
+    assert fast_rx.unprotect(in_buffer(protected), len(protected)) == len(rtp(1))
+    with pytest.raises(pylibsrtp.Error, match="replay check failed"):
+        fast_rx.unprotect(in_buffer(protected), len(protected))
+
+
+def test_a_packet_too_long_is_refused_and_nothing_is_written() -> None:
+    fast_tx = FastSrtp(session(os.urandom(30), PROFILES[0][0], outbound=True))
+    largest = PACKET_LIMIT - pylibsrtp.SRTP_MAX_TRAILER_LEN
+    assert len(fast_tx.protect(rtp(1, largest))) == largest + 10  # the 80-bit tag
+    send = fast_tx._send
+    send.data[:] = b"\xaa" * PACKET_LIMIT
+    with pytest.raises(ValueError, match="packet is too long"):
+        fast_tx.protect(rtp(2, largest + 1))
+    with pytest.raises(ValueError, match="packet is too long"):
+        fast_tx.protect_rtcp(b"\x80\xc9" + b"\x00" * (PACKET_LIMIT - 2))
+    assert send.data == b"\xaa" * PACKET_LIMIT and len(send.data) == PACKET_LIMIT
+    # and pylibsrtp draws the line at the same place
+    with pytest.raises(ValueError, match="packet is too long"):
+        session(os.urandom(30), PROFILES[0][0], outbound=True).protect(rtp(2, largest + 1))
+    small = PacketBuffer(64)
+    with pytest.raises(ValueError, match="packet is too long"):
+        fast_tx.unprotect(small, 65)
+
+
+# ----- the receive path: UdpTransport → InlineMediaQueue --------------------------------
+
+
+class Lean:
+    """LeanReceive's place: keeps what it is handed."""
+
+    def __init__(self) -> None:
+        self.packets: list[Any] = []
+
+    def handle(self, data: Any, arrival: float) -> bool:
+        self.packets.append(data)
+        return True
+
+
+def connected_dtls(rx: pylibsrtp.Session) -> Any:
+    async def handle_rtcp(data: bytes) -> None:
+        dtls.rtcp.append(data)
+
+    dtls = types.SimpleNamespace(
+        _rx_srtp=rx,
+        _state=DtlsState.CONNECTED,
+        _RTCDtlsTransport__rx_bytes=0,
+        _RTCDtlsTransport__rx_packets=0,
+        _handle_rtcp_data=handle_rtcp,
+        rtcp=[],
+    )
+    return dtls
+
+
+class Recorder:
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        raise AssertionError("media taken for STUN/DTLS")
+
+    def error_received(self, exc: Exception) -> None:
+        pass
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        pass
+
+
+@pytest.mark.parametrize("loop_name", ["asyncio", "uvloop"])
+def test_what_the_handlers_keep_survives_the_next_datagram(loop_name: str) -> None:
+    key = os.urandom(30)
+    phone = session(key, PROFILES[0][0], outbound=True)
+    packets = [rtp(seq, 200 + seq) for seq in range(4)]
+    datagrams = [phone.protect(p) for p in packets]
+    datagrams.insert(2, datagrams[1])  # a replay
+    tampered = bytearray(phone.protect(rtp(9)))
+    tampered[-1] ^= 1
+    datagrams.insert(3, bytes(tampered))
+    datagrams.append(phone.protect_rtcp(rtcp()))
+
+    async def scenario() -> tuple[Lean, Any, Any]:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("127.0.0.1", 0))
+        peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        transport = udp.UdpTransport(asyncio.get_running_loop(), sock, Recorder())
+        dtls = connected_dtls(session(key, PROFILES[0][0], outbound=False))
+        queue = passthrough.InlineMediaQueue(dtls)
+        lean = queue.lean = Lean()  # type: ignore[assignment]
+        transport.media = queue.put_received
+        for datagram in datagrams:
+            peer.sendto(datagram, sock.getsockname())
+        await wait_until(lambda: dtls.rtcp, 5)
+        transport.close()
+        peer.close()
+        return lean, dtls, queue
+
+    lean, dtls, queue = run(loop_name, scenario)
+    # in order, the replay and the tampered one dropped, each its own bytes
+    assert lean.packets == packets
+    assert all(type(p) is bytes for p in lean.packets)
+    assert dtls.rtcp == [rtcp()]
+    assert queue.inline == len(datagrams)
+    assert dtls._RTCDtlsTransport__rx_packets == len(datagrams)
+    assert dtls._RTCDtlsTransport__rx_bytes == sum(len(d) for d in datagrams)
+
+
+def test_datagrams_that_come_as_bytes_take_the_same_path() -> None:
+    key = os.urandom(30)
+    phone = session(key, PROFILES[0][0], outbound=True)
+    dtls = connected_dtls(session(key, PROFILES[0][0], outbound=False))
+    queue = passthrough.InlineMediaQueue(dtls)
+    lean = queue.lean = Lean()  # type: ignore[assignment]
+    first = phone.protect(rtp(1))
+    queue.put_datagram(first, None)
+    queue.put_datagram(first, None)  # replay: dropped
+    queue.put_datagram(b"\x80" + bytes(PACKET_LIMIT), None)  # too long: dropped, logged
+    queue.put_datagram(phone.protect(rtp(2)), None)
+    assert lean.packets == [rtp(1), rtp(2)]
+    assert queue.empty()
+
+
+def test_before_dtls_is_up_datagrams_are_queued_as_bytes() -> None:
+    dtls = connected_dtls(None)  # type: ignore[arg-type]
+    queue = passthrough.InlineMediaQueue(dtls)
+    buffer = in_buffer(rtp(3), udp.MAX_DATAGRAM)
+    queue.put_received(buffer, len(rtp(3)), 12.5)
+    buffer.data[:20] = bytes(20)  # the next datagram
+    assert queue.get_nowait() == (rtp(3), 1)
+    assert queue.last_arrival == 12.5
+
+
+def run(loop_name: str, scenario: Any) -> Any:
+    with asyncio.Runner(loop_factory=event_loop_factory(loop_name)) as runner:
+        return runner.run(asyncio.wait_for(scenario(), 10))
+
+
+# ----- the send path: SendPath ------------------------------------------------------
+
+
+class Wire:
+    """A pair's transport: keeps a copy of what it is given (as a socket would)."""
+
+    def __init__(self, sends_at_once: bool) -> None:
+        self.sends_at_once = sends_at_once
+        self.sent: list[tuple[Any, Any]] = []
+
+    def sendto(self, data: Any, addr: Any) -> None:
+        self.sent.append((type(data), bytes(data), addr))  # type: ignore[arg-type]
+
+
+def pair_on(transport: Any, addr: tuple[str, int]) -> Any:
+    protocol = StunProtocol(None)  # type: ignore[arg-type]
+    protocol.transport = transport
+    return types.SimpleNamespace(protocol=protocol, remote_addr=addr)
+
+
+def sending_dtls(tx: pylibsrtp.Session, nominated: dict[int, Any]) -> Any:
+    connection = types.SimpleNamespace(_nominated=nominated)
+    return types.SimpleNamespace(
+        _tx_srtp=tx,
+        transport=types.SimpleNamespace(_connection=connection),
+        _RTCDtlsTransport__tx_bytes=0,
+        _RTCDtlsTransport__tx_packets=0,
+    )
+
+
+def test_a_new_nominated_pair_takes_the_next_packet_and_turn_gets_bytes() -> None:
+    key = os.urandom(30)
+    technician = session(key, PROFILES[0][0], outbound=False)
+    host, other, turn = Wire(True), Wire(True), Wire(False)
+    nominated: dict[int, Any] = {}
+    dtls = sending_dtls(session(key, PROFILES[0][0], outbound=True), nominated)
+    path = passthrough.send_path(dtls)
+    assert passthrough.send_path(dtls) is path  # one per leg
+    with pytest.raises(ConnectionError):
+        path.send(rtp(0))
+    nominated[1] = pair_on(host, ("10.0.0.1", 5000))
+    path.send(rtp(1))
+    nominated[1] = pair_on(other, ("10.0.0.2", 6000))  # e.g. an ICE restart
+    path.send(rtp(2))
+    path.send(rtcp(), rtcp=True)
+    nominated[1] = pair_on(turn, ("10.0.0.3", 7000))
+    passthrough._send_datagram(dtls, rtp(3))  # RTCP's and retransmissions' way
+
+    assert [(kind, addr) for kind, _, addr in host.sent] == [(memoryview, ("10.0.0.1", 5000))]
+    assert [addr for _, _, addr in other.sent] == [("10.0.0.2", 6000)] * 2
+    assert [(kind, addr) for kind, _, addr in turn.sent] == [(bytes, ("10.0.0.3", 7000))]
+    assert technician.unprotect(host.sent[0][1]) == rtp(1)
+    assert technician.unprotect(other.sent[0][1]) == rtp(2)
+    assert technician.unprotect_rtcp(other.sent[1][1]) == rtcp()
+    assert technician.unprotect(turn.sent[0][1]) == rtp(3)
+    everything = host.sent + other.sent + turn.sent
+    assert dtls._RTCDtlsTransport__tx_packets == 4
+    assert dtls._RTCDtlsTransport__tx_bytes == sum(len(data) for _, data, _ in everything)
+
+
+@pytest.mark.parametrize("loop_name", ["asyncio", "uvloop"])
+def test_sends_leave_a_udp_transport_from_the_buffer_and_decrypt(loop_name: str) -> None:
+    key = os.urandom(28)
+    profile = PROFILES[1][0]
+
+    async def scenario() -> list[bytes]:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("127.0.0.1", 0))
+        peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        peer.bind(("127.0.0.1", 0))
+        peer.setblocking(False)
+        protocol = StunProtocol(None)  # type: ignore[arg-type]
+        transport = udp.UdpTransport(asyncio.get_running_loop(), sock, protocol)
+        pair = types.SimpleNamespace(protocol=protocol, remote_addr=peer.getsockname())
+        dtls = sending_dtls(session(key, profile, outbound=True), {1: pair})
+        for seq in range(3):
+            passthrough.send_path(dtls).send(rtp(seq))
+        loop = asyncio.get_running_loop()
+        received = [await loop.sock_recv(peer, 2048) for _ in range(3)]
+        assert transport.send_dropped == 0
+        transport.close()
+        peer.close()
+        return received
+
+    technician = session(key, profile, outbound=False)
+    assert [technician.unprotect(d) for d in run(loop_name, scenario)] == [rtp(s) for s in range(3)]
