@@ -75,21 +75,29 @@ class FastSrtp:
 
     def protect(self, packet: bytes) -> memoryview:
         """The SRTP packet for an RTP `packet`, in the send buffer."""
-        return self._protect(packet, lib.srtp_protect, SRTP_MAX_TRAILER_LEN)
-
-    def protect_rtcp(self, packet: bytes) -> memoryview:
-        """The SRTCP packet for an RTCP `packet`, in the send buffer."""
-        return self._protect(packet, lib.srtp_protect_rtcp, SRTP_MAX_SRTCP_TRAILER_LEN)
-
-    def _protect(self, packet: bytes, function: object, trailer: int) -> memoryview:
+        # (protect and protect_rtcp differ in two names: each inline, one call a packet)
         size = len(packet)
-        buffer = self._send
-        if size > PACKET_LIMIT - trailer:
+        if size > PACKET_LIMIT - SRTP_MAX_TRAILER_LEN:
             raise ValueError("packet is too long")
+        buffer = self._send
         buffer.data[:size] = packet  # (same length: a copy, never a resize)
         length = self._length
         length[0] = size
-        rc = function(self._context, buffer.pointer, length)  # type: ignore[operator]
+        rc = lib.srtp_protect(self._context, buffer.pointer, length)
+        if rc != _OK:
+            _raise(rc)
+        return buffer.view[: length[0]]
+
+    def protect_rtcp(self, packet: bytes) -> memoryview:
+        """The SRTCP packet for an RTCP `packet`, in the send buffer."""
+        size = len(packet)
+        if size > PACKET_LIMIT - SRTP_MAX_SRTCP_TRAILER_LEN:
+            raise ValueError("packet is too long")
+        buffer = self._send
+        buffer.data[:size] = packet
+        length = self._length
+        length[0] = size
+        rc = lib.srtp_protect_rtcp(self._context, buffer.pointer, length)
         if rc != _OK:
             _raise(rc)
         return buffer.view[: length[0]]
