@@ -263,17 +263,21 @@ def test_a_new_nominated_pair_takes_the_next_packet_and_turn_gets_bytes() -> Non
     host, other, turn = Wire(True), Wire(True), Wire(False)
     nominated: dict[int, Any] = {}
     dtls = sending_dtls(session(key, PROFILES[0][0], outbound=True), nominated)
-    path = passthrough.send_path(dtls)
-    assert passthrough.send_path(dtls) is path  # one per leg
-    with pytest.raises(ConnectionError):
-        path.send(rtp(0))
-    nominated[1] = pair_on(host, ("10.0.0.1", 5000))
-    path.send(rtp(1))
-    nominated[1] = pair_on(other, ("10.0.0.2", 6000))  # e.g. an ICE restart
-    path.send(rtp(2))
-    path.send(rtcp(), rtcp=True)
-    nominated[1] = pair_on(turn, ("10.0.0.3", 7000))
-    passthrough._send_datagram(dtls, rtp(3))  # RTCP's and retransmissions' way
+
+    async def scenario() -> None:  # (aioice's StunProtocol wants a running loop)
+        path = passthrough.send_path(dtls)
+        assert passthrough.send_path(dtls) is path  # one per leg
+        with pytest.raises(ConnectionError):
+            path.send(rtp(0))
+        nominated[1] = pair_on(host, ("10.0.0.1", 5000))
+        path.send(rtp(1))
+        nominated[1] = pair_on(other, ("10.0.0.2", 6000))  # e.g. an ICE restart
+        path.send(rtp(2))
+        path.send(rtcp(), rtcp=True)
+        nominated[1] = pair_on(turn, ("10.0.0.3", 7000))
+        passthrough._send_datagram(dtls, rtp(3))  # RTCP's and retransmissions' way
+
+    run("asyncio", scenario)
 
     assert [(kind, addr) for kind, _, addr in host.sent] == [(memoryview, ("10.0.0.1", 5000))]
     assert [addr for _, _, addr in other.sent] == [("10.0.0.2", 6000)] * 2
