@@ -1653,8 +1653,19 @@ class LeanAudioReceiver:
                 self._receiver, packet.ssrc, codec.clockRate
             )
         stats.add(packet)
+        buffer = self._buffer
+        on_packet = buffer._on_packet
+        if on_packet is not None:
+            # ForwardingAudioBuffer.add, inline (every audio packet, both ways, comes
+            # here): a packet older than the last one is dropped, the rest handed on
+            timestamp = packet.timestamp
+            last = buffer._last_timestamp
+            if last is None or 0 < (timestamp - last) & 0xFFFFFFFF < 0x80000000:
+                buffer._last_timestamp = timestamp
+                on_packet(packet)
+            return
         packet._data = packet.payload
-        _, frame = self._buffer.add(packet)
+        _, frame = buffer.add(packet)
         if frame is not None:  # no `on_packet`: a frame per packet, as aiortc hands it on
             frame.timestamp = self._mapper.map(frame.timestamp)
             self._receiver._RTCRtpReceiver__decoder_queue.put((codec, frame))  # type: ignore[attr-defined]
