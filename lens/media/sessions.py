@@ -33,7 +33,13 @@ from lens.media.capture import (
     decode_packets,
     recording_path,
 )
-from lens.media.forwarder import AudioForwarder, LegRewriter, VideoForwarder, starts_keyframe
+from lens.media.forwarder import (
+    AudioForwarder,
+    LegRewriter,
+    RtpView,
+    VideoForwarder,
+    starts_keyframe,
+)
 from lens.media.relay import RelayTotals
 
 logger = logging.getLogger(__name__)
@@ -436,13 +442,14 @@ class LensMediaSession:
         # asks for one itself (asking here would cost the live picture keyframes); a packet
         # without payload (a FEC packet's number) is kept so that it is no hole
         mime_type = leg.video_mime
+        if not payload:
+            keyframe = False
+        elif type(packet) is RtpView and packet.vp8 is not None:
+            keyframe = packet.vp8.keyframe  # (the lean path parsed it: no call per packet)
+        else:
+            keyframe = starts_keyframe(mime_type, packet)
         self._history.add(
-            mime_type,
-            packet.sequence_number,
-            packet.timestamp,
-            packet.marker,
-            payload,
-            bool(payload) and starts_keyframe(mime_type, packet),
+            mime_type, packet.sequence_number, packet.timestamp, packet.marker, payload, keyframe
         )
         if self.subscriber is None:
             return
