@@ -157,13 +157,21 @@ class RepeatingNacks:
         size = len(packet.payload) + packet.padding_size
         now = link.clock()  # (read once for both)
         link.arrival(packet.timestamp, VIDEO_CLOCK_RATE, size, sequence_number in missing, now)
-        before = len(missing)
-        nacks.add(sequence_number, now)
-        # only a packet newly missing moves the timer (it is NACKed at once); else the
-        # timer set reschedules itself when it fires (next_due walks every missing packet:
-        # per packet, under heavy loss, that was most of the sidecar's time)
-        if len(missing) > before or (missing and self._timer is None):
-            self._schedule()
+        max_seq = nacks.max_seq
+        if max_seq is not None and (sequence_number - max_seq) & 0xFFFF == 1:
+            # NackList.add's common case, inline (every video packet): the next in order,
+            # nothing newly missing
+            nacks.max_seq = sequence_number
+            if missing and self._timer is None:
+                self._schedule()
+        else:
+            before = len(missing)
+            nacks.add(sequence_number, now)
+            # only a packet newly missing moves the timer (it is NACKed at once); else the
+            # timer set reschedules itself when it fires (next_due walks every missing
+            # packet: per packet, under heavy loss, that was most of the sidecar's time)
+            if len(missing) > before or (missing and self._timer is None):
+                self._schedule()
         if self.fec:  # (checked here: a call per packet less for a phone without FEC)
             self._check_gaps(packet)
         if self.on_packet is not None:

@@ -40,6 +40,7 @@ from lens.media.forwarder import (
     VideoForwarder,
     starts_keyframe,
 )
+from lens.media.recovery import LinkEstimate
 from lens.media.relay import RelayTotals
 
 logger = logging.getLogger(__name__)
@@ -77,6 +78,7 @@ class Leg:
     video_mime: str = ""  # the negotiated video codec's, lower case
     fec: passthrough.RedUlpfec | None = None  # the phone's leg: RED/ULPFEC repair
     round_trip: passthrough.RtcpRoundTrip | None = None  # the phone's leg: RTT from RTCP
+    link: LinkEstimate | None = None  # the incoming video's (the phone's leg: its link)
 
     def receiver(self, kind: str) -> RTCRtpReceiver | None:
         transceiver = self.transceivers.get(kind)
@@ -480,9 +482,8 @@ class LensMediaSession:
 
     def _playout_floor(self) -> float:
         """How long the technician's browser should buffer, from the phone's link."""
-        receiver = self.publisher.receiver("video") if self.publisher else None
-        buffer = passthrough.video_buffer(receiver) if receiver is not None else None
-        return buffer.link.playout_floor() if buffer is not None else 0.0
+        link = self.publisher.link if self.publisher is not None else None
+        return link.playout_floor() if link is not None else 0.0
 
     # ----- plumbing ---------------------------------------------------------------------
 
@@ -526,8 +527,9 @@ class LensMediaSession:
                 route(leg, kind, codec, frame)
 
         tap = passthrough.FrameTap(on_frame, on_end=lambda: None)
+        receiver = leg.transceivers[kind].receiver
         passthrough.divert_receiver(
-            leg.transceivers[kind].receiver,
+            receiver,
             kind,
             tap,
             # a hole the frame view gives up (as long as the phone's leg allows for one
@@ -540,6 +542,9 @@ class LensMediaSession:
             on_outage=self.request_keyframe if leg.role == PUBLISHER else None,
             on_packet=self._packet_route(leg, kind),
         )
+        buffer = passthrough.video_buffer(receiver)
+        if buffer is not None:
+            leg.link = buffer.link  # (read for every frame sent: _playout_floor)
 
     def _packet_route(self, leg: Leg, kind: str) -> Any:
         """Where a leg's packets go as they arrive (before any frame is made)."""

@@ -315,6 +315,38 @@ def test_technicians_joining_with_their_phones_get_a_keyframe_at_once(with_sidec
     with_sidecar(scenario)
 
 
+def test_the_technicians_playout_floor_follows_the_phone_legs_link(with_sidecar, vp8_clip):
+    """The floor sent with every frame (RTP playout delay) is the phone leg's link's: 0
+    until a hole waited for a retransmission, then its round trip and jitter; a phone
+    that reconnects brings its own link."""
+
+    async def scenario(sidecar):
+        phone = await start_phone(sidecar.http, sidecar.base_url, sidecar.secret, "s1", vp8_clip)
+        tech = await start_technician(sidecar.http, sidecar.base_url, sidecar.secret, "s1")
+        await tech.received["video"].wait_for(5, timeout=10)
+        session = sidecar.app[SESSIONS].get("s1")
+        floor = session.subscriber.outgoing["video"]._playout_floor
+        link = passthrough.video_buffer(session.publisher.receiver("video")).link
+        assert floor() == 0.0  # nothing lost on loopback: nothing added
+        link.last_wait = link.clock()  # a hole just waited for its retransmission
+        assert floor() == pytest.approx(link.playout_floor()) and floor() > 0.02
+        await phone.pc.close()
+        phone = await start_phone(sidecar.http, sidecar.base_url, sidecar.secret, "s1", vp8_clip)
+        await wait_until(
+            lambda: (
+                session.publisher is not None
+                and session.publisher.link is not None
+                and session.publisher.link is not link
+            ),
+            10,
+        )
+        assert floor() == 0.0  # the new phone's link lost nothing
+        await phone.pc.close()
+        await tech.pc.close()
+
+    with_sidecar(scenario)
+
+
 def test_a_hole_given_up_asks_the_phone_for_a_keyframe_without_the_frame_view(
     with_sidecar, vp8_clip
 ):
