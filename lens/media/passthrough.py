@@ -810,6 +810,24 @@ def _send_datagram(dtls: RTCDtlsTransport, data: bytes, rtcp: bool = False) -> N
     dtls._RTCDtlsTransport__tx_packets += 1  # type: ignore[attr-defined]
 
 
+def send_rtcp_directly(receiver_or_sender: RTCRtpReceiver | RTCRtpSender) -> None:
+    """Send what aiortc sends itself on this leg (its senders' and receivers' reports,
+    NACKs, PLIs) as Lens sends its packets: protected and handed to the socket at once.
+
+    aiortc's ``RTCDtlsTransport._send_rtp`` awaits four coroutines of aioice's on the way
+    to the socket (``RTCIceTransport._send`` → ``Connection.send`` → ``sendto`` →
+    ``StunProtocol.send_data``) for each RTCP packet: a per-session cost that runs
+    several times a second whether media flows or not."""
+    dtls = receiver_or_sender.transport
+
+    async def send_rtp(data: bytes) -> None:
+        if dtls._state is not _CONNECTED:
+            raise ConnectionError("Cannot send encrypted RTP, not connected")
+        _send_datagram(dtls, data, rtcp=len(data) > 1 and 191 < data[1] < 209)  # is_rtcp
+
+    dtls._send_rtp = send_rtp  # type: ignore[method-assign]
+
+
 def negotiated_extension_id(transceiver: RTCRtpTransceiver, uri: str) -> int | None:
     """The id the remote offer gave a header extension we answered with, else None."""
     for extension in transceiver._headerExtensions:

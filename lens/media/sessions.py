@@ -564,6 +564,7 @@ class LensMediaSession:
             if leg.transceivers:
                 first = next(iter(leg.transceivers.values())).receiver
                 passthrough.inline_media(first)  # RTP/RTCP handled as it comes off the socket
+                passthrough.send_rtcp_directly(first)  # and aiortc's RTCP sent at once
                 if leg.role == PUBLISHER and "video" in leg.transceivers:
                     leg.fec = passthrough.repair_with_fec(leg.transceivers["video"].receiver)
                 if leg.role == PUBLISHER and passthrough.TRANSPORT_CC:
