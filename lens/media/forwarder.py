@@ -234,8 +234,12 @@ class LegRewriter:
         out = RtpView(self.payload_type, packet.marker, seq, timestamp, self.ssrc, payload)
         if 0 < (seq - self._out_seq) & 0xFFFF < 0x8000:  # uint16_gt(seq, self._out_seq)
             self._out_seq = seq
-            self._out_ts = timestamp
-            self._sent_at = self._clock()
+            if timestamp != self._out_ts:
+                # the clock is read once a frame, at its first packet (a frame's packets
+                # share its timestamp; the first is nearest to its capture): a restart
+                # continues the timestamps from there
+                self._out_ts = timestamp
+                self._sent_at = self._clock()
         return out, vp8
 
     def _filler(self, packet: Any) -> RtpView | None:

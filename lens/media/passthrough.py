@@ -158,13 +158,21 @@ class RepeatingNacks:
         size = len(packet.payload) + packet.padding_size
         now = link.clock()  # (read once for both)
         link.arrival(packet.timestamp, VIDEO_CLOCK_RATE, size, sequence_number in missing, now)
-        before = len(missing)
-        nacks.add(sequence_number, now)
-        # only a packet newly missing moves the timer (it is NACKed at once); else the
-        # timer set reschedules itself when it fires (next_due walks every missing packet:
-        # per packet, under heavy loss, that was most of the sidecar's time)
-        if len(missing) > before or (missing and self._timer is None):
-            self._schedule()
+        max_seq = nacks.max_seq
+        if max_seq is not None and (sequence_number - max_seq) & 0xFFFF == 1:
+            # NackList.add's common case, inline (every video packet): the next in order,
+            # nothing newly missing
+            nacks.max_seq = sequence_number
+            if missing and self._timer is None:
+                self._schedule()
+        else:
+            before = len(missing)
+            nacks.add(sequence_number, now)
+            # only a packet newly missing moves the timer (it is NACKed at once); else the
+            # timer set reschedules itself when it fires (next_due walks every missing
+            # packet: per packet, under heavy loss, that was most of the sidecar's time)
+            if len(missing) > before or (missing and self._timer is None):
+                self._schedule()
         if self.fec:  # (checked here: a call per packet less for a phone without FEC)
             self._check_gaps(packet)
         if self.on_packet is not None:
@@ -862,6 +870,24 @@ def send_path(dtls: RTCDtlsTransport) -> SendPath:
 def _send_datagram(dtls: RTCDtlsTransport, data: bytes, rtcp: bool = False) -> None:
     """SRTP-protect and send one RTP (or RTCP) packet now (aiortc's _send_rtp, no task)."""
     send_path(dtls).send(data, rtcp)
+
+
+def send_rtcp_directly(receiver_or_sender: RTCRtpReceiver | RTCRtpSender) -> None:
+    """Send what aiortc sends itself on this leg (its senders' and receivers' reports,
+    NACKs, PLIs) as Lens sends its packets: protected and handed to the socket at once.
+
+    aiortc's ``RTCDtlsTransport._send_rtp`` awaits four coroutines of aioice's on the way
+    to the socket (``RTCIceTransport._send`` → ``Connection.send`` → ``sendto`` →
+    ``StunProtocol.send_data``) for each RTCP packet: a per-session cost that runs
+    several times a second whether media flows or not."""
+    dtls = receiver_or_sender.transport
+
+    async def send_rtp(data: bytes) -> None:
+        if dtls._state is not _CONNECTED:
+            raise ConnectionError("Cannot send encrypted RTP, not connected")
+        _send_datagram(dtls, data, rtcp=len(data) > 1 and 191 < data[1] < 209)  # is_rtcp
+
+    dtls._send_rtp = send_rtp  # type: ignore[method-assign]
 
 
 def negotiated_extension_id(transceiver: RTCRtpTransceiver, uri: str) -> int | None:
@@ -1759,8 +1785,19 @@ class LeanAudioReceiver:
                 self._receiver, packet.ssrc, codec.clockRate
             )
         stats.add(packet)
+        buffer = self._buffer
+        on_packet = buffer._on_packet
+        if on_packet is not None:
+            # ForwardingAudioBuffer.add, inline (every audio packet, both ways, comes
+            # here): a packet older than the last one is dropped, the rest handed on
+            timestamp = packet.timestamp
+            last = buffer._last_timestamp
+            if last is None or 0 < (timestamp - last) & 0xFFFFFFFF < 0x80000000:
+                buffer._last_timestamp = timestamp
+                on_packet(packet)
+            return
         packet._data = packet.payload
-        _, frame = self._buffer.add(packet)
+        _, frame = buffer.add(packet)
         if frame is not None:  # no `on_packet`: a frame per packet, as aiortc hands it on
             frame.timestamp = self._mapper.map(frame.timestamp)
             self._receiver._RTCRtpReceiver__decoder_queue.put((codec, frame))  # type: ignore[attr-defined]

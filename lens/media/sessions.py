@@ -33,7 +33,14 @@ from lens.media.capture import (
     decode_packets,
     recording_path,
 )
-from lens.media.forwarder import AudioForwarder, LegRewriter, VideoForwarder, starts_keyframe
+from lens.media.forwarder import (
+    AudioForwarder,
+    LegRewriter,
+    RtpView,
+    VideoForwarder,
+    starts_keyframe,
+)
+from lens.media.recovery import LinkEstimate
 from lens.media.relay import RelayTotals
 
 logger = logging.getLogger(__name__)
@@ -71,6 +78,7 @@ class Leg:
     video_mime: str = ""  # the negotiated video codec's, lower case
     fec: passthrough.RedUlpfec | None = None  # the phone's leg: RED/ULPFEC repair
     round_trip: passthrough.RtcpRoundTrip | None = None  # the phone's leg: RTT from RTCP
+    link: LinkEstimate | None = None  # the incoming video's (the phone's leg: its link)
 
     def receiver(self, kind: str) -> RTCRtpReceiver | None:
         transceiver = self.transceivers.get(kind)
@@ -436,13 +444,14 @@ class LensMediaSession:
         # asks for one itself (asking here would cost the live picture keyframes); a packet
         # without payload (a FEC packet's number) is kept so that it is no hole
         mime_type = leg.video_mime
+        if not payload:
+            keyframe = False
+        elif type(packet) is RtpView and packet.vp8 is not None:
+            keyframe = packet.vp8.keyframe  # (the lean path parsed it: no call per packet)
+        else:
+            keyframe = starts_keyframe(mime_type, packet)
         self._history.add(
-            mime_type,
-            packet.sequence_number,
-            packet.timestamp,
-            packet.marker,
-            payload,
-            bool(payload) and starts_keyframe(mime_type, packet),
+            mime_type, packet.sequence_number, packet.timestamp, packet.marker, payload, keyframe
         )
         if self.subscriber is None:
             return
@@ -473,9 +482,8 @@ class LensMediaSession:
 
     def _playout_floor(self) -> float:
         """How long the technician's browser should buffer, from the phone's link."""
-        receiver = self.publisher.receiver("video") if self.publisher else None
-        buffer = passthrough.video_buffer(receiver) if receiver is not None else None
-        return buffer.link.playout_floor() if buffer is not None else 0.0
+        link = self.publisher.link if self.publisher is not None else None
+        return link.playout_floor() if link is not None else 0.0
 
     # ----- plumbing ---------------------------------------------------------------------
 
@@ -519,8 +527,9 @@ class LensMediaSession:
                 route(leg, kind, codec, frame)
 
         tap = passthrough.FrameTap(on_frame, on_end=lambda: None)
+        receiver = leg.transceivers[kind].receiver
         passthrough.divert_receiver(
-            leg.transceivers[kind].receiver,
+            receiver,
             kind,
             tap,
             # a hole the frame view gives up (as long as the phone's leg allows for one
@@ -533,6 +542,9 @@ class LensMediaSession:
             on_outage=self.request_keyframe if leg.role == PUBLISHER else None,
             on_packet=self._packet_route(leg, kind),
         )
+        buffer = passthrough.video_buffer(receiver)
+        if buffer is not None:
+            leg.link = buffer.link  # (read for every frame sent: _playout_floor)
 
     def _packet_route(self, leg: Leg, kind: str) -> Any:
         """Where a leg's packets go as they arrive (before any frame is made)."""
@@ -552,6 +564,7 @@ class LensMediaSession:
             if leg.transceivers:
                 first = next(iter(leg.transceivers.values())).receiver
                 passthrough.inline_media(first)  # RTP/RTCP handled as it comes off the socket
+                passthrough.send_rtcp_directly(first)  # and aiortc's RTCP sent at once
                 if leg.role == PUBLISHER and "video" in leg.transceivers:
                     leg.fec = passthrough.repair_with_fec(leg.transceivers["video"].receiver)
                 if leg.role == PUBLISHER and passthrough.TRANSPORT_CC:

@@ -215,6 +215,37 @@ def test_the_phone_legs_round_trip_follows_its_rtcp_before_any_nack(
     with_sidecar(scenario, timeout=40)
 
 
+def test_the_sidecars_own_rtcp_goes_straight_to_the_socket(with_sidecar, vp8_clip):
+    """aiortc's reports on the sidecar's legs (sender reports here) reach the peer
+    without aioice's send coroutines (``passthrough.send_rtcp_directly``)."""
+
+    async def scenario(sidecar):
+        phone = await start_phone(sidecar.http, sidecar.base_url, sidecar.secret, "s1", vp8_clip)
+        tech = await start_technician(sidecar.http, sidecar.base_url, sidecar.secret, "s1")
+        await tech.received["video"].wait_for(1, timeout=10)
+        session = sidecar.app[SESSIONS].get("s1")
+        sender = session.subscriber.transceivers["video"].sender
+        ice_transport = sender.transport.transport
+        aioice_send = ice_transport._send
+        srtp_through_aioice: list[bytes] = []
+
+        async def counted_send(data: bytes) -> None:
+            if 127 < data[0] < 192:  # SRTP or SRTCP (RFC 7983), not DTLS or STUN
+                srtp_through_aioice.append(data)
+            await aioice_send(data)
+
+        ice_transport._send = counted_send
+        receiver = next(t.receiver for t in tech.pc.getTransceivers() if t.kind == "video")
+        reports = receiver._RTCRtpReceiver__lsr
+        reports.clear()
+        await wait_until(lambda: sender._ssrc in reports, 5)  # a sender report since
+        assert srtp_through_aioice == []
+        await phone.pc.close()
+        await tech.pc.close()
+
+    with_sidecar(scenario)
+
+
 def test_the_phone_legs_round_trip_follows_its_answers_to_xr_reference_times(
     with_sidecar, vp8_clip
 ):
@@ -311,6 +342,38 @@ def test_technicians_joining_with_their_phones_get_a_keyframe_at_once(with_sidec
                 await tech.pc.close()
 
         await asyncio.gather(*(session(f"s{i}") for i in range(4)))
+
+    with_sidecar(scenario)
+
+
+def test_the_technicians_playout_floor_follows_the_phone_legs_link(with_sidecar, vp8_clip):
+    """The floor sent with every frame (RTP playout delay) is the phone leg's link's: 0
+    until a hole waited for a retransmission, then its round trip and jitter; a phone
+    that reconnects brings its own link."""
+
+    async def scenario(sidecar):
+        phone = await start_phone(sidecar.http, sidecar.base_url, sidecar.secret, "s1", vp8_clip)
+        tech = await start_technician(sidecar.http, sidecar.base_url, sidecar.secret, "s1")
+        await tech.received["video"].wait_for(5, timeout=10)
+        session = sidecar.app[SESSIONS].get("s1")
+        floor = session.subscriber.outgoing["video"]._playout_floor
+        link = passthrough.video_buffer(session.publisher.receiver("video")).link
+        assert floor() == 0.0  # nothing lost on loopback: nothing added
+        link.last_wait = link.clock()  # a hole just waited for its retransmission
+        assert floor() == pytest.approx(link.playout_floor()) and floor() > 0.02
+        await phone.pc.close()
+        phone = await start_phone(sidecar.http, sidecar.base_url, sidecar.secret, "s1", vp8_clip)
+        await wait_until(
+            lambda: (
+                session.publisher is not None
+                and session.publisher.link is not None
+                and session.publisher.link is not link
+            ),
+            10,
+        )
+        assert floor() == 0.0  # the new phone's link lost nothing
+        await phone.pc.close()
+        await tech.pc.close()
 
     with_sidecar(scenario)
 
