@@ -4,7 +4,7 @@ aiortc protects and unprotects every packet with ``pylibsrtp.Session``, whose wr
 more than libsrtp's own work (AES-GCM with AES-NI): per packet it checks the type, allocates
 an ``int *`` with cffi, copies the packet into its buffer, maps the return code and copies
 the result out into new bytes (7.0-7.4 µs for a 1162-byte packet, against 3.4-4.0 µs for
-``lib.srtp_protect`` on a reused buffer; /work/notes/srtpbench.py). The sidecar's per-packet
+``lib.srtp_protect`` on a reused buffer, over 60,000 packets). The sidecar's per-packet
 path needs none of it: a packet it sends is protected in :class:`PacketBuffer` and the
 socket sends straight from it; a packet it receives is read into one (``recvmsg_into``) and
 unprotected in place, and only the plaintext is copied out, once, as the bytes the
