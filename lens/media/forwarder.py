@@ -108,19 +108,20 @@ class Vp8Descriptor:
 
 def parse_vp8(payload: bytes) -> Vp8Descriptor | None:
     """The descriptor of a VP8 payload, None if it is too short to be one."""
-    if not payload:
+    size = len(payload)  # (read once: this runs for every video packet)
+    if not size:
         return None
     first = payload[0]
     pos = 1
     picture_id_at = tl0_at = None
     bits = 0
     if first & 0x80:  # X: extension byte
-        if len(payload) < 2:
+        if size < 2:
             return None
         ext = payload[1]
         pos = 2
         if ext & 0x80:  # I: picture ID
-            if len(payload) <= pos:
+            if size <= pos:
                 return None
             picture_id_at = pos
             if payload[pos] & 0x80:  # M: 15 bits
@@ -131,10 +132,10 @@ def parse_vp8(payload: bytes) -> Vp8Descriptor | None:
             tl0_at, pos = pos, pos + 1
         if ext & 0x30:  # T or K
             pos += 1
-    if len(payload) < pos:
+    if size < pos:
         return None
     start = first & 0x17 == 0x10
-    keyframe = start and len(payload) > pos and payload[pos] & 0x01 == 0
+    keyframe = start and size > pos and payload[pos] & 0x01 == 0
     return Vp8Descriptor(start, keyframe, picture_id_at, bits, tl0_at, pos)
 
 
