@@ -811,10 +811,14 @@ class SendPath:
     a pair whose protocol is not a StunProtocol is sent to through a task, as aiortc does.
     """
 
-    __slots__ = ("dtls", "_srtp", "_pair", "_transport", "_addr", "_direct")
+    __slots__ = ("dtls", "_nominated", "_srtp", "_pair", "_transport", "_addr", "_direct")
 
     def __init__(self, dtls: RTCDtlsTransport) -> None:
         self.dtls = dtls
+        # aioice's nominated pairs by component: the leg's ICE connection keeps this dict
+        # for its life (an ICE restart changes its entries), so it is looked up once, not
+        # through RTCDtlsTransport.transport's property on every packet
+        self._nominated: dict[int, Any] = dtls.transport._connection._nominated
         self._srtp: FastSrtp | None = None
         self._pair: Any = _NO_PAIR  # (never None: no pair is checked on every send)
         self._transport: Any = None
@@ -825,7 +829,7 @@ class SendPath:
         """SRTP-protect and send one RTP (or RTCP) packet now; ConnectionError without a
         nominated pair (nothing is protected then)."""
         dtls = self.dtls
-        pair = dtls.transport._connection._nominated.get(1)
+        pair = self._nominated.get(1)
         if pair is not self._pair:
             self._target(pair)
         srtp = self._srtp
@@ -951,7 +955,32 @@ class PacketSender:
         return self._dtls._state is _CONNECTED
 
     def send(self, packet: Any) -> bool:
-        """Put `packet` on the wire now; False if the leg is not connected (yet)."""
+        """Put `packet` (an RtpView) on the wire now; False if the leg is not connected
+        (yet)."""
+        return self.send_rtp(
+            packet.payload_type,
+            packet.marker,
+            packet.sequence_number,
+            packet.timestamp,
+            packet.ssrc,
+            packet.payload,
+            packet.playout_delay,
+            packet.padding_size,
+        )
+
+    def send_rtp(
+        self,
+        payload_type: int,
+        marker: int,
+        seq: int,
+        timestamp: int,
+        ssrc: int,
+        payload: bytes,
+        playout_delay: tuple[int, int] | None = None,
+        padding_size: int = 0,
+    ) -> bool:
+        """Put a packet, given by its fields (``forwarder.SendRtp``), on the wire now;
+        False if the leg is not connected (yet)."""
         # (every packet of every leg comes through here: locals, no property on the way)
         dtls = self._dtls
         if dtls is None:  # (ready() was not asked: tests, the bench's phones)
@@ -961,33 +990,47 @@ class PacketSender:
         extensions = self._extensions
         if extensions is None:
             extensions = self._extensions = self._extension_block(None)
-        delay = packet.playout_delay
+        delay = playout_delay
         if delay is not None and self._playout_delay_id:
             extensions = self._with_delay.get(delay)
             if extensions is None:
                 extensions = self._with_delay[delay] = self._extension_block(delay)
-        seq = packet.sequence_number
-        timestamp = packet.timestamp
-        payload = packet.payload
-        if packet.padding_size:
+        if padding_size:
+            packet = RtpView(payload_type, marker, seq, timestamp, ssrc, payload, padding_size)
             data = packet.serialize(extensions)
         else:  # RtpView.serialize, inline: one join, one copy of the payload
             header = _RTP_HEADER.pack(
                 0x90 if extensions else 0x80,
-                (0x80 if packet.marker else 0) | packet.payload_type,
+                (0x80 if marker else 0) | payload_type,
                 seq,
                 timestamp,
-                packet.ssrc,
+                ssrc,
             )
             data = b"".join((header, extensions, payload))
         self._history[seq % self._history_size] = (seq, data, 12 + len(extensions))
         path = self._send_path
         if path is None or path.dtls is not dtls:
             path = self._send_path = send_path(dtls)
-        try:
-            path.send(data)
-        except ConnectionError:
-            return False
+        srtp = path._srtp
+        if (
+            path._direct
+            and path._nominated.get(1) is path._pair
+            and srtp is not None
+            and srtp.session is dtls._tx_srtp
+        ):
+            # SendPath.send's common case, inline (every packet of every leg: one Python
+            # call less): the pair and SRTP session it keeps are still the leg's, and its
+            # socket sends at once; anything else (a new pair or session, TURN, no pair)
+            # goes through SendPath.send
+            out = srtp.protect(data)
+            path._transport.sendto(out, path._addr)
+            dtls._RTCDtlsTransport__tx_bytes += len(out)  # type: ignore[attr-defined]
+            dtls._RTCDtlsTransport__tx_packets += 1  # type: ignore[attr-defined]
+        else:
+            try:
+                path.send(data)
+            except ConnectionError:
+                return False
         sender = self._sender
         if timestamp != self._report_timestamp:
             # the sender report pairs an RTP timestamp with the wall clock when it was
