@@ -1037,7 +1037,9 @@ class PacketSender:
             # sent: the first packet of a frame stands for all of its packets (they share
             # the timestamp), so the clock is read once a frame, not once a packet
             self._report_timestamp = timestamp
-            sender._RTCRtpSender__ntp_timestamp = _ntp_now()  # type: ignore[attr-defined]
+            # (_ntp_now, inline: every audio packet has a timestamp of its own)
+            ntp = int((time.time() + NTP_UNIX_OFFSET) * 4294967296)
+            sender._RTCRtpSender__ntp_timestamp = ntp  # type: ignore[attr-defined]
             sender._RTCRtpSender__rtp_timestamp = timestamp  # type: ignore[attr-defined]
         sender._RTCRtpSender__octet_count += len(payload)  # type: ignore[attr-defined]
         sender._RTCRtpSender__packet_count += 1  # type: ignore[attr-defined]
