@@ -317,7 +317,7 @@ class LegRewriter:
         return payload[at] & 0x7F
 
 
-SendRtp = Callable[[int, int, int, int, int, bytes, "tuple[int, int] | None", int], bool]
+SendRtp = Callable[[int, int, int, int, int, bytes, tuple[int, int] | None, int], bool]
 """Puts one packet on a leg's wire now (``passthrough.PacketSender.send_rtp``): payload
 type, marker, sequence number, timestamp, SSRC, payload, playout delay, padding size; False
 if it cannot (yet). Fields, not an RtpView: the forwarders make no second object a packet."""
