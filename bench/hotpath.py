@@ -144,7 +144,7 @@ def session_path() -> tuple[passthrough.LeanReceive, NoSocket]:
     totals = ForwardingStats()
     video_forwarder = VideoForwarder(
         LegRewriter(video_sender._ssrc, 96, "video/vp8"),
-        video_out.send,
+        video_out.send_rtp,
         lambda: None,
         totals,
         ready=video_out.ready,
@@ -152,7 +152,7 @@ def session_path() -> tuple[passthrough.LeanReceive, NoSocket]:
     )
     audio_forwarder = AudioForwarder(
         LegRewriter(audio_sender._ssrc, 111, "audio/opus", clock_rate=48000),
-        audio_out.send,
+        audio_out.send_rtp,
         totals,
         ready=audio_out.ready,
     )

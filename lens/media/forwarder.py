@@ -108,19 +108,20 @@ class Vp8Descriptor:
 
 def parse_vp8(payload: bytes) -> Vp8Descriptor | None:
     """The descriptor of a VP8 payload, None if it is too short to be one."""
-    if not payload:
+    size = len(payload)  # (read once: this runs for every video packet)
+    if not size:
         return None
     first = payload[0]
     pos = 1
     picture_id_at = tl0_at = None
     bits = 0
     if first & 0x80:  # X: extension byte
-        if len(payload) < 2:
+        if size < 2:
             return None
         ext = payload[1]
         pos = 2
         if ext & 0x80:  # I: picture ID
-            if len(payload) <= pos:
+            if size <= pos:
                 return None
             picture_id_at = pos
             if payload[pos] & 0x80:  # M: 15 bits
@@ -131,10 +132,10 @@ def parse_vp8(payload: bytes) -> Vp8Descriptor | None:
             tl0_at, pos = pos, pos + 1
         if ext & 0x30:  # T or K
             pos += 1
-    if len(payload) < pos:
+    if size < pos:
         return None
     start = first & 0x17 == 0x10
-    keyframe = start and len(payload) > pos and payload[pos] & 0x01 == 0
+    keyframe = start and size > pos and payload[pos] & 0x01 == 0
     return Vp8Descriptor(start, keyframe, picture_id_at, bits, tl0_at, pos)
 
 
@@ -203,11 +204,21 @@ class LegRewriter:
     def rewrite(self, packet: Any) -> tuple[RtpView | None, Vp8Descriptor | None]:
         """The packet (an RtpView or aiortc RtpPacket) as this leg sends it, or None
         (waiting for a keyframe, stale, padding)."""
+        if not packet.payload:
+            return self.filler(packet), None
+        seq, timestamp, payload, vp8 = self.media(packet)
+        if seq is None:
+            return None, vp8
+        return RtpView(self.payload_type, packet.marker, seq, timestamp, self.ssrc, payload), vp8
+
+    def media(self, packet: Any) -> tuple[int | None, int, bytes, Vp8Descriptor | None]:
+        """A packet with payload as this leg sends it: its sequence number (None: not
+        sent, waiting for a keyframe or stale), timestamp, payload and VP8 descriptor.
+
+        The forwarders write the outgoing header from these (no second RtpView a packet)."""
         # (every packet of every leg comes through here: locals, no helper calls on the
         # common path)
         payload = packet.payload
-        if not payload:
-            return self._filler(packet), None
         vp8 = None
         if self._vp8:
             vp8 = packet.vp8 if type(packet) is RtpView else None
@@ -222,16 +233,34 @@ class LegRewriter:
             else:
                 key_start = True  # audio: every packet stands on its own
             if not key_start:
-                return None, vp8
+                return None, 0, payload, vp8
             self._rebase(packet, vp8)
             self.waiting = False
         elif 0 < (self._start_seq - sequence_number) & 0xFFFF < 0x8000:  # uint16_gt
-            return None, vp8  # sent before the stream (re)started here
+            return None, 0, payload, vp8  # sent before the stream (re)started here
         seq = (sequence_number + self._seq_offset) & 0xFFFF
         timestamp = (packet.timestamp + self._ts_offset) & 0xFFFFFFFF
-        if vp8 is not None and (vp8.picture_id_at is not None or vp8.tl0_at is not None):
-            payload = self._rewrite_vp8(payload, vp8)
-        out = RtpView(self.payload_type, packet.marker, seq, timestamp, self.ssrc, payload)
+        if vp8 is not None:
+            picture_id_at, tl0_at = vp8.picture_id_at, vp8.tl0_at
+            if picture_id_at is not None or tl0_at is not None:
+                # the picture ID and TL0PICIDX, continued from this leg's (inline: every
+                # VP8 packet); a bytearray, written in place and joined as it is by the
+                # sender (bytes() of it would copy the payload once more, for nothing)
+                payload = bytearray(payload)
+                if picture_id_at is not None:
+                    if vp8.picture_id_bits == 15:
+                        picture_id = (
+                            ((payload[picture_id_at] & 0x7F) << 8 | payload[picture_id_at + 1])
+                            + self._picture_offset
+                        ) & 0x7FFF
+                        payload[picture_id_at] = 0x80 | (picture_id >> 8)
+                        payload[picture_id_at + 1] = picture_id & 0xFF
+                    else:
+                        picture_id = ((payload[picture_id_at] & 0x7F) + self._picture_offset) & 0x7F
+                        payload[picture_id_at] = picture_id
+                    self._out_picture_id = picture_id
+                if tl0_at is not None:
+                    payload[tl0_at] = self._out_tl0 = (payload[tl0_at] + self._tl0_offset) & 0xFF
         if 0 < (seq - self._out_seq) & 0xFFFF < 0x8000:  # uint16_gt(seq, self._out_seq)
             self._out_seq = seq
             if timestamp != self._out_ts:
@@ -240,9 +269,9 @@ class LegRewriter:
                 # continues the timestamps from there
                 self._out_ts = timestamp
                 self._sent_at = self._clock()
-        return out, vp8
+        return seq, timestamp, payload, vp8
 
-    def _filler(self, packet: Any) -> RtpView | None:
+    def filler(self, packet: Any) -> RtpView | None:
         """A packet without payload (padding, or what stands for a FEC packet the sidecar
         took: fec.padding_packet) takes a sequence number in the phone's stream: it goes on
         as one byte of padding, so the technician's browser does not NACK that number."""
@@ -287,39 +316,24 @@ class LegRewriter:
             return ((payload[at] & 0x7F) << 8) | payload[at + 1]
         return payload[at] & 0x7F
 
-    def _rewrite_vp8(self, payload: bytes, vp8: Vp8Descriptor) -> bytearray:
-        # a bytearray, written in place and joined as it is by the sender (bytes() of it
-        # would copy the payload once more, for nothing)
-        data = bytearray(payload)
-        at = vp8.picture_id_at
-        if at is not None:
-            if vp8.picture_id_bits == 15:
-                picture_id = (
-                    ((data[at] & 0x7F) << 8 | data[at + 1]) + self._picture_offset
-                ) & 0x7FFF
-                data[at] = 0x80 | (picture_id >> 8)
-                data[at + 1] = picture_id & 0xFF
-            else:
-                picture_id = ((data[at] & 0x7F) + self._picture_offset) & 0x7F
-                data[at] = picture_id
-            self._out_picture_id = picture_id
-        at = vp8.tl0_at
-        if at is not None:
-            data[at] = self._out_tl0 = (data[at] + self._tl0_offset) & 0xFF
-        return data
+
+SendRtp = Callable[[int, int, int, int, int, bytes, tuple[int, int] | None, int], bool]
+"""Puts one packet on a leg's wire now (``passthrough.PacketSender.send_rtp``): payload
+type, marker, sequence number, timestamp, SSRC, payload, playout delay, padding size; False
+if it cannot (yet). Fields, not an RtpView: the forwarders make no second object a packet."""
 
 
 class VideoForwarder:
     """Forwards the phone's video packets to one technician leg (see the module doc).
 
-    `send` puts one rewritten packet on the wire (``passthrough.PacketSender.send``) and
-    `ready` says whether it can yet; `request_keyframe` asks the phone for a keyframe
-    (rate-limited by the session)."""
+    `send` puts one rewritten packet on the wire (:data:`SendRtp`) and `ready` says
+    whether it can yet; `request_keyframe` asks the phone for a keyframe (rate-limited by
+    the session)."""
 
     def __init__(
         self,
         rewriter: LegRewriter,
-        send: Callable[[RtpView], bool],
+        send: SendRtp,
         request_keyframe: Callable[[], None],
         totals: ForwardingStats,
         ready: Callable[[], bool] = lambda: True,
@@ -341,36 +355,55 @@ class VideoForwarder:
         """One packet from the phone (called on the event loop as it arrives)."""
         # the stream starts (at a keyframe) once the leg is connected; once it runs, a
         # failed send restarts it (asked only while waiting: a call per packet less)
-        if self._stopped or (self.rewriter.waiting and not self._ready()):
+        rewriter = self.rewriter
+        if self._stopped or (rewriter.waiting and not self._ready()):
             return
-        out, vp8 = self.rewriter.rewrite(packet)
-        if out is None:
-            if self.rewriter.waiting and packet.payload:
+        if not packet.payload:
+            self._forward_filler(packet)
+            return
+        seq, timestamp, payload, vp8 = rewriter.media(packet)
+        if seq is None:
+            if rewriter.waiting:
                 self._request_keyframe()
             return
-        if self._playout_floor is not None and out.payload and (vp8 is None or vp8.start):
+        delay = None
+        if self._playout_floor is not None and (vp8 is None or vp8.start):
             # the technician's browser buffers long enough for the phone leg's
             # retransmissions (RTP playout-delay extension, 10 ms units: min, max)
-            floor = round(self._playout_floor() * 100)
-            out.playout_delay = (floor, PLAYOUT_DELAY_MAX)
-        if not self._send(out):
-            self.rewriter.restart()  # the leg went away under us: start again at a keyframe
+            delay = (round(self._playout_floor() * 100), PLAYOUT_DELAY_MAX)
+        marker = packet.marker
+        if not self._send(
+            rewriter.payload_type, marker, seq, timestamp, rewriter.ssrc, payload, delay, 0
+        ):
+            rewriter.restart()  # the leg went away under us: start again at a keyframe
             return
         self.packets_forwarded += 1
-        size = len(out.payload)
+        size = len(payload)
         stats, totals = self.stats, self._totals
         stats.bytes_forwarded += size
         totals.bytes_forwarded += size
-        if out.marker:
+        if marker:
             stats.frames_forwarded += 1
             totals.frames_forwarded += 1
         if vp8 is not None and vp8.keyframe:
-            self.stats.keyframes_forwarded += 1
-            self._totals.keyframes_forwarded += 1
-            self.resolution = vp8_resolution(out.payload[vp8.header_len :]) or self.resolution
-        elif vp8 is None and h264_starts_keyframe(out.payload):
-            self.stats.keyframes_forwarded += 1
-            self._totals.keyframes_forwarded += 1
+            stats.keyframes_forwarded += 1
+            totals.keyframes_forwarded += 1
+            self.resolution = vp8_resolution(payload[vp8.header_len :]) or self.resolution
+        elif vp8 is None and h264_starts_keyframe(payload):
+            stats.keyframes_forwarded += 1
+            totals.keyframes_forwarded += 1
+
+    def _forward_filler(self, packet: Any) -> None:
+        """A packet without payload (padding, a FEC packet's number): one byte of padding."""
+        out = self.rewriter.filler(packet)
+        if out is None:
+            return
+        if not self._send(
+            out.payload_type, 0, out.sequence_number, out.timestamp, out.ssrc, b"", None, 1
+        ):
+            self.rewriter.restart()
+            return
+        self.packets_forwarded += 1
 
     def resync(self) -> None:
         """Forwarding restarts (resume after hold): continue at a fresh keyframe."""
@@ -392,7 +425,7 @@ class AudioForwarder:
     def __init__(
         self,
         rewriter: LegRewriter,
-        send: Callable[[RtpView], bool],
+        send: SendRtp,
         totals: ForwardingStats,
         ready: Callable[[], bool] = lambda: True,
     ) -> None:
@@ -409,13 +442,33 @@ class AudioForwarder:
         """One audio packet from the other leg (called on the event loop as it arrives)."""
         if self._stopped or (self.rewriter.waiting and not self._ready()):
             return  # (as VideoForwarder.forward)
-        out, _ = self.rewriter.rewrite(packet)
-        if out is None:
+        rewriter = self.rewriter
+        payload = packet.payload
+        if not payload:  # padding: it takes a number in the stream
+            out = rewriter.filler(packet)
+            if out is None:
+                return
+            sent = self._send(
+                out.payload_type, 0, out.sequence_number, out.timestamp, out.ssrc, b"", None, 1
+            )
+        else:
+            seq, timestamp, payload, _ = rewriter.media(packet)
+            if seq is None:
+                return
+            sent = self._send(
+                rewriter.payload_type,
+                packet.marker,
+                seq,
+                timestamp,
+                rewriter.ssrc,
+                payload,
+                None,
+                0,
+            )
+        if not sent:
+            rewriter.restart()
             return
-        if not self._send(out):
-            self.rewriter.restart()
-            return
-        size = len(out.payload)
+        size = len(payload)
         stats, totals = self.stats, self._totals
         stats.frames_forwarded += 1
         stats.bytes_forwarded += size

@@ -811,10 +811,14 @@ class SendPath:
     a pair whose protocol is not a StunProtocol is sent to through a task, as aiortc does.
     """
 
-    __slots__ = ("dtls", "_srtp", "_pair", "_transport", "_addr", "_direct")
+    __slots__ = ("dtls", "_nominated", "_srtp", "_pair", "_transport", "_addr", "_direct")
 
     def __init__(self, dtls: RTCDtlsTransport) -> None:
         self.dtls = dtls
+        # aioice's nominated pairs by component: the leg's ICE connection keeps this dict
+        # for its life (an ICE restart changes its entries), so it is looked up once, not
+        # through RTCDtlsTransport.transport's property on every packet
+        self._nominated: dict[int, Any] = dtls.transport._connection._nominated
         self._srtp: FastSrtp | None = None
         self._pair: Any = _NO_PAIR  # (never None: no pair is checked on every send)
         self._transport: Any = None
@@ -825,7 +829,7 @@ class SendPath:
         """SRTP-protect and send one RTP (or RTCP) packet now; ConnectionError without a
         nominated pair (nothing is protected then)."""
         dtls = self.dtls
-        pair = dtls.transport._connection._nominated.get(1)
+        pair = self._nominated.get(1)
         if pair is not self._pair:
             self._target(pair)
         srtp = self._srtp
@@ -951,7 +955,32 @@ class PacketSender:
         return self._dtls._state is _CONNECTED
 
     def send(self, packet: Any) -> bool:
-        """Put `packet` on the wire now; False if the leg is not connected (yet)."""
+        """Put `packet` (an RtpView) on the wire now; False if the leg is not connected
+        (yet)."""
+        return self.send_rtp(
+            packet.payload_type,
+            packet.marker,
+            packet.sequence_number,
+            packet.timestamp,
+            packet.ssrc,
+            packet.payload,
+            packet.playout_delay,
+            packet.padding_size,
+        )
+
+    def send_rtp(
+        self,
+        payload_type: int,
+        marker: int,
+        seq: int,
+        timestamp: int,
+        ssrc: int,
+        payload: bytes,
+        playout_delay: tuple[int, int] | None = None,
+        padding_size: int = 0,
+    ) -> bool:
+        """Put a packet, given by its fields (``forwarder.SendRtp``), on the wire now;
+        False if the leg is not connected (yet)."""
         # (every packet of every leg comes through here: locals, no property on the way)
         dtls = self._dtls
         if dtls is None:  # (ready() was not asked: tests, the bench's phones)
@@ -961,40 +990,56 @@ class PacketSender:
         extensions = self._extensions
         if extensions is None:
             extensions = self._extensions = self._extension_block(None)
-        delay = packet.playout_delay
+        delay = playout_delay
         if delay is not None and self._playout_delay_id:
             extensions = self._with_delay.get(delay)
             if extensions is None:
                 extensions = self._with_delay[delay] = self._extension_block(delay)
-        seq = packet.sequence_number
-        timestamp = packet.timestamp
-        payload = packet.payload
-        if packet.padding_size:
+        if padding_size:
+            packet = RtpView(payload_type, marker, seq, timestamp, ssrc, payload, padding_size)
             data = packet.serialize(extensions)
         else:  # RtpView.serialize, inline: one join, one copy of the payload
             header = _RTP_HEADER.pack(
                 0x90 if extensions else 0x80,
-                (0x80 if packet.marker else 0) | packet.payload_type,
+                (0x80 if marker else 0) | payload_type,
                 seq,
                 timestamp,
-                packet.ssrc,
+                ssrc,
             )
             data = b"".join((header, extensions, payload))
         self._history[seq % self._history_size] = (seq, data, 12 + len(extensions))
         path = self._send_path
         if path is None or path.dtls is not dtls:
             path = self._send_path = send_path(dtls)
-        try:
-            path.send(data)
-        except ConnectionError:
-            return False
+        srtp = path._srtp
+        if (
+            path._direct
+            and path._nominated.get(1) is path._pair
+            and srtp is not None
+            and srtp.session is dtls._tx_srtp
+        ):
+            # SendPath.send's common case, inline (every packet of every leg: one Python
+            # call less): the pair and SRTP session it keeps are still the leg's, and its
+            # socket sends at once; anything else (a new pair or session, TURN, no pair)
+            # goes through SendPath.send
+            out = srtp.protect(data)
+            path._transport.sendto(out, path._addr)
+            dtls._RTCDtlsTransport__tx_bytes += len(out)  # type: ignore[attr-defined]
+            dtls._RTCDtlsTransport__tx_packets += 1  # type: ignore[attr-defined]
+        else:
+            try:
+                path.send(data)
+            except ConnectionError:
+                return False
         sender = self._sender
         if timestamp != self._report_timestamp:
             # the sender report pairs an RTP timestamp with the wall clock when it was
             # sent: the first packet of a frame stands for all of its packets (they share
             # the timestamp), so the clock is read once a frame, not once a packet
             self._report_timestamp = timestamp
-            sender._RTCRtpSender__ntp_timestamp = _ntp_now()  # type: ignore[attr-defined]
+            # (_ntp_now, inline: every audio packet has a timestamp of its own)
+            ntp = int((time.time() + NTP_UNIX_OFFSET) * 4294967296)
+            sender._RTCRtpSender__ntp_timestamp = ntp  # type: ignore[attr-defined]
             sender._RTCRtpSender__rtp_timestamp = timestamp  # type: ignore[attr-defined]
         sender._RTCRtpSender__octet_count += len(payload)  # type: ignore[attr-defined]
         sender._RTCRtpSender__packet_count += 1  # type: ignore[attr-defined]
@@ -1491,7 +1536,8 @@ class LeanReceive:
 
     def handle(self, data: bytes, arrival: float) -> bool:
         """Handle one decrypted RTP packet; False: aiortc's path is to take it."""
-        if len(data) < 12:
+        size = len(data)
+        if size < 12:
             return False
         first, second = data[0], data[1]
         payload_type = second & 0x7F
@@ -1503,7 +1549,7 @@ class LeanReceive:
         seq, timestamp, ssrc = _SEQ_TS_SSRC.unpack_from(data, 2)
         pos = 12 + 4 * (first & 0x0F)
         if first & 0x10:
-            if len(data) < pos + 4:
+            if size < pos + 4:
                 return True  # malformed: dropped, as aiortc does
             profile, words = _EXTENSION_HEADER.unpack_from(data, pos)
             start = pos + 4
@@ -1512,7 +1558,7 @@ class LeanReceive:
                 sequence = _extension_value(data, start, pos, profile, self._transport_cc_id)
                 if sequence is not None:
                     self.on_transport_seq(sequence, arrival)
-        end = len(data)
+        end = size
         padding = 0
         if first & 0x20:
             padding = data[-1]
@@ -1640,11 +1686,36 @@ class LeanVideoReceiver:
         if self.frame_view or self._names.get(packet.payload_type) != "VP8":
             self._media(packet, codec, False)
             return
-        # the common case (VP8, no frame view: not recording) without _media's branches
+        # the common case (VP8, no frame view: not recording), every video packet: what
+        # _media and _watch(packet, "VP8") do, inline (two Python calls a packet less)
         payload = packet.payload
-        if payload:
-            packet.vp8 = parse_vp8(payload)
-        self._watch(packet, "VP8")
+        vp8 = packet.vp8 = parse_vp8(payload) if payload else None
+        buffer = self._buffer
+        buffer.media_ssrc = packet.ssrc
+        nacks = self._nacks
+        before = nacks.nacks.max_seq
+        nacks.add(packet)
+        if buffer.link.silence >= SILENCE:  # an outage: the stream needs a keyframe
+            if buffer._on_outage is not None:
+                buffer._on_outage()
+            else:
+                buffer._ask_keyframe()
+        elif before is not None:
+            gap = ((packet.sequence_number - before) & 0xFFFF) - 1  # (uint16_add, inline)
+            if MAX_NACKED < gap < 0x8000:  # more missing than a NACK asks for
+                buffer.holes_given_up += 1
+                buffer._ask_keyframe()
+        if not payload:
+            return
+        timestamp = packet.timestamp
+        if vp8 is not None and vp8.keyframe:
+            self._keyframe_timestamp = timestamp
+            self._keyframe_bytes = 0
+        if timestamp == self._keyframe_timestamp:
+            self._keyframe_bytes += len(payload)
+            if packet.marker:
+                buffer.keyframes.keyframe_arrived(self._keyframe_bytes)
+                self._keyframe_timestamp = None
 
     def rebuilt(self, packet: RtpView, codec: RTCRtpCodecParameters) -> None:
         """A media packet FEC rebuilt (``RedUlpfec``): as one that came, less the receive
@@ -1703,7 +1774,8 @@ class LeanVideoReceiver:
         self._buffer.add(packet)
 
     def _watch(self, packet: RtpView, name: str, rebuilt: bool = False) -> None:
-        """The live stream's needs without the frame view (see the class doc)."""
+        """The live stream's needs without the frame view (see the class doc); `handle`
+        does the same inline for VP8 packets that came (keep the two alike)."""
         buffer = self._buffer
         buffer.media_ssrc = packet.ssrc
         nacks = self._nacks.nacks

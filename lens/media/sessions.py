@@ -592,7 +592,7 @@ class LensMediaSession:
                     packet_sender = passthrough.PacketSender(sender, playout_id)
                     leg.outgoing[kind] = VideoForwarder(
                         rewriter,
-                        packet_sender.send,
+                        packet_sender.send_rtp,
                         self.request_keyframe,
                         self._totals.by_kind[kind],
                         ready=packet_sender.ready,
@@ -611,7 +611,7 @@ class LensMediaSession:
                     packet_sender = passthrough.PacketSender(sender)
                     leg.outgoing[kind] = AudioForwarder(
                         rewriter,
-                        packet_sender.send,
+                        packet_sender.send_rtp,
                         self._totals.by_kind[kind],
                         ready=packet_sender.ready,
                     )

@@ -16,6 +16,7 @@ from aiortc.rtcdtlstransport import State as DtlsState
 
 from lens.media import passthrough, udp
 from lens.media.config import event_loop_factory
+from lens.media.forwarder import RtpView
 from lens.media.srtp import PACKET_LIMIT, FastSrtp, PacketBuffer
 from lens.media.testing import wait_until
 
@@ -317,3 +318,51 @@ def test_sends_leave_a_udp_transport_from_the_buffer_and_decrypt(loop_name: str)
 
     technician = session(key, profile, outbound=False)
     assert [technician.unprotect(d) for d in run(loop_name, scenario)] == [rtp(s) for s in range(3)]
+
+
+def test_a_forwarded_packet_follows_a_new_nominated_pair_and_turn_gets_bytes() -> None:
+    """``PacketSender.send`` sends on the pair its SendPath keeps without a call to it: a
+    new pair (and a transport that may keep the data) must still take the next packet."""
+    key = os.urandom(30)
+    technician = session(key, PROFILES[0][0], outbound=False)
+    host, other, turn = Wire(True), Wire(True), Wire(False)
+    nominated: dict[int, Any] = {}
+    dtls = sending_dtls(session(key, PROFILES[0][0], outbound=True), nominated)
+    dtls._state = DtlsState.CONNECTED
+    sender = types.SimpleNamespace(
+        transport=dtls,
+        _ssrc=1234,
+        _RTCRtpSender__started=True,
+        _RTCRtpSender__mid=None,
+        _RTCRtpSender__rtp_header_extensions_map=types.SimpleNamespace(
+            _HeaderExtensionsMap__ids=types.SimpleNamespace(mid=None)
+        ),
+        _RTCRtpSender__octet_count=0,
+        _RTCRtpSender__packet_count=0,
+    )
+    packets = [RtpView(96, 0, seq, 3000, 1234, bytes(1000)) for seq in range(5)]
+
+    async def scenario() -> list[bool]:  # (aioice's StunProtocol wants a running loop)
+        out = passthrough.PacketSender(sender)  # type: ignore[arg-type]
+        nominated[1] = pair_on(host, ("10.0.0.1", 5000))
+        sent = [out.send(packets[0]), out.send(packets[1])]
+        nominated[1] = pair_on(other, ("10.0.0.2", 6000))  # e.g. an ICE restart
+        sent.append(out.send(packets[2]))
+        nominated[1] = pair_on(turn, ("10.0.0.3", 7000))
+        sent.append(out.send(packets[3]))
+        del nominated[1]  # no pair: not sent, nothing counted
+        sent.append(out.send(packets[4]))
+        return sent
+
+    assert run("asyncio", scenario) == [True, True, True, True, False]
+    assert [(kind, addr) for kind, _, addr in host.sent] == [(memoryview, ("10.0.0.1", 5000))] * 2
+    assert [addr for _, _, addr in other.sent] == [("10.0.0.2", 6000)]
+    assert [(kind, addr) for kind, _, addr in turn.sent] == [(bytes, ("10.0.0.3", 7000))]
+    everything = host.sent + other.sent + turn.sent
+    assert [technician.unprotect(data) for _, data, _ in everything] == [
+        packet.serialize() for packet in packets[:4]
+    ]
+    assert dtls._RTCDtlsTransport__tx_packets == 4
+    assert dtls._RTCDtlsTransport__tx_bytes == sum(len(data) for _, data, _ in everything)
+    assert sender._RTCRtpSender__packet_count == 4
+    assert sender._RTCRtpSender__octet_count == 4000
