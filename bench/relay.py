@@ -31,6 +31,7 @@ import secrets
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -59,8 +60,16 @@ def free_port() -> int:
 
 
 def proc_cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    """CPU seconds process `pid` used (all its threads, those that ended too), to the
+    nanosecond: its CPU-time clock (Linux: ``((~pid) << 3) | CPUCLOCK_SCHED``).
+
+    /proc/<pid>/stat's utime + stime come in clock ticks (10 ms): over a 10 s window a
+    one-session relay uses ~20 of them, so a reading was ±5-10 % by rounding alone."""
+    try:
+        return time.clock_gettime(((~pid) << 3) | 2)
+    except OSError:  # (not Linux's clock ids): clock ticks
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
 def machine_busy_seconds() -> float:
@@ -248,17 +257,19 @@ def summarize(system: str, sessions: int, replies: list[Any], elapsed: float) ->
 
 
 def print_table(results: list[dict[str, Any]]) -> None:
-    direct = {r["sessions"]: r for r in results if r["system"] == "direct"}
-    lens = {r["sessions"]: r for r in results if r["system"] == "lens"}
+    # (with --rounds, each row is compared with the same round's direct path and Lens)
+    direct = {(r["sessions"], r["round"]): r for r in results if r["system"] == "direct"}
+    lens = {(r["sessions"], r["round"]): r for r in results if r["system"] == "lens"}
     header = (
-        "| system | sessions | server CPU % core | per session | peak RSS MB | fps/session "
+        "| system | sessions | round | server CPU % core | per session | peak RSS MB | fps/session "
         "| lost % | latency p50/p95 ms | added p50/p95 ms | start→first frame p50/max ms "
         "| vs Lens CPU | load-gen CPU % | other CPU % |"
     )
     print(header)
-    print("|---" * 13 + "|")
+    print("|---" * 14 + "|")
     for r in results:
-        base = direct.get(r["sessions"])
+        key = (r["sessions"], r["round"])
+        base = direct.get(key)
         added = "–"
         if base and r["system"] != "direct" and r["latency_p50"] == r["latency_p50"]:
             p50 = r["latency_p50"] - base["latency_p50"]
@@ -267,19 +278,62 @@ def print_table(results: list[dict[str, Any]]) -> None:
         per = r.get("cpu_per_session")
         per_text = f"{per:.2f}" if per is not None else "–"
         ratio = "–"
-        if per is not None and r["sessions"] in lens and r["system"] != "lens":
-            ratio = f"{per / lens[r['sessions']]['cpu_per_session']:.2f}×"
+        if per is not None and key in lens and r["system"] != "lens":
+            ratio = f"{per / lens[key]['cpu_per_session']:.2f}×"
         latency = f"{num(r['latency_p50'], '.1f')} / {num(r['latency_p95'], '.1f')}"
         if latency == "– / –":
             latency = "n/a"  # re-encoded frames cannot be matched by hash
         print(
-            f"| {r['system']} | {r['sessions']} "
+            f"| {r['system']} | {r['sessions']} | {r['round']} "
             f"| {num(r.get('cpu_total'), '.1f')} | {per_text} "
             f"| {num(r.get('peak_rss_mb'), '.0f')} | {r['fps']:.1f} | {r['lost_pct']:.2f} "
             f"| {latency} | {added} "
             f"| {r['first_frame_p50']:.0f} / {r['first_frame_max']:.0f} | {ratio} "
             f"| {r['loadgen_cpu']:.0f} | {r['other_cpu']:.0f} |"
         )
+
+
+def print_summary(results: list[dict[str, Any]]) -> None:
+    """Per level and system over the rounds: CPU per session (median, min–max), frames
+    lost (all rounds together), relay-added p95 (median); Lens's median ÷ each other's."""
+    direct = {(r["sessions"], r["round"]): r for r in results if r["system"] == "direct"}
+    print(
+        "| sessions | system | rounds | CPU % core/session median (min–max) "
+        "| Lens ÷ this, medians | frames lost % | added p95 ms, median (max) |"
+    )
+    print("|---" * 7 + "|")
+    levels = sorted({r["sessions"] for r in results})
+    for sessions in levels:
+        by_system: dict[str, list[dict[str, Any]]] = {}
+        for r in results:
+            if r["sessions"] == sessions:
+                by_system.setdefault(r["system"], []).append(r)
+        medians = {
+            system: statistics.median(r["cpu_per_session"] for r in rows)
+            for system, rows in by_system.items()
+            if all(r.get("cpu_per_session") is not None for r in rows)
+        }
+        for system, rows in by_system.items():
+            sent = sum(r["sent"] for r in rows)
+            lost = sum(max(0, r["sent"] - r["received"]) for r in rows)
+            added = [
+                r["latency_p95"] - direct[(sessions, r["round"])]["latency_p95"]
+                for r in rows
+                if (sessions, r["round"]) in direct and system != "direct"
+            ]
+            cpu = "–"
+            if system in medians:
+                values = [r["cpu_per_session"] for r in rows]
+                cpu = f"{medians[system]:.2f} ({min(values):.2f}–{max(values):.2f})"
+            ratio = "–"
+            if system in medians and "lens" in medians and system != "lens":
+                ratio = f"{medians['lens'] / medians[system]:.2f}×"
+            added_text = f"{statistics.median(added):.1f} ({max(added):.1f})" if added else "–"
+            lost_text = f"{100 * lost / sent:.2f}" if sent else "–"
+            print(
+                f"| {sessions} | {system} | {len(rows)} | {cpu} | {ratio} | {lost_text} "
+                f"| {added_text} |"
+            )
 
 
 def num(value: float | None, spec: str) -> str:
@@ -302,7 +356,16 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--logs", type=Path, help="keep the servers' logs in this folder")
     parser.add_argument("--hog", action="store_true", help="a process spinning on one core")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="measure each level this many times, the systems' order reversed every other "
+        "round; a summary gives each system's median and the ratio of the medians",
+    )
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     levels = [1, 5] if args.quick else [int(x) for x in args.levels.split(",")]
     mediarelay_levels = [int(x) for x in args.mediarelay_levels.split(",")]
     systems = args.systems.split(",")
@@ -336,22 +399,27 @@ def main() -> None:
             tmp = str(args.logs.resolve())
         try:
             # systems side by side at each level, so they share the machine's conditions
+            # (rounds: the order reversed every other round, so that neither system
+            # always runs first after a level's start or right after the other)
             for sessions in levels:
-                for system in systems:
-                    if system == "mediarelay" and sessions not in mediarelay_levels:
-                        continue
-                    result = run_level(
-                        system, sessions, workers, Path(tmp), args.warmup, args.window
-                    )
-                    results.append(result)
-                    print(
-                        f"  {system:10} x{sessions:<2} cpu/session "
-                        f"{result.get('cpu_per_session', float('nan')):5.2f}%  lost "
-                        f"{result['lost_pct']:.2f}%  p95 {result['latency_p95']:.1f} ms  "
-                        f"other {result['other_cpu']:.0f}%  load {loadavg()}  "
-                        f"{result.get('codecs', '')}",
-                        flush=True,
-                    )
+                for round_number in range(args.rounds):
+                    order = systems if round_number % 2 == 0 else systems[::-1]
+                    for system in order:
+                        if system == "mediarelay" and sessions not in mediarelay_levels:
+                            continue
+                        result = run_level(
+                            system, sessions, workers, Path(tmp), args.warmup, args.window
+                        )
+                        result["round"] = round_number + 1
+                        results.append(result)
+                        print(
+                            f"  {system:10} x{sessions:<2} round {round_number + 1} cpu/session "
+                            f"{result.get('cpu_per_session', float('nan')):5.2f}%  lost "
+                            f"{result['lost_pct']:.2f}%  p95 {result['latency_p95']:.1f} ms  "
+                            f"other {result['other_cpu']:.0f}%  load {loadavg()}  "
+                            f"{result.get('codecs', '')}",
+                            flush=True,
+                        )
         finally:
             for conn in workers:
                 conn.send(("quit", None))
@@ -362,6 +430,9 @@ def main() -> None:
                 hog.join(5)
     print()
     print_table(results)
+    if args.rounds > 1:
+        print()
+        print_summary(results)
     print(
         f"\nwhole run: {time.monotonic() - started:.0f} s on {os.cpu_count()} cores"
         f"{', CPU hog on one core' if args.hog else ''}; load average {loadavg()}"
