@@ -2,6 +2,8 @@
 
     .venv/bin/python bench/relay.py            # the full run, about 6 minutes
     .venv/bin/python bench/relay.py --quick    # levels 1 and 5 only
+    .venv/bin/python bench/relay.py --levels 1,10,20,40 --systems direct,lens,janus --rounds 3
+        # each level three times, the systems' order reversed every other round: medians
 
 Each relay runs as its own process and is measured from /proc: CPU time over a fixed
 window and peak RSS (VmHWM), at 1, 5, 10 and 20 concurrent sessions (a fresh server per
