@@ -121,6 +121,12 @@ class PhonePage:
             with app.app_context():
                 try:
                     self.presence(lifecycle.customer_left)
+                except SQLAlchemyError as exc:  # the database gone away meanwhile: say so
+                    log.warning(
+                        "customer's departure from session %s not recorded: %s",
+                        self.session_id,
+                        exc,
+                    )
                 finally:
                     db.session.remove()
 

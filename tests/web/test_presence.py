@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import html
 import json
+import logging
 import re
+import threading
 import time
 
+from sqlalchemy.exc import OperationalError
+
 from lens.extensions import db
+from lens.sessions import lifecycle
 from lens.sessions.models import LensSession
 from tests.conftest import PageClient
 from tests.web.test_live import (
@@ -61,6 +66,44 @@ def test_a_closed_phone_page_is_reported_and_start_waits_for_its_return(
     panel = html.unescape(tech.get(f"/console/sessions/{session_id}").text)
     assert "Customer's page closed" in panel  # the log says when
     assert 'data-customer="away"' in panel
+
+
+def test_a_departure_the_database_cannot_take_is_logged_not_raised(
+    app, technician, http_server, ws_connect, subscriptions, monkeypatch
+):
+    """The grace period's write runs on its own thread: a database that went away by then
+    (an outage, a restart) is a warning with the session's id, not a thread that dies."""
+    app.config["LENS_CUSTOMER_GRACE_SECONDS"] = 0.2
+    _, session_id, phone_ws = waiting_phone(
+        app, http_server, ws_connect, subscriptions, "Jane Outage"
+    )
+
+    def database_gone(*args, **kwargs):
+        raise OperationalError("UPDATE lens_session", {}, Exception("server closed the connection"))
+
+    monkeypatch.setattr(lifecycle, "customer_left", database_gone)
+    died: list[BaseException] = []
+    monkeypatch.setattr(threading, "excepthook", lambda hook: died.append(hook.exc_value))
+    warnings: list[str] = []
+    warned = threading.Event()
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            warnings.append(record.getMessage())
+            warned.set()
+
+    logger = logging.getLogger("lens.customer.live")
+    handler = Collect(logging.WARNING)
+    logger.addHandler(handler)
+    try:
+        phone_ws.close()
+        assert warned.wait(BOUND), "no warning about the departure"
+    finally:
+        logger.removeHandler(handler)
+    assert f"customer's departure from session {session_id} not recorded" in warnings[0]
+    assert "server closed the connection" in warnings[0]
+    assert died == []
+    assert customer_left_at(app, session_id) is None  # nothing half-written
 
 
 def test_a_reopened_phone_page_brings_the_customer_back(
