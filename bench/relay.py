@@ -5,10 +5,10 @@
     .venv/bin/python bench/relay.py --levels 1,10,20,40 --systems direct,lens,janus --rounds 3
         # each level three times, the systems' order reversed every other round: medians
 
-Each relay runs as its own process and is measured from /proc: CPU time over a fixed
-window and peak RSS (VmHWM), at 1, 5, 10 and 20 concurrent sessions (a fresh server per
-level). A session is a phone sending pre-encoded 640x480@30 VP8 (~1 Mbps) + Opus and a
-technician receiving both. Load-generator peers run in two worker processes.
+Each relay runs as its own process and is measured from outside: CPU time over a fixed
+window (its CPU clock) and peak RSS (VmHWM, /proc), at 1, 5, 10 and 20 concurrent sessions
+(a fresh server per level). A session is a phone sending pre-encoded 640x480@30 VP8
+(~1 Mbps) + Opus and a technician receiving both. Load-generator peers run in two worker processes.
 
 Measured per system and level: server CPU (% of one core, total and per session), peak
 RSS, frames lost (video frames sent in the window that did not arrive), one-way frame
