@@ -152,6 +152,12 @@ def backend_config() -> dict:
     }
 
 
+# No sidecar unless a test wires one in (browser/conftest.py's `sidecar`, the tools' fake):
+# not LENS_MEDIA_URL's default port, where a Lens started by `bin/run` on the same machine
+# answers (it did: 401s for the tests' snapshots and session ends)
+NO_SIDECAR = "http://127.0.0.1:9"
+
+
 def close_backends(app: Flask) -> None:
     bus = app.extensions["lens.events"]
     if hasattr(bus, "close"):
@@ -170,6 +176,7 @@ def app(tmp_path, monkeypatch, database_url) -> Iterator[Flask]:
             "LENS_PASSWORD_METHOD": "pbkdf2:sha256:1",
             **backend_config(),
             "SERVER_NAME": None,
+            "LENS_MEDIA_URL": NO_SIDECAR,
         }
     )
     with app.app_context():
@@ -435,6 +442,7 @@ def blank_app(tmp_path, monkeypatch, postgres_databases) -> Iterator[Flask]:
             "SQLALCHEMY_DATABASE_URI": url,
             "LENS_PASSWORD_METHOD": "pbkdf2:sha256:1",
             **backend_config(),
+            "LENS_MEDIA_URL": NO_SIDECAR,
         }
     )
     with app.app_context():
