@@ -258,10 +258,14 @@ def summarize(system: str, sessions: int, replies: list[Any], elapsed: float) ->
     }
 
 
+def by_level_and_round(results: list[dict[str, Any]], system: str) -> dict[tuple, dict]:
+    """`system`'s results by (sessions, round): a row is compared with the same round's."""
+    return {(r["sessions"], r["round"]): r for r in results if r["system"] == system}
+
+
 def print_table(results: list[dict[str, Any]]) -> None:
-    # (with --rounds, each row is compared with the same round's direct path and Lens)
-    direct = {(r["sessions"], r["round"]): r for r in results if r["system"] == "direct"}
-    lens = {(r["sessions"], r["round"]): r for r in results if r["system"] == "lens"}
+    direct = by_level_and_round(results, "direct")
+    lens = by_level_and_round(results, "lens")
     header = (
         "| system | sessions | round | server CPU % core | per session | peak RSS MB | fps/session "
         "| lost % | latency p50/p95 ms | added p50/p95 ms | start→first frame p50/max ms "
@@ -298,7 +302,7 @@ def print_table(results: list[dict[str, Any]]) -> None:
 def print_summary(results: list[dict[str, Any]]) -> None:
     """Per level and system over the rounds: CPU per session (median, min–max), frames
     lost (all rounds together), relay-added p95 (median); Lens's median ÷ each other's."""
-    direct = {(r["sessions"], r["round"]): r for r in results if r["system"] == "direct"}
+    direct = by_level_and_round(results, "direct")
     print(
         "| sessions | system | rounds | CPU % core/session median (min–max) "
         "| Lens ÷ this, medians | frames lost % | added p95 ms, median (max) |"

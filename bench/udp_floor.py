@@ -28,6 +28,8 @@ import socket
 import time
 from typing import Any
 
+from relay import proc_cpu_seconds  # (bench/ is this script's folder: on sys.path)
+
 VIDEO_PACKETS, VIDEO_SIZE, AUDIO_PER_SECOND, AUDIO_SIZE, FPS = 4, 1100, 40, 120, 30
 READ_BATCH = 16
 
@@ -99,9 +101,6 @@ def measure(host: str, sessions: int, seconds: float, spacing: float) -> float:
     video, audio = bytes(VIDEO_SIZE), bytes(AUDIO_SIZE)
     audio_every = FPS / AUDIO_PER_SECOND  # frames between audio packets
 
-    def cpu() -> float:
-        return time.clock_gettime(((~server.pid) << 3) | 2)  # the process's CPU clock
-
     try:
         start = time.monotonic()
         frame, audio_due = 0, 0.0
@@ -111,7 +110,7 @@ def measure(host: str, sessions: int, seconds: float, spacing: float) -> float:
             while (now := time.monotonic()) < due:
                 time.sleep(min(0.002, due - now))
             if cpu0 is None and now - start >= 2.0:
-                cpu0, t0 = cpu(), now
+                cpu0, t0 = proc_cpu_seconds(server.pid), now
             if t0 is not None and now - t0 >= seconds:
                 break
             audio_now = frame >= audio_due
@@ -125,7 +124,7 @@ def measure(host: str, sessions: int, seconds: float, spacing: float) -> float:
             while frame >= audio_due:
                 audio_due += audio_every
             frame += 1
-        return 100 * (cpu() - cpu0) / (time.monotonic() - t0)
+        return 100 * (proc_cpu_seconds(server.pid) - cpu0) / (time.monotonic() - t0)
     finally:
         server.kill()
         reader.kill()
