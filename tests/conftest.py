@@ -25,6 +25,7 @@ from lens.auth.models import Technician
 from lens.events import InProcessBus, make_bus
 from lens.extensions import db, limiter
 from lens.factory import create_app
+from tests.webserver import NO_SIDECAR
 
 TOKEN = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"|"X-CSRFToken": "([^"]+)"')
 PASSWORD = "correct horse battery"
@@ -150,12 +151,6 @@ def backend_config() -> dict:
         "RATELIMIT_KEY_PREFIX": RUN_PREFIX,
         "REDIS_URL": REDIS_URL,
     }
-
-
-# No sidecar unless a test wires one in (browser/conftest.py's `sidecar`, the tools' fake):
-# not LENS_MEDIA_URL's default port, where a Lens started by `bin/run` on the same machine
-# answers (it did: 401s for the tests' snapshots and session ends)
-NO_SIDECAR = "http://127.0.0.1:9"
 
 
 def close_backends(app: Flask) -> None:

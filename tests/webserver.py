@@ -18,6 +18,10 @@ import requests
 
 ROOT = Path(__file__).resolve().parents[1]
 PASSWORD = "correct horse battery"
+# where no sidecar listens (the discard port): signaling answers "unavailable". Not
+# LENS_MEDIA_URL's default port, where a Lens started by `bin/run` on the same machine
+# answers (it did: 401s for the tests' snapshots and session ends)
+NO_SIDECAR = "http://127.0.0.1:9"
 
 
 def free_port() -> int:
@@ -41,7 +45,7 @@ class WebServer:
             os.environ,
             LENS_INSTANCE_PATH=str(self.instance),
             LENS_PASSWORD_METHOD="pbkdf2:sha256:1",
-            LENS_MEDIA_URL="http://127.0.0.1:9",  # no sidecar: signaling answers "unavailable"
+            LENS_MEDIA_URL=NO_SIDECAR,
             LENS_SWEEP_SECONDS="0",
             **settings,
         )
