@@ -46,6 +46,8 @@ SEEN_EVERY_SECONDS = 30.0  # well inside LENS_CUSTOMER_GONE_MINUTES
 
 Message = dict[str, Any]
 
+EMPTY_CHAT_SLOT = '<div id="phone-chat-slot" hx-swap-oob="innerHTML"></div>'
+
 
 class PhonePage:
     """What the customer's open page sees and may do."""
@@ -59,7 +61,6 @@ class PhonePage:
         self.leg = None  # this page's media leg, watched (lens.sidecars.legs)
         self.offer_slots = offer_slots()
         self.link = secrets.token_hex(8)  # this socket, for presence (lifecycle.customer_arrived)
-        self.chat_offered: bool | None = None  # whether the page shows the chat (None: unknown)
 
     def run(self) -> None:
         """Serve the page until its socket closes or its session is over."""
@@ -141,9 +142,6 @@ class PhonePage:
             return False
         recording = open_recording(db.session, self.session_id) is not None
         screen = (lens_session.state, recording, lens_session.technician_id)
-        chat = "chat" in self.features(lens_session)
-        if self.chat_offered is None:
-            self.chat_offered = chat  # as the page was rendered, a moment ago
         if screen != self.last_screen:
             self.last_screen = screen
             html = ""
@@ -151,9 +149,10 @@ class PhonePage:
                 html = render_template(
                     "customer/_status.html", s=lens_session, recording=recording, oob=True
                 )
-            if self.chat_offered and not chat:  # started in the Web Console: no chat there
-                self.chat_offered = False
-                html += '<section id="phone-chat" hx-swap-oob="delete"></section>'
+            if "chat" not in self.features(lens_session):
+                # started in the Web Console (no chat there), perhaps after the page was
+                # rendered with one: its slot, always on the page, is emptied
+                html += EMPTY_CHAT_SLOT
             if html:
                 self.sock.send_html(html)
         return lens_session.is_live

@@ -11,6 +11,7 @@ import json
 import pytest
 
 from lens import features
+from lens.customer.live import EMPTY_CHAT_SLOT
 from lens.extensions import db
 from lens.features import (
     TECHNICIAN_CONSOLE,
@@ -116,7 +117,24 @@ def test_the_phones_chat_goes_when_the_session_starts_in_the_web_console(
         message = phone_ws.receive(timeout=BOUND)
         assert message is not None, "the phone was never told the session started"
         pushed = message if message.startswith("<") else pushed
-    assert '<section id="phone-chat" hx-swap-oob="delete">' in pushed
+    assert EMPTY_CHAT_SLOT in pushed
+
+
+def test_the_phones_chat_goes_when_the_session_started_before_its_socket_opened(
+    app, technician, http_server, media, ws_connect
+):
+    """The page rendered with its chat; the technician starts the session in the Web
+    Console before the page's socket pushes anything: the first push empties the chat."""
+    tech = Browser(http_server).log_in("tess@example.com")
+    session_id = new_session(app, tech, "/console")
+    page = tech.phone.get("/c").text
+    assert "data-chat-form" in page and 'id="phone-chat-slot"' in page
+    assert tech.post(f"/web/sessions/{session_id}/start").status_code == 200
+
+    phone_ws = ws_connect("/c/ws", tech.phone.http.cookies)
+    message = phone_ws.receive(timeout=BOUND)
+    assert message is not None and message.startswith("<"), message
+    assert "Session active" in message and EMPTY_CHAT_SLOT in message
 
 
 def test_started_in_the_technician_console_it_keeps_its_tools(app, technician, http_server, media):
