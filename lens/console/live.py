@@ -33,6 +33,7 @@ from lens.extensions import db
 from lens.features import features_of
 from lens.sessions.models import HANDLING_STATES, LensSession, SessionEvent
 from lens.signaling.relay import (
+    MediaNotes,
     busy,
     exchange_offer,
     log_media,
@@ -73,7 +74,7 @@ class ConsolePage:
         self.dialog: int | None = None  # the session the New session window shows
         self.log_seen = 0  # the last log line the open panel has
         self.stop_controls = None
-        self.media: set[int] = set()  # sessions whose video this page negotiated
+        self.media = MediaNotes()  # .connected: sessions whose video this page negotiated
         self.legs: dict[int, Any] = {}  # their legs, watched (lens.sidecars.legs)
         self.offer_slots = offer_slots()
         # the reader and the forwarders (threads under the dev server) share the page's state
@@ -101,7 +102,7 @@ class ConsolePage:
             for leg in list(self.legs.values()):
                 legs.remove(leg)
             with self.sock.unit():
-                for session_id in self.media:
+                for session_id in self.media.connected:
                     log_media(session_id, "media_closed", self.actor)
 
     def still_here(self) -> None:
@@ -401,9 +402,7 @@ class ConsolePage:
                 reply = exchange_offer(message, answer)
             finally:
                 self.offer_slots.release()
-            if reply["type"] == "answer" and session_id not in self.media:
-                self.media.add(session_id)
-                log_media(session_id, "media_connected", self.actor)
+            self.media.replied(session_id, self.actor, reply)
             self.sock.send_json(reply)
 
         if not self.offer_slots.acquire(blocking=False):

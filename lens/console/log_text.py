@@ -90,7 +90,7 @@ def event_text(event: SessionEvent) -> str:
         return _("Chat message from the technician")
     if kind in ("invite_sent", "invite_failed", "invite_shown"):
         return invitation_text(kind, data)
-    if kind in ("media_connected", "media_closed"):
+    if kind in ("media_connected", "media_closed", "media_unavailable"):
         return media_text(kind, event.actor)
     if kind == "snapshot":
         return _("Snapshot taken (%(size)s)", size=detail)
@@ -117,6 +117,10 @@ def event_text(event: SessionEvent) -> str:
 
 
 def media_text(kind: str, actor: str) -> str:
+    if kind == "media_unavailable":  # (lens.signaling.relay.MediaNotes)
+        if actor == "customer":
+            return _("The media server is not answering: the customer's camera waits for it")
+        return _("The media server is not answering: the technician's video waits for it")
     if kind == "media_connected":
         if actor == "customer":
             return _("Customer's camera connected")

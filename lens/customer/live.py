@@ -30,6 +30,7 @@ from lens.sessions import lifecycle
 from lens.sessions.models import LensSession, SessionState
 from lens.signaling.relay import (
     MEDIA_STATES,
+    MediaNotes,
     busy,
     exchange_offer,
     log_media,
@@ -57,7 +58,7 @@ class PhonePage:
         self.session_id = session_id
         self.last_screen: tuple | None = None
         self.seen_at = 0.0
-        self.media = False
+        self.media = MediaNotes()
         self.leg = None  # this page's media leg, watched (lens.sidecars.legs)
         self.offer_slots = offer_slots()
         self.link = secrets.token_hex(8)  # this socket, for presence (lifecycle.customer_arrived)
@@ -86,7 +87,7 @@ class PhonePage:
         finally:
             self.sock.finish()
             current_app.extensions["lens.legs"].remove(self.leg)
-            if self.media:
+            if self.media.connected:
                 with self.sock.unit():
                     log_media(self.session_id, "media_closed", CUSTOMER)
             if arrived:
@@ -244,9 +245,7 @@ class PhonePage:
                 reply = exchange_offer(message, answer)
             finally:
                 self.offer_slots.release()
-            if reply["type"] == "answer" and not self.media:
-                self.media = True
-                log_media(session_id, "media_connected", CUSTOMER)
+            self.media.replied(session_id, CUSTOMER, reply)
             self.sock.send_json(reply)
             if reply["type"] == "answer":
                 record_if_forced(session_id, answered_by[-1] if answered_by else "")

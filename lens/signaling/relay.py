@@ -73,6 +73,32 @@ def log_media(session_id: int, kind: str, actor: str) -> None:
         log.warning("could not log %s for session %s: database busy", kind, session_id)
 
 
+class MediaNotes:
+    """What one page's offers leave in their sessions' logs: its media connected (once a
+    page), and the media server not answering (once until it answers again: a page
+    re-offers every few seconds while it waits, and one line says it)."""
+
+    def __init__(self) -> None:
+        self.connected: set[int] = set()  # sessions whose media this page negotiated
+        self._unanswered: set[int] = set()
+        self._lock = threading.Lock()  # the page's offers are answered in threads
+
+    def replied(self, session_id: int, actor: str, reply: dict[str, Any]) -> None:
+        """Log what `reply` (exchange_offer's) means for the session, if it is news."""
+        with self._lock:
+            if reply["type"] == "answer":
+                self._unanswered.discard(session_id)
+                kind = None if session_id in self.connected else "media_connected"
+                self.connected.add(session_id)
+            elif reply.get("reason") == "unavailable" and session_id not in self._unanswered:
+                self._unanswered.add(session_id)
+                kind = "media_unavailable"
+            else:
+                kind = None
+        if kind is not None:
+            log_media(session_id, kind, actor)
+
+
 def exchange_offer(message: Offer, answer: Answerer) -> dict[str, Any]:
     """The reply to a page's (checked) offer: the sidecar's answer, or why there is none."""
     ref = message.ref

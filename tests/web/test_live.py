@@ -14,9 +14,11 @@ from simple_websocket import ConnectionError as HandshakeRefused
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
+from lens.auth.models import Technician
 from lens.extensions import db
 from lens.sessions import lifecycle
-from lens.sessions.models import LensSession
+from lens.sessions.models import LensSession, SessionState
+from lens.timeutil import now_utc
 from tests.conftest import PASSWORD, add_technician, csrf_from
 
 BOUND = 5.0  # seconds a pushed change may take to reach an open page
@@ -272,7 +274,7 @@ def test_an_offer_waits_for_a_sidecar_and_a_page_may_have_only_a_few_waiting(
         probe.bind(("127.0.0.1", 0))
         nobody = f"http://127.0.0.1:{probe.getsockname()[1]}"
     app.extensions["lens.media"] = MediaRouter(StaticRegistry(nobody), "s", offer_wait=1.5)
-    _, _, ws = waiting_phone(app, http_server, ws_connect, subscriptions, "Olga Offers")
+    _, session_id, ws = waiting_phone(app, http_server, ws_connect, subscriptions, "Olga Offers")
     sent = time.monotonic()
     for ref in range(OFFERS_IN_FLIGHT + 1):
         ws.send(json.dumps({"type": "offer", "ref": ref, "sdp": OFFER}))
@@ -292,3 +294,44 @@ def test_an_offer_waits_for_a_sidecar_and_a_page_may_have_only_a_few_waiting(
     while (raw := ws.receive(timeout=BOUND)) is not None and not raw.startswith("{"):
         pass
     assert raw is not None and json.loads(raw)["reason"] == "unavailable"
+    # the session's log says once that the media server did not answer, not once an offer
+    with app.app_context():
+        kinds = [e.kind for e in db.session.get(LensSession, session_id).events]
+        assert kinds.count("media_unavailable") == 1, kinds
+        assert "media_connected" not in kinds
+
+
+def test_media_notes_say_each_outage_once_and_each_connection_once(app, technician):
+    """A page's offers in its session's log (MediaNotes): connected once a page; the media
+    server not answering once an outage, however often the page re-offers meanwhile."""
+    from lens.signaling.relay import MediaNotes
+
+    with app.app_context():
+        lens_session = lifecycle.create_session(
+            db.session,
+            technician=db.session.get(Technician, technician),
+            console="technician",
+            customer_name="Nora Notes",
+            pin_validity=timedelta(minutes=10),
+            now=now_utc(),
+        )
+        lens_session.state = SessionState.ACTIVE  # (media is logged for live sessions only)
+        db.session.commit()
+        session_id = lens_session.id
+        notes = MediaNotes()
+        unavailable = {"type": "error", "ref": 1, "reason": "unavailable"}
+        for reply in (
+            unavailable,
+            unavailable,
+            {"type": "answer", "ref": 2, "sdp": "v=0"},
+            {"type": "error", "ref": 3, "reason": "busy"},
+            {"type": "answer", "ref": 4, "sdp": "v=0"},
+            unavailable,
+            unavailable,
+        ):
+            notes.replied(session_id, "customer", reply)
+        db.session.expire_all()
+        kinds = [e.kind for e in db.session.get(LensSession, session_id).events]
+        media = [k for k in kinds if k.startswith("media_")]
+        assert media == ["media_unavailable", "media_connected", "media_unavailable"], kinds
+        assert notes.connected == {session_id}

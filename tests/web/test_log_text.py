@@ -35,6 +35,10 @@ def line(kind: str, *, detail=None, data=None, actor="technician:1") -> dict:
         (line("end", detail="customer_left"),
          "Session ended (the customer's page was closed)"),
         (line("media_connected", actor="customer"), "Customer's camera connected"),
+        (line("media_unavailable", actor="customer"),
+         "The media server is not answering: the customer's camera waits for it"),
+        (line("media_unavailable", actor="technician"),
+         "The media server is not answering: the technician's video waits for it"),
         (line("something_new", detail="x"), "something_new: x"),
     ],
 )  # fmt: skip
