@@ -4,6 +4,8 @@
     .venv/bin/python bench/relay.py --quick    # levels 1 and 5 only
     .venv/bin/python bench/relay.py --levels 1,10,20,40 --systems direct,lens,janus --rounds 3
         # each level three times, the systems' order reversed every other round: medians
+    .venv/bin/python bench/relay.py --levels 1,10 --systems lens,janus --other-python /x/python3
+        # + lens-other: the same sidecar on another interpreter (with Lens's packages)
 
 Each relay runs as its own process and is measured from outside: CPU time over a fixed
 window (its CPU clock) and peak RSS (VmHWM, /proc), at 1, 5, 10 and 20 concurrent sessions
@@ -52,6 +54,8 @@ from load import worker_main  # noqa: E402
 from lens.media.testing import encode_opus_clip, encode_vp8_clip  # noqa: E402
 
 WORKERS = 2
+# the interpreter each Lens system's sidecar runs on (--other-python adds "lens-other")
+SIDECAR_PYTHON = {"lens": sys.executable, "lens-asyncio": sys.executable}
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -123,10 +127,10 @@ class Server:
             env |= {"LENS_MEDIA_PORT": str(self.port), "LENS_MEDIA_SECRET": self.secret}
             if system == "lens-asyncio":
                 env["LENS_MEDIA_LOOP"] = "asyncio"
-            command = [sys.executable, "-m", "lens.media"]
+            command = [SIDECAR_PYTHON[system], "-m", "lens.media"]
             if os.environ.get("LENS_BENCH_PROFILE"):  # a cProfile dump per level, to read
                 dump = f"{os.environ['LENS_BENCH_PROFILE']}-{time.time():.0f}.prof"
-                command = [sys.executable, "-m", "cProfile", "-o", dump, "-m", "lens.media"]
+                command = [command[0], "-m", "cProfile", "-o", dump, "-m", "lens.media"]
             self.url = f"http://127.0.0.1:{self.port}"
             health = self.url + "/healthz"
         elif system == "mediarelay":
@@ -355,7 +359,14 @@ def main() -> None:
     parser.add_argument("--levels", default="1,5,10,20")
     parser.add_argument("--mediarelay-levels", default="1,5")
     parser.add_argument(
-        "--systems", default="direct,lens,janus,mediarelay", help="also lens-asyncio"
+        "--systems",
+        default="direct,lens,janus,mediarelay",
+        help="also lens-asyncio, and lens-other with --other-python",
+    )
+    parser.add_argument(
+        "--other-python",
+        help="the system lens-other: the same sidecar on this interpreter (with Lens's "
+        "packages installed), e.g. another build of Python 3.11",
     )
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--window", type=float, default=10.0)
@@ -375,6 +386,12 @@ def main() -> None:
     levels = [1, 5] if args.quick else [int(x) for x in args.levels.split(",")]
     mediarelay_levels = [int(x) for x in args.mediarelay_levels.split(",")]
     systems = args.systems.split(",")
+    if args.other_python:
+        SIDECAR_PYTHON["lens-other"] = args.other_python
+        if "lens-other" not in systems:
+            systems.append("lens-other")
+    elif "lens-other" in systems:
+        parser.error("lens-other needs --other-python")
     if "janus" in systems and shutil.which("janus") is None:
         print("janus not installed: skipped")
         systems.remove("janus")
