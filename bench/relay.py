@@ -4,6 +4,8 @@
     .venv/bin/python bench/relay.py --quick    # levels 1 and 5 only
     .venv/bin/python bench/relay.py --levels 1,10,20,40 --systems direct,lens,janus --rounds 3
         # each level three times, the systems' order reversed every other round: medians
+    .venv/bin/python bench/relay.py --levels 10 --systems lens,lens-python,janus
+        # + lens-python: the sidecar without its native send step (LENS_MEDIA_NATIVE=0)
     .venv/bin/python bench/relay.py --levels 1,10 --systems lens,janus --other-python /x/python3
         # + lens-other: the same sidecar on another interpreter (with Lens's packages)
 
@@ -55,7 +57,11 @@ from lens.media.testing import encode_opus_clip, encode_vp8_clip  # noqa: E402
 
 WORKERS = 2
 # the interpreter each Lens system's sidecar runs on (--other-python adds "lens-other")
-SIDECAR_PYTHON = {"lens": sys.executable, "lens-asyncio": sys.executable}
+SIDECAR_PYTHON = {
+    "lens": sys.executable,
+    "lens-asyncio": sys.executable,
+    "lens-python": sys.executable,
+}
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -127,6 +133,8 @@ class Server:
             env |= {"LENS_MEDIA_PORT": str(self.port), "LENS_MEDIA_SECRET": self.secret}
             if system == "lens-asyncio":
                 env["LENS_MEDIA_LOOP"] = "asyncio"
+            if system == "lens-python":  # without the native send step (lens.media.native)
+                env["LENS_MEDIA_NATIVE"] = "0"
             command = [SIDECAR_PYTHON[system], "-m", "lens.media"]
             if os.environ.get("LENS_BENCH_PROFILE"):  # a cProfile dump per level, to read
                 dump = f"{os.environ['LENS_BENCH_PROFILE']}-{time.time():.0f}.prof"
@@ -361,7 +369,8 @@ def main() -> None:
     parser.add_argument(
         "--systems",
         default="direct,lens,janus,mediarelay",
-        help="also lens-asyncio, and lens-other with --other-python",
+        help="also lens-asyncio, lens-python (no native send step), and lens-other with "
+        "--other-python",
     )
     parser.add_argument(
         "--other-python",

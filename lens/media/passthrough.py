@@ -56,7 +56,7 @@ from aiortc.rtp import (
 )
 from aiortc.utils import uint16_add, uint16_gt
 
-from lens.media import fec
+from lens.media import fec, native
 from lens.media.congestion import TransportFeedback
 from lens.media.forwarder import RtpView, h264_starts_keyframe, parse_vp8
 from lens.media.recovery import (
@@ -811,7 +811,16 @@ class SendPath:
     a pair whose protocol is not a StunProtocol is sent to through a task, as aiortc does.
     """
 
-    __slots__ = ("dtls", "_nominated", "_srtp", "_pair", "_transport", "_addr", "_direct")
+    __slots__ = (
+        "dtls",
+        "_nominated",
+        "_srtp",
+        "_pair",
+        "_transport",
+        "_addr",
+        "_direct",
+        "_native",
+    )
 
     def __init__(self, dtls: RTCDtlsTransport) -> None:
         self.dtls = dtls
@@ -824,6 +833,9 @@ class SendPath:
         self._transport: Any = None
         self._addr: Any = None
         self._direct = False
+        # the pair's transport when the native send step may send on it (a UdpTransport:
+        # its native_fd), else None
+        self._native: Any = None
 
     def send(self, data: bytes, rtcp: bool = False) -> None:
         """SRTP-protect and send one RTP (or RTCP) packet now; ConnectionError without a
@@ -860,6 +872,8 @@ class SendPath:
         else:
             self._transport = None
             self._direct = False
+        has_fd = self._direct and hasattr(self._transport, "native_fd")
+        self._native = self._transport if NATIVE is not None and has_fd else None
         self._pair = pair
 
 
@@ -904,6 +918,8 @@ def negotiated_extension_id(transceiver: RTCRtpTransceiver, uri: str) -> int | N
 
 _RTP_HEADER = struct.Struct("!BBHII")
 _CONNECTED = DtlsState.CONNECTED  # (a module global: no Enum lookup per packet)
+NATIVE = native.load()  # the native send step, or None: the Python path (lens.media.native)
+PROTECT = native.PROTECT
 RTX_HISTORY = 512  # packets per leg kept for the technician's NACKs (~4 s of 1 Mbps video)
 NTP_UNIX_OFFSET = 2208988800  # seconds from 1900 (NTP) to 1970 (Unix)
 
@@ -995,42 +1011,76 @@ class PacketSender:
             extensions = self._with_delay.get(delay)
             if extensions is None:
                 extensions = self._with_delay[delay] = self._extension_block(delay)
-        if padding_size:
-            packet = RtpView(payload_type, marker, seq, timestamp, ssrc, payload, padding_size)
-            data = packet.serialize(extensions)
-        else:  # RtpView.serialize, inline: one join, one copy of the payload
-            header = _RTP_HEADER.pack(
-                0x90 if extensions else 0x80,
-                (0x80 if marker else 0) | payload_type,
-                seq,
-                timestamp,
-                ssrc,
-            )
-            data = b"".join((header, extensions, payload))
-        self._history[seq % self._history_size] = (seq, data, 12 + len(extensions))
         path = self._send_path
         if path is None or path.dtls is not dtls:
             path = self._send_path = send_path(dtls)
         srtp = path._srtp
-        if (
+        direct = (
             path._direct
             and path._nominated.get(1) is path._pair
             and srtp is not None
             and srtp.session is dtls._tx_srtp
-        ):
-            # SendPath.send's common case, inline (every packet of every leg: one Python
-            # call less): the pair and SRTP session it keeps are still the leg's, and its
-            # socket sends at once; anything else (a new pair or session, TURN, no pair)
-            # goes through SendPath.send
-            out = srtp.protect(data)
-            path._transport.sendto(out, path._addr)
-            dtls._RTCDtlsTransport__tx_bytes += len(out)  # type: ignore[attr-defined]
-            dtls._RTCDtlsTransport__tx_packets += 1  # type: ignore[attr-defined]
-        else:
+        )
+        native = path._native if direct and not padding_size else None
+        size = -2
+        if native is not None and native.native_fd >= 0:
+            # the native send step (lens.media.native): written, kept for NACKs,
+            # protected and sent in one call, as below; -2: the address is not one it
+            # parses, the Python path sends
             try:
-                path.send(data)
-            except ConnectionError:
-                return False
+                size = NATIVE.send_rtp(  # type: ignore[union-attr]
+                    PROTECT,
+                    srtp.address,  # type: ignore[union-attr]
+                    native.native_fd,
+                    path._addr,
+                    (0x80 if marker else 0) | payload_type,
+                    seq,
+                    timestamp,
+                    ssrc,
+                    extensions,
+                    payload,
+                    self._history,
+                    seq % self._history_size,
+                )
+            except NATIVE.ProtectError as exc:  # type: ignore[union-attr]
+                raise pylibsrtp.Error(pylibsrtp.ERRORS[exc.args[0]]) from None
+            except OSError as exc:  # as UdpTransport.sendto
+                native._protocol.error_received(exc)
+                size = 0
+            if size == -1:  # the kernel could not take it now: dropped (UdpTransport's)
+                native.send_dropped += 1
+                size = 0
+            if size >= 0:
+                dtls._RTCDtlsTransport__tx_bytes += size  # type: ignore[attr-defined]
+                dtls._RTCDtlsTransport__tx_packets += 1  # type: ignore[attr-defined]
+        if size == -2:
+            if padding_size:
+                packet = RtpView(payload_type, marker, seq, timestamp, ssrc, payload, padding_size)
+                data = packet.serialize(extensions)
+            else:  # RtpView.serialize, inline: one join, one copy of the payload
+                header = _RTP_HEADER.pack(
+                    0x90 if extensions else 0x80,
+                    (0x80 if marker else 0) | payload_type,
+                    seq,
+                    timestamp,
+                    ssrc,
+                )
+                data = b"".join((header, extensions, payload))
+            self._history[seq % self._history_size] = (seq, data, 12 + len(extensions))
+            if direct:
+                # SendPath.send's common case, inline (every packet of every leg: one
+                # Python call less): the pair and SRTP session it keeps are still the
+                # leg's, and its socket sends at once; anything else (a new pair or
+                # session, TURN, no pair) goes through SendPath.send
+                out = srtp.protect(data)  # type: ignore[union-attr]
+                path._transport.sendto(out, path._addr)
+                dtls._RTCDtlsTransport__tx_bytes += len(out)  # type: ignore[attr-defined]
+                dtls._RTCDtlsTransport__tx_packets += 1  # type: ignore[attr-defined]
+            else:
+                try:
+                    path.send(data)
+                except ConnectionError:
+                    return False
         sender = self._sender
         if timestamp != self._report_timestamp:
             # the sender report pairs an RTP timestamp with the wall clock when it was

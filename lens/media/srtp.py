@@ -65,11 +65,13 @@ class FastSrtp:
     next call (send it, or copy it); ``unprotect``/``unprotect_rtcp`` work in place on a
     buffer the caller read the packet into and return the plaintext's length."""
 
-    __slots__ = ("session", "_context", "_length", "_send")
+    __slots__ = ("session", "address", "_context", "_length", "_send")
 
     def __init__(self, session: pylibsrtp.Session) -> None:
         self.session = session  # (keeps the libsrtp context alive)
         self._context = session._srtp[0]
+        # the context's address, for the native send step (lens.media.native)
+        self.address = int(ffi.cast("uintptr_t", self._context))
         self._length = ffi.new("int *")
         self._send = PacketBuffer(PACKET_LIMIT)
 

@@ -57,6 +57,8 @@ class UdpTransport(asyncio.DatagramTransport):
         self._loop = loop
         self._sock = sock
         self._fd = sock.fileno()
+        # the descriptor the native send step (lens.media.native) sends on; -1 once closing
+        self.native_fd = self._fd
         self._protocol = protocol
         self._closing = False
         self._ancillary_space = 0  # bytes of ancillary data asked of recvmsg: 0, no stamps
@@ -126,6 +128,7 @@ class UdpTransport(asyncio.DatagramTransport):
         if self._closing:
             return
         self._closing = True
+        self.native_fd = -1
         self._loop.remove_reader(self._fd)
         self._loop.call_soon(self._connection_lost)
 

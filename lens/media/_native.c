@@ -1,0 +1,194 @@
+/* The sidecar's per-packet send step in C: write an RTP packet, keep it for the technician's
+ * NACKs, SRTP-protect it and send it, in one call (lens/media/native.py says how it is built,
+ * found and used; the Python path in passthrough.PacketSender does the same, and is used
+ * wherever this module is not built).
+ *
+ * libsrtp is pylibsrtp's own copy: its srtp_protect and the leg's context (srtp_t) come in
+ * as addresses read through pylibsrtp's cffi objects (lens/media/srtp.py), so the keys,
+ * policies and replay windows stay pylibsrtp's and aiortc's. */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#define PACKET_LIMIT 1500       /* pylibsrtp's buffer: a packet plus its trailer */
+#define SRTP_MAX_TRAILER_LEN 144 /* pylibsrtp.SRTP_MAX_TRAILER_LEN */
+#define SRTP_MAX_SRTCP_TRAILER_LEN 148
+
+typedef int (*protect_fn)(void *context, void *packet, int *length);
+
+static unsigned char send_buffer[PACKET_LIMIT];
+static PyObject *ProtectError; /* lens.media._native.ProtectError(rc) */
+
+/* `addr` as aioice gives a pair's remote address: (host, port) or (host, port, flowinfo,
+ * scope_id), host a numeric IPv4 or IPv6 address. 0 if it is none of these (nothing set). */
+static socklen_t parse_address(PyObject *addr, struct sockaddr_storage *out) {
+    if (!PyTuple_Check(addr)) return 0;
+    Py_ssize_t n = PyTuple_GET_SIZE(addr);
+    if (n != 2 && n != 4) return 0;
+    PyObject *host = PyTuple_GET_ITEM(addr, 0), *port_obj = PyTuple_GET_ITEM(addr, 1);
+    if (!PyUnicode_Check(host) || !PyLong_Check(port_obj)) return 0;
+    const char *text = PyUnicode_AsUTF8(host);
+    if (text == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    long port = PyLong_AsLong(port_obj);
+    if (port < 0 || port > 65535) {
+        PyErr_Clear();
+        return 0;
+    }
+    memset(out, 0, sizeof(*out));
+    if (n == 2) {
+        struct sockaddr_in *v4 = (struct sockaddr_in *)out;
+        if (inet_pton(AF_INET, text, &v4->sin_addr) == 1) {
+            v4->sin_family = AF_INET;
+            v4->sin_port = htons((uint16_t)port);
+            return sizeof(*v4);
+        }
+    }
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)out;
+    if (inet_pton(AF_INET6, text, &v6->sin6_addr) != 1) return 0;
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons((uint16_t)port);
+    if (n == 4) {
+        PyObject *flow = PyTuple_GET_ITEM(addr, 2), *scope = PyTuple_GET_ITEM(addr, 3);
+        if (!PyLong_Check(flow) || !PyLong_Check(scope)) return 0;
+        v6->sin6_flowinfo = htonl((uint32_t)PyLong_AsUnsignedLongMask(flow));
+        v6->sin6_scope_id = (uint32_t)PyLong_AsUnsignedLongMask(scope);
+    }
+    return sizeof(*v6);
+}
+
+static int get_buffer(PyObject *obj, Py_buffer *view) {
+    return PyObject_GetBuffer(obj, view, PyBUF_SIMPLE);
+}
+
+/* send_rtp(protect, context, fd, addr, marker_type, seq, timestamp, ssrc, extensions,
+ *          payload, history, slot) -> int
+ *
+ * Writes the RTP packet (version 2, no padding, `extensions` a header-extension block or
+ * b""; `marker_type` the second byte: marker << 7 | payload type), stores
+ * (seq, packet bytes, header length) in history[slot], SRTP-protects a copy and sends it to
+ * `addr` on the socket `fd`. Returns the SRTP datagram's size, -1 if the kernel could not take
+ * it now (dropped), -2 if `addr` is not a numeric address this function handles (nothing done:
+ * the caller sends it its own way). Raises ValueError for a packet too long, ProtectError(rc)
+ * if libsrtp fails, OSError for other send errors (the packet is in the history then). */
+static PyObject *send_rtp(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 12) {
+        PyErr_SetString(PyExc_TypeError, "send_rtp takes 12 arguments");
+        return NULL;
+    }
+    void *protect = PyLong_AsVoidPtr(args[0]);
+    void *context = PyLong_AsVoidPtr(args[1]);
+    int fd = (int)PyLong_AsLong(args[2]);
+    long marker_type = PyLong_AsLong(args[4]);
+    long seq = PyLong_AsLong(args[5]);
+    unsigned long timestamp = PyLong_AsUnsignedLongMask(args[6]);
+    unsigned long ssrc = PyLong_AsUnsignedLongMask(args[7]);
+    Py_ssize_t slot = PyLong_AsSsize_t(args[11]);
+    if (PyErr_Occurred()) return NULL;
+    PyObject *history = args[10];
+    if (!PyList_Check(history) || slot < 0 || slot >= PyList_GET_SIZE(history)) {
+        PyErr_SetString(PyExc_IndexError, "history slot out of range");
+        return NULL;
+    }
+    if (protect == NULL || context == NULL || fd < 0 || marker_type < 0 || marker_type > 255 ||
+        seq < 0 || seq > 0xFFFF) {
+        PyErr_SetString(PyExc_ValueError, "bad send_rtp argument");
+        return NULL;
+    }
+    struct sockaddr_storage address;
+    socklen_t address_size = parse_address(args[3], &address);
+    if (address_size == 0) return PyLong_FromLong(-2);
+
+    Py_buffer extensions, payload;
+    if (get_buffer(args[8], &extensions) < 0) return NULL;
+    if (get_buffer(args[9], &payload) < 0) {
+        PyBuffer_Release(&extensions);
+        return NULL;
+    }
+    Py_ssize_t header = 12 + extensions.len;
+    Py_ssize_t size = header + payload.len;
+    PyObject *result = NULL, *data = NULL, *entry = NULL;
+    if (size > PACKET_LIMIT - SRTP_MAX_TRAILER_LEN) {
+        PyErr_SetString(PyExc_ValueError, "packet is too long");
+        goto done;
+    }
+    data = PyBytes_FromStringAndSize(NULL, size);
+    if (data == NULL) goto done;
+    unsigned char *out = (unsigned char *)PyBytes_AS_STRING(data);
+    out[0] = extensions.len ? 0x90 : 0x80;
+    out[1] = (unsigned char)marker_type;
+    out[2] = (unsigned char)(seq >> 8);
+    out[3] = (unsigned char)seq;
+    out[4] = (unsigned char)(timestamp >> 24);
+    out[5] = (unsigned char)(timestamp >> 16);
+    out[6] = (unsigned char)(timestamp >> 8);
+    out[7] = (unsigned char)timestamp;
+    out[8] = (unsigned char)(ssrc >> 24);
+    out[9] = (unsigned char)(ssrc >> 16);
+    out[10] = (unsigned char)(ssrc >> 8);
+    out[11] = (unsigned char)ssrc;
+    memcpy(out + 12, extensions.buf, extensions.len);
+    memcpy(out + header, payload.buf, payload.len);
+    entry = Py_BuildValue("(lOn)", seq, data, header);
+    if (entry == NULL) goto done;
+    PyList_SetItem(history, slot, entry); /* steals `entry`, releases what the slot held */
+    entry = NULL;
+
+    memcpy(send_buffer, out, size);
+    int length = (int)size;
+    int rc = ((protect_fn)protect)(context, send_buffer, &length);
+    if (rc != 0) {
+        PyObject *code = PyLong_FromLong(rc);
+        if (code != NULL) {
+            PyErr_SetObject(ProtectError, code);
+            Py_DECREF(code);
+        }
+        goto done;
+    }
+    ssize_t sent = sendto(fd, send_buffer, (size_t)length, 0, (struct sockaddr *)&address,
+                          address_size);
+    if (sent < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+            result = PyLong_FromLong(-1);
+        } else {
+            PyErr_SetFromErrno(PyExc_OSError);
+        }
+        goto done;
+    }
+    result = PyLong_FromLong(length);
+done:
+    Py_XDECREF(data);
+    Py_XDECREF(entry);
+    PyBuffer_Release(&extensions);
+    PyBuffer_Release(&payload);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"send_rtp", (PyCFunction)(void (*)(void))send_rtp, METH_FASTCALL,
+     "Write, keep, SRTP-protect and send one RTP packet (see lens/media/_native.c)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_native", "The sidecar's per-packet send step in C.", -1, methods,
+};
+
+PyMODINIT_FUNC PyInit__native(void) {
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL) return NULL;
+    ProtectError = PyErr_NewException("lens.media._native.ProtectError", NULL, NULL);
+    if (ProtectError == NULL || PyModule_AddObjectRef(m, "ProtectError", ProtectError) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

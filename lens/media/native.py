@@ -1,0 +1,98 @@
+"""The sidecar's native send step (``_native.c``): built, found and switched here, in one place.
+
+Every packet the sidecar forwards is written, kept for the technician's NACKs, SRTP-protected
+and sent: ``passthrough.PacketSender.send_rtp``. In Python that is a header packed with
+struct, a join, a cffi call into libsrtp and the socket module's ``sendto``, each a layer of
+interpreter work for one datagram. ``_native.send_rtp`` does the same in one C call, on
+libsrtp's own ``srtp_protect`` and the leg's context (pylibsrtp's, as ``srtp.FastSrtp``
+uses them) and the socket's descriptor. ``BENCHMARKS.md`` says what it saves.
+
+The Python path stays, used wherever the native one is not: the extension is not built
+(no C compiler or Python headers), ``LENS_MEDIA_NATIVE=0`` (comparison runs, tests of the
+fallback), a transport without a descriptor (TURN), an address it does not parse.
+
+    python -m lens.media.native          # build it if the source is newer (bin/setup does)
+    python -m lens.media.native --check  # say whether it loads
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import shlex
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+from types import ModuleType
+
+from pylibsrtp import ffi, lib
+
+logger = logging.getLogger("lens.media")
+
+SOURCE = Path(__file__).with_name("_native.c")
+TARGET = Path(__file__).with_name("_native" + (sysconfig.get_config_var("EXT_SUFFIX") or ".so"))
+
+# srtp_protect in pylibsrtp's libsrtp, as an address the extension calls
+PROTECT = int(ffi.cast("uintptr_t", ffi.addressof(lib, "srtp_protect")))
+
+
+def enabled() -> bool:
+    """False when ``LENS_MEDIA_NATIVE=0`` asks for the Python path."""
+    return os.environ.get("LENS_MEDIA_NATIVE", "1") != "0"
+
+
+def load() -> ModuleType | None:
+    """The extension, or None (not built, or switched off): the Python path is used."""
+    if not enabled():
+        return None
+    try:
+        return importlib.import_module("lens.media._native")
+    except ImportError:
+        return None
+
+
+def build(force: bool = False) -> bool:
+    """Compile ``_native.c`` next to it unless the built module is newer; True if the
+    module is there afterwards. Needs a C compiler and the interpreter's headers."""
+    if not force and TARGET.exists() and TARGET.stat().st_mtime >= SOURCE.stat().st_mtime:
+        return True
+    include = sysconfig.get_paths()["include"]
+    if not Path(include, "Python.h").exists():
+        print(f"lens.media.native: no Python.h in {include}: not built", file=sys.stderr)
+        return False
+    compiler = shlex.split(sysconfig.get_config_var("CC") or "cc")
+    partial = TARGET.with_suffix(".part")
+    command = [
+        *compiler,
+        "-O2",
+        "-fPIC",
+        "-shared",
+        "-Wall",
+        "-Werror",
+        f"-I{include}",
+        str(SOURCE),
+        "-o",
+        str(partial),
+    ]
+    try:
+        subprocess.run(command, check=True)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        print(f"lens.media.native: not built ({exc})", file=sys.stderr)
+        partial.unlink(missing_ok=True)
+        return False
+    partial.replace(TARGET)  # (a running sidecar keeps the module it loaded)
+    return True
+
+
+def main(argv: list[str]) -> int:
+    if "--check" in argv:
+        module = load()
+        print("native send step:", "loaded" if module else "not used (the Python path)")
+        return 0 if module else 1
+    return 0 if build(force="--force" in argv) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
