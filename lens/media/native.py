@@ -11,8 +11,9 @@ The Python path stays, used wherever the native one is not: the extension is not
 (no C compiler or Python headers), ``LENS_MEDIA_NATIVE=0`` (comparison runs, tests of the
 fallback), a transport without a descriptor (TURN), an address it does not parse.
 
-    python -m lens.media.native          # build it if the source is newer (bin/setup does)
-    python -m lens.media.native --check  # say whether it loads
+    python -c 'from lens.media.native import main; main([])'           # build it if the
+        # source is newer than the built module (bin/setup does; "--force": build anyway)
+    python -c 'from lens.media.native import main; main(["--check"])'  # does it load?
 """
 
 from __future__ import annotations
@@ -93,6 +94,3 @@ def main(argv: list[str]) -> int:
         return 0 if module else 1
     return 0 if build(force="--force" in argv) else 1
 
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

@@ -14,7 +14,7 @@ import pytest
 from aioice.ice import StunProtocol
 from aiortc.rtcdtlstransport import State as DtlsState
 
-from lens.media import passthrough, udp
+from lens.media import native, passthrough, udp
 from lens.media.config import event_loop_factory
 from lens.media.forwarder import RtpView
 from lens.media.srtp import PACKET_LIMIT, FastSrtp, PacketBuffer
@@ -366,3 +366,186 @@ def test_a_forwarded_packet_follows_a_new_nominated_pair_and_turn_gets_bytes() -
     assert dtls._RTCDtlsTransport__tx_bytes == sum(len(data) for _, data, _ in everything)
     assert sender._RTCRtpSender__packet_count == 4
     assert sender._RTCRtpSender__octet_count == 4000
+
+
+# ----- the native send step (lens.media.native) -----------------------------------------
+
+
+def test_the_native_send_step_is_built_and_loaded() -> None:
+    """bin/setup builds it: a checkout whose sidecar would fall back to Python fails here."""
+    assert native.build() is True  # (up to date: nothing compiled again)
+    assert native.load() is not None
+    assert passthrough.NATIVE is not None
+
+
+def test_lens_media_native_0_chooses_the_python_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LENS_MEDIA_NATIVE", "0")
+    assert native.load() is None
+
+
+def mid_sender(dtls: Any) -> Any:
+    """An aiortc sender's fields PacketSender reads and writes (MID extension negotiated)."""
+    return types.SimpleNamespace(
+        transport=dtls,
+        _ssrc=1234,
+        _rtx_ssrc=5678,
+        _RTCRtpSender__started=True,
+        _RTCRtpSender__mid="0",
+        _RTCRtpSender__rtx_payload_type=97,
+        _RTCRtpSender__rtx_sequence_number=100,
+        _RTCRtpSender__rtp_header_extensions_map=types.SimpleNamespace(
+            _HeaderExtensionsMap__ids=types.SimpleNamespace(mid=4)
+        ),
+        _RTCRtpSender__octet_count=0,
+        _RTCRtpSender__packet_count=0,
+    )
+
+
+def send_over_udp(use_native: bool, host: str, monkeypatch: pytest.MonkeyPatch) -> dict:
+    """Five packets (a marker, a playout delay, padding, a bytearray payload) sent by a
+    PacketSender over a real UdpTransport, then one answered NACK: what the peer decrypts,
+    the history and the counters."""
+    monkeypatch.setattr(passthrough, "NATIVE", native.load() if use_native else None)
+    key = os.urandom(30)
+    profile = PROFILES[0][0]
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    calls: list[int] = []
+    if use_native:
+        real = passthrough.NATIVE
+
+        def counted(*args: Any) -> int:
+            calls.append(args[5])
+            return real.send_rtp(*args)
+
+        monkeypatch.setattr(
+            passthrough,
+            "NATIVE",
+            types.SimpleNamespace(send_rtp=counted, ProtectError=real.ProtectError),
+        )
+
+    async def scenario() -> dict:
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        sock.bind((host, 0))
+        peer = socket.socket(family, socket.SOCK_DGRAM)
+        peer.bind((host, 0))
+        peer.setblocking(False)
+        protocol = StunProtocol(None)  # type: ignore[arg-type]
+        loop = asyncio.get_running_loop()
+        transport = udp.UdpTransport(loop, sock, protocol)
+        pair = types.SimpleNamespace(protocol=protocol, remote_addr=peer.getsockname())
+        dtls = sending_dtls(session(key, profile, outbound=True), {1: pair})
+        dtls._state = DtlsState.CONNECTED
+        sender = mid_sender(dtls)
+        out = passthrough.PacketSender(sender, playout_delay_id=6)  # type: ignore[arg-type]
+        sent = [
+            out.send_rtp(96, 1, 10, 3000, 1234, bytes(range(200))),
+            out.send_rtp(96, 0, 11, 6000, 1234, bytearray(b"\x90\x80" + bytes(900)), (12, 1000)),
+            out.send_rtp(96, 0, 12, 6000, 1234, b"", None, 1),
+            out.send_rtp(111, 1, 13, 9000, 1234, b"opus"),
+            out.send_rtp(96, 0, 14, 9000, 1234, bytes(1200)),
+        ]
+        await out.retransmit(11)  # the technician's NACK, answered over RTX from the history
+        received = [await loop.sock_recv(peer, 2048) for _ in range(6)]
+        state = {
+            "sent": sent,
+            "received": received,
+            "history": [out._history[seq % passthrough.RTX_HISTORY] for seq in range(10, 15)],
+            "tx": (dtls._RTCDtlsTransport__tx_packets, dtls._RTCDtlsTransport__tx_bytes),
+            "sender": (sender._RTCRtpSender__packet_count, sender._RTCRtpSender__octet_count),
+            "dropped": transport.send_dropped,
+        }
+        transport.close()
+        peer.close()
+        return state
+
+    state = run("uvloop", scenario)
+    technician = session(key, profile, outbound=False)
+    state["plain"] = [technician.unprotect(data) for data in state.pop("received")]
+    state["native_calls"] = calls
+    return state
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
+def test_the_native_send_step_puts_the_same_packets_on_the_wire_as_python(
+    host: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if host == "::1" and not socket.has_ipv6:
+        pytest.skip("no IPv6 on this machine")
+    python = send_over_udp(False, host, monkeypatch)
+    with_native = send_over_udp(True, host, monkeypatch)
+    # every packet with payload took the native step once the path was set up by the
+    # first (SendPath.send makes the leg's FastSrtp); padding took Python's
+    assert with_native["native_calls"] == [11, 13, 14]
+    assert python["native_calls"] == []
+    assert with_native["sent"] == python["sent"] == [True] * 5
+    assert with_native["plain"] == python["plain"]
+    assert with_native["history"] == python["history"]
+    assert with_native["tx"] == python["tx"]
+    assert with_native["sender"] == python["sender"] == (5, 200 + 902 + 4 + 1200)
+    assert with_native["dropped"] == python["dropped"] == 0
+    plain = with_native["plain"]
+    # what went out: the header's fields, the MID (and playout delay) extensions, payload
+    first = plain[0]
+    assert first[:2] == bytes((0x90, 0x80 | 96)) and first[2:4] == (10).to_bytes(2, "big")
+    assert first[4:8] == (3000).to_bytes(4, "big") and first[8:12] == (1234).to_bytes(4, "big")
+    assert first.endswith(bytes(range(200)))
+    assert plain[1].endswith(b"\x90\x80" + bytes(900)) and len(plain[1]) > len(plain[0]) - 200 + 902
+    # the NACKed packet came back over RTX: its own sequence number in front of the payload
+    rtx = plain[5]
+    assert rtx[1] & 0x7F == 97 and rtx[8:12] == (5678).to_bytes(4, "big")
+    header = with_native["history"][1][2]
+    assert rtx[header : header + 2] == (11).to_bytes(2, "big")
+    assert rtx[header + 2 :] == plain[1][header:]
+
+
+def test_the_native_step_leaves_what_it_cannot_send_to_python(monkeypatch) -> None:
+    """An address that is not numeric is declined before anything is done; a packet too
+    long is refused, as FastSrtp.protect refuses it; a closing transport is not sent on."""
+    module = native.load()
+    history: list[Any] = [None] * 4
+    tx = session(os.urandom(30), PROFILES[0][0], outbound=True)
+    context = FastSrtp(tx).address
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        args = [native.PROTECT, context, sock.fileno(), ("localhost", 9), 96, 1, 0, 1, b""]
+        assert module.send_rtp(*args, b"x", history, 1) == -2
+        assert history == [None] * 4
+        args[3] = ("127.0.0.1", 9)
+        with pytest.raises(ValueError, match="too long"):
+            module.send_rtp(*args, bytes(PACKET_LIMIT), history, 1)
+        assert history == [None] * 4
+        with pytest.raises(IndexError):
+            module.send_rtp(*args, b"x", history, 4)
+        with pytest.raises(TypeError):
+            module.send_rtp(*args, b"x", history)
+    finally:
+        sock.close()
+
+
+def test_a_libsrtp_failure_in_the_native_step_is_pylibsrtps_error() -> None:
+    """A packet sent twice with the same number, without aiortc's allow_repeat_tx: libsrtp
+    refuses the second as a replay, and the caller sees pylibsrtp.Error, as from Python."""
+    key = os.urandom(30)
+    policy = pylibsrtp.Policy(key=key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND)
+    strict = pylibsrtp.Session(policy)
+
+    async def scenario() -> None:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("127.0.0.1", 0))
+        peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        peer.bind(("127.0.0.1", 0))
+        protocol = StunProtocol(None)  # type: ignore[arg-type]
+        transport = udp.UdpTransport(asyncio.get_running_loop(), sock, protocol)
+        pair = types.SimpleNamespace(protocol=protocol, remote_addr=peer.getsockname())
+        dtls = sending_dtls(strict, {1: pair})
+        dtls._state = DtlsState.CONNECTED
+        out = passthrough.PacketSender(mid_sender(dtls))  # type: ignore[arg-type]
+        assert out.send_rtp(96, 0, 5, 0, 1234, b"once") is True
+        with pytest.raises(pylibsrtp.Error, match="replay"):
+            out.send_rtp(96, 0, 5, 0, 1234, b"twice")
+        transport.close()
+        assert out.send_rtp(96, 0, 6, 0, 1234, b"after close") is True  # (not sent: closing)
+        peer.close()
+
+    assert passthrough.NATIVE is not None
+    run("uvloop", scenario)
