@@ -13,16 +13,19 @@ instructions of N rounds under valgrind (the same `--datagrams` file for both br
 A phone's decrypted RTP datagrams (a VP8 clip packetized as Chrome does, and Opus) go
 through `LeanReceive.handle` → `LeanVideoReceiver`/`LeanAudioReceiver` (statistics, NACK
 bookkeeping) → the session's packet routes (snapshot history) → `VideoForwarder` /
-`AudioForwarder` → `LegRewriter` → `PacketSender.send` (SRTP-protect included; the socket's
-`sendto` is a stub). Real aiortc receivers, senders and a real SRTP session; only the ICE
-pair is faked. Prints CPU microseconds per packet (process time, best of the rounds):
-compare a branch with another on the same machine, in the same minute.
+`AudioForwarder` → `LegRewriter` → `PacketSender.send` (SRTP-protect and a real `sendto`
+to a loopback socket nobody reads included), with the native send step
+(`lens.media.native`) and with the Python one, alternately. Real aiortc receivers, senders
+and a real SRTP session; only the ICE pair is faked. Prints CPU microseconds per packet
+(process time, best of the rounds): compare a branch with another on the same machine, in
+the same minute.
 """
 
 from __future__ import annotations
 
 import argparse
 import pickle
+import socket
 import sys
 import time
 import types
@@ -57,21 +60,40 @@ from lens.media.relay import ForwardingStats  # noqa: E402
 from lens.media.sessions import PUBLISHER, LensMediaSession  # noqa: E402
 from lens.media.testing import encode_opus_clip, encode_vp8_clip  # noqa: E402
 
+NATIVE = passthrough.NATIVE  # (None when LENS_MEDIA_NATIVE=0 or not built)
+
 VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
 OPUS = RTCRtpCodecParameters(mimeType="audio/opus", clockRate=48000, channels=2, payloadType=111)
 KEY = b"\x00" * 30
 
 
 class NoSocket:
-    """The nominated pair's socket: counts what would be sent."""
+    """The nominated pair's socket: a real UDP socket sending to a socket on loopback that
+    nobody reads (the kernel drops what does not fit), so both send paths make the same
+    syscalls; counts what it was given (the native step's sends are not counted)."""
 
     sends_at_once = True  # as lens.media.udp's UdpTransport: keeps nothing of `data`
 
     def __init__(self) -> None:
         self.datagrams = 0
+        self.sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sink.bind(("127.0.0.1", 0))
+        self.address = self.sink.getsockname()
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.setblocking(False)
+        self.native_fd = self.sock.fileno()  # (as UdpTransport's: the native step's socket)
+        self.send_dropped = 0
 
     def sendto(self, data: bytes, addr: object) -> None:
         self.datagrams += 1
+        try:
+            self.sock.sendto(data, addr)
+        except BlockingIOError:
+            self.send_dropped += 1
+
+    def close(self) -> None:
+        self.sock.close()
+        self.sink.close()
 
 
 def srtp(outbound: bool) -> pylibsrtp.Session:
@@ -79,7 +101,7 @@ def srtp(outbound: bool) -> pylibsrtp.Session:
     return pylibsrtp.Session(pylibsrtp.Policy(key=KEY, ssrc_type=kind))
 
 
-def dtls_transport(socket: NoSocket) -> RTCDtlsTransport:
+def dtls_transport(wire: NoSocket) -> RTCDtlsTransport:
     """A DTLS transport that is 'connected': real SRTP, a stub socket on its pair."""
     dtls = RTCDtlsTransport(
         RTCIceTransport(RTCIceGatherer()), [RTCCertificate.generateCertificate()]
@@ -87,8 +109,8 @@ def dtls_transport(socket: NoSocket) -> RTCDtlsTransport:
     dtls._state = DtlsState.CONNECTED
     dtls._tx_srtp = srtp(True)
     protocol = StunProtocol(None)
-    protocol.transport = socket
-    pair = types.SimpleNamespace(protocol=protocol, remote_addr=("127.0.0.1", 9))
+    protocol.transport = wire
+    pair = types.SimpleNamespace(protocol=protocol, remote_addr=wire.address)
     dtls.transport._connection._nominated[1] = pair
     extensions = HeaderExtensionsMap()
     extensions.configure(
@@ -137,8 +159,8 @@ def phone_datagrams(seconds: float) -> list[bytes]:
 def session_path() -> tuple[passthrough.LeanReceive, NoSocket]:
     """One phone leg's lean receive path wired to one technician leg's senders, as
     ``sessions.LensMediaSession`` wires them (its packet routes called as they are)."""
-    socket = NoSocket()
-    phone_dtls, tech_dtls = dtls_transport(NoSocket()), dtls_transport(socket)
+    wire = NoSocket()
+    phone_dtls, tech_dtls = dtls_transport(NoSocket()), dtls_transport(wire)
     video_out, video_sender = packet_sender(tech_dtls, "video", passthrough.PLAYOUT_DELAY_ID)
     audio_out, audio_sender = packet_sender(tech_dtls, "audio", None)
     totals = ForwardingStats()
@@ -191,17 +213,21 @@ def session_path() -> tuple[passthrough.LeanReceive, NoSocket]:
         if kind == "video":
             passthrough.frame_view(receiver, False)  # as while not recording
         table.setdefault(codec.payloadType, set()).add(receiver)
-    return receive, socket
+    return receive, wire
 
 
-def measure(datagrams: list[bytes]) -> tuple[float, int]:
-    """CPU seconds to handle `datagrams` on a fresh session path, and datagrams sent."""
-    receive, socket = session_path()
+def measure(datagrams: list[bytes], native: bool) -> float:
+    """CPU seconds to handle `datagrams` on a fresh session path, with the native send
+    step or the Python one."""
+    passthrough.NATIVE = NATIVE if native else None
+    receive, wire = session_path()
     handle = receive.handle
     started = time.process_time()
     for data in datagrams:
         handle(data, 0.0)
-    return time.process_time() - started, socket.datagrams
+    used = time.process_time() - started
+    wire.close()
+    return used
 
 
 def count_calls(datagrams: list[bytes]) -> float:
@@ -239,13 +265,18 @@ def main() -> None:
             args.datagrams.write_bytes(pickle.dumps(datagrams))
     if args.calls:
         print(f"{count_calls(datagrams):.1f} function calls per datagram")
-    results = [measure(datagrams) for _ in range(args.repeat)]
-    best, sent = min(results)
-    print(
-        f"{len(datagrams)} datagrams ({sent} sent): best {best * 1e6 / len(datagrams):.2f} µs"
-        f" CPU per packet, rounds "
-        + " ".join(f"{cpu * 1e6 / len(datagrams):.2f}" for cpu, _ in results)
-    )
+    variants = [("native", True), ("python", False)] if NATIVE is not None else [("python", False)]
+    results: dict[str, list[float]] = {name: [] for name, _ in variants}
+    for _ in range(args.repeat):  # the variants alternate: the same minute for both
+        for name, native in variants:
+            results[name].append(measure(datagrams, native) * 1e6 / len(datagrams))
+    for name, rounds in results.items():
+        print(
+            f"{name:6} send step: {len(datagrams)} datagrams, best {min(rounds):.2f} µs CPU per"
+            " packet, rounds " + " ".join(f"{value:.2f}" for value in rounds)
+        )
+    if NATIVE is None:
+        print("(the native send step is not built: python only)")
 
 
 if __name__ == "__main__":
