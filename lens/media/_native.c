@@ -1,7 +1,11 @@
-/* The sidecar's per-packet send step in C: write an RTP packet, keep it for the technician's
- * NACKs, SRTP-protect it and send it, in one call (lens/media/native.py says how it is built,
- * found and used; the Python path in passthrough.PacketSender does the same, and is used
- * wherever this module is not built).
+/* The sidecar's per-packet steps in C (lens/media/native.py says how they are built, found
+ * and used; the Python paths they stand for stay, used wherever this module is not built):
+ *
+ * - send_rtp: write an RTP packet, keep it for the technician's NACKs, SRTP-protect it and
+ *   send it, in one call (passthrough.PacketSender.send_rtp's Python path);
+ * - receive: read one datagram with its kernel arrival stamp and, when it is SRTP/SRTCP and
+ *   the leg decrypts inline, unprotect it in place and hand back the plaintext
+ *   (udp.UdpTransport._read_ready and passthrough.InlineMediaQueue._inline's Python path).
  *
  * libsrtp is pylibsrtp's own copy: its srtp_protect and the leg's context (srtp_t) come in
  * as addresses read through pylibsrtp's cffi objects (lens/media/srtp.py), so the keys,
@@ -15,6 +19,7 @@
 #include <netinet/in.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #define PACKET_LIMIT 1500       /* pylibsrtp's buffer: a packet plus its trailer */
 #define SRTP_MAX_TRAILER_LEN 144 /* pylibsrtp.SRTP_MAX_TRAILER_LEN */
@@ -172,14 +177,130 @@ done:
     return result;
 }
 
+/* (host, port) or (host, port, flowinfo, scope_id), as Python's socket module gives them */
+static PyObject *address_tuple(const struct sockaddr_storage *address) {
+    char text[INET6_ADDRSTRLEN];
+    if (address->ss_family == AF_INET) {
+        const struct sockaddr_in *v4 = (const struct sockaddr_in *)address;
+        if (inet_ntop(AF_INET, &v4->sin_addr, text, sizeof(text)) == NULL) goto none;
+        return Py_BuildValue("(si)", text, ntohs(v4->sin_port));
+    }
+    if (address->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)address;
+        if (inet_ntop(AF_INET6, &v6->sin6_addr, text, sizeof(text)) == NULL) goto none;
+        return Py_BuildValue("(siII)", text, ntohs(v6->sin6_port),
+                             (unsigned int)ntohl(v6->sin6_flowinfo),
+                             (unsigned int)v6->sin6_scope_id);
+    }
+none:
+    Py_RETURN_NONE;
+}
+
+/* receive(fd, buffer, stamped, unprotect, unprotect_rtcp, context)
+ *     -> None | (status, value, arrival, extra)
+ *
+ * Reads one datagram from the non-blocking socket `fd` into `buffer` (a writable buffer, at
+ * least PACKET_LIMIT bytes); None if there is none now. `arrival`: the kernel's
+ * SO_TIMESTAMPNS stamp in seconds (CLOCK_REALTIME) when `stamped` and the kernel gave one,
+ * else None. With `context` (a libsrtp srtp_t's address, 0: none) and an SRTP/SRTCP
+ * datagram (RFC 7983: first byte 128-191) it is unprotected in place:
+ *   (1, RTP plaintext bytes, arrival, datagram size), (2, RTCP plaintext bytes, ...), or
+ *   (-rc, None, arrival, datagram size) if libsrtp refused it (rc: its error code);
+ * anything else is left in `buffer` as it came: (0, size, arrival, sender's address).
+ * OSError for a failed read (e.g. ICMP port unreachable for an earlier send). */
+static PyObject *receive(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "receive takes 6 arguments");
+        return NULL;
+    }
+    int fd = (int)PyLong_AsLong(args[0]);
+    int stamped = PyObject_IsTrue(args[2]);
+    void *unprotect = PyLong_AsVoidPtr(args[3]);
+    void *unprotect_rtcp = PyLong_AsVoidPtr(args[4]);
+    void *context = PyLong_AsVoidPtr(args[5]);
+    if (PyErr_Occurred()) return NULL;
+    if (fd < 0 || stamped < 0) {
+        PyErr_SetString(PyExc_ValueError, "bad receive argument");
+        return NULL;
+    }
+    Py_buffer buffer;
+    if (PyObject_GetBuffer(args[1], &buffer, PyBUF_WRITABLE) < 0) return NULL;
+    PyObject *result = NULL;
+    if (buffer.len < PACKET_LIMIT) {
+        PyErr_SetString(PyExc_ValueError, "receive buffer too small");
+        goto done;
+    }
+    struct sockaddr_storage address;
+    struct iovec io = {buffer.buf, (size_t)buffer.len};
+    union {
+        char space[CMSG_SPACE(sizeof(struct timespec))];
+        struct cmsghdr align;
+    } control;
+    struct msghdr message = {0};
+    message.msg_name = &address;
+    message.msg_namelen = sizeof(address);
+    message.msg_iov = &io;
+    message.msg_iovlen = 1;
+    if (stamped) {
+        message.msg_control = control.space;
+        message.msg_controllen = sizeof(control.space);
+    }
+    ssize_t size = recvmsg(fd, &message, 0);
+    if (size < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+            result = Py_NewRef(Py_None);
+        } else {
+            PyErr_SetFromErrno(PyExc_OSError);
+        }
+        goto done;
+    }
+    PyObject *arrival = NULL;
+    if (stamped) {
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(&message); c != NULL; c = CMSG_NXTHDR(&message, c)) {
+            if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SO_TIMESTAMPNS) {
+                struct timespec stamp;
+                memcpy(&stamp, CMSG_DATA(c), sizeof(stamp));
+                arrival = PyFloat_FromDouble((double)stamp.tv_sec + stamp.tv_nsec / 1e9);
+                if (arrival == NULL) goto done;
+            }
+        }
+    }
+    if (arrival == NULL) arrival = Py_NewRef(Py_None);
+    unsigned char *data = buffer.buf;
+    if (context != NULL && size > 0 && data[0] > 127 && data[0] < 192 && size <= PACKET_LIMIT) {
+        int rtcp = size > 1 && data[1] > 191 && data[1] < 209; /* (aiortc's is_rtcp) */
+        int length = (int)size;
+        int rc = ((protect_fn)(rtcp ? unprotect_rtcp : unprotect))(context, data, &length);
+        if (rc != 0) {
+            result = Py_BuildValue("(iOOn)", -rc, Py_None, arrival, (Py_ssize_t)size);
+        } else {
+            PyObject *plain = PyBytes_FromStringAndSize((const char *)data, length);
+            if (plain != NULL) {
+                result = Py_BuildValue("(iNOn)", rtcp ? 2 : 1, plain, arrival, (Py_ssize_t)size);
+            }
+        }
+    } else {
+        PyObject *sender = address_tuple(&address);
+        if (sender != NULL) {
+            result = Py_BuildValue("(inON)", 0, (Py_ssize_t)size, arrival, sender);
+        }
+    }
+    Py_DECREF(arrival);
+done:
+    PyBuffer_Release(&buffer);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"send_rtp", (PyCFunction)(void (*)(void))send_rtp, METH_FASTCALL,
      "Write, keep, SRTP-protect and send one RTP packet (see lens/media/_native.c)."},
+    {"receive", (PyCFunction)(void (*)(void))receive, METH_FASTCALL,
+     "Read one datagram, stamped, and unprotect it in place (see lens/media/_native.c)."},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_native", "The sidecar's per-packet send step in C.", -1, methods,
+    PyModuleDef_HEAD_INIT, "_native", "The sidecar's per-packet steps in C.", -1, methods,
 };
 
 PyMODINIT_FUNC PyInit__native(void) {

@@ -35,8 +35,15 @@ logger = logging.getLogger("lens.media")
 SOURCE = Path(__file__).with_name("_native.c")
 TARGET = Path(__file__).with_name("_native" + (sysconfig.get_config_var("EXT_SUFFIX") or ".so"))
 
-# srtp_protect in pylibsrtp's libsrtp, as an address the extension calls
-PROTECT = int(ffi.cast("uintptr_t", ffi.addressof(lib, "srtp_protect")))
+
+def _address(name: str) -> int:
+    return int(ffi.cast("uintptr_t", ffi.addressof(lib, name)))
+
+
+# libsrtp's calls in pylibsrtp's copy of it, as addresses the extension calls
+PROTECT = _address("srtp_protect")
+UNPROTECT = _address("srtp_unprotect")
+UNPROTECT_RTCP = _address("srtp_unprotect_rtcp")
 
 
 def enabled() -> bool:
@@ -93,4 +100,3 @@ def main(argv: list[str]) -> int:
         print("native send step:", "loaded" if module else "not used (the Python path)")
         return 0 if module else 1
     return 0 if build(force="--force" in argv) else 1
-

@@ -1399,6 +1399,7 @@ def read_directly(receiver_or_sender: RTCRtpReceiver | RTCRtpSender, stamp: bool
         if stamp and not transport.stamp_arrivals():
             continue
         transport.media = queue.put_received if queue is not None else None
+        transport.native_sink = queue  # (used with the native receive step only)
         switched += 1
     return switched
 
@@ -1478,35 +1479,71 @@ class InlineMediaQueue(asyncio.Queue):
     def _inline(self, buffer: PacketBuffer, size: int, arrival: float | None) -> None:
         """Decrypt the datagram in `buffer` in place and handle it now; what goes on (and
         may be kept: retransmission and snapshot history, aiortc's receivers) is bytes."""
-        if arrival is None:
-            now = time.monotonic()
-        else:
-            now = arrival
-            self.kernel_stamped += 1
+        now = self._arrived(size, arrival)
         dtls = self._dtls
         session = dtls._rx_srtp
         srtp = self._srtp
         if srtp is None or srtp.session is not session:
             srtp = self._srtp = FastSrtp(session)
-        self.last_arrival = now
-        self.inline += 1
-        dtls._RTCDtlsTransport__rx_bytes += size  # type: ignore[attr-defined]
-        dtls._RTCDtlsTransport__rx_packets += 1  # type: ignore[attr-defined]
         try:
             if size > 1 and 191 < buffer.data[1] < 209:  # RTCP (aiortc's is_rtcp)
                 size = srtp.unprotect_rtcp(buffer, size)
                 _drive(dtls._handle_rtcp_data(bytes(buffer.view[:size])))
             else:
                 size = srtp.unprotect(buffer, size)
-                data = bytes(buffer.view[:size])
-                lean = self.lean
-                if lean is None or not lean.handle(data, now):
-                    arrival_ms = aiortc_clock.current_ms()
-                    _drive(dtls._handle_rtp_data(data, arrival_time_ms=arrival_ms))
+                self._handle_rtp(bytes(buffer.view[:size]), now)
         except pylibsrtp.Error:
             pass  # what aiortc does with a packet it cannot decrypt
         except Exception:
             logger.exception("inline RTP/RTCP handling failed")
+
+    def native_context(self) -> int:
+        """For the native receive step (``udp.UdpTransport``): the address of the libsrtp
+        context that decrypts this leg's datagrams inline now, 0 when they are queued
+        (put_received's test)."""
+        dtls = self._dtls
+        session = dtls._rx_srtp
+        if INLINE and not self._queue and session is not None and dtls._state is _CONNECTED:  # type: ignore[attr-defined]
+            srtp = self._srtp
+            if srtp is None or srtp.session is not session:
+                srtp = self._srtp = FastSrtp(session)
+            return srtp.address
+        return 0
+
+    def put_plain(self, status: int, plain: bytes | None, arrival: float | None, size: int) -> None:
+        """A datagram of `size` bytes the native receive step decrypted with
+        :meth:`native_context`'s context: `plain` RTP (status 1) or RTCP (2), or refused by
+        libsrtp (status < 0: dropped, as aiortc does); handled as :meth:`_inline` does."""
+        now = self._arrived(size, arrival)
+        if status < 0:
+            return
+        try:
+            if status == 2:
+                _drive(self._dtls._handle_rtcp_data(plain))
+            else:
+                self._handle_rtp(plain, now)  # type: ignore[arg-type]
+        except Exception:
+            logger.exception("inline RTP/RTCP handling failed")
+
+    def _arrived(self, size: int, arrival: float | None) -> float:
+        """Count a datagram taken inline; its arrival time (the kernel's stamp, or now)."""
+        if arrival is None:
+            now = time.monotonic()
+        else:
+            now = arrival
+            self.kernel_stamped += 1
+        self.last_arrival = now
+        self.inline += 1
+        dtls = self._dtls
+        dtls._RTCDtlsTransport__rx_bytes += size  # type: ignore[attr-defined]
+        dtls._RTCDtlsTransport__rx_packets += 1  # type: ignore[attr-defined]
+        return now
+
+    def _handle_rtp(self, data: bytes, now: float) -> None:
+        lean = self.lean
+        if lean is None or not lean.handle(data, now):
+            arrival_ms = aiortc_clock.current_ms()
+            _drive(self._dtls._handle_rtp_data(data, arrival_time_ms=arrival_ms))
 
     def _get(self) -> Any:
         arrival, item = super()._get()

@@ -33,8 +33,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from lens.media import native
 from lens.media.srtp import PacketBuffer
 
+_UNPROTECT, _UNPROTECT_RTCP = native.UNPROTECT, native.UNPROTECT_RTCP
 SO_TIMESTAMPNS = 35  # Linux (asm-generic): the kernel stamps each datagram's arrival
 READ_BATCH = 16  # datagrams read per readiness event at most
 # a UDP payload is at most 65507 bytes (IPv4): the receive buffer never truncates one
@@ -45,6 +47,7 @@ _STAMP_SPACE = socket.CMSG_SPACE(_TIMESPEC.size)
 
 # (the reused receive buffer, the datagram's size, its kernel arrival time or None)
 MediaSink = Callable[[PacketBuffer, int, float | None], None]
+NATIVE = native.load()  # the native receive step, or None (lens.media.native)
 
 
 class UdpTransport(asyncio.DatagramTransport):
@@ -65,6 +68,9 @@ class UdpTransport(asyncio.DatagramTransport):
         # SRTP/SRTCP datagrams with their kernel arrival time (None: not stamped), or None:
         # every datagram goes to the protocol
         self.media: MediaSink | None = None
+        # with the native receive step: the leg's InlineMediaQueue, which says which libsrtp
+        # context decrypts now (native_context) and takes the plaintext (put_plain)
+        self.native_sink: Any = None
         self.datagrams_received = 0
         self.send_dropped = 0
         self._buffer = PacketBuffer(MAX_DATAGRAM)
@@ -83,6 +89,9 @@ class UdpTransport(asyncio.DatagramTransport):
         return True
 
     def _read_ready(self) -> None:
+        if self.native_sink is not None and NATIVE is not None:
+            self._read_native()
+            return
         sock, protocol, space = self._sock, self._protocol, self._ancillary_space
         buffer, into = self._buffer, self._into
         data, view = buffer.data, buffer.view
@@ -108,6 +117,36 @@ class UdpTransport(asyncio.DatagramTransport):
             else:
                 protocol.datagram_received(bytes(view[:size]), addr)
             if self._closing:  # the protocol closed us while handling the datagram
+                return
+
+    def _read_native(self) -> None:
+        """_read_ready's loop with the native receive step: each datagram read, stamped and
+        (SRTP/SRTCP while the leg decrypts inline) unprotected in one call."""
+        protocol, sink, fd = self._protocol, self.native_sink, self._fd
+        buffer = self._buffer
+        data, view = buffer.data, buffer.view
+        stamped = self._ancillary_space != 0
+        realtime_ahead = time.time() - time.monotonic() if stamped else 0.0
+        receive, context = NATIVE.receive, sink.native_context  # type: ignore[union-attr]
+        for _ in range(READ_BATCH):
+            try:
+                result = receive(fd, data, stamped, _UNPROTECT, _UNPROTECT_RTCP, context())
+            except OSError as exc:  # as _read_ready
+                protocol.error_received(exc)
+                return
+            if result is None:
+                return
+            self.datagrams_received += 1
+            status, value, arrival, extra = result
+            if arrival is not None:
+                arrival -= realtime_ahead
+            if status:  # decrypted (or refused by libsrtp) in place
+                sink.put_plain(status, value, arrival, extra)
+            elif value and 127 < data[0] < 192 and self.media is not None:
+                self.media(buffer, value, arrival)  # (not inline now: queued as bytes)
+            else:
+                protocol.datagram_received(bytes(view[:value]), extra)
+            if self._closing:
                 return
 
     def sendto(self, data: Any, addr: Any = None) -> None:

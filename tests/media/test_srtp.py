@@ -6,6 +6,7 @@ import asyncio
 import os
 import socket
 import struct
+import time
 import types
 from typing import Any
 
@@ -160,8 +161,30 @@ class Recorder:
         pass
 
 
-@pytest.mark.parametrize("loop_name", ["asyncio", "uvloop"])
-def test_what_the_handlers_keep_survives_the_next_datagram(loop_name: str) -> None:
+class Keeper(Recorder):
+    """aioice's StunProtocol's place: keeps the STUN/DTLS datagrams it is given."""
+
+    def __init__(self) -> None:
+        self.datagrams: list[tuple[bytes, Any]] = []
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.datagrams.append((data, addr))
+
+
+@pytest.mark.parametrize(
+    ("loop_name", "native_step", "stamped"),
+    [
+        ("asyncio", False, False),
+        ("uvloop", False, True),
+        ("asyncio", True, False),
+        ("uvloop", True, True),
+    ],
+)
+def test_what_the_handlers_keep_survives_the_next_datagram(
+    loop_name: str, native_step: bool, stamped: bool
+) -> None:
+    """The same datagrams, in the same order, to the same places, on either receive step
+    (native: read, stamped and unprotected in C; or Python's)."""
     key = os.urandom(30)
     phone = session(key, PROFILES[0][0], outbound=True)
     packets = [rtp(seq, 200 + seq) for seq in range(4)]
@@ -171,31 +194,79 @@ def test_what_the_handlers_keep_survives_the_next_datagram(loop_name: str) -> No
     tampered[-1] ^= 1
     datagrams.insert(3, bytes(tampered))
     datagrams.append(phone.protect_rtcp(rtcp()))
+    stun = b"\x00\x01\x00\x00" + bytes(16)  # (first byte 0-3: STUN, RFC 7983)
+    datagrams.insert(1, stun)
 
-    async def scenario() -> tuple[Lean, Any, Any]:
+    async def scenario() -> tuple[Lean, Any, Any, Keeper, Any]:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.bind(("127.0.0.1", 0))
         peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        transport = udp.UdpTransport(asyncio.get_running_loop(), sock, Recorder())
+        peer.bind(("127.0.0.1", 0))
+        protocol = Keeper()
+        transport = udp.UdpTransport(asyncio.get_running_loop(), sock, protocol)
+        if stamped:
+            assert transport.stamp_arrivals()
         dtls = connected_dtls(session(key, PROFILES[0][0], outbound=False))
         queue = passthrough.InlineMediaQueue(dtls)
         lean = queue.lean = Lean()  # type: ignore[assignment]
         transport.media = queue.put_received
+        if native_step:
+            assert udp.NATIVE is not None
+            transport.native_sink = queue
         for datagram in datagrams:
             peer.sendto(datagram, sock.getsockname())
         await wait_until(lambda: dtls.rtcp, 5)
         transport.close()
+        address = peer.getsockname()
         peer.close()
-        return lean, dtls, queue
+        return lean, dtls, queue, protocol, address
 
-    lean, dtls, queue = run(loop_name, scenario)
+    lean, dtls, queue, protocol, address = run(loop_name, scenario)
     # in order, the replay and the tampered one dropped, each its own bytes
     assert lean.packets == packets
     assert all(type(p) is bytes for p in lean.packets)
     assert dtls.rtcp == [rtcp()]
-    assert queue.inline == len(datagrams)
-    assert dtls._RTCDtlsTransport__rx_packets == len(datagrams)
-    assert dtls._RTCDtlsTransport__rx_bytes == sum(len(d) for d in datagrams)
+    assert protocol.datagrams == [(stun, address)]
+    media = [d for d in datagrams if d != stun]
+    assert queue.inline == len(media)
+    assert queue.kernel_stamped == (len(media) if stamped else 0)
+    assert dtls._RTCDtlsTransport__rx_packets == len(media)
+    assert dtls._RTCDtlsTransport__rx_bytes == sum(len(d) for d in media)
+
+
+def test_the_native_receive_step_leaves_datagrams_in_the_buffer_until_dtls_is_up() -> None:
+    """Before the leg decrypts inline (native_context 0), SRTP is queued as bytes with its
+    stamp, as on the Python step; and the native step gives IPv4 and IPv6 senders'
+    addresses as the socket module does."""
+    module = native.load()
+    buffer = PacketBuffer(udp.MAX_DATAGRAM)
+    for family, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+        if family == socket.AF_INET6 and not socket.has_ipv6:
+            continue
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        sock.bind((host, 0))
+        sock.setblocking(False)
+        sock.setsockopt(socket.SOL_SOCKET, udp.SO_TIMESTAMPNS, 1)
+        peer = socket.socket(family, socket.SOCK_DGRAM)
+        peer.bind((host, 0))
+        try:
+            assert module.receive(sock.fileno(), buffer.data, True, 0, 0, 0) is None  # nothing
+            peer.sendto(rtp(3), sock.getsockname())
+            result = None
+            while result is None:
+                result = module.receive(sock.fileno(), buffer.data, True, 0, 0, 0)
+            status, size, arrival, sender = result
+            assert (status, size, sender) == (0, len(rtp(3)), peer.getsockname())
+            assert bytes(buffer.view[:size]) == rtp(3)
+            assert abs(arrival - time.time()) < 5
+            with pytest.raises(ValueError, match="too small"):
+                module.receive(sock.fileno(), bytearray(100), False, 0, 0, 0)
+        finally:
+            sock.close()
+            peer.close()
+    dtls = connected_dtls(None)  # type: ignore[arg-type]
+    queue = passthrough.InlineMediaQueue(dtls)
+    assert queue.native_context() == 0
 
 
 def test_datagrams_that_come_as_bytes_take_the_same_path() -> None:
