@@ -5,7 +5,9 @@
  *   send it, in one call (passthrough.PacketSender.send_rtp's Python path);
  * - receive: read one datagram with its kernel arrival stamp and, when it is SRTP/SRTCP and
  *   the leg decrypts inline, unprotect it in place and hand back the plaintext
- *   (udp.UdpTransport._read_ready and passthrough.InlineMediaQueue._inline's Python path).
+ *   (udp.UdpTransport._read_ready and passthrough.InlineMediaQueue._inline's Python path);
+ * - parse_rtp: a decrypted RTP packet's header fields and one two-byte header extension's
+ *   value (transport-cc's sequence number) (passthrough.LeanReceive.handle's Python path).
  *
  * libsrtp is pylibsrtp's own copy: its srtp_protect and the leg's context (srtp_t) come in
  * as addresses read through pylibsrtp's cffi objects (lens/media/srtp.py), so the keys,
@@ -291,11 +293,108 @@ done:
     return result;
 }
 
+/* A two-byte header extension's value (transport-cc's sequence number) in the extension
+ * elements data[start:end] of `profile`, or -1 (passthrough._extension_value, the same
+ * rules). */
+static long extension_value(const unsigned char *data, Py_ssize_t start, Py_ssize_t end,
+                            unsigned int profile, long wanted) {
+    Py_ssize_t i = start;
+    if (profile == 0xBEDE) { /* one-byte elements */
+        while (i < end) {
+            unsigned char byte = data[i];
+            if (byte == 0) { /* padding */
+                i += 1;
+                continue;
+            }
+            long id = byte >> 4, length = (byte & 0x0F) + 1;
+            if (id == 15) return -1;
+            if (id == wanted) {
+                return length == 2 && i + 3 <= end ? (data[i + 1] << 8) | data[i + 2] : -1;
+            }
+            i += 1 + length;
+        }
+    } else if ((profile & 0xFFF0) == 0x1000) { /* two-byte elements */
+        while (i + 1 < end) {
+            long id = data[i];
+            if (id == 0) {
+                i += 1;
+                continue;
+            }
+            long length = data[i + 1];
+            if (id == wanted) {
+                return length == 2 && i + 4 <= end ? (data[i + 2] << 8) | data[i + 3] : -1;
+            }
+            i += 2 + length;
+        }
+    }
+    return -1;
+}
+
+/* parse_rtp(data, wanted) -> None | (seq, timestamp, ssrc, start, end, padding, value)
+ *
+ * An RTP packet of at least 12 bytes: its sequence number, timestamp and SSRC, where its
+ * payload starts and ends (past the CSRCs and the header extension; before the padding),
+ * its padding size and the value of the two-byte header extension element `wanted` (0: none
+ * asked), -1 if absent. None if it is malformed (the extension or the padding overruns it).
+ * (passthrough.LeanReceive.handle reads the payload type and marker itself, before.) */
+static PyObject *parse_rtp(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "parse_rtp takes 2 arguments");
+        return NULL;
+    }
+    long wanted = PyLong_AsLong(args[1]);
+    if (wanted == -1 && PyErr_Occurred()) return NULL;
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) return NULL;
+    const unsigned char *data = view.buf;
+    Py_ssize_t size = view.len;
+    PyObject *result = NULL;
+    if (size < 12) {
+        PyErr_SetString(PyExc_ValueError, "not an RTP packet: shorter than 12 bytes");
+        goto done;
+    }
+    unsigned char first = data[0];
+    Py_ssize_t pos = 12 + 4 * (first & 0x0F);
+    long value = -1;
+    if (first & 0x10) {
+        if (size < pos + 4) goto malformed;
+        unsigned int profile = (data[pos] << 8) | data[pos + 1];
+        Py_ssize_t words = (data[pos + 2] << 8) | data[pos + 3];
+        Py_ssize_t start = pos + 4;
+        pos = start + 4 * words;
+        if (wanted) {
+            /* (as Python's slicing-free reads: elements past the packet's end are not read) */
+            value = extension_value(data, start, pos < size ? pos : size, profile, wanted);
+        }
+    }
+    Py_ssize_t end = size, padding = 0;
+    if (first & 0x20) {
+        padding = data[size - 1];
+        end -= padding;
+    }
+    if (pos > end) goto malformed;
+    result = Py_BuildValue(
+        "(lkknnnl)", (long)((data[2] << 8) | data[3]),
+        (unsigned long)data[4] << 24 | (unsigned long)data[5] << 16 | (unsigned long)data[6] << 8 |
+            data[7],
+        (unsigned long)data[8] << 24 | (unsigned long)data[9] << 16 | (unsigned long)data[10] << 8 |
+            data[11],
+        pos, end, padding, value);
+    goto done;
+malformed:
+    result = Py_NewRef(Py_None);
+done:
+    PyBuffer_Release(&view);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"send_rtp", (PyCFunction)(void (*)(void))send_rtp, METH_FASTCALL,
      "Write, keep, SRTP-protect and send one RTP packet (see lens/media/_native.c)."},
     {"receive", (PyCFunction)(void (*)(void))receive, METH_FASTCALL,
      "Read one datagram, stamped, and unprotect it in place (see lens/media/_native.c)."},
+    {"parse_rtp", (PyCFunction)(void (*)(void))parse_rtp, METH_FASTCALL,
+     "An RTP packet's header fields and one header extension (see lens/media/_native.c)."},
     {NULL, NULL, 0, NULL},
 };
 

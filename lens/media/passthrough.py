@@ -1606,6 +1606,38 @@ def _extension_value(data: bytes, start: int, end: int, profile: int, wanted: in
     return None
 
 
+def _parse_rtp(data: bytes, wanted: int) -> tuple[int, int, int, int, int, int, int] | None:
+    """An RTP packet's (12 bytes at least) sequence number, timestamp, SSRC, where its
+    payload starts and ends, its padding size and the value of its two-byte header extension
+    element `wanted` (0: none asked; -1: absent); None if malformed. ``_native.parse_rtp``
+    is the same in C, used when built (:data:`parse_rtp`)."""
+    size = len(data)
+    first = data[0]
+    seq, timestamp, ssrc = _SEQ_TS_SSRC.unpack_from(data, 2)
+    pos = 12 + 4 * (first & 0x0F)
+    value = -1
+    if first & 0x10:
+        if size < pos + 4:
+            return None
+        profile, words = _EXTENSION_HEADER.unpack_from(data, pos)
+        start = pos + 4
+        pos = start + 4 * words
+        if wanted:
+            found = _extension_value(data, start, min(pos, size), profile, wanted)
+            value = -1 if found is None else found
+    end = size
+    padding = 0
+    if first & 0x20:
+        padding = data[-1]
+        end -= padding
+    if pos > end:
+        return None
+    return seq, timestamp, ssrc, pos, end, padding, value
+
+
+parse_rtp = NATIVE.parse_rtp if NATIVE is not None else _parse_rtp
+
+
 class LeanReceive:
     """Reads one leg's decrypted RTP packets and hands each to its diverted receiver's
     lean handler (``receiver.lens_lean``), routed by payload type as aiortc's RtpRouter
@@ -1623,35 +1655,22 @@ class LeanReceive:
 
     def handle(self, data: bytes, arrival: float) -> bool:
         """Handle one decrypted RTP packet; False: aiortc's path is to take it."""
-        size = len(data)
-        if size < 12:
+        if len(data) < 12:
             return False
-        first, second = data[0], data[1]
+        second = data[1]
         payload_type = second & 0x7F
         route = self._routes.get(payload_type, _NOT_LEARNT)
         if route is _NOT_LEARNT:
             route = self._learn(payload_type)
         if route is None:
             return self.unwrap is not None and self.unwrap(data, arrival)
-        seq, timestamp, ssrc = _SEQ_TS_SSRC.unpack_from(data, 2)
-        pos = 12 + 4 * (first & 0x0F)
-        if first & 0x10:
-            if size < pos + 4:
-                return True  # malformed: dropped, as aiortc does
-            profile, words = _EXTENSION_HEADER.unpack_from(data, pos)
-            start = pos + 4
-            pos = start + 4 * words
-            if self.on_transport_seq is not None and self._transport_cc_id:
-                sequence = _extension_value(data, start, pos, profile, self._transport_cc_id)
-                if sequence is not None:
-                    self.on_transport_seq(sequence, arrival)
-        end = size
-        padding = 0
-        if first & 0x20:
-            padding = data[-1]
-            end -= padding
-        if pos > end:
-            return True
+        on_transport_seq = self.on_transport_seq
+        fields = parse_rtp(data, self._transport_cc_id if on_transport_seq else 0)
+        if fields is None:
+            return True  # malformed: dropped, as aiortc does
+        seq, timestamp, ssrc, pos, end, padding, sequence = fields
+        if sequence >= 0:
+            on_transport_seq(sequence, arrival)  # type: ignore[misc]
         self.packets += 1
         handler, codec, _ = route
         handler(

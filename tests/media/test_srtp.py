@@ -14,6 +14,8 @@ import pylibsrtp
 import pytest
 from aioice.ice import StunProtocol
 from aiortc.rtcdtlstransport import State as DtlsState
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lens.media import native, passthrough, udp
 from lens.media.config import event_loop_factory
@@ -620,3 +622,66 @@ def test_a_libsrtp_failure_in_the_native_step_is_pylibsrtps_error() -> None:
 
     assert passthrough.NATIVE is not None
     run("uvloop", scenario)
+
+
+def rtp_packets() -> st.SearchStrategy[bytes]:
+    """RTP packets as a phone's (CSRCs, one- and two-byte header extensions, padding) and
+    broken ones (an extension or padding longer than the packet)."""
+
+    @st.composite
+    def build(draw: st.DrawFn) -> bytes:
+        csrcs = draw(st.integers(0, 3))
+        padding = draw(st.integers(0, 20))
+        one_byte = draw(st.booleans())
+        elements = b""
+        for _ in range(draw(st.integers(0, 4))):
+            ident = draw(st.integers(0 if not one_byte else 1, 15 if one_byte else 255))
+            value = draw(st.binary(min_size=1, max_size=4))
+            if one_byte:
+                elements += bytes(((ident << 4) | (len(value) - 1),)) + value
+            else:
+                elements += bytes((ident, len(value))) + value
+            elements += bytes(draw(st.integers(0, 2)))  # padding between elements
+        elements += bytes(-len(elements) % 4)
+        words = len(elements) // 4 + draw(st.sampled_from([0, 0, 0, 1, 50]))  # (overruns)
+        extension = b""
+        if draw(st.booleans()):
+            profile = 0xBEDE if one_byte else draw(st.sampled_from([0x1000, 0x100F, 0x1234]))
+            extension = struct.pack("!HH", profile, words) + elements
+        first = 0x80 | (0x10 if extension else 0) | (0x20 if padding else 0) | csrcs
+        header = struct.pack(
+            "!BBHII",
+            first,
+            draw(st.integers(0, 255)),
+            draw(st.integers(0, 0xFFFF)),
+            draw(st.integers(0, 0xFFFFFFFF)),
+            draw(st.integers(0, 0xFFFFFFFF)),
+        )
+        body = bytes(4 * csrcs) + extension + draw(st.binary(max_size=40))
+        tail = bytes(max(padding - 1, 0)) + (bytes((padding,)) if padding else b"")
+        return header + body + tail
+
+    return build()
+
+
+@settings(max_examples=400, deadline=None)
+@given(packet=rtp_packets(), wanted=st.integers(0, 15))
+def test_the_native_header_read_is_pythons(packet: bytes, wanted: int) -> None:
+    """``_native.parse_rtp`` (LeanReceive's, when built) gives what the Python does."""
+    module = native.load()
+    assert module is not None
+    assert module.parse_rtp(packet, wanted) == passthrough._parse_rtp(packet, wanted)
+    assert passthrough.parse_rtp is module.parse_rtp
+
+
+def test_the_header_read_finds_transport_cc_and_refuses_what_overruns() -> None:
+    for parse in (native.load().parse_rtp, passthrough._parse_rtp):
+        # MID "a" (id 1), transport-cc 0x1234 (id 5), padding
+        extension = struct.pack("!HH", 0xBEDE, 2) + bytes((0x10, 0x61, 0x51, 0x12, 0x34, 0, 0, 0))
+        packet = struct.pack("!BBHII", 0x90, 96, 7, 9000, 1234) + extension + b"\x00payload"
+        assert parse(packet, 5) == (7, 9000, 1234, 24, len(packet), 0, 0x1234)
+        assert packet[24:] == b"\x00payload"
+        assert parse(packet, 3) == (7, 9000, 1234, 24, len(packet), 0, -1)  # absent
+        assert parse(packet[:14], 5) is None  # the extension's header cut off
+        padded = b"\xb0" + packet[1:-1] + bytes((200,))  # (P set)
+        assert parse(padded, 5) is None  # padding longer than the packet
