@@ -24,7 +24,13 @@ from typing import Any
 
 from aiortc.utils import uint16_add, uint16_gt
 
+from lens.media import native
 from lens.media.relay import ForwardingStats, vp8_resolution
+
+# the native forward step (lens.media.native): a packet in a leg's steady state, rewritten,
+# sent and counted in one call; None (not built, LENS_MEDIA_NATIVE=0): the Python below
+_NATIVE = native.load()
+FORWARD = _NATIVE.forward if _NATIVE is not None else None
 
 VIDEO_CLOCK_RATE = 90000
 _RTP_HEADER = struct.Struct("!BBHII")
@@ -361,6 +367,8 @@ class VideoForwarder:
         if not packet.payload:
             self._forward_filler(packet)
             return
+        if FORWARD is not None and not rewriter.waiting and FORWARD(self, packet, False):
+            return  # (what follows, done natively; it declines what is not the steady state)
         seq, timestamp, payload, vp8 = rewriter.media(packet)
         if seq is None:
             if rewriter.waiting:
@@ -451,6 +459,8 @@ class AudioForwarder:
             sent = self._send(
                 out.payload_type, 0, out.sequence_number, out.timestamp, out.ssrc, b"", None, 1
             )
+        elif FORWARD is not None and not rewriter.waiting and FORWARD(self, packet, True):
+            return  # (as VideoForwarder.forward)
         else:
             seq, timestamp, payload, _ = rewriter.media(packet)
             if seq is None:

@@ -1142,6 +1142,29 @@ class PacketSender:
         return struct.pack("!HH", profile, len(value) // 4) + value
 
 
+if NATIVE is not None:
+    # what the native forward step (forwarder.FORWARD) needs to stand in for
+    # PacketSender.send_rtp: the function, aiortc's connected state and the names of the
+    # aiortc attributes send_rtp writes (kept here, with everything else of aiortc's)
+    NATIVE.configure(
+        PacketSender.send_rtp,
+        _CONNECTED,
+        time.monotonic,
+        pylibsrtp.Error,
+        pylibsrtp.ERRORS,
+        PROTECT,
+        float(NTP_UNIX_OFFSET),
+        {
+            "tx_bytes": "_RTCDtlsTransport__tx_bytes",
+            "tx_packets": "_RTCDtlsTransport__tx_packets",
+            "ntp_timestamp": "_RTCRtpSender__ntp_timestamp",
+            "rtp_timestamp": "_RTCRtpSender__rtp_timestamp",
+            "octet_count": "_RTCRtpSender__octet_count",
+            "packet_count": "_RTCRtpSender__packet_count",
+        },
+    )
+
+
 XR_INTERVAL = 1.0  # seconds between two XR receiver reference times on the phone's leg
 RTCP_SR, RTCP_RR, RTCP_XR = 200, 201, 207
 XR_RRTR, XR_DLRR = 4, 5  # RFC 3611 block types
