@@ -14,11 +14,11 @@ A phone's decrypted RTP datagrams (a VP8 clip packetized as Chrome does, and Opu
 through `LeanReceive.handle` → `LeanVideoReceiver`/`LeanAudioReceiver` (statistics, NACK
 bookkeeping) → the session's packet routes (snapshot history) → `VideoForwarder` /
 `AudioForwarder` → `LegRewriter` → `PacketSender.send` (SRTP-protect and a real `sendto`
-to a loopback socket nobody reads included), with the native send step
-(`lens.media.native`) and with the Python one, alternately. Real aiortc receivers, senders
-and a real SRTP session; only the ICE pair is faked. Prints CPU microseconds per packet
-(process time, best of the rounds): compare a branch with another on the same machine, in
-the same minute.
+to a loopback socket nobody reads included), with the native forward and send steps
+(`lens.media.native`) and with their Python twins, alternately. Real aiortc receivers,
+senders and a real SRTP session; only the ICE pair is faked. Prints CPU microseconds per
+packet (process time, best of the rounds): compare a branch with another on the same
+machine, in the same minute.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ from aiortc.rtp import HeaderExtensionsMap
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lens.media import passthrough  # noqa: E402
+from lens.media import forwarder, passthrough  # noqa: E402
 from lens.media.capture import VideoHistory  # noqa: E402
 from lens.media.forwarder import (  # noqa: E402
     AudioForwarder,
@@ -61,6 +61,7 @@ from lens.media.sessions import PUBLISHER, LensMediaSession  # noqa: E402
 from lens.media.testing import encode_opus_clip, encode_vp8_clip  # noqa: E402
 
 NATIVE = passthrough.NATIVE  # (None when LENS_MEDIA_NATIVE=0 or not built)
+FORWARD = forwarder.FORWARD
 
 VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
 OPUS = RTCRtpCodecParameters(mimeType="audio/opus", clockRate=48000, channels=2, payloadType=111)
@@ -217,9 +218,10 @@ def session_path() -> tuple[passthrough.LeanReceive, NoSocket]:
 
 
 def measure(datagrams: list[bytes], native: bool) -> float:
-    """CPU seconds to handle `datagrams` on a fresh session path, with the native send
-    step or the Python one."""
+    """CPU seconds to handle `datagrams` on a fresh session path, with the native forward
+    and send steps or their Python twins (the header read is native whenever built)."""
     passthrough.NATIVE = NATIVE if native else None
+    forwarder.FORWARD = FORWARD if native else None
     receive, wire = session_path()
     handle = receive.handle
     started = time.process_time()
@@ -272,11 +274,11 @@ def main() -> None:
             results[name].append(measure(datagrams, native) * 1e6 / len(datagrams))
     for name, rounds in results.items():
         print(
-            f"{name:6} send step: {len(datagrams)} datagrams, best {min(rounds):.2f} µs CPU per"
+            f"{name:6} steps: {len(datagrams)} datagrams, best {min(rounds):.2f} µs CPU per"
             " packet, rounds " + " ".join(f"{value:.2f}" for value in rounds)
         )
     if NATIVE is None:
-        print("(the native send step is not built: python only)")
+        print("(the native steps are not built: python only)")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import sys
 from aiohttp import web
 
 from lens.logs import configure_logging
+from lens.media import native, passthrough
 from lens.media.app import make_app
 from lens.media.config import event_loop_factory, load_config
 from lens.media.stalls import install_from_env
@@ -38,6 +39,12 @@ def main() -> None:
         return
     if config.gc_freeze:  # LENS_MEDIA_GC_FREEZE
         settle_heap()
+    if passthrough.NATIVE is None and native.enabled():
+        logging.getLogger("lens.media").warning(
+            "the native steps are not built (%s): the Python twins forward every packet, at "
+            "more CPU per session; bin/setup builds them",
+            native.TARGET.name,
+        )
     loop = event_loop_factory(config.event_loop)()  # LENS_MEDIA_LOOP
     asyncio.set_event_loop(loop)
     web.run_app(app, host=config.host, port=config.port, print=None, loop=loop)

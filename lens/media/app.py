@@ -273,6 +273,8 @@ async def healthz(request: web.Request) -> web.Response:
             "capacity": config.capacity,
             # the loop actually running (LENS_MEDIA_LOOP): uvloop's module is uvloop
             "event_loop": type(asyncio.get_running_loop()).__module__.split(".")[0],
+            # the native steps in use (lens/media/native.py), or their Python twins
+            "native": passthrough.NATIVE is not None,
         }
     )
 

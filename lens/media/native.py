@@ -1,15 +1,17 @@
-"""The sidecar's native send step (``_native.c``): built, found and switched here, in one place.
+"""The sidecar's native steps (``_native.c``): built, found and switched here, in one place.
 
-Every packet the sidecar forwards is written, kept for the technician's NACKs, SRTP-protected
-and sent: ``passthrough.PacketSender.send_rtp``. In Python that is a header packed with
-struct, a join, a cffi call into libsrtp and the socket module's ``sendto``, each a layer of
-interpreter work for one datagram. ``_native.send_rtp`` does the same in one C call, on
-libsrtp's own ``srtp_protect`` and the leg's context (pylibsrtp's, as ``srtp.FastSrtp``
-uses them) and the socket's descriptor. ``BENCHMARKS.md`` says what it saves.
+Every packet the sidecar forwards is read, decrypted, parsed, rewritten, written, kept for
+the technician's NACKs, SRTP-protected and sent. In Python each of those is a layer of
+interpreter work around a system call, a cffi call into libsrtp, struct or a join. The
+extension does them in one C call each (``receive``, ``parse_rtp``, ``forward``,
+``send_rtp``), on libsrtp's own functions and the legs' contexts (pylibsrtp's, as
+``srtp.FastSrtp`` uses them) and the sockets' descriptors. ``lens/media/README.md`` (9.)
+says where each stands in for its Python twin; ``BENCHMARKS.md`` what it saves.
 
-The Python path stays, used wherever the native one is not: the extension is not built
+The Python twins stay, used wherever the native steps are not: the extension is not built
 (no C compiler or Python headers), ``LENS_MEDIA_NATIVE=0`` (comparison runs, tests of the
-fallback), a transport without a descriptor (TURN), an address it does not parse.
+fallback), a transport without a descriptor (TURN), an address it does not parse, what
+``forward`` declines.
 
     python -c 'from lens.media.native import main; main([])'           # build it if the
         # source is newer than the built module (bin/setup does; "--force": build anyway)
@@ -19,7 +21,6 @@ fallback), a transport without a descriptor (TURN), an address it does not parse
 from __future__ import annotations
 
 import importlib
-import logging
 import os
 import shlex
 import subprocess
@@ -29,8 +30,6 @@ from pathlib import Path
 from types import ModuleType
 
 from pylibsrtp import ffi, lib
-
-logger = logging.getLogger("lens.media")
 
 SOURCE = Path(__file__).with_name("_native.c")
 TARGET = Path(__file__).with_name("_native" + (sysconfig.get_config_var("EXT_SUFFIX") or ".so"))
@@ -97,6 +96,6 @@ def build(force: bool = False) -> bool:
 def main(argv: list[str]) -> int:
     if "--check" in argv:
         module = load()
-        print("native send step:", "loaded" if module else "not used (the Python path)")
+        print("native steps:", "loaded" if module else "not used (the Python twins)")
         return 0 if module else 1
     return 0 if build(force="--force" in argv) else 1

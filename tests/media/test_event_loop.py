@@ -48,3 +48,10 @@ def test_the_sidecar_runs_on_uvloop_by_default(tmp_path):
 
 def test_lens_media_loop_asyncio_runs_it_on_asyncios_loop(tmp_path):
     assert healthz_of_a_sidecar(tmp_path, LENS_MEDIA_LOOP="asyncio")["event_loop"] == "asyncio"
+
+
+def test_the_sidecar_says_whether_it_runs_the_native_steps(tmp_path):
+    """bin/setup builds them: a sidecar started from this checkout uses them, and
+    LENS_MEDIA_NATIVE=0 switches them off (its /healthz tells an operator which)."""
+    assert healthz_of_a_sidecar(tmp_path)["native"] is True
+    assert healthz_of_a_sidecar(tmp_path, LENS_MEDIA_NATIVE="0")["native"] is False
