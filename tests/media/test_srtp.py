@@ -476,6 +476,37 @@ def mid_sender(dtls: Any) -> Any:
     )
 
 
+class UdpLeg:
+    """A connected leg's send side over a real UdpTransport (in a running loop), sending to
+    `peer`, a socket of the test's; `received()` drains it, `close()` closes both."""
+
+    def __init__(self, tx: pylibsrtp.Session, host: str = "127.0.0.1") -> None:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        sock.bind((host, 0))
+        self.peer = socket.socket(family, socket.SOCK_DGRAM)
+        self.peer.bind((host, 0))
+        self.peer.setblocking(False)
+        protocol = StunProtocol(None)  # type: ignore[arg-type]
+        self.transport = udp.UdpTransport(asyncio.get_running_loop(), sock, protocol)
+        pair = types.SimpleNamespace(protocol=protocol, remote_addr=self.peer.getsockname())
+        self.dtls = sending_dtls(tx, {1: pair})
+        self.dtls._state = DtlsState.CONNECTED
+
+    async def received(self, count: int) -> list[bytes]:
+        loop = asyncio.get_running_loop()
+        return [await loop.sock_recv(self.peer, 2048) for _ in range(count)]
+
+    def close(self) -> None:
+        self.transport.close()
+        self.peer.close()
+
+
+def decrypted(key: bytes, datagrams: list[bytes]) -> list[bytes]:
+    technician = session(key, PROFILES[0][0], outbound=False)
+    return [technician.unprotect(data) for data in datagrams]
+
+
 def send_over_udp(use_native: bool, host: str, monkeypatch: pytest.MonkeyPatch) -> dict:
     """Five packets (a marker, a playout delay, padding, a bytearray payload) sent by a
     PacketSender over a real UdpTransport, then one answered NACK: what the peer decrypts,
@@ -483,7 +514,6 @@ def send_over_udp(use_native: bool, host: str, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(passthrough, "NATIVE", native.load() if use_native else None)
     key = os.urandom(30)
     profile = PROFILES[0][0]
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     calls: list[int] = []
     if use_native:
         real = passthrough.NATIVE
@@ -499,18 +529,8 @@ def send_over_udp(use_native: bool, host: str, monkeypatch: pytest.MonkeyPatch) 
         )
 
     async def scenario() -> dict:
-        sock = socket.socket(family, socket.SOCK_DGRAM)
-        sock.bind((host, 0))
-        peer = socket.socket(family, socket.SOCK_DGRAM)
-        peer.bind((host, 0))
-        peer.setblocking(False)
-        protocol = StunProtocol(None)  # type: ignore[arg-type]
-        loop = asyncio.get_running_loop()
-        transport = udp.UdpTransport(loop, sock, protocol)
-        pair = types.SimpleNamespace(protocol=protocol, remote_addr=peer.getsockname())
-        dtls = sending_dtls(session(key, profile, outbound=True), {1: pair})
-        dtls._state = DtlsState.CONNECTED
-        sender = mid_sender(dtls)
+        leg = UdpLeg(session(key, profile, outbound=True), host)
+        sender = mid_sender(leg.dtls)
         out = passthrough.PacketSender(sender, playout_delay_id=6)  # type: ignore[arg-type]
         sent = [
             out.send_rtp(96, 1, 10, 3000, 1234, bytes(range(200))),
@@ -520,22 +540,20 @@ def send_over_udp(use_native: bool, host: str, monkeypatch: pytest.MonkeyPatch) 
             out.send_rtp(96, 0, 14, 9000, 1234, bytes(1200)),
         ]
         await out.retransmit(11)  # the technician's NACK, answered over RTX from the history
-        received = [await loop.sock_recv(peer, 2048) for _ in range(6)]
+        dtls = leg.dtls
         state = {
             "sent": sent,
-            "received": received,
+            "received": await leg.received(6),
             "history": [out._history[seq % passthrough.RTX_HISTORY] for seq in range(10, 15)],
             "tx": (dtls._RTCDtlsTransport__tx_packets, dtls._RTCDtlsTransport__tx_bytes),
             "sender": (sender._RTCRtpSender__packet_count, sender._RTCRtpSender__octet_count),
-            "dropped": transport.send_dropped,
+            "dropped": leg.transport.send_dropped,
         }
-        transport.close()
-        peer.close()
+        leg.close()
         return state
 
     state = run("uvloop", scenario)
-    technician = session(key, profile, outbound=False)
-    state["plain"] = [technician.unprotect(data) for data in state.pop("received")]
+    state["plain"] = decrypted(key, state.pop("received"))
     state["native_calls"] = calls
     return state
 
@@ -732,17 +750,8 @@ def forward_over_udp(use_native: bool, monkeypatch: pytest.MonkeyPatch) -> dict:
     step = [0]
 
     async def scenario() -> dict:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        sock.bind(("127.0.0.1", 0))
-        peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        peer.bind(("127.0.0.1", 0))
-        peer.setblocking(False)
-        protocol = StunProtocol(None)  # type: ignore[arg-type]
-        loop = asyncio.get_running_loop()
-        transport = udp.UdpTransport(loop, sock, protocol)
-        pair = types.SimpleNamespace(protocol=protocol, remote_addr=peer.getsockname())
-        dtls = sending_dtls(session(key, profile, outbound=True), {1: pair})
-        dtls._state = DtlsState.CONNECTED
+        leg = UdpLeg(session(key, profile, outbound=True))
+        dtls = leg.dtls
         video_sender, audio_sender = mid_sender(dtls), mid_sender(dtls)
         audio_sender._ssrc = 999
         video_out = passthrough.PacketSender(video_sender, playout_delay_id=6)  # type: ignore[arg-type]
@@ -786,11 +795,10 @@ def forward_over_udp(use_native: bool, monkeypatch: pytest.MonkeyPatch) -> dict:
                 audio.forward(sounds[i])
         # (a restart's timestamps follow the real clock's elapsed time: the existing tests
         # of hold and reconnect hold that path, Python's either way)
-        await asyncio.sleep(0)
         received = []
-        while True:
+        while True:  # (sent at once: what is not in the socket now was not sent)
             try:
-                received.append(peer.recv(2048))
+                received.append(leg.peer.recv(2048))
             except BlockingIOError:
                 break
         rewriter_state = {
@@ -811,13 +819,11 @@ def forward_over_udp(use_native: bool, monkeypatch: pytest.MonkeyPatch) -> dict:
             "keyframes": len(keyframes),
             "delays": sorted(video_out._with_delay),
         }
-        transport.close()
-        peer.close()
+        leg.close()
         return state
 
     state = run("uvloop", scenario)
-    technician = session(key, profile, outbound=False)
-    state["plain"] = [technician.unprotect(data) for data in state.pop("received")]
+    state["plain"] = decrypted(key, state.pop("received"))
     state["taken"] = taken
     return state
 
