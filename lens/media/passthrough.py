@@ -1021,9 +1021,9 @@ class PacketSender:
             and srtp is not None
             and srtp.session is dtls._tx_srtp
         )
-        native = path._native if direct and not padding_size else None
+        udp_transport = path._native if direct and not padding_size else None
         size = -2
-        if native is not None and native.native_fd >= 0:
+        if udp_transport is not None and udp_transport.native_fd >= 0:
             # the native send step (lens.media.native): written, kept for NACKs,
             # protected and sent in one call, as below; -2: the address is not one it
             # parses, the Python path sends
@@ -1031,7 +1031,7 @@ class PacketSender:
                 size = NATIVE.send_rtp(  # type: ignore[union-attr]
                     PROTECT,
                     srtp.address,  # type: ignore[union-attr]
-                    native.native_fd,
+                    udp_transport.native_fd,
                     path._addr,
                     (0x80 if marker else 0) | payload_type,
                     seq,
@@ -1045,10 +1045,10 @@ class PacketSender:
             except NATIVE.ProtectError as exc:  # type: ignore[union-attr]
                 raise pylibsrtp.Error(pylibsrtp.ERRORS[exc.args[0]]) from None
             except OSError as exc:  # as UdpTransport.sendto
-                native._protocol.error_received(exc)
+                udp_transport._protocol.error_received(exc)
                 size = 0
             if size == -1:  # the kernel could not take it now: dropped (UdpTransport's)
-                native.send_dropped += 1
+                udp_transport.send_dropped += 1
                 size = 0
             if size >= 0:
                 dtls._RTCDtlsTransport__tx_bytes += size  # type: ignore[attr-defined]
