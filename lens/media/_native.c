@@ -86,8 +86,9 @@ static int get_buffer(PyObject *obj, Py_buffer *view) {
 
 /* Write the RTP packet, keep (seq, bytes, header length) in history[slot], SRTP-protect a
  * copy and send it: 0 sent (*length: the datagram's size), 1 the kernel could not take it now
- * (dropped), -1 an exception is set (ValueError: too long; ProtectError(rc); OSError from
- * sendto, the packet being in the history then). */
+ * (dropped), 2 libsrtp refused it (*length: its error code; no exception set: the caller
+ * raises its own), -1 an exception is set (ValueError: too long; OSError from sendto, the
+ * packet being in the history then). */
 static int send_core(void *protect, void *context, int fd, struct sockaddr_storage *address,
                      socklen_t address_size, long marker_type, long seq, unsigned long timestamp,
                      unsigned long ssrc, const Py_buffer *extensions, const char *payload,
@@ -122,12 +123,8 @@ static int send_core(void *protect, void *context, int fd, struct sockaddr_stora
     *length = (int)size;
     int rc = ((protect_fn)protect)(context, send_buffer, length);
     if (rc != 0) {
-        PyObject *code = PyLong_FromLong(rc);
-        if (code != NULL) {
-            PyErr_SetObject(ProtectError, code);
-            Py_DECREF(code);
-        }
-        return -1;
+        *length = rc;
+        return 2;
     }
     ssize_t sent = sendto(fd, send_buffer, (size_t)*length, 0, (struct sockaddr *)address,
                           address_size);
@@ -190,6 +187,14 @@ static PyObject *send_rtp(PyObject *self, PyObject *const *args, Py_ssize_t narg
     PyBuffer_Release(&extensions);
     PyBuffer_Release(&payload);
     if (status < 0) return NULL;
+    if (status == 2) {
+        PyObject *code = PyLong_FromLong(length);
+        if (code != NULL) {
+            PyErr_SetObject(ProtectError, code);
+            Py_DECREF(code);
+        }
+        return NULL;
+    }
     return PyLong_FromLong(status == 1 ? -1 : length);
 }
 
@@ -796,20 +801,17 @@ static PyObject *forward(PyObject *self, PyObject *const *args, Py_ssize_t nargs
                            marker_type, out_seq, out_ts, (unsigned long)ssrc, &ext_view,
                            send_data, size, history, out_seq % history_size, &length);
     long sent_size = length;
-    if (status < 0) {
-        if (PyErr_ExceptionMatches(ProtectError)) { /* pylibsrtp's error, as from Python */
-            PyObject *type, *value, *trace;
-            PyErr_Fetch(&type, &value, &trace);
-            PyObject *message = value == NULL ? NULL : PyObject_GetItem(cfg.srtp_errors, value);
-            Py_XDECREF(type);
-            Py_XDECREF(value);
-            Py_XDECREF(trace);
-            if (message != NULL) {
-                PyErr_SetObject(cfg.srtp_error, message);
-                Py_DECREF(message);
-            }
-            FAIL;
+    if (status == 2) { /* libsrtp refused it: pylibsrtp's error, as from Python */
+        PyObject *code = PyLong_FromLong(length);
+        PyObject *message = code == NULL ? NULL : PyObject_GetItem(cfg.srtp_errors, code);
+        Py_XDECREF(code);
+        if (message != NULL) {
+            PyErr_SetObject(cfg.srtp_error, message);
+            Py_DECREF(message);
         }
+        FAIL;
+    }
+    if (status < 0) {
         if (!PyErr_ExceptionMatches(PyExc_OSError)) FAIL;
         PyObject *type, *value, *trace; /* as UdpTransport.sendto: to the protocol */
         PyErr_Fetch(&type, &value, &trace);

@@ -854,3 +854,37 @@ def test_the_native_forward_step_does_what_the_python_one_does(monkeypatch) -> N
     assert len(python["plain"]) == 10 + 6  # (video: not 100 nor 99; audio: all six)
     assert python["resolution"] == (320, 480)  # (the keyframe at 110: the native step's)
     assert 110 in with_native["taken"]
+
+
+@pytest.mark.parametrize("use_native", [True, False])
+def test_a_libsrtp_failure_in_the_forward_step_is_pylibsrtps_error(use_native, monkeypatch):
+    """The same for a forwarded packet: a packet of the phone's forwarded twice (a repeat),
+    on a session without allow_repeat_tx, raises pylibsrtp.Error out of forward() on the
+    native step as on the Python one; raised while another exception is being handled too
+    (where CPython may normalise the error the C sees)."""
+    monkeypatch.setattr(forwarder, "FORWARD", NATIVE_FORWARD if use_native else None)
+    policy = pylibsrtp.Policy(key=os.urandom(30), ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND)
+
+    async def scenario() -> None:
+        leg = UdpLeg(pylibsrtp.Session(policy))
+        out = passthrough.PacketSender(mid_sender(leg.dtls))  # type: ignore[arg-type]
+        video = forwarder.VideoForwarder(
+            forwarder.LegRewriter(1234, 96, "video/vp8"),
+            out.send_rtp,
+            lambda: None,
+            ForwardingStats(),
+            ready=out.ready,
+        )
+        video.forward(vp8(101, 12000, 41, True, True))  # (the stream starts: Python's)
+        video.forward(vp8(102, 12000, 41, False, True))
+        with pytest.raises(pylibsrtp.Error, match="replay"):
+            video.forward(vp8(102, 12000, 41, False, True))
+        try:
+            raise RuntimeError("being handled")
+        except RuntimeError:
+            with pytest.raises(pylibsrtp.Error, match="replay"):
+                video.forward(vp8(102, 12000, 41, False, True))
+        assert video.packets_forwarded == 2
+        leg.close()
+
+    run("uvloop", scenario)
