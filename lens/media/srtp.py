@@ -70,7 +70,7 @@ class FastSrtp:
     def __init__(self, session: pylibsrtp.Session) -> None:
         self.session = session  # (keeps the libsrtp context alive)
         self._context = session._srtp[0]
-        # the context's address, for the native send step (lens.media.native)
+        # the context's address, for the native steps (lens.media.native)
         self.address = int(ffi.cast("uintptr_t", self._context))
         self._length = ffi.new("int *")
         self._send = PacketBuffer(PACKET_LIMIT)
