@@ -492,6 +492,26 @@ def pytest_collection_modifyitems(items) -> None:
             item.add_marker(pytest.mark.flaky(reruns=2, reruns_delay=2))
 
 
+# what made a test run again, shown at the end of the run (the plugin prints only the name)
+RERUN_FAILURES: list[tuple[str, str]] = []
+RERUN_LINES = 25  # the last lines of each rerun's failure
+
+
+def pytest_runtest_logreport(report) -> None:
+    if report.outcome == "rerun":
+        RERUN_FAILURES.append((f"{report.nodeid} ({report.when})", report.longreprtext))
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if not RERUN_FAILURES:
+        return
+    terminalreporter.section("why tests were run again")
+    for nodeid, text in RERUN_FAILURES:
+        terminalreporter.write_line(nodeid)
+        for line in text.splitlines()[-RERUN_LINES:]:
+            terminalreporter.write_line("    " + line)
+
+
 class PageClient:
     """A page's one socket as the control tests use it: JSON in and out, pushes set aside.
 
