@@ -17,6 +17,14 @@ from tests.webserver import WebServer
 
 pytestmark = pytest.mark.browser
 
+# window.lensPanelSettled turns true once htmx has settled a response into #session-panel
+PANEL_SETTLED_WATCH = """() => {
+  window.lensPanelSettled = false;
+  document.addEventListener("htmx:afterSettle", (event) => {
+    if (event.target.id === "session-panel") window.lensPanelSettled = true;
+  });
+}"""
+
 
 def start_while_the_server_is_down(server: WebServer, name: str) -> None:
     """Another process (a second web process, say) starts the session meanwhile."""
@@ -64,8 +72,12 @@ def test_pages_reconnect_after_the_web_process_is_killed_and_restarted(browser, 
         expect(phone.get_by_role("heading", name="Session active")).to_be_visible(timeout=40_000)
         assert tech.evaluate("performance.getEntriesByType('navigation').length") == 1
 
-        # and the reconnected sockets carry the session's chat both ways
+        # and the reconnected sockets carry the session's chat both ways; the click loads
+        # the panel again, so the message is typed once it is in (typed into the panel it
+        # replaces, the text would be lost and Enter would send an empty field: nothing)
+        tech.evaluate(PANEL_SETTLED_WATCH)
         tech.get_by_role("cell", name="Jane Restart", exact=True).click()
+        tech.wait_for_function("window.lensPanelSettled === true")
         tech.get_by_role("textbox", name="Message").fill("Back again")
         tech.get_by_role("textbox", name="Message").press("Enter")
         expect(phone.locator(".chat-log")).to_contain_text("Back again")
